@@ -1,0 +1,34 @@
+"""Turns the library's progress callbacks into a rich progress bar.
+
+Library functions that take a while accept ``progress: Callable[[int, int, str], None]``
+called with (done, total, description); they never print. The CLI passes
+:func:`progress_bar`'s callback.
+"""
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+ProgressCallback = Callable[[int, int, str], None]
+
+console = Console(stderr=True)
+
+
+@contextmanager
+def progress_bar(label: str) -> Iterator[ProgressCallback]:
+    """Yield a callback that drives one rich progress bar titled ``label``."""
+    columns = (
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=console, transient=False) as bar:
+        task = bar.add_task(label, total=None)
+
+        def update(done: int, total: int, description: str = "") -> None:
+            bar.update(task, completed=done, total=total, description=description or label)
+
+        yield update

@@ -1,0 +1,65 @@
+"""One exception hierarchy for every failure a user can act on.
+
+Library code raises a subclass of :class:`BenchError` whose message says what failed,
+where (file, case or UID), what it got, what it expected, and what to do. The CLI turns
+any ``BenchError`` into that message and a non-zero exit code in one place; it never
+shows a traceback for them.
+"""
+
+
+class BenchError(Exception):
+    """Base class: a failure with a message written for the user."""
+
+    exit_code = 2
+
+
+class DataError(BenchError):
+    """A RICORD download (DICOM, annotations, clinical sheet) cannot be read as expected."""
+
+
+class DicomError(DataError):
+    """A DICOM file or series is unreadable, incomplete or geometrically inconsistent."""
+
+
+class AnnotationError(DataError):
+    """The MD.ai annotation export is malformed or refers to data that is not there."""
+
+
+class ClinicalSheetError(DataError):
+    """The clinical spreadsheet is missing, unreadable or lacks expected columns."""
+
+
+class ManifestError(DataError):
+    """A manifest file is missing, malformed or lacks a needed column."""
+
+
+class SplitError(BenchError):
+    """A pinned split cannot be made, read or verified."""
+
+
+class TaskSpecError(BenchError):
+    """A task.yaml is missing or invalid."""
+
+
+class PrepareError(BenchError):
+    """A split cannot be materialized into container inputs and a reference."""
+
+
+class SubmissionError(BenchError):
+    """A submission (directory, image tarball, submission.yaml) is malformed."""
+
+
+class RunnerError(BenchError):
+    """The container engine or process sandbox cannot run a submission at all."""
+
+
+class ScoringError(BenchError):
+    """Predictions cannot be scored against a reference (hash mismatch, bad run dir)."""
+
+
+class StoreError(BenchError):
+    """The results store is unreadable or a result cannot be written."""
+
+
+class LeaderboardError(BenchError):
+    """The static leaderboard cannot be built from the store."""

@@ -1,0 +1,49 @@
+"""Shared test configuration: markers that need a Docker engine or a browser.
+
+Tests marked ``docker`` or ``browser`` skip with a reason when the engine or chromium is
+absent, unless ``BENCH_REQUIRE_DOCKER=1`` / ``BENCH_REQUIRE_BROWSER=1`` is set (as CI
+does), in which case they fail: CI must never pass by skipping them.
+"""
+
+import os
+import shutil
+from functools import cache
+
+import pytest
+
+
+@cache
+def docker_engine_reason() -> str | None:
+    """None when a Docker engine answers, else why not."""
+    try:
+        import docker
+
+        client = docker.from_env(timeout=10)
+        client.ping()
+        client.close()
+    except Exception as error:  # any failure to reach the engine means "no engine"
+        return f"no Docker engine reachable ({type(error).__name__}: {error})"
+    return None
+
+
+def browser_reason() -> str | None:
+    """None when headless chromium is installed, else why not."""
+    if shutil.which("chromium") or shutil.which("chromium-browser"):
+        return None
+    return "chromium is not installed (apt-get install chromium)"
+
+
+def _require(marker: str, reason: str | None, env: str) -> None:
+    if reason is None:
+        return
+    if os.environ.get(env) == "1":
+        pytest.fail(f"{marker} test required by {env}=1 but {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture(autouse=True)
+def _needs_engine_or_browser(request):
+    if request.node.get_closest_marker("docker"):
+        _require("docker", docker_engine_reason(), "BENCH_REQUIRE_DOCKER")
+    if request.node.get_closest_marker("browser"):
+        _require("browser", browser_reason(), "BENCH_REQUIRE_BROWSER")
