@@ -1,0 +1,319 @@
+"""Task specifications: the model of ``tasks/<id>/task.yaml`` and its loader.
+
+A task declares everything that decides a score: which collections and labels form the
+target, the input and output contract a submission sees, the metrics and the primary one,
+the policies for missing predictions and empty masks, how entries are ranked, the bootstrap,
+the subgroups, and the run limits. The spec's sha256 goes into every receipt, so a score
+can always be traced back to the exact definition that produced it.
+"""
+
+import os
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from bench.errors import TaskSpecError
+from bench.io import sha256_json
+from bench.metrics.registry import METRICS
+
+COLLECTIONS = ("MIDRC-RICORD-1A", "MIDRC-RICORD-1B", "MIDRC-RICORD-1C")
+SPLITS = ("train", "validation", "test")
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SegmentationTarget(_Spec):
+    """Which polygon labels form the foreground, and how several readers are combined."""
+
+    labels: Annotated[list[str], Field(min_length=1)]
+    readers: Literal["union", "majority"] = "union"
+
+
+class Head(_Spec):
+    """One classification output: a manifest label column and its classes, in order.
+
+    The submission writes one probability column per class (named by the class); the
+    classes of all heads of a task must be distinct so that the columns are.
+    """
+
+    name: str
+    column: str
+    classes: Annotated[list[str], Field(min_length=2)]
+    positive: str | None = None
+    threshold: float = 0.5
+    ordinal: bool = False
+    metrics: Annotated[list[str], Field(min_length=1)]
+
+    @model_validator(mode="after")
+    def _check(self) -> "Head":
+        if len(set(self.classes)) != len(self.classes):
+            raise ValueError(f"head {self.name!r}: classes repeat: {self.classes}")
+        if len(self.classes) == 2 and self.positive not in self.classes:
+            raise ValueError(f"head {self.name!r}: a binary head needs 'positive', one of {self.classes}")
+        _check_metric_names(self.metrics, "classification", where=f"head {self.name!r}")
+        return self
+
+
+class EmptyMaskPolicy(_Spec):
+    """Values for cases whose reference or prediction mask is empty (see bench.metrics)."""
+
+    both_empty: Literal["perfect"] = "perfect"
+    one_empty_distance: Literal["diagonal"] | float = "diagonal"
+
+
+class Policies(_Spec):
+    """How cases without a usable prediction are scored; applied uniformly, printed on the board.
+
+    ``missing_prediction``: ``empty_mask`` scores a missing mask as an empty prediction (then
+    the empty-mask policy applies: Dice 0, distances the worst value); ``chance`` scores a
+    missing probability row as the uniform distribution; ``exclude`` leaves the case out of
+    the aggregate (counted and shown).
+    """
+
+    missing_prediction: Literal["empty_mask", "chance", "exclude"]
+    empty_mask: EmptyMaskPolicy = EmptyMaskPolicy()
+
+
+class SplitStrategy(_Spec):
+    """How a pinned split is drawn: patient-grouped, stratified, seeded, with target fractions."""
+
+    seed: int
+    group_by: str = "patient_id"
+    stratify: list[str]
+    fractions: dict[Literal["train", "validation", "test"], float]
+
+    @field_validator("fractions")
+    @classmethod
+    def _sums_to_one(cls, fractions: dict[str, float]) -> dict[str, float]:
+        if set(fractions) != set(SPLITS):
+            raise ValueError(f"fractions needs exactly {list(SPLITS)}, got {sorted(fractions)}")
+        if any(value < 0 for value in fractions.values()) or abs(sum(fractions.values()) - 1) > 1e-9:
+            raise ValueError(f"fractions must be non-negative and sum to 1, got {fractions}")
+        return fractions
+
+
+class Ranking(_Spec):
+    """Ranking scheme (see bench.ranking) and its significance level."""
+
+    method: Literal["aggregate-then-rank", "rank-then-aggregate", "test-then-rank"] = "aggregate-then-rank"
+    aggregate: Literal["mean", "median"] = "mean"
+    alpha: float = Field(0.05, gt=0, lt=1)
+
+
+class Bootstrap(_Spec):
+    """Percentile bootstrap over cases, or over patients when ``cluster`` names a column."""
+
+    resamples: int = Field(2000, ge=100)
+    seed: int
+    confidence: float = Field(0.95, gt=0, lt=1)
+    cluster: str | None = "patient_id"
+    stratify: bool = True
+
+
+class Subgroups(_Spec):
+    """Subgroup analyses: manifest attributes, age band edges in years, minimum group size."""
+
+    attributes: list[Literal["site", "sex", "age_band"]] = ["site", "sex", "age_band"]
+    age_band_edges: list[float] = [18, 40, 60, 80]
+    min_size: int = Field(5, ge=1)
+
+
+class Limits(_Spec):
+    """Run limits a submission gets, by default; ``bench run`` may override them."""
+
+    timeout_s: int = Field(gt=0)
+    memory: str = "8g"
+    cpus: float = Field(2, gt=0)
+    gpus: int = Field(0, ge=0)
+    pids: int = Field(256, ge=16)
+    tmpfs_mb: int = Field(1024, ge=1)
+    output_mb: int = Field(2048, ge=1)
+
+    @field_validator("memory")
+    @classmethod
+    def _memory_size(cls, memory: str) -> str:
+        parse_memory_bytes(memory)
+        return memory
+
+
+class LeaderboardOptions(_Spec):
+    """What the public board shows: per-case scores are hidden for the listed splits."""
+
+    hide_per_case_for: list[Literal["train", "validation", "test"]] = ["test"]
+
+
+class TaskSpec(_Spec):
+    """A benchmark task as declared in ``tasks/<id>/task.yaml``."""
+
+    id: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]*$")]
+    title: str
+    description: str
+    version: int = 1
+    kind: Literal["segmentation", "classification"]
+    collections: Annotated[list[Literal[COLLECTIONS]], Field(min_length=1)]  # type: ignore[valid-type]
+    modality: Literal["CT", "CXR"]
+    target: SegmentationTarget | None = None
+    heads: list[Head] = []
+    metrics: list[str] = []
+    metric_options: dict[str, float] = {}
+    primary_metric: str
+    policies: Policies
+    split: SplitStrategy
+    ranking: Ranking = Ranking()
+    bootstrap: Bootstrap
+    subgroups: Subgroups = Subgroups()
+    limits: Limits
+    leaderboard: LeaderboardOptions = LeaderboardOptions()
+
+    @model_validator(mode="after")
+    def _check_kind(self) -> "TaskSpec":
+        if self.kind == "segmentation":
+            if self.target is None or self.heads:
+                raise ValueError("a segmentation task needs 'target' and no 'heads'")
+            _check_metric_names(self.metrics, "segmentation", where="metrics")
+            if self.policies.missing_prediction == "chance":
+                raise ValueError("missing_prediction 'chance' applies to classification only")
+        else:
+            if not self.heads or self.target is not None or self.metrics:
+                raise ValueError("a classification task needs 'heads' (with their metrics), "
+                                 "no 'target' and no top-level 'metrics'")
+            if self.policies.missing_prediction == "empty_mask":
+                raise ValueError("missing_prediction 'empty_mask' applies to segmentation only")
+            classes = [c for head in self.heads for c in head.classes]
+            if len(set(classes)) != len(classes) or "case_id" in classes:
+                raise ValueError(f"class names must be distinct across heads and not 'case_id': {classes}")
+        if self.primary_metric not in self.metric_keys:
+            raise ValueError(f"primary_metric {self.primary_metric!r} is not one of the task's "
+                             f"metrics {self.metric_keys}")
+        if METRICS[self.primary_metric.split(".")[-1]].direction is None:
+            raise ValueError(f"primary_metric {self.primary_metric!r} has no direction; it cannot rank")
+        return self
+
+    @property
+    def metric_keys(self) -> list[str]:
+        """Metric keys as they appear in scores: ``dice`` or ``<head>.<metric>``."""
+        if self.kind == "segmentation":
+            return list(self.metrics)
+        return [f"{head.name}.{metric}" for head in self.heads for metric in head.metrics]
+
+    @property
+    def primary_key(self) -> str:
+        return self.primary_metric
+
+    @property
+    def primary_direction(self) -> str:
+        """``higher`` or ``lower``: which way the primary metric is better."""
+        return METRICS[self.primary_metric.split(".")[-1]].direction
+
+    @property
+    def output_columns(self) -> list[str]:
+        """Columns of ``predictions.csv`` for classification tasks: case_id, then every class."""
+        return ["case_id"] + [c for head in self.heads for c in head.classes]
+
+    @property
+    def label_columns(self) -> list[str]:
+        """Manifest columns holding the reference labels."""
+        return [head.column for head in self.heads]
+
+    @cached_property
+    def sha256(self) -> str:
+        """sha256 of the canonical JSON of the whole spec: what receipts cite."""
+        return sha256_json(self.model_dump(mode="json"))
+
+    def public_dict(self) -> dict:
+        """The part a submission may see (``/input/task.json``): contract and limits, no labels."""
+        public = {
+            "schema_version": 1,
+            "id": self.id,
+            "title": self.title,
+            "description": self.description,
+            "version": self.version,
+            "kind": self.kind,
+            "modality": self.modality,
+            "limits": self.limits.model_dump(mode="json"),
+            "task_sha256": self.sha256,
+        }
+        if self.kind == "segmentation":
+            public["output"] = {"masks": "masks/<case_id>.nii.gz",
+                                "dtype": "uint8 0/1 on the input image grid",
+                                "target_labels": list(self.target.labels)}
+        else:
+            public["output"] = {"predictions": "predictions.csv", "columns": self.output_columns,
+                                "heads": [{"name": h.name, "classes": list(h.classes)} for h in self.heads],
+                                "rule": "each head's probabilities are in [0, 1] and sum to 1 (tolerance 1e-3)"}
+        return public
+
+
+def _check_metric_names(names: list[str], kind: str, *, where: str) -> None:
+    if not names:
+        raise ValueError(f"{where}: at least one metric is needed")
+    unknown = [name for name in names if name not in METRICS]
+    wrong_kind = [name for name in names if name in METRICS and METRICS[name].kind != kind]
+    if unknown:
+        known = sorted(name for name, info in METRICS.items() if info.kind == kind)
+        raise ValueError(f"{where}: unknown metric(s) {unknown}; known {kind} metrics: {known}")
+    if wrong_kind:
+        raise ValueError(f"{where}: {wrong_kind} are not {kind} metrics")
+
+
+def parse_memory_bytes(memory: str) -> int:
+    """Bytes in a Docker-style size such as ``512m`` or ``8g``; ValueError for anything else."""
+    units = {"k": 1024, "m": 1024**2, "g": 1024**3}
+    text = str(memory).strip().lower()
+    number, unit = (text[:-1], text[-1]) if text[-1:] in units else (text, "")
+    if not number.isdigit() or int(number) == 0:
+        raise ValueError(f"memory must look like '512m' or '8g', got {memory!r}")
+    return int(number) * units.get(unit, 1)
+
+
+def tasks_dir() -> Path:
+    """The ``tasks/`` folder: ``$BENCH_TASKS_DIR``, else the one beside the ``bench`` package."""
+    if os.environ.get("BENCH_TASKS_DIR"):
+        return Path(os.environ["BENCH_TASKS_DIR"])
+    return Path(__file__).resolve().parent.parent / "tasks"
+
+
+def list_tasks(directory: Path | None = None) -> list[str]:
+    """Ids of every task with a ``task.yaml``, sorted."""
+    root = directory or tasks_dir()
+    return sorted(path.parent.name for path in root.glob("*/task.yaml"))
+
+
+def load_task(task: str | os.PathLike, *, directory: Path | None = None) -> TaskSpec:
+    """Load and validate a task by id (``tasks/<id>/task.yaml``) or by the path of a task.yaml.
+
+    Raises :class:`TaskSpecError` listing every invalid field with its location.
+    """
+    path = Path(task)
+    if not path.suffix:
+        path = (directory or tasks_dir()) / str(task) / "task.yaml"
+    if not path.is_file():
+        known = ", ".join(list_tasks(directory)) or "none"
+        raise TaskSpecError(f"task {str(task)!r}: no task.yaml at {path}. Known tasks: {known}.")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as error:
+        raise TaskSpecError(f"{path}: not valid YAML: {error}") from error
+    if not isinstance(raw, dict):
+        raise TaskSpecError(f"{path}: expected a mapping of task fields, got {type(raw).__name__}")
+    try:
+        spec = TaskSpec.model_validate(raw)
+    except ValidationError as error:
+        raise TaskSpecError(_describe(path, error)) from error
+    if path.parent.name != spec.id and path.name == "task.yaml" and path.parent.parent == (directory or tasks_dir()):
+        raise TaskSpecError(f"{path}: id {spec.id!r} does not match its folder {path.parent.name!r}")
+    return spec
+
+
+def _describe(path: Path, error: ValidationError) -> str:
+    lines = [f"{path}: {error.error_count()} invalid field(s):"]
+    for item in error.errors():
+        where = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        lines.append(f"  - {where}: {item['msg']}")
+    lines.append("Fix the fields above; see tasks/README.md for every field.")
+    return "\n".join(lines)
