@@ -1,0 +1,187 @@
+"""Surfaces of binary masks and the distances between them, computed once per case.
+
+Why a module of its own: every distance metric (HD, HD95, ASSD, MASD, NSD) is a cheap
+statistic of two arrays of directed distances; the expensive part is finding the surfaces
+and the nearest-neighbour distances, which :func:`surface_distances` does once.
+
+Definitions (the ones medpy, MONAI and MetricsReloaded use):
+
+- Surface :math:`S(X) = X \\oplus \\operatorname{erode}(X)` with the face-connected structuring
+  element (6-neighbourhood in 3D, 4 in 2D) and background beyond the array, so foreground
+  voxels on the array border are surface voxels.
+- Distances are between surface voxel centres, in mm, with ``spacing_mm`` in array-axis order
+  (a SimpleITK array is (z, y, x) while ``GetSpacing()`` is (x, y, z)).
+- :math:`D_{PR}` holds, for every surface voxel of P, the distance to the nearest surface voxel
+  of R; :math:`D_{RP}` the other way round.
+
+Speed: each mask is cropped to its own tight bounding box (exact: outside it there is only
+background, which is what the erosion assumes beyond the array too), surfaces come from six
+shifted ANDs, and distances from a KD-tree over the surface voxel coordinates in mm. The KD-tree
+costs O(surface log surface) regardless of how far apart the masks are; an exact Euclidean
+distance transform on the union bounding box (``method="edt"``) is kept as the cross-check
+and benchmarked against it (``python -m benchmarks.bench_metrics``): on a 512x512x200 CT pair
+the KD-tree is faster on compact and on far-apart masks alike.
+"""
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+from scipy import ndimage
+from scipy.spatial import cKDTree
+
+Box = tuple[slice, ...]
+
+
+def bounding_box(mask: np.ndarray) -> Box | None:
+    """Tight bounding box of the foreground of a boolean array, or None when it is empty.
+
+    Narrows one axis at a time so that only the first reduction touches the whole array.
+    """
+    box: list[slice] = []
+    view = mask
+    for axis in range(mask.ndim):
+        moved = np.moveaxis(view, axis, 0)
+        profile = moved.reshape(moved.shape[0], -1).any(axis=1) if axis == 0 else \
+            moved.any(axis=tuple(range(1, moved.ndim)))
+        hits = np.flatnonzero(profile)
+        if hits.size == 0:
+            return None
+        box.append(slice(int(hits[0]), int(hits[-1]) + 1))
+        view = mask[tuple(box) + (slice(None),) * (mask.ndim - axis - 1)]
+    return tuple(box)
+
+
+def union_box(a: Box | None, b: Box | None) -> Box | None:
+    """Smallest box containing both boxes (None counts as empty)."""
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return tuple(slice(min(x.start, y.start), max(x.stop, y.stop)) for x, y in zip(a, b, strict=True))
+
+
+def intersect_box(a: Box | None, b: Box | None) -> Box | None:
+    """Overlap of two boxes, or None when they do not overlap."""
+    if a is None or b is None:
+        return None
+    box = tuple(slice(max(x.start, y.start), min(x.stop, y.stop)) for x, y in zip(a, b, strict=True))
+    return None if any(s.start >= s.stop for s in box) else box
+
+
+def relative_box(inner: Box, outer: Box) -> Box:
+    """``inner`` expressed in the coordinates of the crop ``outer``."""
+    return tuple(slice(i.start - o.start, i.stop - o.start) for i, o in zip(inner, outer, strict=True))
+
+
+def surface_of(mask: np.ndarray) -> np.ndarray:
+    """Surface voxels: ``mask XOR erode(mask)``, face-connected, background beyond the array.
+
+    Equal to ``mask ^ scipy.ndimage.binary_erosion(mask, generate_binary_structure(ndim, 1))``
+    but computed with 2*ndim shifted ANDs, which is several times faster.
+    """
+    interior = mask.copy()
+    for axis in range(mask.ndim):
+        lower = [slice(None)] * mask.ndim
+        upper = [slice(None)] * mask.ndim
+        lower[axis] = slice(None, -1)
+        upper[axis] = slice(1, None)
+        interior[tuple(upper)] &= mask[tuple(lower)]
+        interior[tuple(lower)] &= mask[tuple(upper)]
+        edge = [slice(None)] * mask.ndim
+        edge[axis] = 0
+        interior[tuple(edge)] = False
+        edge[axis] = -1
+        interior[tuple(edge)] = False
+    return mask & ~interior
+
+
+def surface_voxels(mask: np.ndarray, box: Box) -> np.ndarray:
+    """Integer (n, ndim) coordinates, in the full array, of the surface voxels of ``mask[box]``."""
+    coords = np.argwhere(surface_of(mask[box]))
+    coords += np.array([s.start for s in box], dtype=coords.dtype)
+    return coords
+
+
+@dataclass(frozen=True)
+class SurfaceDistances:
+    """Directed surface distances of one case, in mm.
+
+    Attributes
+    ----------
+    pred_to_ref_mm : numpy.ndarray
+        :math:`D_{PR}`, shape (n_surface_pred,): for each surface voxel of the prediction, the
+        distance to the nearest surface voxel of the reference.
+    ref_to_pred_mm : numpy.ndarray
+        :math:`D_{RP}`, shape (n_surface_ref,).
+    """
+
+    pred_to_ref_mm: np.ndarray
+    ref_to_pred_mm: np.ndarray
+
+
+def _nearest_kdtree(points: np.ndarray, targets: np.ndarray, spacing: np.ndarray) -> np.ndarray:
+    """Distance from each point to its nearest target (integer voxel coordinates), in mm.
+
+    The KD-tree finds the nearest target in mm coordinates; the distance is then recomputed
+    from the integer index difference as ``sqrt(sum((delta * spacing)**2))``, the same
+    arithmetic as scipy's distance transform, so both methods agree to the last bit.
+    """
+    tree = cKDTree(targets * spacing)
+    _, nearest = tree.query(points * spacing, k=1)
+    delta = (points - targets[nearest]) * spacing
+    return np.sqrt(np.add.reduce(delta * delta, axis=1))
+
+
+def _nearest_edt(points: np.ndarray, target_surface: np.ndarray, box: Box, spacing: np.ndarray
+                 ) -> np.ndarray:
+    """Distance from each point to the nearest True voxel of ``target_surface`` (crop ``box``)."""
+    field = ndimage.distance_transform_edt(~target_surface, sampling=spacing)
+    local = points - np.array([s.start for s in box])
+    return field[tuple(local.T)]
+
+
+def surface_distances(pred: np.ndarray, ref: np.ndarray, *, spacing_mm, method: Literal["kdtree", "edt"]
+                      = "kdtree") -> SurfaceDistances:
+    """Directed distances between the surfaces of two non-empty boolean masks, in mm.
+
+    Parameters
+    ----------
+    pred, ref : numpy.ndarray of bool
+        Same shape, each with at least one foreground voxel.
+    spacing_mm : sequence of float
+        Voxel spacing in array-axis order.
+    method : {"kdtree", "edt"}
+        Nearest-neighbour search over surface voxels (default, fastest measured) or a
+        Euclidean distance transform on the union bounding box (the cross-check).
+
+    Returns
+    -------
+    SurfaceDistances
+    """
+    spacing = np.asarray(spacing_mm, dtype=np.float64)
+    box_p, box_r = bounding_box(pred), bounding_box(ref)
+    if box_p is None or box_r is None:
+        raise ValueError("surface_distances needs two non-empty masks; empty masks follow EmptyMaskPolicy")
+    return distances_between(pred, box_p, ref, box_r, spacing, method=method)
+
+
+def distances_between(pred: np.ndarray, box_p: Box, ref: np.ndarray, box_r: Box, spacing: np.ndarray, *,
+                      method: Literal["kdtree", "edt"] = "kdtree") -> SurfaceDistances:
+    """:func:`surface_distances` for callers that already hold the tight bounding boxes."""
+    points_p = surface_voxels(pred, box_p)
+    points_r = surface_voxels(ref, box_r)
+    if method == "kdtree":
+        return SurfaceDistances(_nearest_kdtree(points_p, points_r, spacing),
+                                _nearest_kdtree(points_r, points_p, spacing))
+    if method != "edt":
+        raise ValueError(f"method must be 'kdtree' or 'edt', got {method!r}")
+    box = union_box(box_p, box_r)
+    origin = np.array([s.start for s in box])
+    shape = tuple(s.stop - s.start for s in box)
+    surf_p = np.zeros(shape, dtype=bool)
+    surf_r = np.zeros(shape, dtype=bool)
+    surf_p[tuple((points_p - origin).T)] = True
+    surf_r[tuple((points_r - origin).T)] = True
+    return SurfaceDistances(_nearest_edt(points_p, surf_r, box, spacing),
+                            _nearest_edt(points_r, surf_p, box, spacing))
