@@ -50,7 +50,9 @@ from bench.metrics.surface import (
     distances_between,
     intersect_box,
     relative_box,
+    split_box,
     surface_of,
+    surface_voxels,
 )
 
 PERCENTILE = 95.0
@@ -194,23 +196,51 @@ def _harmonic(a: float, b: float) -> float:
     return 2.0 * a * b / (a + b) if a + b > 0 else 0.0
 
 
-def _lesions(mask: np.ndarray, box: Box | None) -> tuple[np.ndarray | None, int]:
-    """Connected components (full connectivity) of ``mask[box]``: label array and count."""
+@dataclass(frozen=True)
+class _Parts:
+    """A mask split into separated tight boxes, with its lesion labels per box."""
+
+    boxes: list[Box]
+    labels: list[np.ndarray]
+    first_label: list[int]
+    n_voxels: int
+    n_lesions: int
+
+
+def _parts(mask: np.ndarray) -> _Parts:
+    """Split ``mask`` (:func:`split_box`) and label its lesions with full connectivity."""
+    box = bounding_box(mask)
     if box is None:
-        return None, 0
+        return _Parts([], [], [], 0, 0)
+    boxes = split_box(mask, box)
     structure = np.ones((3,) * mask.ndim, dtype=bool)
-    labels, count = ndimage.label(mask[box], structure=structure)
-    return labels, int(count)
+    labels, first, total, voxels = [], [], 0, 0
+    for part in boxes:
+        lab, count = ndimage.label(mask[part], structure=structure)
+        labels.append(lab)
+        first.append(total)
+        total += int(count)
+        voxels += int(np.count_nonzero(lab))
+    return _Parts(boxes, labels, first, voxels, total)
 
 
-def _matched_lesions(labels_p, box_p, labels_r, box_r, overlap: Box | None) -> tuple[int, int]:
-    """(predicted lesions overlapping a reference lesion, reference lesions overlapped)."""
-    if overlap is None:
-        return 0, 0
-    lp = labels_p[relative_box(overlap, box_p)]
-    lr = labels_r[relative_box(overlap, box_r)]
-    both = (lp > 0) & (lr > 0)
-    return int(np.unique(lp[both]).size), int(np.unique(lr[both]).size)
+def _overlap(pred: _Parts, ref: _Parts) -> tuple[int, int, int]:
+    """(TP voxels, predicted lesions overlapping a reference lesion, reference lesions overlapped)."""
+    tp, matched_p, detected_r = 0, [], []
+    for box_p, lab_p, first_p in zip(pred.boxes, pred.labels, pred.first_label, strict=True):
+        for box_r, lab_r, first_r in zip(ref.boxes, ref.labels, ref.first_label, strict=True):
+            both_box = intersect_box(box_p, box_r)
+            if both_box is None:
+                continue
+            lp = lab_p[relative_box(both_box, box_p)]
+            lr = lab_r[relative_box(both_box, box_r)]
+            both = (lp > 0) & (lr > 0)
+            tp += int(np.count_nonzero(both))
+            matched_p.append(lp[both] + first_p)
+            detected_r.append(lr[both] + first_r)
+    if not matched_p:
+        return 0, 0, 0
+    return tp, int(np.unique(np.concatenate(matched_p)).size), int(np.unique(np.concatenate(detected_r)).size)
 
 
 def score_case(pred, ref, *, spacing_mm, tolerance_mm: float = 1.0,
@@ -240,25 +270,21 @@ def score_case(pred, ref, *, spacing_mm, tolerance_mm: float = 1.0,
         Shapes differ, not 2D/3D, bad spacing or tolerance (a ValueError too).
     """
     pred, ref, spacing = _check_inputs(pred, ref, spacing_mm, tolerance_mm, policy)
-    box_p, box_r = bounding_box(pred), bounding_box(ref)
-    n_pred = int(np.count_nonzero(pred[box_p])) if box_p else 0
-    n_ref = int(np.count_nonzero(ref[box_r])) if box_r else 0
-    overlap = intersect_box(box_p, box_r)
-    tp = int(np.count_nonzero(pred[overlap] & ref[overlap])) if overlap else 0
+    parts_p, parts_r = _parts(pred), _parts(ref)
+    n_pred, n_ref = parts_p.n_voxels, parts_r.n_voxels
+    n_lesions_p, n_lesions_r = parts_p.n_lesions, parts_r.n_lesions
+    tp, matched_p, detected_r = _overlap(parts_p, parts_r)
     voxel_ml = float(np.prod(spacing)) / 1000.0
-    labels_p, n_lesions_p = _lesions(pred, box_p)
-    labels_r, n_lesions_r = _lesions(ref, box_r)
-    matched_p, detected_r = _matched_lesions(labels_p, box_p, labels_r, box_r, overlap)
     common = dict(
         volume_pred_ml=n_pred * voxel_ml, volume_ref_ml=n_ref * voxel_ml,
         ravd=(n_pred - n_ref) / max(n_ref, 1), tp=tp, fp=n_pred - tp, fn=n_ref - tp,
         n_lesions_pred=n_lesions_p, n_lesions_ref=n_lesions_r,
         n_lesions_pred_matched=matched_p, n_lesions_ref_detected=detected_r,
     )
-    if box_p is None or box_r is None:
-        return _empty_scores(pred, box_p, ref, box_r, spacing, policy, common)
+    if n_pred == 0 or n_ref == 0:
+        return _empty_scores(pred, parts_p, ref, parts_r, spacing, policy, common)
 
-    dist = distances_between(pred, box_p, ref, box_r, spacing)
+    dist = distances_between(surface_voxels(pred, parts_p.boxes), surface_voxels(ref, parts_r.boxes), spacing)
     d_pr, d_rp = dist.pred_to_ref_mm, dist.ref_to_pred_mm
     pooled = np.concatenate([d_pr, d_rp])
     within = int(np.count_nonzero(pooled <= tolerance_mm))
@@ -277,17 +303,17 @@ def score_case(pred, ref, *, spacing_mm, tolerance_mm: float = 1.0,
         n_surface_pred=int(d_pr.size), n_surface_ref=int(d_rp.size), empty="none", **common)
 
 
-def _empty_scores(pred: np.ndarray, box_p: Box | None, ref: np.ndarray, box_r: Box | None,
+def _empty_scores(pred: np.ndarray, parts_p: _Parts, ref: np.ndarray, parts_r: _Parts,
                   spacing: np.ndarray, policy: EmptyMaskPolicy, common: dict[str, Any]) -> SegmentationScores:
     """Scores when at least one mask is empty, by the policy table of :class:`EmptyMaskPolicy`."""
-    pred_empty, ref_empty = box_p is None, box_r is None
+    pred_empty, ref_empty = parts_p.n_voxels == 0, parts_r.n_voxels == 0
     if pred_empty and ref_empty:
         score, distance, empty = float(policy.both_empty_score), float(policy.both_empty_distance_mm), "both"
     else:
         score, distance = 0.0, policy.worst_distance(ref.shape, spacing)
         empty = "pred" if pred_empty else "ref"
-    n_surface_p = 0 if pred_empty else int(np.count_nonzero(surface_of(pred[box_p])))
-    n_surface_r = 0 if ref_empty else int(np.count_nonzero(surface_of(ref[box_r])))
+    n_surface_p = sum(int(np.count_nonzero(surface_of(pred[box]))) for box in parts_p.boxes)
+    n_surface_r = sum(int(np.count_nonzero(surface_of(ref[box]))) for box in parts_r.boxes)
     return SegmentationScores(
         dice=score, iou=score, precision=score, recall=score, hd=distance, hd95=distance,
         hd95_pooled=distance, assd=distance, masd=distance, nsd=score,

@@ -52,13 +52,33 @@ def bounding_box(mask: np.ndarray) -> Box | None:
     return tuple(box)
 
 
-def union_box(a: Box | None, b: Box | None) -> Box | None:
-    """Smallest box containing both boxes (None counts as empty)."""
-    if a is None:
-        return b
-    if b is None:
-        return a
-    return tuple(slice(min(x.start, y.start), max(x.stop, y.stop)) for x, y in zip(a, b, strict=True))
+def split_box(mask: np.ndarray, box: Box) -> list[Box]:
+    """Split the foreground of ``mask[box]`` into tight boxes separated by empty planes.
+
+    Two boxes of the result are separated along some axis by at least one plane without
+    foreground, so no connected component (whatever the connectivity) spans two of them and
+    the surface computed inside each box is exact. Far-apart lesions thus cost their own small
+    boxes rather than the volume of the box around all of them.
+    """
+    todo, done = [box], []
+    while todo:
+        current = todo.pop()
+        view = mask[current]
+        pieces: list[Box] | None = None
+        for axis in range(mask.ndim):
+            others = tuple(a for a in range(mask.ndim) if a != axis)
+            hits = np.flatnonzero(view.any(axis=others))
+            runs = np.split(hits, np.flatnonzero(np.diff(hits) > 1) + 1)
+            start = current[axis].start
+            if len(runs) > 1 or hits[0] > 0 or hits[-1] < view.shape[axis] - 1:
+                pieces = [current[:axis] + (slice(start + int(run[0]), start + int(run[-1]) + 1),)
+                          + current[axis + 1:] for run in runs]
+                break
+        if pieces is None:
+            done.append(current)
+        else:
+            todo.extend(pieces)
+    return sorted(done, key=lambda b: tuple(s.start for s in b))
 
 
 def intersect_box(a: Box | None, b: Box | None) -> Box | None:
@@ -96,11 +116,17 @@ def surface_of(mask: np.ndarray) -> np.ndarray:
     return mask & ~interior
 
 
-def surface_voxels(mask: np.ndarray, box: Box) -> np.ndarray:
-    """Integer (n, ndim) coordinates, in the full array, of the surface voxels of ``mask[box]``."""
-    coords = np.argwhere(surface_of(mask[box]))
-    coords += np.array([s.start for s in box], dtype=coords.dtype)
-    return coords
+def surface_voxels(mask: np.ndarray, boxes: list[Box]) -> np.ndarray:
+    """Integer (n, ndim) coordinates, in the full array, of the surface voxels inside ``boxes``.
+
+    ``boxes`` come from :func:`split_box` (or are one tight bounding box).
+    """
+    parts = []
+    for box in boxes:
+        coords = np.argwhere(surface_of(mask[box]))
+        coords += np.array([s.start for s in box], dtype=coords.dtype)
+        parts.append(coords)
+    return np.concatenate(parts)
 
 
 @dataclass(frozen=True)
@@ -163,22 +189,23 @@ def surface_distances(pred: np.ndarray, ref: np.ndarray, *, spacing_mm, method: 
     box_p, box_r = bounding_box(pred), bounding_box(ref)
     if box_p is None or box_r is None:
         raise ValueError("surface_distances needs two non-empty masks; empty masks follow EmptyMaskPolicy")
-    return distances_between(pred, box_p, ref, box_r, spacing, method=method)
+    points_p = surface_voxels(pred, split_box(pred, box_p))
+    points_r = surface_voxels(ref, split_box(ref, box_r))
+    return distances_between(points_p, points_r, spacing, method=method)
 
 
-def distances_between(pred: np.ndarray, box_p: Box, ref: np.ndarray, box_r: Box, spacing: np.ndarray, *,
+def distances_between(points_p: np.ndarray, points_r: np.ndarray, spacing: np.ndarray, *,
                       method: Literal["kdtree", "edt"] = "kdtree") -> SurfaceDistances:
-    """:func:`surface_distances` for callers that already hold the tight bounding boxes."""
-    points_p = surface_voxels(pred, box_p)
-    points_r = surface_voxels(ref, box_r)
+    """Directed distances between two sets of surface voxel coordinates (from :func:`surface_voxels`)."""
     if method == "kdtree":
         return SurfaceDistances(_nearest_kdtree(points_p, points_r, spacing),
                                 _nearest_kdtree(points_r, points_p, spacing))
     if method != "edt":
         raise ValueError(f"method must be 'kdtree' or 'edt', got {method!r}")
-    box = union_box(box_p, box_r)
-    origin = np.array([s.start for s in box])
-    shape = tuple(s.stop - s.start for s in box)
+    both = np.concatenate([points_p, points_r])
+    origin, stop = both.min(axis=0), both.max(axis=0) + 1
+    box = tuple(slice(int(a), int(b)) for a, b in zip(origin, stop, strict=True))
+    shape = tuple(int(b - a) for a, b in zip(origin, stop, strict=True))
     surf_p = np.zeros(shape, dtype=bool)
     surf_r = np.zeros(shape, dtype=bool)
     surf_p[tuple((points_p - origin).T)] = True
