@@ -298,8 +298,9 @@ def _kappa(y_true, y_pred, n_classes: int | None, quadratic: bool, metric: str) 
 def cohen_kappa(y_true, y_pred, *, n_classes: int | None = None) -> float:
     """Cohen's kappa :math:`1 - \\sum_{ij} w_{ij} O_{ij} / \\sum_{ij} w_{ij} E_{ij}`.
 
-    Unweighted: :math:`w_{ij} = [i \\ne j]`. O is the confusion matrix, E the outer product of its marginals over N. Equal to
-    scikit-learn's ``cohen_kappa_score``; NaN with a warning when E has no disagreement.
+    Unweighted: :math:`w_{ij} = [i \\ne j]`. O is the confusion matrix, E the outer product of
+    its marginals over N. Equal to scikit-learn's ``cohen_kappa_score``; NaN with a warning when E
+    has no disagreement.
     """
     return _kappa(y_true, y_pred, n_classes, False, "cohen_kappa")
 
