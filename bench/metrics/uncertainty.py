@@ -61,10 +61,16 @@ class Interval:
     n_undefined: int = 0
 
     def as_dict(self) -> dict[str, float | int]:
-        """``{value, ci_low, ci_high, confidence, n_resamples, n_undefined}`` as scores.json uses."""
-        return {"value": self.estimate, "ci_low": self.low, "ci_high": self.high,
+        """``{value, ci_low, ci_high, confidence, n_resamples, n_undefined}``; NaN becomes None."""
+        return {"value": json_number(self.estimate), "ci_low": json_number(self.low),
+                "ci_high": json_number(self.high),
                 "confidence": self.confidence, "n_resamples": self.n_resamples,
                 "n_undefined": self.n_undefined}
+
+
+def json_number(value: float | None) -> float | None:
+    """NaN or infinity -> None, so results can be written as strict JSON (``bench.io``)."""
+    return None if value is None or not math.isfinite(value) else float(value)
 
 
 def _generator(seed: SeedLike) -> np.random.Generator:
@@ -260,9 +266,11 @@ class PairedComparison:
     confidence: float
     method: str
 
-    def as_dict(self) -> dict[str, float | str]:
-        return {"difference": self.difference, "ci_low": self.low, "ci_high": self.high,
-                "p_value": self.p_value, "confidence": self.confidence, "method": self.method}
+    def as_dict(self) -> dict[str, float | str | None]:
+        """Plain dict; NaN becomes None."""
+        return {"difference": json_number(self.difference), "ci_low": json_number(self.low),
+                "ci_high": json_number(self.high), "p_value": json_number(self.p_value),
+                "confidence": self.confidence, "method": self.method}
 
 
 def _bootstrap_p_value(diffs: np.ndarray) -> float:
