@@ -87,7 +87,8 @@ def weighted_auroc(y_true: np.ndarray, y_score: np.ndarray, weights: np.ndarray 
               {\\sum_i w_i \\sum_j w_j}, \\quad i \\text{ positive}, j \\text{ negative}
 
     With integer weights (how often each case was drawn) this is the AUROC of a bootstrap
-    resample, so all resamples cost one sort of the scores plus O(B n) sums.
+    resample, so all resamples cost one sort of the negatives' scores, one binary search per
+    positive, and O(B n) sums (exact integer sums for integer weights).
 
     Parameters
     ----------
@@ -103,19 +104,22 @@ def weighted_auroc(y_true: np.ndarray, y_score: np.ndarray, weights: np.ndarray 
         NaN where a weight vector leaves no positive or no negative weight (no warning: the
         caller decides).
     """
-    w = np.ones((1, y_true.size)) if weights is None else np.atleast_2d(np.asarray(weights, dtype=np.float64))
-    order = np.argsort(y_score, kind="mergesort")
-    sorted_score = y_score[order]
-    starts = np.flatnonzero(np.r_[True, sorted_score[1:] != sorted_score[:-1]])
-    positive = y_true[order] == 1
-    w_sorted = w[:, order]
-    pos = np.add.reduceat(np.where(positive, w_sorted, 0.0), starts, axis=1)
-    neg = np.add.reduceat(np.where(positive, 0.0, w_sorted), starts, axis=1)
-    below = np.cumsum(neg, axis=1) - neg
-    numerator = np.sum(pos * (below + 0.5 * neg), axis=1)
-    denominator = pos.sum(axis=1) * neg.sum(axis=1)
+    w = np.ones((1, y_true.size)) if weights is None else np.atleast_2d(np.asarray(weights))
+    positive = y_true == 1
+    neg_order = np.flatnonzero(~positive)[np.argsort(y_score[~positive], kind="mergesort")]
+    neg_sorted = y_score[neg_order]
+    pos_index = np.flatnonzero(positive)
+    # negatives strictly below / at most each positive score, as positions in the sorted negatives
+    below = np.searchsorted(neg_sorted, y_score[pos_index], side="left")
+    upto = np.searchsorted(neg_sorted, y_score[pos_index], side="right")
+    cumulative = np.zeros((w.shape[0], neg_order.size + 1), dtype=np.result_type(w.dtype, np.int64))
+    np.cumsum(w[:, neg_order], axis=1, out=cumulative[:, 1:])
+    w_pos = w[:, pos_index]
+    twice_numerator = np.sum(w_pos * (cumulative[:, below] + cumulative[:, upto]), axis=1)
+    denominator = w_pos.sum(axis=1) * cumulative[:, -1]
     with np.errstate(invalid="ignore", divide="ignore"):
-        auc = np.where(denominator > 0, numerator / np.where(denominator > 0, denominator, 1.0), np.nan)
+        auc = np.where(denominator > 0, twice_numerator / (2.0 * np.where(denominator > 0, denominator, 1)),
+                       np.nan)
     return auc[0] if weights is None or np.ndim(weights) == 1 else auc
 
 
@@ -298,8 +302,9 @@ def _kappa(y_true, y_pred, n_classes: int | None, quadratic: bool, metric: str) 
 def cohen_kappa(y_true, y_pred, *, n_classes: int | None = None) -> float:
     """Cohen's kappa :math:`1 - \\sum_{ij} w_{ij} O_{ij} / \\sum_{ij} w_{ij} E_{ij}`.
 
-    Unweighted: :math:`w_{ij} = [i \\ne j]`. O is the confusion matrix, E the outer product of its marginals over N. Equal to
-    scikit-learn's ``cohen_kappa_score``; NaN with a warning when E has no disagreement.
+    Unweighted: :math:`w_{ij} = [i \\ne j]`. O is the confusion matrix, E the outer product of
+    its marginals over N. Equal to scikit-learn's ``cohen_kappa_score``; NaN with a warning when E
+    has no disagreement.
     """
     return _kappa(y_true, y_pred, n_classes, False, "cohen_kappa")
 

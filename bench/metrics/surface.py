@@ -151,7 +151,7 @@ def _nearest_kdtree(points: np.ndarray, targets: np.ndarray, spacing: np.ndarray
 
     The KD-tree finds the nearest target in mm coordinates; the distance is then recomputed
     from the integer index difference as ``sqrt(sum((delta * spacing)**2))``, the same
-    arithmetic as scipy's distance transform, so both methods agree to the last bit.
+    arithmetic as scipy's distance transform, so both methods agree to within an ulp or two.
     """
     tree = cKDTree(targets * spacing)
     _, nearest = tree.query(points * spacing, k=1)
