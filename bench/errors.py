@@ -63,3 +63,7 @@ class StoreError(BenchError):
 
 class LeaderboardError(BenchError):
     """The static leaderboard cannot be built from the store."""
+
+
+class ImageBuildError(RunnerError):
+    """A container image (the local base image or a submission's image) cannot be built or loaded."""
