@@ -208,6 +208,8 @@ def build_base_image(*, tag: str = BASE_IMAGE, rebuild: bool = False, sources: t
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     image = client.images.get(image_id)
+    if existing is not None and existing.id != image.id:
+        _remove_quietly(client, existing.id)
     report = BaseImageReport(tag=tag, image_id=image.id, built=True, duration_s=time.monotonic() - started,
                              sources=sources, packages=BASE_PACKAGES, size_bytes=image.attrs.get("Size", 0),
                              tarball=keep_tarball)
@@ -230,6 +232,16 @@ def _import(client, tarball: Path, tag: str) -> str:
     if match is None:
         raise ImageBuildError(f"docker import of {tarball} as {tag} gave no image id: {answer!r}")
     return match.group(0)
+
+
+def _remove_quietly(client, image_id: str) -> None:
+    """Drop the image a rebuild replaced, unless something (a submission image) still uses it."""
+    import docker.errors
+
+    try:
+        client.images.remove(image_id)
+    except docker.errors.APIError as error:
+        log.info("kept the replaced base image %s: %s", image_id, error)
 
 
 def _find_image(client, tag: str):

@@ -109,7 +109,7 @@ class RunResult:
             "limits": dict(self.limits),
             "started_at": self.started_at,
             "ended_at": self.ended_at,
-            "duration_s": round(self.duration_s, 3),
+            "duration_s": self.duration_s,
             "exit_code": self.exit_code,
             "timed_out": self.timed_out,
             "oom_killed": self.oom_killed,

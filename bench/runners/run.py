@@ -130,7 +130,7 @@ def run_submission(submission: Submission | str | os.PathLike, spec: TaskSpec, i
                     run_dir=out_dir, task=spec.id, task_sha256=spec.sha256, submission=submission.metadata(),
                     runner=runner, isolated=isolated, isolation=isolation, image=image, command=command,
                     limits=limits.model_dump(mode="json"), started_at=started_at, ended_at=ended_at,
-                    duration_s=outcome.duration_s, exit_code=outcome.exit_code, timed_out=outcome.timed_out,
+                    duration_s=round(outcome.duration_s, 3), exit_code=outcome.exit_code, timed_out=outcome.timed_out,
                     oom_killed=outcome.oom_killed, error=outcome.error, inputs_sha256=inputs_sha256,
                     cases=collection.cases, rejected=collection.rejected, rejected_more=collection.rejected_more)
                 write_json(tmp / "run.json", result.to_json())
