@@ -58,3 +58,4 @@ from bench.cli import score  # noqa: E402,F401
 from bench.cli import data  # noqa: E402,F401
 from bench.cli import splits  # noqa: E402,F401
 from bench.cli import prepare  # noqa: E402,F401
+from bench.cli import run  # noqa: E402,F401
