@@ -16,18 +16,20 @@ and the run id, which starts with the time).
 """
 
 import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import nibabel as nib
 import numpy as np
 import pandas as pd
 
 from bench.errors import ScoringError
 from bench.io import SCHEMA_VERSION, sha256_json
 from bench.metrics.segmentation import SCORE_FIELDS
-from bench.parallel import map_ordered
+from bench.parallel import SCHEDULER_ENV, map_ordered
 from bench.prepare import read_reference
 from bench.receipt import hardware, harness, run_id_for, utc_now
 from bench.score_aggregate import aggregate
@@ -41,6 +43,8 @@ from bench.tasks import TaskSpec
 log = logging.getLogger(__name__)
 
 ProgressCallback = Callable[[int, int, str], None]
+INLINE_VOXELS = 3 * 512 * 512 * 200
+"""Below this many reference voxels in a run, per-case scoring runs in-process by default."""
 BASE_COLUMNS = ("case_id", "patient_id", "site", "sex", "age_band", "status", "reason")
 
 
@@ -91,8 +95,8 @@ def score_run(
     reference_dir : path
         ``<prepared>/reference`` written by ``bench prepare``.
     workers : int, optional
-        Local processes for per-case segmentation scoring (default: the machine's cores;
-        1 runs in this process).
+        Local processes for per-case segmentation scoring; 1 runs in this process. Default:
+        in this process for small runs (:func:`default_workers`), else one per core.
     scheduler : str, optional
         A dask.distributed scheduler address; per-case scoring becomes tasks on that cluster.
     progress : callable, optional
@@ -247,6 +251,17 @@ def _statuses(case_ids: list[str], run: RunRecord, spec: TaskSpec) -> dict[str, 
     return statuses
 
 
+def default_workers(items: list[dict]) -> int | None:
+    """Workers when none were asked for: in this process for small jobs, else one per core.
+
+    Starting a local process pool costs seconds (each worker imports numpy, scipy and nibabel),
+    while scoring a small case costs milliseconds, so jobs under :data:`INLINE_VOXELS` reference
+    voxels in total (from the NIfTI headers; about three full-size CTs) run in this process.
+    """
+    voxels = sum(int(np.prod(nib.load(item["reference"]).shape)) for item in items)
+    return 1 if voxels < INLINE_VOXELS else None
+
+
 def _score_segmentation(spec, cases, statuses, run, reference_dir, *, workers, scheduler, progress):
     items = []
     for case in cases.to_dict("records"):
@@ -255,6 +270,8 @@ def _score_segmentation(spec, cases, statuses, run, reference_dir, *, workers, s
         prediction = run.mask_path(case_id) if status == "ok" else None
         mask = reference_dir / "masks" / f"{case_id}.nii.gz"
         items.append(case_item(spec, case_id, mask, prediction, status, reason))
+    if workers is None and scheduler is None and not os.environ.get(SCHEDULER_ENV):
+        workers = default_workers(items)
     results = map_ordered(
         score_segmentation_case, items, workers=workers, scheduler=scheduler, progress=progress
     )
