@@ -90,3 +90,8 @@ def test_memory_sizes(text, expected):
 def test_bad_memory_sizes(text):
     with pytest.raises(ValueError):
         parse_memory_bytes(text)
+
+
+def test_segmentation_policies_are_refused_for_classification(tmp_path):
+    with pytest.raises(TaskSpecError, match="'worst' applies to segmentation only"):
+        load_task(_write(tmp_path, policies={"missing_prediction": "worst"}))
