@@ -248,7 +248,7 @@ class TaskSpec(_Spec):
         else:
             public["output"] = {"predictions": "predictions.csv", "columns": self.output_columns,
                                 "heads": [{"name": h.name, "classes": list(h.classes)} for h in self.heads],
-                                "rule": "each head's probabilities are in [0, 1] and sum to 1 (tolerance 1e-3)"}
+                                "rule": "each head's probabilities lie in [0, 1] and sum to 1 (within 1e-3)"}
         return public
 
 
@@ -308,7 +308,8 @@ def load_task(task: str | os.PathLike, *, directory: Path | None = None) -> Task
         spec = TaskSpec.model_validate(raw)
     except ValidationError as error:
         raise TaskSpecError(_describe(path, error)) from error
-    if path.parent.name != spec.id and path.name == "task.yaml" and path.parent.parent == (directory or tasks_dir()):
+    in_tasks_dir = path.parent.parent == (directory or tasks_dir())
+    if in_tasks_dir and path.parent.name != spec.id:
         raise TaskSpecError(f"{path}: id {spec.id!r} does not match its folder {path.parent.name!r}")
     return spec
 
