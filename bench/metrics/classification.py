@@ -270,9 +270,11 @@ def f1(y_true, y_pred, *, n_classes: int | None = None, average: str = "auto") -
     (never true, never predicted) makes F1 undefined: NaN with a warning (scikit-learn's
     ``zero_division=np.nan``; its default returns 0).
     """
-    c = confusion_matrix(y_true, y_pred, n_classes=n_classes)
     if average not in ("auto", "binary", "macro"):
         raise MetricInputError(f"average must be 'auto', 'binary' or 'macro', got {average!r}")
+    if n_classes is None:  # at least two classes, so that an all-negative binary head stays binary
+        n_classes = max(2, int(max(_labels(y_true).max(), _labels(y_pred, name="y_pred").max())) + 1)
+    c = confusion_matrix(y_true, y_pred, n_classes=n_classes)
     tp = np.diag(c).astype(np.float64)
     denominator = 2 * tp + (c.sum(axis=0) - tp) + (c.sum(axis=1) - tp)
     binary = average == "binary" or (average == "auto" and c.shape[0] <= 2)
