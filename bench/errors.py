@@ -63,3 +63,7 @@ class StoreError(BenchError):
 
 class LeaderboardError(BenchError):
     """The static leaderboard cannot be built from the store."""
+
+
+class ClusterError(BenchError):
+    """Parallel work cannot run: the dask scheduler is unreachable, lacks workers, or workers keep dying."""
