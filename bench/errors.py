@@ -65,5 +65,9 @@ class LeaderboardError(BenchError):
     """The static leaderboard cannot be built from the store."""
 
 
+class MetricInputError(ScoringError, ValueError):
+    """Arrays or options handed to a metric are invalid (shape, spacing, range, NaN)."""
+
+
 class ClusterError(BenchError):
     """Parallel work cannot run: the dask scheduler is unreachable, lacks workers, or workers keep dying."""
