@@ -71,3 +71,7 @@ class MetricInputError(ScoringError, ValueError):
 
 class ImageBuildError(RunnerError):
     """A container image (the local base image or a submission's image) cannot be built or loaded."""
+
+
+class ClusterError(BenchError):
+    """Parallel work cannot run: the dask scheduler is unreachable, lacks workers, or workers keep dying."""
