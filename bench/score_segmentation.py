@@ -3,8 +3,10 @@
 Workers get a small dict of file paths and options (never arrays), load both NIfTI masks
 themselves, and return a small dict: status, reason and every field of
 :func:`bench.metrics.segmentation.score_case`. The missing-prediction policy is applied here,
-the same way in every worker: ``empty_mask`` scores a missing or unusable prediction as an
-all-zero mask on the reference grid (then the task's empty-mask policy decides the values);
+the same way in every worker: ``worst`` gives a missing or unusable prediction every metric at
+its worst value (:func:`bench.metrics.segmentation.worst_case_scores`, whatever the reference
+holds); ``empty_mask`` scores it as an all-zero mask on the reference grid (then the task's
+empty-mask policy decides the values, so it is perfect where the reference is empty too);
 ``exclude`` returns no values, and the case is left out of the aggregates but kept in the table.
 """
 
@@ -15,7 +17,7 @@ import nibabel as nib
 import numpy as np
 
 from bench.errors import BenchError
-from bench.metrics.segmentation import SCORE_FIELDS, EmptyMaskPolicy, score_case
+from bench.metrics.segmentation import SCORE_FIELDS, EmptyMaskPolicy, score_case, worst_case_scores
 from bench.tasks import TaskSpec
 
 AFFINE_TOLERANCE = 1e-4
@@ -95,20 +97,23 @@ def score_segmentation_case(item: dict[str, Any]) -> dict[str, Any]:
                 status, reason = "error", why
             else:
                 pred = pred_raw
-    if pred is None:
-        if item["missing_prediction"] == "exclude":
-            reason = f"{reason}; left out of the aggregates (policy missing_prediction=exclude)".lstrip("; ")
-            return {"case_id": item["case_id"], "status": status, "reason": reason, "metrics": None}
-        pred = np.zeros(ref.shape, dtype=bool)
-        reason = f"{reason}; scored as an empty mask (policy missing_prediction=empty_mask)".lstrip("; ")
+    policy = EmptyMaskPolicy(**item["policy"])
+    options = {"spacing_mm": spacing_mm, "tolerance_mm": item["tolerance_mm"], "policy": policy}
+    rule = item["missing_prediction"]
     try:
-        scores = score_case(
-            pred,
-            ref,
-            spacing_mm=spacing_mm,
-            tolerance_mm=item["tolerance_mm"],
-            policy=EmptyMaskPolicy(**item["policy"]),
-        )
+        if pred is not None:
+            scores = score_case(pred, ref, **options)
+        elif rule == "exclude":
+            reason = _with_rule(reason, "left out of the aggregates (policy missing_prediction=exclude)")
+            return {"case_id": item["case_id"], "status": status, "reason": reason, "metrics": None}
+        elif rule == "worst":
+            reason = _with_rule(
+                reason, "scored with every metric at its worst value (policy missing_prediction=worst)"
+            )
+            scores = worst_case_scores(ref, **options)
+        else:
+            reason = _with_rule(reason, "scored as an empty mask (policy missing_prediction=empty_mask)")
+            scores = score_case(np.zeros(ref.shape, dtype=bool), ref, **options)
     except BenchError as error:
         error.add_note(f"while scoring case {item['case_id']} against {item['reference']}")
         raise
@@ -119,3 +124,7 @@ def score_segmentation_case(item: dict[str, Any]) -> dict[str, Any]:
         "reason": reason,
         "metrics": {name: metrics[name] for name in SCORE_FIELDS},
     }
+
+
+def _with_rule(reason: str, rule: str) -> str:
+    return f"{reason}; {rule}" if reason else rule

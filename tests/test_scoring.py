@@ -79,12 +79,12 @@ def test_segmentation_values_by_hand(tmp_path, monkeypatch):
     assert table.loc["a", "recall"] == pytest.approx(0.5)
     assert table.loc["a", "hd95"] == pytest.approx(1.0)
     assert table.loc["a", "assd"] == pytest.approx(1 / 3)
-    # b (missing) and d (malformed): an empty prediction against 4 voxels: Dice 0, HD95 the image
-    # diagonal sqrt(4^2 + 4^2 + 2^2) = 6 mm.
+    # b (missing) and d (malformed), policy worst: Dice 0, HD95 the image diagonal
+    # sqrt(4^2 + 4^2 + 2^2) = 6 mm.
     for case in ("b", "d"):
         assert table.loc[case, "dice"] == 0.0
         assert table.loc[case, "hd95"] == pytest.approx(6.0)
-        assert "scored as an empty mask" in table.loc[case, "reason"]
+        assert "worst value (policy missing_prediction=worst)" in table.loc[case, "reason"]
     assert table.loc["b", "status"] == "missing" and table.loc["d", "status"] == "malformed"
     assert table.loc["d", "reason"].startswith("mask is not 0/1")
     # c: both empty -> perfect; e: identical -> perfect.
@@ -97,7 +97,29 @@ def test_segmentation_values_by_hand(tmp_path, monkeypatch):
     assert metrics["dice"]["ci_low"] <= metrics["dice"]["value"] <= metrics["dice"]["ci_high"]
     assert result.scores["counts"] == {"cases": 5, "ok": 3, "missing": 1, "malformed": 1, "error": 0}
     assert list(result.per_case["case_id"]) == ["a", "b", "c", "d", "e"]
-    assert result.scores["policies"]["missing_prediction"] == "empty_mask"
+    assert result.scores["policies"]["missing_prediction"] == "worst"
+
+
+@pytest.mark.parametrize(("policy", "dice", "hd95"), [("worst", 0.0, 6.0), ("empty_mask", 1.0, 0.0)])
+def test_missing_prediction_on_an_empty_reference(tmp_path, monkeypatch, policy, dice, hd95):
+    def edit(raw):
+        _fast(raw)
+        raw["policies"]["missing_prediction"] = policy
+
+    spec, _, reference = seg_case_setup(tmp_path, monkeypatch, edit=edit)
+    statuses = {
+        "a": ("ok", ""),
+        "b": ("ok", ""),
+        "c": ("missing", "timed out"),
+        "d": ("ok", ""),
+        "e": ("ok", ""),
+    }
+    run = write_run(tmp_path / "run-c", SEG, statuses, masks={c: REF_BLOCK for c in "abde"})
+    table = score_run(spec, run, reference, workers=1).per_case.set_index("case_id")
+    # c's reference is empty: an empty prediction is perfect, the worst values are not.
+    assert table.loc["c", "dice"] == dice and table.loc["c", "hd95"] == pytest.approx(hd95)
+    assert table.loc["c", "reason"].startswith("timed out; ")
+    assert f"policy missing_prediction={policy}" in table.loc["c", "reason"]
 
 
 def test_exclude_policy_leaves_missing_cases_out_but_counts_them(tmp_path, monkeypatch):
