@@ -352,3 +352,15 @@ def test_cli_score_refusal_is_a_message_not_a_traceback(tmp_path, monkeypatch):
     assert result.exit_code != 0
     assert "is for task 'ricord-1a-lesion-seg'" in result.output + str(result.exception)
     assert not (tmp_path / "results").exists()
+
+
+@pytest.mark.slow
+def test_scoring_on_a_dask_cluster_equals_the_local_result(tmp_path, monkeypatch):
+    from distributed import LocalCluster
+
+    spec, run, reference = seg_case_setup(tmp_path, monkeypatch)
+    local = score_run(spec, run, reference, workers=1)
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        remote = score_run(spec, run, reference, scheduler=cluster.scheduler_address)
+    assert remote.per_case.equals(local.per_case)
+    assert {**remote.scores, "run_id": ""} == {**local.scores, "run_id": ""}
