@@ -137,8 +137,19 @@ def _record(annotation: Mapping, labels: Mapping[str, tuple[str, str]], where: s
         "series_uid": annotation.get("SeriesInstanceUID"),
         "sop_uid": annotation.get("SOPInstanceUID"),
         "frame": annotation.get("frameNumber"),
-        "data": annotation.get("data"),
+        "data": _plain_numbers(annotation.get("data")),
     }
+
+
+def _plain_numbers(value):
+    """Integral floats as ints (``47.0`` -> ``47``), so a re-serialized export hashes the same."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, list):
+        return [_plain_numbers(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _plain_numbers(item) for key, item in value.items()}
+    return value
 
 
 def read_annotation_records(paths: Sequence[str | os.PathLike]) -> dict[str, list[dict]]:
