@@ -37,6 +37,7 @@ from bench.fingerprints import (
     read_annotation_records,
 )
 from bench.io import SCHEMA_VERSION, atomic_directory, sha256_json, write_csv, write_json
+from bench.metrics.subgroups import age_band
 from bench.splits import PinnedSplit, SplitCase, load_split
 from bench.tasks import SPLITS, TaskSpec
 
@@ -76,8 +77,8 @@ class Reference:
 
     ``cases``: one row per case sorted by case_id, columns ``case_id, source_case_id,
     patient_id, site, sex, age, age_band``, then the label columns (classification: each
-    head's manifest column, e.g. ``appearance``, ``grade``, ``covid``) or ``mask, mask_sha256``
-    (segmentation).
+    head's manifest column, e.g. ``appearance``, ``grade``, ``covid``; listed in
+    ``label_columns``) or ``mask, mask_sha256`` (segmentation). Missing values are None/NaN.
     """
 
     directory: Path
@@ -87,6 +88,7 @@ class Reference:
     split: str
     split_sha256: str
     reference_sha256: str
+    label_columns: tuple[str, ...]
     cases: pd.DataFrame
 
     @property
@@ -101,20 +103,6 @@ class Reference:
 def prepared_case_id(task_id: str, case_id: str) -> str:
     """The opaque id of a manifest case in a prepared split of ``task_id``."""
     return "case-" + hashlib.sha256(f"{task_id}/{case_id}".encode()).hexdigest()[:12]
-
-
-def age_band(age, edges: Iterable[float]) -> str:
-    """``<18``, ``18-40`` (meaning [18, 40)), ..., ``>=80`` for edges 18, 40, 60, 80; ``unknown`` if missing."""
-    edges = list(edges)
-    if age is None or (isinstance(age, float) and np.isnan(age)) or age == "":
-        return "unknown"
-    age = float(age)
-    if age < edges[0]:
-        return f"<{edges[0]:g}"
-    for low, high in zip(edges, edges[1:], strict=False):
-        if low <= age < high:
-            return f"{low:g}-{high:g}"
-    return f">={edges[-1]:g}"
 
 
 def reference_sha256(document: Mapping) -> str:
@@ -346,7 +334,8 @@ def _build(spec, pinned, split, ordered, ids, rows, images, export, staging: Pat
         "cases": [{"case_id": r["case_id"], "image": f"images/{r['case_id']}.nii.gz"} for r in records]})
     write_json(input_dir / "task.json", spec.public_dict())
     document = {"schema_version": SCHEMA_VERSION, "task": spec.id, "task_sha256": spec.sha256,
-                "split_name": pinned.name, "split": split, "split_sha256": pinned.sha256, "cases": records}
+                "split_name": pinned.name, "split": split, "split_sha256": pinned.sha256,
+                "label_columns": spec.label_columns, "cases": records}
     document["reference_sha256"] = reference_sha256(document)
     write_json(reference_dir / "reference.json", document)
     if spec.kind == "classification":
@@ -406,10 +395,14 @@ def read_reference(reference_dir: str | os.PathLike, *, check_masks: bool = True
     cases = pd.DataFrame(document["cases"])
     if cases.empty or "case_id" not in cases.columns:
         raise PrepareError(f"{path}: no case records.")
+    label_columns = list(document.get("label_columns") or [])
+    first = ["case_id", "source_case_id", "patient_id", *DEMOGRAPHICS, *label_columns]
+    cases = cases[[c for c in first if c in cases.columns] + [c for c in cases.columns if c not in first]]
     cases = cases.sort_values("case_id", kind="stable").reset_index(drop=True)
     reference = Reference(directory=directory, task=document["task"], task_sha256=document["task_sha256"],
                           split_name=document["split_name"], split=document["split"],
-                          split_sha256=document["split_sha256"], reference_sha256=actual, cases=cases)
+                          split_sha256=document["split_sha256"], reference_sha256=actual,
+                          label_columns=tuple(label_columns), cases=cases)
     if "mask_sha256" in cases.columns and check_masks:
         for case_id, expected in zip(cases["case_id"], cases["mask_sha256"], strict=True):
             mask = reference.mask_path(case_id)
@@ -421,8 +414,7 @@ def read_reference(reference_dir: str | os.PathLike, *, check_masks: bool = True
                 raise PrepareError(f"{mask}: mask content sha256 {found} differs from reference.json ({expected}); "
                                    "the mask was changed. Prepare the split again.")
     labels = directory / "labels.csv"
-    if "mask_sha256" not in cases.columns:
-        label_columns = [c for c in cases.columns if c not in ("case_id", "source_case_id", "patient_id", *DEMOGRAPHICS)]
+    if label_columns:
         expected = labels_table(document["cases"], label_columns).to_csv(index=False, lineterminator="\n",
                                                                          float_format="%.10g")
         if not labels.is_file() or labels.read_text(encoding="utf-8") != expected:
