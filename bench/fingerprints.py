@@ -89,7 +89,8 @@ def images_fingerprint(paths: Sequence[str | os.PathLike]) -> str:
     return sha256_json([list(pair) for pair in pairs])
 
 
-def annotation_files(paths: Iterable[str | os.PathLike], *, root: str | os.PathLike | None = None) -> list[Path]:
+def annotation_files(paths: Iterable[str | os.PathLike], *,
+                     root: str | os.PathLike | None = None) -> list[Path]:
     """The MD.ai export files to use: each given file, every ``*.json`` of each given directory.
 
     With nothing given, ``root/annotations/*.json`` (where ``bench data synth`` writes them) when
@@ -165,7 +166,8 @@ def read_annotation_records(paths: Sequence[str | os.PathLike]) -> dict[str, lis
     by_study: dict[str, list[dict]] = {}
     for path in map(Path, paths):
         doc = _read_json(path)
-        labels = {str(label.get("id")): (str(label.get("name") or "").strip(), str(label.get("scope") or "").upper())
+        labels = {str(label.get("id")): (str(label.get("name") or "").strip(),
+                                         str(label.get("scope") or "").upper())
                   for group in doc["labelGroups"] if isinstance(group, dict)
                   for label in group.get("labels", []) if isinstance(label, dict)}
         for dataset in doc["datasets"]:

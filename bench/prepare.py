@@ -48,6 +48,7 @@ Progress = Callable[[int, int, str], None]
 #: Version of the DICOM -> NIfTI conversion; part of the cache key.
 CONVERSION = "nifti-v1"
 DEMOGRAPHICS = ("site", "sex", "age", "age_band")
+_CACHE_FILES = ("image.nii.gz", "geometry.json")
 
 
 @dataclass(frozen=True)
@@ -145,15 +146,15 @@ def _manifest_rows(split: PinnedSplit, cases: tuple[SplitCase, ...], manifest: P
     rows = {str(row["case_id"]): row for row in table.to_dict("records")}
     absent = [case.case_id for case in cases if case.case_id not in rows]
     if absent:
-        raise SplitError(f"{manifest}: {len(absent)} case(s) of split {split.task}/{split.name} are not in the "
-                         f"manifest (e.g. {absent[:3]}). Use the manifest of the download the split was pinned "
-                         "from (`bench data index`), or pin a split for this download.")
+        raise SplitError(f"{manifest}: {len(absent)} case(s) of split {split.task}/{split.name} are not in "
+                         f"the manifest (e.g. {absent[:3]}). Use the manifest of the download the split was "
+                         "pinned from (`bench data index`), or pin a split for this download.")
     for case in cases:
         row = rows[case.case_id]
         for key in ("patient_id", "study_uid", "series_uid"):
             if str(row[key]) != getattr(case, key):
-                raise SplitError(f"{manifest}: case {case.case_id} has {key} {row[key]!r}, the pinned split says "
-                                 f"{getattr(case, key)!r}. The manifest is from another download.")
+                raise SplitError(f"{manifest}: case {case.case_id} has {key} {row[key]!r}, the pinned split "
+                                 f"says {getattr(case, key)!r}. The manifest is from another download.")
     return {case.case_id: rows[case.case_id] for case in cases}
 
 
@@ -173,12 +174,12 @@ class _ImageSource:
 
     def _cached(self, case: SplitCase) -> bool:
         entry = self._entry(case)
-        return entry is not None and (entry / "image.nii.gz").is_file() and (entry / "geometry.json").is_file()
+        return entry is not None and all((entry / name).is_file() for name in _CACHE_FILES)
 
     def _paths(self, case: SplitCase) -> list[Path]:
         if self._located is None:
-            self._located = locate_series(self.root, [c.series_uid for c in self._pending],
-                                          hint_dirs=[self.rows[c.case_id].get("series_dir") for c in self._pending])
+            hints = [self.rows[c.case_id].get("series_dir") for c in self._pending]
+            self._located = locate_series(self.root, [c.series_uid for c in self._pending], hint_dirs=hints)
         paths = self._located.get(case.series_uid)
         if not paths:
             raise PrepareError(f"case {case.case_id}: series {case.series_uid} is not under {self.root}. "
@@ -264,14 +265,15 @@ def prepare_split(spec: TaskSpec, name: str, split: str, *, root: str | os.PathL
         raise PrepareError(f"split {spec.id}/{name} has no {split} case; nothing to prepare.")
     manifest = Path(manifest) if manifest is not None else root / "manifest.csv"
     if not manifest.is_file():
-        raise PrepareError(f"{manifest}: no manifest. Index the download with `bench data index` and pass its "
-                           "manifest with --manifest.")
+        raise PrepareError(f"{manifest}: no manifest. Index the download with `bench data index` and pass "
+                           "its manifest with --manifest.")
     rows = _manifest_rows(pinned, cases, manifest)
     files = annotation_files(annotations, root=root)
     records = read_annotation_records(files)
     for case in cases:
         if annotations_fingerprint(records.get(case.study_uid, [])) != case.fingerprint.annotations:
-            raise PrepareError(f"case {case.case_id}: the annotation records in {[str(f) for f in files] or 'no export'} "
+            given = [str(f) for f in files] or "no export"
+            raise PrepareError(f"case {case.case_id}: the annotation records in {given} "
                                "differ from the pinned split. Pass the export the split was pinned with "
                                "(--annotations) or run `bench splits verify`.")
     export = None
@@ -390,8 +392,8 @@ def read_reference(reference_dir: str | os.PathLike, *, check_masks: bool = True
         raise PrepareError(f"{path}: not a reference: needs {sorted(needed)}.")
     actual = reference_sha256(document)
     if actual != document["reference_sha256"]:
-        raise PrepareError(f"{path}: reference_sha256 {document['reference_sha256']} does not match its content "
-                           f"({actual}); the reference was edited. Prepare the split again.")
+        raise PrepareError(f"{path}: reference_sha256 {document['reference_sha256']} does not match its "
+                           f"content ({actual}); the reference was edited. Prepare the split again.")
     cases = pd.DataFrame(document["cases"])
     if cases.empty or "case_id" not in cases.columns:
         raise PrepareError(f"{path}: no case records.")
@@ -409,10 +411,11 @@ def read_reference(reference_dir: str | os.PathLike, *, check_masks: bool = True
             try:
                 found = nifti.mask_sha256(np.asanyarray(nib.load(mask).dataobj))
             except (OSError, ValueError, nib.filebasedimages.ImageFileError) as error:
-                raise PrepareError(f"{mask}: unreadable reference mask ({error}). Prepare the split again.") from error
+                raise PrepareError(f"{mask}: unreadable reference mask ({error}). Prepare the split "
+                                   "again.") from error
             if found != expected:
-                raise PrepareError(f"{mask}: mask content sha256 {found} differs from reference.json ({expected}); "
-                                   "the mask was changed. Prepare the split again.")
+                raise PrepareError(f"{mask}: mask content sha256 {found} differs from reference.json "
+                                   f"({expected}); the mask was changed. Prepare the split again.")
     labels = directory / "labels.csv"
     if label_columns:
         expected = labels_table(document["cases"], label_columns).to_csv(index=False, lineterminator="\n",

@@ -46,7 +46,7 @@ def synthetic(tmp_path_factory) -> Synthetic:
         index = index_download(root, annotations=list(report.annotations), clinical=clinical)
         manifest = write_manifest(index.manifest, root / "manifest.csv")
         tasks = copy_task_specs(base / "tasks")
-        splits = {task_id: pin_split(load_task(task_id, directory=tasks), manifest, root=root, name="synthetic",
-                                     directory=tasks) for task_id in TASKS}
+        splits = {task_id: pin_split(load_task(task_id, directory=tasks), manifest, root=root,
+                                     name="synthetic", directory=tasks) for task_id in TASKS}
         _built["seed0"] = Synthetic(root=root, manifest=manifest, tasks=tasks, splits=splits)
     return _built["seed0"]

@@ -11,13 +11,13 @@ import numpy as np
 import pandas as pd
 import pydicom
 import pytest
+from splits_fixtures import synthetic
 from typer.testing import CliRunner
 
 from bench.cli import app
 from bench.errors import PrepareError, SplitError
 from bench.prepare import prepare_split, read_reference
 from bench.tasks import load_task
-from splits_fixtures import synthetic
 
 pytestmark = pytest.mark.slow
 
@@ -33,8 +33,9 @@ def synth(tmp_path_factory):
 def prepared(synth, tmp_path_factory):
     """The test split of every task, prepared once with a shared cache."""
     base = tmp_path_factory.mktemp("prepared")
-    return {task_id: prepare_split(load_task(task_id, directory=synth.tasks), "synthetic", "test", root=synth.root,
-                                   out=base / task_id, cache_dir=base / "cache", directory=synth.tasks)
+    return {task_id: prepare_split(load_task(task_id, directory=synth.tasks), "synthetic", "test",
+                                   root=synth.root, out=base / task_id, cache_dir=base / "cache",
+                                   directory=synth.tasks)
             for task_id in (SEG, CLS, CXR)}
 
 
@@ -53,7 +54,8 @@ def test_input_tree_holds_no_label_data(synth, prepared, task_id):
     for source in sources:
         row = manifest.loc[source]
         forbidden |= {source, row.patient_id, row.study_uid, row.series_uid}
-    files = sorted(p.relative_to(result.input_dir).as_posix() for p in result.input_dir.rglob("*") if p.is_file())
+    files = sorted(p.relative_to(result.input_dir).as_posix()
+                   for p in result.input_dir.rglob("*") if p.is_file())
     assert files == sorted(["cases.json", "task.json", *(f"images/{c}.nii.gz" for c in result.case_ids)])
     for name in files:
         assert name in ("cases.json", "task.json") or re.fullmatch(r"images/case-[0-9a-f]{12}\.nii\.gz", name)
@@ -90,7 +92,8 @@ def test_prepared_ct_grid_matches_the_dicom_geometry(synth, prepared):
         image = nib.load(result.input_dir / "images" / f"{case_id}.nii.gz")
         assert image.shape == (int(slices[0].Columns), int(slices[0].Rows), len(slices))
         assert image.get_data_dtype() == np.int16
-        np.testing.assert_allclose(image.header.get_zooms(), (col_mm, row_mm, np.linalg.norm(step)), atol=1e-4)
+        zooms = (col_mm, row_mm, np.linalg.norm(step))
+        np.testing.assert_allclose(image.header.get_zooms(), zooms, atol=1e-4)
         np.testing.assert_allclose(image.affine[:3, 0], flip * iop[:3] * col_mm, atol=1e-4)
         np.testing.assert_allclose(image.affine[:3, 1], flip * iop[3:] * row_mm, atol=1e-4)
         np.testing.assert_allclose(image.affine[:3, 2], flip * step, atol=1e-4)
@@ -182,7 +185,8 @@ def test_out_layouts_that_would_expose_the_reference_are_refused(synth, prepared
         prepare_split(spec, "synthetic", "test", root=synth.root, out=prepared[CLS].input_dir / "nested",
                       directory=synth.tasks)
     with pytest.raises(PrepareError, match="already exists"):
-        prepare_split(spec, "synthetic", "test", root=synth.root, out=prepared[CLS].out, directory=synth.tasks)
+        prepare_split(spec, "synthetic", "test", root=synth.root, out=prepared[CLS].out,
+                      directory=synth.tasks)
 
 
 def test_a_split_case_missing_from_the_manifest_is_named(synth, tmp_path):
@@ -196,9 +200,9 @@ def test_a_split_case_missing_from_the_manifest_is_named(synth, tmp_path):
 
 
 def test_cli_prepare_writes_both_trees(synth, tmp_path):
-    result = CliRunner().invoke(app, ["prepare", "--task", CXR, "--name", "synthetic", "--split", "validation",
-                                      "--root", str(synth.root), "--out", str(tmp_path / "out"),
-                                      "--cache", str(tmp_path / "cache")],
+    result = CliRunner().invoke(app, ["prepare", "--task", CXR, "--name", "synthetic",
+                                      "--split", "validation", "--root", str(synth.root),
+                                      "--out", str(tmp_path / "out"), "--cache", str(tmp_path / "cache")],
                                 env={"BENCH_TASKS_DIR": str(synth.tasks)})
     assert result.exit_code == 0, result.output
     reference = read_reference(tmp_path / "out" / "reference")

@@ -10,7 +10,8 @@ from bench.errors import SplitError
 from bench.splits import assign_splits
 from bench.tasks import SplitStrategy
 
-STRATEGY = SplitStrategy(seed=7, stratify=["label", "site"], fractions={"train": 0.6, "validation": 0.2, "test": 0.2})
+STRATEGY = SplitStrategy(seed=7, stratify=["label", "site"],
+                         fractions={"train": 0.6, "validation": 0.2, "test": 0.2})
 
 
 def _one_stratum(n_patients: int) -> pd.DataFrame:

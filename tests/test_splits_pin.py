@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pydicom
 import pytest
+from splits_fixtures import TASKS, copy_task_specs, synthetic
 from typer.testing import CliRunner
 
 from bench.cli import app
@@ -15,7 +16,6 @@ from bench.errors import ManifestError, SplitError
 from bench.split_checks import summarize_split, verify_split
 from bench.splits import load_split, pin_split
 from bench.tasks import load_task, tasks_dir
-from splits_fixtures import TASKS, copy_task_specs, synthetic
 
 pytestmark = pytest.mark.slow
 
@@ -70,7 +70,8 @@ def test_file_sha256_is_over_its_canonical_json_without_the_field(synth):
 def test_task_cases_come_from_the_task_collections(synth):
     manifest = pd.read_csv(synth.manifest, dtype=str, keep_default_na=False)
     collections = {task_id: {c.collection for c in split.records} for task_id, split in synth.splits.items()}
-    assert collections == {SEG: {"MIDRC-RICORD-1A"}, "ricord-ct-covid-cls": {"MIDRC-RICORD-1A", "MIDRC-RICORD-1B"},
+    assert collections == {SEG: {"MIDRC-RICORD-1A"},
+                           "ricord-ct-covid-cls": {"MIDRC-RICORD-1A", "MIDRC-RICORD-1B"},
                            "ricord-1c-cxr-appearance": {"MIDRC-RICORD-1C"}}
     n_1a = int((manifest.collection == "MIDRC-RICORD-1A").sum())
     assert len(synth.splits[SEG].records) == n_1a == 24
@@ -110,7 +111,8 @@ def test_verify_catches_a_changed_pixel_a_moved_vertex_and_a_missing_case(synth,
     split = synth.splits[SEG]
     export_path = next((root / "annotations").glob("MIDRC-RICORD-1a*.json"))
     export = json.loads(export_path.read_text())
-    polygons = [a for dataset in export["datasets"] for a in dataset["annotations"] if (a.get("data") or {}).get("vertices")]
+    polygons = [a for dataset in export["datasets"] for a in dataset["annotations"]
+                if (a.get("data") or {}).get("vertices")]
     polygon_studies = {a["StudyInstanceUID"] for a in polygons}
     pixel_case, missing_case = split.records[0], split.records[1]
     vertex_case = next(c for c in split.records[2:] if c.study_uid in polygon_studies)
@@ -137,7 +139,8 @@ def test_verify_catches_a_changed_pixel_a_moved_vertex_and_a_missing_case(synth,
     assert sorted(status.values()).count("ok") == 21
     assert not report.ok
 
-    result = CliRunner().invoke(app, ["splits", "verify", "--task", SEG, "--name", "synthetic", "--root", str(root)],
+    result = CliRunner().invoke(app, ["splits", "verify", "--task", SEG, "--name", "synthetic",
+                                      "--root", str(root)],
                                 env={"BENCH_TASKS_DIR": str(synth.tasks)})
     assert result.exit_code == 1, result.output
     assert "changed (pixels)" in result.output and "missing 1" in result.output
@@ -211,8 +214,8 @@ def test_cli_pin_and_show(synth, tmp_path):
                                  "--manifest", str(synth.manifest), "--root", str(synth.root)], env=env)
     assert result.exit_code == 0, result.output
     assert f"split sha256:{synth.splits['ricord-1c-cxr-appearance'].sha256}" in result.output
-    result = runner.invoke(app, ["splits", "show", "--task", "ricord-1c-cxr-appearance", "--name", "synthetic"],
-                           env=env)
+    result = runner.invoke(app, ["splits", "show", "--task", "ricord-1c-cxr-appearance",
+                                 "--name", "synthetic"], env=env)
     assert result.exit_code == 0, result.output
     assert "no patient leakage" in result.output and "SITE2" in result.output
 
