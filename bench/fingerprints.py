@@ -14,7 +14,9 @@ same content. A case's fingerprint has three parts, each a hex sha256:
     StudyInstanceUID is the case's study), each reduced to the fields that carry meaning
     (:data:`ANNOTATION_FIELDS`) and sorted by its own canonical JSON. Volatile fields that an
     export rewrites without a change of content (record ids, timestamps, review counters,
-    update history) are left out. A study without records hashes the empty list.
+    update history) are left out, label ids are replaced by label names, and integral numbers
+    are written as integers (``47.0`` and ``47`` hash alike). A study without records hashes
+    the empty list.
 ``case``
     sha256 of the canonical JSON of ``{"annotations": ..., "images": ...}``.
 """
