@@ -14,7 +14,9 @@ same content. A case's fingerprint has three parts, each a hex sha256:
     StudyInstanceUID is the case's study), each reduced to the fields that carry meaning
     (:data:`ANNOTATION_FIELDS`) and sorted by its own canonical JSON. Volatile fields that an
     export rewrites without a change of content (record ids, timestamps, review counters,
-    update history) are left out. A study without records hashes the empty list.
+    update history) are left out, label ids are replaced by label names, and integral numbers
+    are written as integers (``47.0`` and ``47`` hash alike). A study without records hashes
+    the empty list.
 ``case``
     sha256 of the canonical JSON of ``{"annotations": ..., "images": ...}``.
 """
@@ -89,7 +91,8 @@ def images_fingerprint(paths: Sequence[str | os.PathLike]) -> str:
     return sha256_json([list(pair) for pair in pairs])
 
 
-def annotation_files(paths: Iterable[str | os.PathLike], *, root: str | os.PathLike | None = None) -> list[Path]:
+def annotation_files(paths: Iterable[str | os.PathLike], *,
+                     root: str | os.PathLike | None = None) -> list[Path]:
     """The MD.ai export files to use: each given file, every ``*.json`` of each given directory.
 
     With nothing given, ``root/annotations/*.json`` (where ``bench data synth`` writes them) when
@@ -137,8 +140,19 @@ def _record(annotation: Mapping, labels: Mapping[str, tuple[str, str]], where: s
         "series_uid": annotation.get("SeriesInstanceUID"),
         "sop_uid": annotation.get("SOPInstanceUID"),
         "frame": annotation.get("frameNumber"),
-        "data": annotation.get("data"),
+        "data": _plain_numbers(annotation.get("data")),
     }
+
+
+def _plain_numbers(value):
+    """Integral floats as ints (``47.0`` -> ``47``), so a re-serialized export hashes the same."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, list):
+        return [_plain_numbers(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _plain_numbers(item) for key, item in value.items()}
+    return value
 
 
 def read_annotation_records(paths: Sequence[str | os.PathLike]) -> dict[str, list[dict]]:
@@ -154,7 +168,8 @@ def read_annotation_records(paths: Sequence[str | os.PathLike]) -> dict[str, lis
     by_study: dict[str, list[dict]] = {}
     for path in map(Path, paths):
         doc = _read_json(path)
-        labels = {str(label.get("id")): (str(label.get("name") or "").strip(), str(label.get("scope") or "").upper())
+        labels = {str(label.get("id")): (str(label.get("name") or "").strip(),
+                                         str(label.get("scope") or "").upper())
                   for group in doc["labelGroups"] if isinstance(group, dict)
                   for label in group.get("labels", []) if isinstance(label, dict)}
         for dataset in doc["datasets"]:

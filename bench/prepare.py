@@ -37,6 +37,7 @@ from bench.fingerprints import (
     read_annotation_records,
 )
 from bench.io import SCHEMA_VERSION, atomic_directory, sha256_json, write_csv, write_json
+from bench.metrics.subgroups import age_band
 from bench.splits import PinnedSplit, SplitCase, load_split
 from bench.tasks import SPLITS, TaskSpec
 
@@ -47,6 +48,7 @@ Progress = Callable[[int, int, str], None]
 #: Version of the DICOM -> NIfTI conversion; part of the cache key.
 CONVERSION = "nifti-v1"
 DEMOGRAPHICS = ("site", "sex", "age", "age_band")
+_CACHE_FILES = ("image.nii.gz", "geometry.json")
 
 
 @dataclass(frozen=True)
@@ -76,8 +78,8 @@ class Reference:
 
     ``cases``: one row per case sorted by case_id, columns ``case_id, source_case_id,
     patient_id, site, sex, age, age_band``, then the label columns (classification: each
-    head's manifest column, e.g. ``appearance``, ``grade``, ``covid``) or ``mask, mask_sha256``
-    (segmentation).
+    head's manifest column, e.g. ``appearance``, ``grade``, ``covid``; listed in
+    ``label_columns``) or ``mask, mask_sha256`` (segmentation). Missing values are None/NaN.
     """
 
     directory: Path
@@ -87,6 +89,7 @@ class Reference:
     split: str
     split_sha256: str
     reference_sha256: str
+    label_columns: tuple[str, ...]
     cases: pd.DataFrame
 
     @property
@@ -101,20 +104,6 @@ class Reference:
 def prepared_case_id(task_id: str, case_id: str) -> str:
     """The opaque id of a manifest case in a prepared split of ``task_id``."""
     return "case-" + hashlib.sha256(f"{task_id}/{case_id}".encode()).hexdigest()[:12]
-
-
-def age_band(age, edges: Iterable[float]) -> str:
-    """``<18``, ``18-40`` (meaning [18, 40)), ..., ``>=80`` for edges 18, 40, 60, 80; ``unknown`` if missing."""
-    edges = list(edges)
-    if age is None or (isinstance(age, float) and np.isnan(age)) or age == "":
-        return "unknown"
-    age = float(age)
-    if age < edges[0]:
-        return f"<{edges[0]:g}"
-    for low, high in zip(edges, edges[1:], strict=False):
-        if low <= age < high:
-            return f"{low:g}-{high:g}"
-    return f">={edges[-1]:g}"
 
 
 def reference_sha256(document: Mapping) -> str:
@@ -157,15 +146,15 @@ def _manifest_rows(split: PinnedSplit, cases: tuple[SplitCase, ...], manifest: P
     rows = {str(row["case_id"]): row for row in table.to_dict("records")}
     absent = [case.case_id for case in cases if case.case_id not in rows]
     if absent:
-        raise SplitError(f"{manifest}: {len(absent)} case(s) of split {split.task}/{split.name} are not in the "
-                         f"manifest (e.g. {absent[:3]}). Use the manifest of the download the split was pinned "
-                         "from (`bench data index`), or pin a split for this download.")
+        raise SplitError(f"{manifest}: {len(absent)} case(s) of split {split.task}/{split.name} are not in "
+                         f"the manifest (e.g. {absent[:3]}). Use the manifest of the download the split was "
+                         "pinned from (`bench data index`), or pin a split for this download.")
     for case in cases:
         row = rows[case.case_id]
         for key in ("patient_id", "study_uid", "series_uid"):
             if str(row[key]) != getattr(case, key):
-                raise SplitError(f"{manifest}: case {case.case_id} has {key} {row[key]!r}, the pinned split says "
-                                 f"{getattr(case, key)!r}. The manifest is from another download.")
+                raise SplitError(f"{manifest}: case {case.case_id} has {key} {row[key]!r}, the pinned split "
+                                 f"says {getattr(case, key)!r}. The manifest is from another download.")
     return {case.case_id: rows[case.case_id] for case in cases}
 
 
@@ -185,12 +174,12 @@ class _ImageSource:
 
     def _cached(self, case: SplitCase) -> bool:
         entry = self._entry(case)
-        return entry is not None and (entry / "image.nii.gz").is_file() and (entry / "geometry.json").is_file()
+        return entry is not None and all((entry / name).is_file() for name in _CACHE_FILES)
 
     def _paths(self, case: SplitCase) -> list[Path]:
         if self._located is None:
-            self._located = locate_series(self.root, [c.series_uid for c in self._pending],
-                                          hint_dirs=[self.rows[c.case_id].get("series_dir") for c in self._pending])
+            hints = [self.rows[c.case_id].get("series_dir") for c in self._pending]
+            self._located = locate_series(self.root, [c.series_uid for c in self._pending], hint_dirs=hints)
         paths = self._located.get(case.series_uid)
         if not paths:
             raise PrepareError(f"case {case.case_id}: series {case.series_uid} is not under {self.root}. "
@@ -276,14 +265,15 @@ def prepare_split(spec: TaskSpec, name: str, split: str, *, root: str | os.PathL
         raise PrepareError(f"split {spec.id}/{name} has no {split} case; nothing to prepare.")
     manifest = Path(manifest) if manifest is not None else root / "manifest.csv"
     if not manifest.is_file():
-        raise PrepareError(f"{manifest}: no manifest. Index the download with `bench data index` and pass its "
-                           "manifest with --manifest.")
+        raise PrepareError(f"{manifest}: no manifest. Index the download with `bench data index` and pass "
+                           "its manifest with --manifest.")
     rows = _manifest_rows(pinned, cases, manifest)
     files = annotation_files(annotations, root=root)
     records = read_annotation_records(files)
     for case in cases:
         if annotations_fingerprint(records.get(case.study_uid, [])) != case.fingerprint.annotations:
-            raise PrepareError(f"case {case.case_id}: the annotation records in {[str(f) for f in files] or 'no export'} "
+            given = [str(f) for f in files] or "no export"
+            raise PrepareError(f"case {case.case_id}: the annotation records in {given} "
                                "differ from the pinned split. Pass the export the split was pinned with "
                                "(--annotations) or run `bench splits verify`.")
     export = None
@@ -346,7 +336,8 @@ def _build(spec, pinned, split, ordered, ids, rows, images, export, staging: Pat
         "cases": [{"case_id": r["case_id"], "image": f"images/{r['case_id']}.nii.gz"} for r in records]})
     write_json(input_dir / "task.json", spec.public_dict())
     document = {"schema_version": SCHEMA_VERSION, "task": spec.id, "task_sha256": spec.sha256,
-                "split_name": pinned.name, "split": split, "split_sha256": pinned.sha256, "cases": records}
+                "split_name": pinned.name, "split": split, "split_sha256": pinned.sha256,
+                "label_columns": spec.label_columns, "cases": records}
     document["reference_sha256"] = reference_sha256(document)
     write_json(reference_dir / "reference.json", document)
     if spec.kind == "classification":
@@ -401,28 +392,32 @@ def read_reference(reference_dir: str | os.PathLike, *, check_masks: bool = True
         raise PrepareError(f"{path}: not a reference: needs {sorted(needed)}.")
     actual = reference_sha256(document)
     if actual != document["reference_sha256"]:
-        raise PrepareError(f"{path}: reference_sha256 {document['reference_sha256']} does not match its content "
-                           f"({actual}); the reference was edited. Prepare the split again.")
+        raise PrepareError(f"{path}: reference_sha256 {document['reference_sha256']} does not match its "
+                           f"content ({actual}); the reference was edited. Prepare the split again.")
     cases = pd.DataFrame(document["cases"])
     if cases.empty or "case_id" not in cases.columns:
         raise PrepareError(f"{path}: no case records.")
+    label_columns = list(document.get("label_columns") or [])
+    first = ["case_id", "source_case_id", "patient_id", *DEMOGRAPHICS, *label_columns]
+    cases = cases[[c for c in first if c in cases.columns] + [c for c in cases.columns if c not in first]]
     cases = cases.sort_values("case_id", kind="stable").reset_index(drop=True)
     reference = Reference(directory=directory, task=document["task"], task_sha256=document["task_sha256"],
                           split_name=document["split_name"], split=document["split"],
-                          split_sha256=document["split_sha256"], reference_sha256=actual, cases=cases)
+                          split_sha256=document["split_sha256"], reference_sha256=actual,
+                          label_columns=tuple(label_columns), cases=cases)
     if "mask_sha256" in cases.columns and check_masks:
         for case_id, expected in zip(cases["case_id"], cases["mask_sha256"], strict=True):
             mask = reference.mask_path(case_id)
             try:
                 found = nifti.mask_sha256(np.asanyarray(nib.load(mask).dataobj))
             except (OSError, ValueError, nib.filebasedimages.ImageFileError) as error:
-                raise PrepareError(f"{mask}: unreadable reference mask ({error}). Prepare the split again.") from error
+                raise PrepareError(f"{mask}: unreadable reference mask ({error}). Prepare the split "
+                                   "again.") from error
             if found != expected:
-                raise PrepareError(f"{mask}: mask content sha256 {found} differs from reference.json ({expected}); "
-                                   "the mask was changed. Prepare the split again.")
+                raise PrepareError(f"{mask}: mask content sha256 {found} differs from reference.json "
+                                   f"({expected}); the mask was changed. Prepare the split again.")
     labels = directory / "labels.csv"
-    if "mask_sha256" not in cases.columns:
-        label_columns = [c for c in cases.columns if c not in ("case_id", "source_case_id", "patient_id", *DEMOGRAPHICS)]
+    if label_columns:
         expected = labels_table(document["cases"], label_columns).to_csv(index=False, lineterminator="\n",
                                                                          float_format="%.10g")
         if not labels.is_file() or labels.read_text(encoding="utf-8") != expected:

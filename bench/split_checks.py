@@ -69,7 +69,8 @@ class VerifyReport:
         return dict(sorted(counts.items()))
 
 
-def verify_split(split: PinnedSplit, *, root: str | os.PathLike, annotations: Iterable[str | os.PathLike] = (),
+def verify_split(split: PinnedSplit, *, root: str | os.PathLike,
+                 annotations: Iterable[str | os.PathLike] = (),
                  progress: Progress | None = None) -> VerifyReport:
     """Recompute every case's fingerprint from the download at ``root`` and compare.
 
@@ -97,9 +98,9 @@ def verify_split(split: PinnedSplit, *, root: str | os.PathLike, annotations: It
         if found is None:
             checks.append(CaseCheck(case.case_id, case.split, "missing"))
             continue
-        changed = tuple(part for part, same in (("pixels", found.images == case.fingerprint.images),
-                                                ("annotations", found.annotations == case.fingerprint.annotations))
-                        if not same)
+        changed = tuple(part for part, same in (
+            ("pixels", found.images == case.fingerprint.images),
+            ("annotations", found.annotations == case.fingerprint.annotations)) if not same)
         checks.append(CaseCheck(case.case_id, case.split, "changed" if changed else "ok", changed))
     report = VerifyReport(task=split.task, name=split.name, split_sha256=split.sha256, root=root,
                           annotation_files=files, checks=tuple(checks))

@@ -129,6 +129,20 @@ def _rank(seed: int, patient_id: str) -> str:
     return hashlib.sha256(f"{seed}:{patient_id}".encode()).hexdigest()
 
 
+def _choose(fractions: Mapping[str, Fraction], placed: Mapping[str, int], placed_all: Mapping[str, int],
+            weight: int) -> str:
+    """Step 4 of the procedure: the split for the next patient of ``weight`` cases."""
+    n, n_all = sum(placed.values()), sum(placed_all.values())
+    best, best_priority = "", None
+    for split in SPLITS:
+        local = fractions[split] * (n + weight) - placed[split]
+        overall = fractions[split] * (n_all + weight) - placed_all[split]
+        priority = (local > 0, overall, local, -_TIE_ORDER.index(split))
+        if best_priority is None or priority > best_priority:
+            best, best_priority = split, priority
+    return best
+
+
 def task_cases(manifest: pd.DataFrame, spec: TaskSpec, *, source: str = "manifest") -> pd.DataFrame:
     """The manifest rows that form ``spec``'s cases (rule 1 of the module docstring), by case_id.
 
@@ -138,8 +152,8 @@ def task_cases(manifest: pd.DataFrame, spec: TaskSpec, *, source: str = "manifes
         The manifest lacks a column the task needs, has no case of the task's collections, or
         holds a label value that is not one of a head's classes.
     """
-    needed = ["case_id", "patient_id", "collection", "study_uid", "series_uid", spec.split.group_by, *spec.split.stratify,
-              *spec.label_columns, "n_annotations"]
+    needed = ["case_id", "patient_id", "collection", "study_uid", "series_uid", spec.split.group_by,
+              *spec.split.stratify, *spec.label_columns, "n_annotations"]
     missing = [column for column in dict.fromkeys(needed) if column not in manifest.columns]
     if missing:
         raise ManifestError(f"{source}: lacks column(s) {missing} that task {spec.id} needs (split "
@@ -188,7 +202,8 @@ def assign_splits(cases: pd.DataFrame, strategy: SplitStrategy) -> pd.DataFrame:
     group, columns = strategy.group_by, list(strategy.stratify)
     missing = [c for c in ["case_id", group, *columns] if c not in cases.columns]
     if missing:
-        raise SplitError(f"cases lack column(s) {missing} needed to stratify by {columns} and group by {group!r}.")
+        raise SplitError(f"cases lack column(s) {missing} needed to stratify by {columns} and group by "
+                         f"{group!r}.")
     table = cases[["case_id", group, *columns]].copy()
     for column in columns:
         table[column] = pd.Series([_value(v) for v in table[column]], index=table.index, dtype=object)
@@ -205,18 +220,10 @@ def assign_splits(cases: pd.DataFrame, strategy: SplitStrategy) -> pd.DataFrame:
     for key in sorted(strata, key=_stratum_order):
         placed = dict.fromkeys(SPLITS, 0)
         for patient in sorted(strata[key], key=lambda p: (_rank(strategy.seed, p), p)):
-            weight = int(weights[patient])
-            n, n_all = sum(placed.values()), sum(placed_all.values())
-
-            def priority(s: str, weight=weight, n=n, n_all=n_all) -> tuple:
-                local = fractions[s] * (n + weight) - placed[s]
-                overall = fractions[s] * (n_all + weight) - placed_all[s]
-                return (local > 0, overall, local, -_TIE_ORDER.index(s))
-
-            best = max(SPLITS, key=priority)
+            best = _choose(fractions, placed, placed_all, int(weights[patient]))
             split_of[patient] = best
-            placed[best] += weight
-            placed_all[best] += weight
+            placed[best] += int(weights[patient])
+            placed_all[best] += int(weights[patient])
     table.insert(2, "split", table[group].map(split_of))
     return table
 
@@ -240,8 +247,9 @@ def file_sha256(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
-def case_fingerprints(cases: pd.DataFrame, *, root: str | os.PathLike, annotations: Iterable[str | os.PathLike] = (),
-                      use_series_dir: bool = True, progress: Progress | None = None) -> dict[str, Fingerprint | None]:
+def case_fingerprints(cases: pd.DataFrame, *, root: str | os.PathLike,
+                      annotations: Iterable[str | os.PathLike] = (), use_series_dir: bool = True,
+                      progress: Progress | None = None) -> dict[str, Fingerprint | None]:
     """Fingerprint each case (``case_id``, ``study_uid``, ``series_uid`` columns) from a download.
 
     A case whose series is nowhere under ``root`` maps to None. Raises SplitError when ``root``
@@ -310,7 +318,8 @@ def pin_split(spec: TaskSpec, manifest: str | os.PathLike, *, root: str | os.Pat
                          f"(e.g. {absent[:3]}). Pin with the download the manifest was indexed from.")
     _check_annotation_coverage(cases, prints, manifest)
     rows = []
-    for case, assignment in zip(cases.to_dict("records"), assigned.itertuples(index=False, name=None), strict=True):
+    assignments = assigned.itertuples(index=False, name=None)
+    for case, assignment in zip(cases.to_dict("records"), assignments, strict=True):
         case_id, _, split, *strata = assignment
         rows.append({
             "case_id": case_id,
@@ -336,13 +345,14 @@ def pin_split(spec: TaskSpec, manifest: str | os.PathLike, *, root: str | os.Pat
     return _from_document(document, path)
 
 
-def _check_annotation_coverage(cases: pd.DataFrame, prints: Mapping[str, Fingerprint], manifest: Path) -> None:
+def _check_annotation_coverage(cases: pd.DataFrame, prints: Mapping[str, Fingerprint],
+                               manifest: Path) -> None:
     counted = pd.to_numeric(cases["n_annotations"], errors="coerce").fillna(0) > 0
     uncovered = [case_id for case_id, annotated in zip(cases["case_id"], counted, strict=True)
                  if annotated and prints[case_id].annotations == EMPTY_ANNOTATIONS]
     if uncovered:
-        raise SplitError(f"{manifest}: {len(uncovered)} case(s) have annotations in the manifest but none in the "
-                         f"given MD.ai exports (e.g. {uncovered[:3]}). Pass the export(s) used for "
+        raise SplitError(f"{manifest}: {len(uncovered)} case(s) have annotations in the manifest but none in "
+                         f"the given MD.ai exports (e.g. {uncovered[:3]}). Pass the export(s) used for "
                          "`bench data index` with --annotations.")
 
 
@@ -403,7 +413,8 @@ def _check_records(split: PinnedSplit, path: Path) -> None:
     seen: dict[str, str] = {}
     for case in split.records:
         if case.split not in SPLITS:
-            raise SplitError(f"{path}: case {case.case_id} has split {case.split!r}, not one of {list(SPLITS)}.")
+            raise SplitError(f"{path}: case {case.case_id} has split {case.split!r}, not one of "
+                             f"{list(SPLITS)}.")
         other = seen.setdefault(case.patient_id, case.split)
         if other != case.split:
             raise SplitError(f"{path}: patient {case.patient_id} is in both {other} and {case.split}; "
@@ -423,12 +434,15 @@ def load_split(task_id: str, name: str, *, directory: Path | None = None) -> Pin
     if not path.is_file():
         pinned = sorted(p.stem for p in path.parent.glob("*.json")) if path.parent.is_dir() else []
         raise SplitError(f"task {task_id}: no pinned split {name!r} ({path} does not exist; pinned: "
-                         f"{pinned or 'none'}). Pin it with `bench splits pin --task {task_id} --name {name} ...`.")
+                         f"{pinned or 'none'}). Pin it with "
+                         f"`bench splits pin --task {task_id} --name {name} ...`.")
     split = read_split(path)
     if split.task != task_id or split.name != name:
-        raise SplitError(f"{path}: belongs to task {split.task!r} / name {split.name!r}, not {task_id!r} / {name!r}.")
+        raise SplitError(f"{path}: belongs to task {split.task!r} / name {split.name!r}, not "
+                         f"{task_id!r} / {name!r}.")
     expected = _strategy_record(load_task(task_id, directory=directory).split)
     if dict(split.strategy) != expected:
-        raise SplitError(f"{path}: pinned with strategy {dict(split.strategy)}, but tasks/{task_id}/task.yaml "
-                         f"now says {expected}. Pin the split again (and cite the new sha256).")
+        raise SplitError(f"{path}: pinned with strategy {dict(split.strategy)}, but "
+                         f"tasks/{task_id}/task.yaml now says {expected}. Pin the split again (and cite "
+                         "the new sha256).")
     return split

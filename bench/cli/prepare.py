@@ -20,23 +20,28 @@ def default_cache_dir() -> Path:
     return base / "ricord-bench"
 
 
+Out = Annotated[Path, typer.Option("--out", help="Output folder: OUT/input (container) and OUT/reference.")]
+Manifest = Annotated[Path | None, typer.Option("--manifest", help="Manifest CSV (default ROOT/manifest.csv)")]
+Annotations = Annotated[list[Path] | None, typer.Option(
+    "--annotations", help="MD.ai export file or folder (repeatable; default ROOT/annotations/*.json).")]
+Cache = Annotated[Path | None, typer.Option(
+    "--cache", help="Cache of converted images (default $BENCH_CACHE_DIR, else ~/.cache/ricord-bench).")]
+
+
 @app.command("prepare")
 def prepare(
     task: Annotated[str, typer.Option("--task", help="Task id (tasks/<id>/task.yaml).")],
     name: Annotated[str, typer.Option("--name", help="Pinned split name (tasks/<id>/splits/<name>.json).")],
     root: Annotated[Path, typer.Option("--root", help="Root of the download the split was pinned from.")],
-    out: Annotated[Path, typer.Option("--out", help="Output folder: OUT/input (for the container), OUT/reference.")],
+    out: Out,
     split: Annotated[str, typer.Option("--split", help="train, validation or test.")] = "test",
-    manifest: Annotated[Path | None, typer.Option("--manifest", help="Manifest CSV (default ROOT/manifest.csv).")] = None,
-    annotations: Annotated[list[Path] | None, typer.Option(
-        "--annotations", help="MD.ai export file or folder (repeatable; default ROOT/annotations/*.json).")] = None,
-    cache: Annotated[Path | None, typer.Option(
-        "--cache", help="Cache of converted images (default $BENCH_CACHE_DIR or ~/.cache/ricord-bench).")] = None,
-    no_cache: Annotated[bool, typer.Option("--no-cache", help="Convert every image again; cache nothing.")] = False,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing OUT/input and OUT/reference.")]
-    = False,
+    manifest: Manifest = None,
+    annotations: Annotations = None,
+    cache: Cache = None,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Convert every image; cache nothing.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUT/input, OUT/reference.")] = False,
 ) -> None:
-    """Write OUT/input (cases.json, task.json, images/) and OUT/reference (labels or masks, reference.json)."""
+    """Write OUT/input (cases.json, task.json, images/) and OUT/reference (labels or masks)."""
     spec = load_task(task)
     with progress_bar(f"preparing {split}") as progress:
         prepared = prepare_split(spec, name, split, root=root, out=out, manifest=manifest,

@@ -17,7 +17,7 @@ splits_app = typer.Typer(help="Pin, verify and show the train / validation / tes
 app.add_typer(splits_app, name="splits")
 
 Task = Annotated[str, typer.Option("--task", help="Task id (tasks/<id>/task.yaml).")]
-Name = Annotated[str, typer.Option("--name", help="Pinned split name, one per download: synthetic, tcia, ...")]
+Name = Annotated[str, typer.Option("--name", help="Pinned split name, one per download: synthetic, tcia...")]
 Root = Annotated[Path, typer.Option("--root", help="Root of the RICORD download (or of `bench data synth`).")]
 Annotations = Annotated[list[Path] | None, typer.Option(
     "--annotations", help="MD.ai export JSON file or folder (repeatable; default ROOT/annotations/*.json).")]
@@ -30,7 +30,8 @@ def pin(task: Task, name: Name, root: Root,
     """Assign patients to splits, fingerprint every case and write tasks/<task>/splits/<name>.json."""
     spec = load_task(task)
     with progress_bar("pinning") as progress:
-        split = pin_split(spec, manifest, root=root, name=name, annotations=annotations or (), progress=progress)
+        split = pin_split(spec, manifest, root=root, name=name, annotations=annotations or (),
+                          progress=progress)
     counts = {s: len(split.cases(s)) for s in ("train", "validation", "test")}
     console.print(f"[bold]{split.path}[/]: {len(split.records)} cases "
                   + ", ".join(f"{s} {n}" for s, n in counts.items()))
@@ -69,4 +70,5 @@ def show(task: Task, name: Name) -> None:
     if summary.leaked_patients:
         typer.echo(f"LEAKAGE: patients in more than one split: {', '.join(summary.leaked_patients)}")
         raise typer.Exit(1)
-    typer.echo(f"no patient leakage: each of {summary.totals['patients'].sum()} patients is in exactly one split")
+    patients = summary.totals["patients"].sum()
+    typer.echo(f"no patient leakage: each of {patients} patients is in exactly one split")

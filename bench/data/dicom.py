@@ -215,10 +215,15 @@ def read_header(path: str | os.PathLike) -> dict:
     missing = [k for k in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID") if not _text(ds, k)]
     if missing:
         raise DicomError(
-            f"{path}: DICOM header lacks {', '.join(missing)}; cannot identify the "
-            "instance. Re-download it or remove it."
+            f"{path}: DICOM header lacks {', '.join(missing)} (truncated or incomplete header); "
+            "cannot identify the instance. Re-download it or remove it."
         )
     expected = _expected_pixel_bytes(ds)
+    if expected is not None:
+        # dcmread stops at the (7FE0,0010) tag: its tag + VR + length take 12 bytes (explicit VR)
+        # or 8 (implicit VR) before the values.
+        syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+        remaining -= 8 if syntax is not None and syntax.is_implicit_VR else 12
     if expected is not None and remaining < expected:
         raise DicomError(
             f"{path}: truncated DICOM file: {remaining} bytes left for pixel data, "

@@ -472,17 +472,13 @@ def study_votes(export: MdaiExport) -> pd.DataFrame:
     table["order"] = np.arange(len(table))
     table["appearance"] = table.label_name.map(canonical_appearance)
     table["grade"] = table.label_name.map(canonical_grade)
-    result = {}
+    columns = ["study_uid", "reader", "appearance", "grade"]
+    parts = []
     for family in ("appearance", "grade"):
         votes = table.dropna(subset=[family]).sort_values(["created_at", "order"], kind="stable")
-        result[family] = votes.groupby(["study_uid", "reader"])[family].last()
-    frame = pd.concat(result, axis=1) if len(table) else pd.DataFrame(columns=["appearance", "grade"])
-    frame = frame.reindex(columns=["appearance", "grade"]).reset_index()
-    return (
-        frame.rename(columns={"level_0": "study_uid", "level_1": "reader"})
-        .sort_values(["study_uid", "reader"])
-        .reset_index(drop=True)
-    )
+        parts.append(votes.groupby(["study_uid", "reader"], as_index=False)[family].last())
+    frame = parts[0].merge(parts[1], on=["study_uid", "reader"], how="outer")
+    return frame.reindex(columns=columns).sort_values(["study_uid", "reader"]).reset_index(drop=True)
 
 
 def majority_vote(values: Sequence[str], order: Sequence[str]) -> tuple[str, bool]:

@@ -99,6 +99,15 @@ class SizePreset:
 
 
 SIZES = {
+    "tiny": SizePreset(
+        ct_shape=(12, 48, 48),
+        cxr_shape=(64, 64),
+        n_1a=6,
+        n_1b=4,
+        n_1c=12,
+        slice_mm=(10.0, 12.0, 8.0),
+        noise_hu=15.0,
+    ),
     "small": SizePreset(
         ct_shape=(24, 64, 64),
         cxr_shape=(128, 128),
@@ -180,7 +189,7 @@ def _plan_studies(
             "mrn": mrn,
             "site": site,
             "collection": collection,
-            "sex": "MF"[(i + i // len(sites)) % 2],
+            "sex": "MF"[(i // len(sites)) % 2],
             "age": round(float(rng.uniform(25, 90)), 2),
         }
         first = _BASE_DATE + dt.timedelta(days=int(rng.integers(0, 300)))
@@ -652,10 +661,12 @@ def synthesize(
         Output folder; written atomically (a temporary folder renamed into place).
     seed : int
         Same seed, byte-identical files.
-    size : {"small", "full"}
-        ``small``: 24 1a + 24 1b CT studies at 64x64x24, 60 1c radiographs at 128x128 (for
-        tests and the demo). ``full``: 3 1a + 1 1b CT studies at 512x512x220 and 4
-        radiographs at 1024x1024 (for benchmarks).
+    size : {"tiny", "small", "full"}
+        ``small`` (default): 24 1a + 24 1b CT studies at 64x64x24 and 60 1c radiographs at
+        128x128, enough for stratified 3-way splits of every task (demo, integration
+        tests). ``tiny``: 6 + 4 CT studies at 48x48x12 and 12 radiographs (fast unit tests).
+        ``full``: 3 1a + 1 1b CT studies at 512x512x220 and 4 radiographs at 1024x1024
+        (benchmarks).
     progress : callable, optional
         ``progress(done, total, description)`` per study.
 
