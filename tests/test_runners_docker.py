@@ -6,7 +6,6 @@ submission image is built by the engine's cache after its first build.
 
 import json
 import os
-import subprocess
 
 import nibabel as nib
 import numpy as np
@@ -166,7 +165,9 @@ def test_tarball_and_image_name_submissions(client, base_image, prepared, tmp_pa
     first = _run(SUBMISSIONS / "constant-prior", CLS, prepared, tmp_path / "first")
     tag = "ricord-bench/constant-prior:latest"
     tarball = tmp_path / "constant-prior.tar"
-    subprocess.run(["docker", "save", tag, "-o", str(tarball)], check=True)
+    with open(tarball, "wb") as handle:
+        for chunk in client.images.get(tag).save(named=True):
+            handle.write(chunk)
     from_tar = _run(tarball, CLS, prepared, tmp_path / "tar")
     from_name = _run(tag, CLS, prepared, tmp_path / "name")
     assert from_tar.counts["ok"] == from_name.counts["ok"] == 4

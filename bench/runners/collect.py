@@ -151,6 +151,8 @@ def read_output_file(
                 raise OutputInvalid(f"no {relative} (no folder {where}/)", status="missing") from error
             except NotADirectoryError as error:
                 raise OutputInvalid(f"{where} is not a folder") from error
+            except OSError as error:
+                raise OutputInvalid(f"{where}/ cannot be opened ({error.strerror})") from error
             os.close(descriptor)
             descriptor = child
         name = parts[-1]
@@ -158,6 +160,8 @@ def read_output_file(
             info = os.stat(name, dir_fd=descriptor, follow_symlinks=False)
         except FileNotFoundError as error:
             raise OutputInvalid(f"no {relative}", status="missing") from error
+        except OSError as error:
+            raise OutputInvalid(f"{relative} cannot be examined ({error.strerror})") from error
         _check_regular(info, relative, max_bytes)
         try:
             handle = os.open(
