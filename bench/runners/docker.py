@@ -24,11 +24,12 @@ _ENGINE_LOG_MAX = "4m"
 _BUILD_LOG_TAIL = 25
 
 
-def ensure_image(submission: Submission, client, *, progress=None):
+def ensure_image(submission: Submission, client, *, limits: Limits | None = None):
     """The ``docker.models.images.Image`` to run: built, loaded from a tarball, or looked up.
 
     Builds from ``docker.context`` with no network during the build (no registry is assumed:
-    the base image must already be in the engine) and tags the result ``ricord-bench/<name>``.
+    the base image must already be in the engine), the build containers held to the run's
+    memory limit when ``limits`` is given, and tags the result ``ricord-bench/<name>``.
 
     Raises
     ------
@@ -51,6 +52,7 @@ def ensure_image(submission: Submission, client, *, progress=None):
                 pull=False,
                 network_mode="none",
                 buildargs=dict(submission.build_args),
+                container_limits=_build_limits(limits),
             )
         except docker.errors.BuildError as error:
             lines = [
@@ -93,6 +95,13 @@ def ensure_image(submission: Submission, client, *, progress=None):
         f"{submission.source}: submission.yaml has no 'docker' or 'image'; it can only run "
         "with --runner process."
     )
+
+
+def _build_limits(limits: Limits | None) -> dict:
+    if limits is None:
+        return {}
+    memory = parse_memory_bytes(limits.memory)
+    return {"memory": memory, "memswap": memory}
 
 
 def image_record(image) -> dict:

@@ -101,30 +101,13 @@ def bwrap_arguments(
             arguments += ["--ro-bind", folder, folder]
     for extra in _SYSTEM_FILES:
         arguments += ["--ro-bind-try", extra, extra]
+    # /tmp first: a Python installation or submission that lives under /tmp is bound on top of it
+    tmpfs_bytes = str(limits.tmpfs_mb * 1024 * 1024)
+    arguments += ["--proc", "/proc", "--dev", "/dev", "--size", tmpfs_bytes, "--tmpfs", "/tmp"]
     for prefix in _python_roots():
         arguments += ["--ro-bind", prefix, prefix]
-    arguments += [
-        "--proc",
-        "/proc",
-        "--dev",
-        "/dev",
-        "--size",
-        str(limits.tmpfs_mb * 1024 * 1024),
-        "--tmpfs",
-        "/tmp",
-        "--ro-bind",
-        str(submission_dir),
-        "/submission",
-        "--ro-bind",
-        str(input_dir),
-        "/input",
-        "--bind",
-        str(output_dir),
-        "/output",
-        "--chdir",
-        "/submission",
-        "--",
-    ]
+    arguments += ["--ro-bind", str(submission_dir), "/submission", "--ro-bind", str(input_dir), "/input"]
+    arguments += ["--bind", str(output_dir), "/output", "--chdir", "/submission", "--"]
     return arguments + list(command)
 
 

@@ -180,7 +180,7 @@ def _run_docker(submission, input_dir, output_dir, limits, client, progress, ste
 
     client = client or docker_client()
     _step(progress, 0, steps, "image")
-    image = ensure_image(submission, client)
+    image = ensure_image(submission, client, limits=limits)
     _step(progress, 1, steps, f"running {image.short_id} (timeout {limits.timeout_s} s)")
     outcome: ExecOutcome = run_container(image, input_dir, output_dir, limits, client)
     isolation = (
