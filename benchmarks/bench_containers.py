@@ -70,13 +70,17 @@ def whole_run(scratch: Path, index: int) -> float:
     inputs = write_prepared(root, "ricord-ct-covid-cls", n_cases=4)
     submission = Path(__file__).resolve().parents[1] / "submissions" / "constant-prior"
     started = time.perf_counter()
-    run_submission(submission, load_task("ricord-ct-covid-cls"), inputs, root / "run", limits={"timeout_s": 60})
+    run_submission(
+        submission, load_task("ricord-ct-covid-cls"), inputs, root / "run", limits={"timeout_s": 60}
+    )
     return time.perf_counter() - started
 
 
 def _line(name: str, times: list[float]) -> str:
-    return (f"{name:<44} median {statistics.median(times) * 1000:8.1f} ms   "
-            f"min {min(times) * 1000:8.1f} ms   max {max(times) * 1000:8.1f} ms   n={len(times)}")
+    return (
+        f"{name:<44} median {statistics.median(times) * 1000:8.1f} ms   "
+        f"min {min(times) * 1000:8.1f} ms   max {max(times) * 1000:8.1f} ms   n={len(times)}"
+    )
 
 
 def main(argv=None) -> int:
@@ -87,7 +91,9 @@ def main(argv=None) -> int:
     client = docker_client()
     report = build_base_image(client=client, rebuild=args.build)
     if report.built:
-        print(f"base image {report.tag}: built in {report.duration_s:.1f} s ({report.size_bytes / 1e6:.0f} MB)")
+        print(
+            f"base image {report.tag}: built in {report.duration_s:.1f} s ({report.size_bytes / 1e6:.0f} MB)"
+        )
     image_id = client.images.get(BASE_IMAGE).id
     with tempfile.TemporaryDirectory(prefix="bench-containers-") as folder:
         scratch = Path(folder)
