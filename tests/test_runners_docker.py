@@ -31,6 +31,7 @@ from bench.tasks import Limits, load_task
 
 pytestmark = pytest.mark.docker
 
+
 @pytest.fixture
 def loopback_listener():
     listener = LoopbackListener()
@@ -175,8 +176,9 @@ def test_tarball_and_image_name_submissions(client, base_image, prepared, tmp_pa
     assert from_tar.submission["name"] == "constant-prior"
 
 
-def test_cli_run_docker(base_image, prepared, tmp_path):
+def test_cli_run_docker_with_a_relative_out(base_image, prepared, tmp_path, monkeypatch):
     _, inputs = prepared[CLS]
+    monkeypatch.chdir(tmp_path)
     answer = CliRunner().invoke(
         app,
         [
@@ -187,7 +189,7 @@ def test_cli_run_docker(base_image, prepared, tmp_path):
             "--inputs",
             str(inputs),
             "--out",
-            str(tmp_path / "run"),
+            "runs/one",
             "--timeout",
             "60",
             "--memory",
@@ -196,7 +198,8 @@ def test_cli_run_docker(base_image, prepared, tmp_path):
     )
     assert answer.exit_code == 0, answer.output
     assert "4 ok" in answer.output
-    assert json.loads((tmp_path / "run/run.json").read_text())["limits"]["memory"] == "1g"
+    assert json.loads((tmp_path / "runs/one/run.json").read_text())["limits"]["memory"] == "1g"
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["one"]  # no staging left behind
 
 
 # --- adversarial submissions ------------------------------------------------------------------

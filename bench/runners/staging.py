@@ -159,7 +159,8 @@ def output_area(path: Path, *, size_mb: int) -> Iterator[bool]:
 def staging_root(out_dir: Path) -> Path:
     """A private folder beside ``out_dir`` for the snapshot and the output area."""
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.stage-", dir=out_dir.parent))
+    # absolute: the engine reads a relative bind source as a volume name
+    return Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.stage-", dir=out_dir.parent)).resolve()
 
 
 def remove_staging(path: Path) -> None:
