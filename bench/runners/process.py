@@ -143,6 +143,8 @@ def run_process(
         When the command cannot be started at all (not found, not executable).
     """
     command = resolve_command(submission)
+    if limits.gpus:
+        log.warning("the process runner does not allocate GPUs; the command sees whatever the host has")
     bwrap = bwrap_path()
     with tempfile.TemporaryDirectory(prefix="bench-process-") as scratch:
         if bwrap is not None:
