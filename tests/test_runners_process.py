@@ -201,11 +201,6 @@ def test_harness_errors_leave_no_run_directory(cls_inputs, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["no-command", "taken"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bench/cli/__init__.py subclasses click.ClickException, but typer 0.29 "
-    "vendors its own click (typer._click), so BenchError escapes as a traceback; lead to fix",
-)
 def test_cli_reports_a_bad_submission_as_a_message(cls_inputs, tmp_path):
     _, inputs = cls_inputs
     answer = CliRunner().invoke(
