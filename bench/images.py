@@ -26,12 +26,17 @@ BASE_PACKAGES = ("python3", "python3-numpy", "python3-scipy", "python3-nibabel")
 # Documentation, manual pages, translations and C/C++ headers are dropped: no submission reads
 # them at run time, and the headers (boost, pulled in by scipy's dependency on pythran) alone
 # are ~190 MB.
-_PATH_EXCLUDES = ("/usr/share/doc/*", "/usr/share/man/*", "/usr/share/locale/*", "/usr/share/info/*",
-                  "/usr/include/*")
+_PATH_EXCLUDES = (
+    "/usr/share/doc/*",
+    "/usr/share/man/*",
+    "/usr/share/locale/*",
+    "/usr/share/info/*",
+    "/usr/include/*",
+)
 _IMAGE_CHANGES = (
-    'ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 LANG=C.UTF-8 HOME=/tmp',
-    'USER 65534:65534',
-    'WORKDIR /',
+    "ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 LANG=C.UTF-8 HOME=/tmp",
+    "USER 65534:65534",
+    "WORKDIR /",
     'CMD ["python3"]',
 )
 
@@ -90,7 +95,8 @@ def host_debian_sources(*, root: Path = Path("/")) -> tuple[str, tuple[str, ...]
     if not any(line.split()[2] == codename for line in lines):
         raise ImageBuildError(
             f"no Debian package source for {codename!r} in {apt}/sources.list*; found {entries or 'none'}. "
-            "Add the Debian mirror for the host's release, or pass a mirror line explicitly.")
+            "Add the Debian mirror for the host's release, or pass a mirror line explicitly."
+        )
     return codename, tuple(lines)
 
 
@@ -103,8 +109,10 @@ def _codename(root: Path) -> str:
             fields[key] = value.strip().strip('"')
     codename = fields.get("VERSION_CODENAME")
     if fields.get("ID") != "debian" and "debian" not in fields.get("ID_LIKE", ""):
-        raise ImageBuildError(f"{path}: the host is not Debian-based (ID={fields.get('ID')!r}); "
-                              "the base image is built from the host's Debian package sources.")
+        raise ImageBuildError(
+            f"{path}: the host is not Debian-based (ID={fields.get('ID')!r}); "
+            "the base image is built from the host's Debian package sources."
+        )
     if not codename:
         raise ImageBuildError(f"{path}: no VERSION_CODENAME; cannot tell which Debian release to build.")
     return codename
@@ -136,20 +144,32 @@ def _parse_deb822(text: str) -> list[tuple[str, str, str]]:
     return entries
 
 
-def mmdebstrap_command(codename: str, sources: tuple[str, ...], tarball: Path, *,
-                       packages: tuple[str, ...] = BASE_PACKAGES) -> list[str]:
+def mmdebstrap_command(
+    codename: str, sources: tuple[str, ...], tarball: Path, *, packages: tuple[str, ...] = BASE_PACKAGES
+) -> list[str]:
     """The ``mmdebstrap`` call that writes the base root filesystem to ``tarball``."""
-    command = ["mmdebstrap", "--variant=minbase", "--format=tar", "--mode=auto",
-               f"--include={','.join(packages)}",
-               '--aptopt=APT::Install-Recommends "false"']
+    command = [
+        "mmdebstrap",
+        "--variant=minbase",
+        "--format=tar",
+        "--mode=auto",
+        f"--include={','.join(packages)}",
+        '--aptopt=APT::Install-Recommends "false"',
+    ]
     command += [f"--dpkgopt=path-exclude={pattern}" for pattern in _PATH_EXCLUDES]
     command += [codename, str(tarball), *sources]
     return command
 
 
-def build_base_image(*, tag: str = BASE_IMAGE, rebuild: bool = False, sources: tuple[str, ...] | None = None,
-                     keep_tarball: Path | None = None, client=None,
-                     progress: Progress | None = None) -> BaseImageReport:
+def build_base_image(
+    *,
+    tag: str = BASE_IMAGE,
+    rebuild: bool = False,
+    sources: tuple[str, ...] | None = None,
+    keep_tarball: Path | None = None,
+    client=None,
+    progress: Progress | None = None,
+) -> BaseImageReport:
     """Build the local base image with ``mmdebstrap`` + ``docker import``, unless it exists.
 
     Parameters
@@ -180,12 +200,20 @@ def build_base_image(*, tag: str = BASE_IMAGE, rebuild: bool = False, sources: t
     sources = tuple(sources) if sources is not None else host_sources
     if existing is not None and not rebuild:
         log.info("base image %s exists (%s); not rebuilding", tag, existing.id)
-        return BaseImageReport(tag=tag, image_id=existing.id, built=False,
-                               duration_s=time.monotonic() - started, sources=sources,
-                               packages=BASE_PACKAGES, size_bytes=existing.attrs.get("Size", 0))
+        return BaseImageReport(
+            tag=tag,
+            image_id=existing.id,
+            built=False,
+            duration_s=time.monotonic() - started,
+            sources=sources,
+            packages=BASE_PACKAGES,
+            size_bytes=existing.attrs.get("Size", 0),
+        )
     if shutil.which("mmdebstrap") is None:
-        raise ImageBuildError("mmdebstrap is not installed; it builds the base image from Debian packages. "
-                              "Install it with `apt-get install mmdebstrap` (scripts/start-dockerd.sh does).")
+        raise ImageBuildError(
+            "mmdebstrap is not installed; it builds the base image from Debian packages. "
+            "Install it with `apt-get install mmdebstrap` (scripts/start-dockerd.sh does)."
+        )
     codename = codename or sources[0].split()[2]
     workdir = Path(tempfile.mkdtemp(prefix="bench-base-image-"))
     tarball = workdir / "rootfs.tar"
@@ -196,8 +224,10 @@ def build_base_image(*, tag: str = BASE_IMAGE, rebuild: bool = False, sources: t
         done = subprocess.run(command, capture_output=True, text=True, check=False)
         if done.returncode != 0:
             tail = "\n".join(done.stderr.strip().splitlines()[-15:])
-            raise ImageBuildError(f"mmdebstrap failed (exit {done.returncode}) building {tag} from {list(sources)}:\n"
-                                  f"{tail}\nCheck that the Debian mirror is reachable (`apt-get update`).")
+            raise ImageBuildError(
+                f"mmdebstrap failed (exit {done.returncode}) building {tag} from {list(sources)}:\n"
+                f"{tail}\nCheck that the Debian mirror is reachable (`apt-get update`)."
+            )
         _progress(progress, 1, "docker import")
         image_id = _import(client, tarball, tag)
         if keep_tarball is not None:
@@ -210,9 +240,16 @@ def build_base_image(*, tag: str = BASE_IMAGE, rebuild: bool = False, sources: t
     image = client.images.get(image_id)
     if existing is not None and existing.id != image.id:
         _remove_quietly(client, existing.id)
-    report = BaseImageReport(tag=tag, image_id=image.id, built=True, duration_s=time.monotonic() - started,
-                             sources=sources, packages=BASE_PACKAGES, size_bytes=image.attrs.get("Size", 0),
-                             tarball=keep_tarball)
+    report = BaseImageReport(
+        tag=tag,
+        image_id=image.id,
+        built=True,
+        duration_s=time.monotonic() - started,
+        sources=sources,
+        packages=BASE_PACKAGES,
+        size_bytes=image.attrs.get("Size", 0),
+        tarball=keep_tarball,
+    )
     log.info("built %s (%s) in %.1f s", tag, image.id, report.duration_s)
     return report
 
@@ -224,8 +261,9 @@ def _import(client, tarball: Path, tag: str) -> str:
     if not repository or "/" in version:
         repository, version = tag, "latest"
     try:
-        answer = client.api.import_image_from_file(str(tarball), repository=repository, tag=version,
-                                                   changes=list(_IMAGE_CHANGES))
+        answer = client.api.import_image_from_file(
+            str(tarball), repository=repository, tag=version, changes=list(_IMAGE_CHANGES)
+        )
     except docker.errors.APIError as error:
         raise ImageBuildError(f"docker import of {tarball} as {tag} failed: {error}") from error
     match = re.search(r"sha256:[0-9a-f]{64}", str(answer))
@@ -256,4 +294,3 @@ def _find_image(client, tag: str):
 def _progress(progress: Progress | None, done: int, description: str) -> None:
     if progress is not None:
         progress(done, 2, description)
-

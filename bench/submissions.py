@@ -20,7 +20,9 @@ from bench.errors import SubmissionError
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 # docker reference grammar, simplified: [registry[:port]/]path[:tag][@digest]
-_IMAGE_REF = re.compile(r"^[a-z0-9][a-z0-9._/:-]*(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[0-9a-f]{64})?$")
+_IMAGE_REF = re.compile(
+    r"^[a-z0-9][a-z0-9._/:-]*(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[0-9a-f]{64})?$"
+)
 _TARBALL_SUFFIXES = (".tar", ".tar.gz", ".tgz")
 
 
@@ -115,25 +117,38 @@ def load_submission(source: str | os.PathLike) -> Submission:
         return _from_directory(path)
     if path.is_file():
         if not path.name.endswith(_TARBALL_SUFFIXES):
-            raise SubmissionError(f"{path}: a submission file must be a `docker save` tarball "
-                                  f"({', '.join(_TARBALL_SUFFIXES)}); got {path.name!r}.")
+            raise SubmissionError(
+                f"{path}: a submission file must be a `docker save` tarball "
+                f"({', '.join(_TARBALL_SUFFIXES)}); got {path.name!r}."
+            )
         _check_tarball(path)
         stem = re.sub(r"(\.tar\.gz|\.tgz|\.tar)$", "", path.name)
-        return Submission(name=_safe_name(stem), team="", description="", source=str(path.resolve()),
-                          kind="tarball", tarball=path.resolve())
+        return Submission(
+            name=_safe_name(stem),
+            team="",
+            description="",
+            source=str(path.resolve()),
+            kind="tarball",
+            tarball=path.resolve(),
+        )
     if _IMAGE_REF.match(text):
         repository = text.split("@")[0].rsplit("/", 1)[-1].split(":")[0]
-        return Submission(name=_safe_name(repository), team="", description="", source=text, kind="image",
-                          image=text)
-    raise SubmissionError(f"submission {text!r}: not a folder with submission.yaml, not a `docker save` "
-                          "tarball, and not an image reference. Give one of the three.")
+        return Submission(
+            name=_safe_name(repository), team="", description="", source=text, kind="image", image=text
+        )
+    raise SubmissionError(
+        f"submission {text!r}: not a folder with submission.yaml, not a `docker save` "
+        "tarball, and not an image reference. Give one of the three."
+    )
 
 
 def _from_directory(path: Path) -> Submission:
     config_path = path / "submission.yaml"
     if not config_path.is_file():
-        raise SubmissionError(f"{path}: no submission.yaml. A submission folder needs one with name, team, "
-                              "description and docker/image/command; see docs/submissions.md.")
+        raise SubmissionError(
+            f"{path}: no submission.yaml. A submission folder needs one with name, team, "
+            "description and docker/image/command; see docs/submissions.md."
+        )
     try:
         raw = yaml.safe_load(config_path.read_text(encoding="utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError) as error:
@@ -155,22 +170,33 @@ def _from_directory(path: Path) -> Submission:
         context = _inside(root, config.docker.context, config_path, "docker.context")
         dockerfile_path = _inside(context, config.docker.dockerfile, config_path, "docker.dockerfile")
         if not dockerfile_path.is_file():
-            raise SubmissionError(f"{config_path}: docker.dockerfile {config.docker.dockerfile!r} does not "
-                                  f"exist in the build context {context}.")
+            raise SubmissionError(
+                f"{config_path}: docker.dockerfile {config.docker.dockerfile!r} does not "
+                f"exist in the build context {context}."
+            )
         dockerfile = dockerfile_path.relative_to(context).as_posix()
     return Submission(
-        name=config.name, team=config.team, description=config.description, source=str(root),
-        kind="directory", directory=root, docker_context=context, dockerfile=dockerfile,
+        name=config.name,
+        team=config.team,
+        description=config.description,
+        source=str(root),
+        kind="directory",
+        directory=root,
+        docker_context=context,
+        dockerfile=dockerfile,
         build_args=tuple(sorted(config.docker.build_args.items())) if config.docker else (),
-        image=config.image, command=tuple(config.command) if config.command else None,
+        image=config.image,
+        command=tuple(config.command) if config.command else None,
     )
 
 
 def _inside(root: Path, relative: str, config_path: Path, field_name: str) -> Path:
     target = (root / relative).resolve()
     if target != root and root not in target.parents:
-        raise SubmissionError(f"{config_path}: {field_name} {relative!r} points outside the submission "
-                              f"folder {root}; keep everything the build needs inside it.")
+        raise SubmissionError(
+            f"{config_path}: {field_name} {relative!r} points outside the submission "
+            f"folder {root}; keep everything the build needs inside it."
+        )
     return target
 
 
@@ -184,7 +210,9 @@ def _check_tarball(path: Path) -> None:
             except (OSError, EOFError) as error:
                 raise SubmissionError(f"{path}: not a readable gzip file ({error}).") from error
     if len(head) < 512 or head[257:262] != b"ustar":
-        raise SubmissionError(f"{path}: not a tar archive; expected the output of `docker save IMAGE -o FILE`.")
+        raise SubmissionError(
+            f"{path}: not a tar archive; expected the output of `docker save IMAGE -o FILE`."
+        )
 
 
 def _safe_name(text: str) -> str:

@@ -13,8 +13,6 @@ import socket
 import threading
 from pathlib import Path
 
-import pytest
-
 ADVERSARIAL = Path(__file__).parent / "adversarial"
 REPO = Path(__file__).resolve().parents[1]
 SUBMISSIONS = REPO / "submissions"
@@ -40,7 +38,8 @@ def make_adversaries(root: Path) -> dict[str, Path]:
         (folder / "Dockerfile").write_text(_DOCKERFILE)
         (folder / "submission.yaml").write_text(
             f"name: adv-{name}\nteam: adversarial tests\ndescription: {name}\n"
-            "docker: {context: ., dockerfile: Dockerfile}\ncommand: ['{python}', 'main.py']\n")
+            "docker: {context: ., dockerfile: Dockerfile}\ncommand: ['{python}', 'main.py']\n"
+        )
         folders[name] = folder
     return folders
 
@@ -59,8 +58,12 @@ def tree_state(root: Path) -> dict[str, bytes]:
 
 
 def links_under(root: Path) -> list[Path]:
-    return [Path(folder) / name for folder, dirs, files in os.walk(root) for name in dirs + files
-            if (Path(folder) / name).is_symlink()]
+    return [
+        Path(folder) / name
+        for folder, dirs, files in os.walk(root)
+        for name in dirs + files
+        if (Path(folder) / name).is_symlink()
+    ]
 
 
 class LoopbackListener:
@@ -93,9 +96,3 @@ class LoopbackListener:
         self._thread.join(timeout=2)
         self.socket.close()
 
-
-@pytest.fixture
-def loopback_listener():
-    listener = LoopbackListener()
-    yield listener
-    listener.close()

@@ -23,7 +23,9 @@ def ct_volume(rng: np.random.Generator, *, lesions: int) -> tuple[np.ndarray, np
     hu = np.full(CT_SHAPE, -1000.0)
     body = ((x - 24) / 21) ** 2 + ((y - 24) / 17) ** 2 <= 1
     hu[body] = 40
-    lungs = (((x - 15) / 7) ** 2 + ((y - 24) / 11) ** 2 <= 1) | (((x - 33) / 7) ** 2 + ((y - 24) / 11) ** 2 <= 1)
+    lungs = (((x - 15) / 7) ** 2 + ((y - 24) / 11) ** 2 <= 1) | (
+        ((x - 33) / 7) ** 2 + ((y - 24) / 11) ** 2 <= 1
+    )
     lungs &= (z >= 1) & (z <= 10)
     hu[lungs] = -860
     truth = np.zeros(CT_SHAPE, bool)
@@ -52,7 +54,9 @@ def write_prepared(root: Path, task_id: str, *, n_cases: int = 4, seed: int = 0)
             positive = index % 2 == 0
             hu, truth = ct_volume(rng, lesions=2 if positive else 0)
             nib.save(nib.Nifti1Image(hu, CT_AFFINE), images / f"{case_id}.nii.gz")
-            nib.save(nib.Nifti1Image(truth.astype(np.uint8), CT_AFFINE), reference / "masks" / f"{case_id}.nii.gz")
+            nib.save(
+                nib.Nifti1Image(truth.astype(np.uint8), CT_AFFINE), reference / "masks" / f"{case_id}.nii.gz"
+            )
             labels.append(f"{case_id},P{index},{'positive' if positive else 'negative'}")
         else:
             pixels = rng.normal(0.5, 0.1, (64, 64)).astype(np.float32)
@@ -60,11 +64,13 @@ def write_prepared(root: Path, task_id: str, *, n_cases: int = 4, seed: int = 0)
             nib.save(nib.Nifti1Image(pixels, affine), images / f"{case_id}.nii.gz")
             labels.append(f"{case_id},P{index},typical,mild")
         cases.append({"case_id": case_id, "image": f"images/{case_id}.nii.gz"})
-    (root / "input" / "cases.json").write_text(json.dumps(
-        {"schema_version": 1, "task": task_id, "split": "test", "cases": cases}))
+    (root / "input" / "cases.json").write_text(
+        json.dumps({"schema_version": 1, "task": task_id, "split": "test", "cases": cases})
+    )
     (root / "input" / "task.json").write_text(json.dumps(spec.public_dict()))
     header = "case_id,patient_id,covid" if spec.modality == "CT" else "case_id,patient_id,appearance,grade"
     (reference / "labels.csv").write_text(header + "\n" + "\n".join(labels) + "\n")
-    (reference / "reference.json").write_text(json.dumps({"schema_version": 1, "task": task_id,
-                                                          "reference_sha256": "0" * 64}))
+    (reference / "reference.json").write_text(
+        json.dumps({"schema_version": 1, "task": task_id, "reference_sha256": "0" * 64})
+    )
     return root / "input"

@@ -6,15 +6,20 @@ submission image is built by the engine's cache after its first build.
 
 import json
 import os
-import subprocess
 
 import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
 from conftest import docker_engine_reason
-from runner_fixtures import (SUBMISSIONS, add_to_cases_json, links_under, loopback_listener,  # noqa: F401
-                             make_adversaries, tree_state)
+from runner_fixtures import (
+    SUBMISSIONS,
+    LoopbackListener,
+    add_to_cases_json,
+    links_under,
+    make_adversaries,
+    tree_state,
+)
 from runner_inputs import write_prepared
 from typer.testing import CliRunner
 
@@ -25,6 +30,14 @@ from bench.runners.docker import container_options
 from bench.tasks import Limits, load_task
 
 pytestmark = pytest.mark.docker
+
+
+@pytest.fixture
+def loopback_listener():
+    listener = LoopbackListener()
+    yield listener
+    listener.close()
+
 
 SEG, CLS, CXR = "ricord-1a-lesion-seg", "ricord-ct-covid-cls", "ricord-1c-cxr-appearance"
 FAST = {"timeout_s": 120}
@@ -67,10 +80,13 @@ def prepared(tmp_path_factory):
 
 def _run(submission, task, prepared, out, **limits):
     root, inputs = prepared[task]
-    return run_submission(submission, load_task(task), inputs, out, runner="docker", limits={**FAST, **limits})
+    return run_submission(
+        submission, load_task(task), inputs, out, runner="docker", limits={**FAST, **limits}
+    )
 
 
 # --- the container policy ---------------------------------------------------------------------
+
 
 def test_container_options_lock_the_container_down(tmp_path):
     limits = Limits(timeout_s=10, memory="512m", cpus=1.5, gpus=1, pids=64, tmpfs_mb=32, output_mb=8)
@@ -84,18 +100,28 @@ def test_container_options_lock_the_container_down(tmp_path):
     assert options["volumes"][str(tmp_path / "in")] == {"bind": "/input", "mode": "ro"}
     assert options["volumes"][str(tmp_path / "out")] == {"bind": "/output", "mode": "rw"}
     assert options["device_requests"][0]["Count"] == 1
-    assert "device_requests" not in container_options("x", tmp_path, tmp_path, limits.model_copy(update={"gpus": 0}))
+    assert "device_requests" not in container_options(
+        "x", tmp_path, tmp_path, limits.model_copy(update={"gpus": 0})
+    )
 
 
 def test_base_image_runs_python_stack_as_nobody(client, base_image):
-    output = client.containers.run(BASE_IMAGE, ["python3", "-c", "import numpy, scipy.ndimage, nibabel, os; "
-                                                "print(os.getuid(), nibabel.__version__)"],
-                                   network_mode="none", remove=True)
+    output = client.containers.run(
+        BASE_IMAGE,
+        [
+            "python3",
+            "-c",
+            "import numpy, scipy.ndimage, nibabel, os; print(os.getuid(), nibabel.__version__)",
+        ],
+        network_mode="none",
+        remove=True,
+    )
     uid, version = output.decode().split()
     assert uid == "65534" and version.startswith("5.")
 
 
 # --- reference submissions --------------------------------------------------------------------
+
 
 def test_threshold_seg_finds_the_synthetic_lesions(base_image, prepared, tmp_path):
     result = _run(SUBMISSIONS / "threshold-seg", SEG, prepared, tmp_path / "run")
@@ -123,11 +149,14 @@ def test_hu_stats_ranks_positive_ct_above_negative(base_image, prepared, tmp_pat
     predictions = pd.read_csv(tmp_path / "run/outputs/predictions.csv").set_index("case_id")
     assert list(predictions.columns) == ["negative", "positive"]
     assert min(predictions.loc[["CASE-000", "CASE-002"], "positive"]) > max(
-        predictions.loc[["CASE-001", "CASE-003"], "positive"])
+        predictions.loc[["CASE-001", "CASE-003"], "positive"]
+    )
 
 
-@pytest.mark.parametrize(("name", "task"), [("cxr-intensity", CXR), ("constant-prior", CXR),
-                                            ("constant-prior", SEG), ("constant-prior", CLS)])
+@pytest.mark.parametrize(
+    ("name", "task"),
+    [("cxr-intensity", CXR), ("constant-prior", CXR), ("constant-prior", SEG), ("constant-prior", CLS)],
+)
 def test_other_references_produce_valid_outputs(base_image, prepared, tmp_path, name, task):
     result = _run(SUBMISSIONS / name, task, prepared, tmp_path / "run")
     assert result.counts["ok"] == 4 and result.error is None
@@ -137,7 +166,9 @@ def test_tarball_and_image_name_submissions(client, base_image, prepared, tmp_pa
     first = _run(SUBMISSIONS / "constant-prior", CLS, prepared, tmp_path / "first")
     tag = "ricord-bench/constant-prior:latest"
     tarball = tmp_path / "constant-prior.tar"
-    subprocess.run(["docker", "save", tag, "-o", str(tarball)], check=True)
+    with open(tarball, "wb") as handle:
+        for chunk in client.images.get(tag).save(named=True):
+            handle.write(chunk)
     from_tar = _run(tarball, CLS, prepared, tmp_path / "tar")
     from_name = _run(tag, CLS, prepared, tmp_path / "name")
     assert from_tar.counts["ok"] == from_name.counts["ok"] == 4
@@ -145,17 +176,34 @@ def test_tarball_and_image_name_submissions(client, base_image, prepared, tmp_pa
     assert from_tar.submission["name"] == "constant-prior"
 
 
-def test_cli_run_docker(base_image, prepared, tmp_path):
+def test_cli_run_docker_with_a_relative_out(base_image, prepared, tmp_path, monkeypatch):
     _, inputs = prepared[CLS]
-    answer = CliRunner().invoke(app, ["run", str(SUBMISSIONS / "constant-prior"), "--task", CLS, "--inputs",
-                                      str(inputs), "--out", str(tmp_path / "run"), "--timeout", "60",
-                                      "--memory", "1g"])
+    monkeypatch.chdir(tmp_path)
+    answer = CliRunner().invoke(
+        app,
+        [
+            "run",
+            str(SUBMISSIONS / "constant-prior"),
+            "--task",
+            CLS,
+            "--inputs",
+            str(inputs),
+            "--out",
+            "runs/one",
+            "--timeout",
+            "60",
+            "--memory",
+            "1g",
+        ],
+    )
     assert answer.exit_code == 0, answer.output
     assert "4 ok" in answer.output
-    assert json.loads((tmp_path / "run/run.json").read_text())["limits"]["memory"] == "1g"
+    assert json.loads((tmp_path / "runs/one/run.json").read_text())["limits"]["memory"] == "1g"
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["one"]  # no staging left behind
 
 
 # --- adversarial submissions ------------------------------------------------------------------
+
 
 def test_network_is_unreachable(adversaries, prepared, tmp_path, loopback_listener):
     root = tmp_path / "prepared"
@@ -228,7 +276,9 @@ def test_oversized_output_is_rejected_and_the_flood_contained(adversaries, prepa
 
 def test_nan_and_inf_probabilities_are_malformed(adversaries, prepared, tmp_path):
     result = _run(adversaries["nan-probs"], CLS, prepared, tmp_path / "run")
-    assert result.status("CASE-000").status == "malformed" and "not finite" in result.status("CASE-000").reason
+    assert (
+        result.status("CASE-000").status == "malformed" and "not finite" in result.status("CASE-000").reason
+    )
     assert result.status("CASE-001").status == "malformed" and "'inf'" in result.status("CASE-001").reason
     assert [c.status for c in result.cases[2:]] == ["ok", "ok"]
     kept = pd.read_csv(tmp_path / "run/outputs/predictions.csv")

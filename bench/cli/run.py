@@ -15,10 +15,16 @@ app.add_typer(images_app, name="images")
 
 @app.command("run")
 def run(
-    submission: Annotated[str, typer.Argument(help="Folder with submission.yaml, a `docker save` tarball, "
-                                                   "or an image in the engine.")],
+    submission: Annotated[
+        str,
+        typer.Argument(
+            help="Folder with submission.yaml, a `docker save` tarball, or an image in the engine."
+        ),
+    ],
     task: Annotated[str, typer.Option("--task", help="Task id (tasks/<id>) or path of a task.yaml.")],
-    inputs: Annotated[Path, typer.Option("--inputs", help="Prepared input folder (`bench prepare` OUT/input).")],
+    inputs: Annotated[
+        Path, typer.Option("--inputs", help="Prepared input folder (`bench prepare` OUT/input).")
+    ],
     out: Annotated[Path, typer.Option("--out", help="Run directory to create.")],
     runner: Annotated[str, typer.Option("--runner", help="docker or process.")] = "docker",
     timeout: Annotated[int | None, typer.Option("--timeout", help="Wall-clock limit, seconds.")] = None,
@@ -33,7 +39,9 @@ def run(
     spec = load_task(task)
     overrides = {"timeout_s": timeout, "memory": memory, "cpus": cpus, "gpus": gpus}
     with progress_bar(f"bench run ({runner})") as progress:
-        result = run_submission(submission, spec, inputs, out, runner=runner, limits=overrides, progress=progress)
+        result = run_submission(
+            submission, spec, inputs, out, runner=runner, limits=overrides, progress=progress
+        )
     if not result.isolated:
         console.print(f"[bold red]{result.isolation}[/]")
     table = Table("case", "status", "reason", title=f"{result.submission['name']} on {result.task}")
@@ -51,8 +59,12 @@ def run(
 @images_app.command("base")
 def base(
     rebuild: Annotated[bool, typer.Option("--rebuild", help="Build even if the image exists.")] = False,
-    tag: Annotated[str, typer.Option("--tag", help="Image reference to create.")] = "ricord-bench/python:bookworm",
-    keep_tarball: Annotated[Path | None, typer.Option("--keep-tarball", help="Keep the rootfs tarball here.")] = None,
+    tag: Annotated[
+        str, typer.Option("--tag", help="Image reference to create.")
+    ] = "ricord-bench/python:bookworm",
+    keep_tarball: Annotated[
+        Path | None, typer.Option("--keep-tarball", help="Keep the rootfs tarball here.")
+    ] = None,
 ) -> None:
     """Build the local base image (mmdebstrap from the host's Debian sources, then docker import)."""
     from bench.images import build_base_image
@@ -60,5 +72,7 @@ def base(
     with progress_bar("base image") as progress:
         report = build_base_image(tag=tag, rebuild=rebuild, keep_tarball=keep_tarball, progress=progress)
     verb = "built" if report.built else "exists, kept (use --rebuild to rebuild)"
-    console.print(f"{report.tag} {verb}: {report.image_id} ({report.size_bytes / 1e6:.0f} MB) "
-                  f"in {report.duration_s:.1f} s")
+    console.print(
+        f"{report.tag} {verb}: {report.image_id} ({report.size_bytes / 1e6:.0f} MB) "
+        f"in {report.duration_s:.1f} s"
+    )

@@ -60,8 +60,15 @@ class Collection:
     rejected_more: int = 0
 
 
-def collect_outputs(spec: TaskSpec, cases: tuple[InputCase, ...], output_dir: Path, inputs_dir: Path,
-                    destination: Path, *, cap_bytes: int) -> Collection:
+def collect_outputs(
+    spec: TaskSpec,
+    cases: tuple[InputCase, ...],
+    output_dir: Path,
+    inputs_dir: Path,
+    destination: Path,
+    *,
+    cap_bytes: int,
+) -> Collection:
     """Validate ``output_dir`` against the task contract; copy the valid outputs to ``destination``.
 
     Parameters
@@ -96,8 +103,11 @@ def collect_outputs(spec: TaskSpec, cases: tuple[InputCase, ...], output_dir: Pa
     if spec.kind == "classification":
         rejected = rejected_rows + rejected
     listed = tuple(rejected[:MAX_REJECTED_LISTED])
-    return Collection(cases=tuple(sorted(statuses, key=lambda c: c.case_id)), rejected=listed,
-                      rejected_more=more + max(0, len(rejected) - MAX_REJECTED_LISTED))
+    return Collection(
+        cases=tuple(sorted(statuses, key=lambda c: c.case_id)),
+        rejected=listed,
+        rejected_more=more + max(0, len(rejected) - MAX_REJECTED_LISTED),
+    )
 
 
 class _Budget:
@@ -109,12 +119,16 @@ class _Budget:
 
     def take(self, size: int, what: str) -> None:
         if size > self.left:
-            raise OutputInvalid(f"{what} is {size} bytes; with the outputs before it this passes the total "
-                                f"output cap of {self.cap_bytes} bytes")
+            raise OutputInvalid(
+                f"{what} is {size} bytes; with the outputs before it this passes the total "
+                f"output cap of {self.cap_bytes} bytes"
+            )
         self.left -= size
 
 
-def read_output_file(output_dir: Path, relative: str, *, max_bytes: int, budget: _Budget | None = None) -> bytes:
+def read_output_file(
+    output_dir: Path, relative: str, *, max_bytes: int, budget: _Budget | None = None
+) -> bytes:
     """Read ``output_dir/relative`` without following any symlink, at most ``max_bytes``.
 
     Raises
@@ -129,7 +143,7 @@ def read_output_file(output_dir: Path, relative: str, *, max_bytes: int, budget:
     descriptor = os.open(output_dir, flags_dir)
     try:
         for depth, part in enumerate(parts[:-1]):
-            where = "/".join(parts[:depth + 1])
+            where = "/".join(parts[: depth + 1])
             _refuse_link(descriptor, part, where)
             try:
                 child = os.open(part, flags_dir, dir_fd=descriptor)
@@ -137,6 +151,8 @@ def read_output_file(output_dir: Path, relative: str, *, max_bytes: int, budget:
                 raise OutputInvalid(f"no {relative} (no folder {where}/)", status="missing") from error
             except NotADirectoryError as error:
                 raise OutputInvalid(f"{where} is not a folder") from error
+            except OSError as error:
+                raise OutputInvalid(f"{where}/ cannot be opened ({error.strerror})") from error
             os.close(descriptor)
             descriptor = child
         name = parts[-1]
@@ -144,9 +160,13 @@ def read_output_file(output_dir: Path, relative: str, *, max_bytes: int, budget:
             info = os.stat(name, dir_fd=descriptor, follow_symlinks=False)
         except FileNotFoundError as error:
             raise OutputInvalid(f"no {relative}", status="missing") from error
+        except OSError as error:
+            raise OutputInvalid(f"{relative} cannot be examined ({error.strerror})") from error
         _check_regular(info, relative, max_bytes)
         try:
-            handle = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=descriptor)
+            handle = os.open(
+                name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=descriptor
+            )
         except OSError as error:
             if error.errno == errno.ELOOP:
                 raise OutputInvalid(f"{relative} is a symlink; symlinks are never followed") from error
@@ -188,14 +208,21 @@ def _check_regular(info: os.stat_result, relative: str, max_bytes: int) -> None:
 
 
 def _kind(mode: int) -> str:
-    for test, name in ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a fifo"), (stat.S_ISCHR, "a character device"),
-                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"), (stat.S_ISLNK, "a symlink")):
+    for test, name in (
+        (stat.S_ISDIR, "a folder"),
+        (stat.S_ISFIFO, "a fifo"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISLNK, "a symlink"),
+    ):
         if test(mode):
             return name
     return "unknown file type"
 
 
 # --- segmentation ---------------------------------------------------------------------------
+
 
 def _collect_masks(cases, output_dir: Path, inputs_dir: Path, destination: Path, budget: _Budget):
     statuses = []
@@ -204,8 +231,9 @@ def _collect_masks(cases, output_dir: Path, inputs_dir: Path, destination: Path,
         try:
             reference = nib.load(inputs_dir / case.image)
             raw_cap = _NIFTI_OVERHEAD_BYTES + int(np.prod(reference.shape)) * 8
-            data = read_output_file(output_dir, relative, max_bytes=min(budget.cap_bytes, raw_cap + raw_cap // 50),
-                                    budget=budget)
+            data = read_output_file(
+                output_dir, relative, max_bytes=min(budget.cap_bytes, raw_cap + raw_cap // 50), budget=budget
+            )
             validate_mask_bytes(data, shape=reference.shape, affine=reference.affine, max_raw_bytes=raw_cap)
         except OutputInvalid as invalid:
             statuses.append(CaseStatus(case.case_id, invalid.status, str(invalid)))
@@ -215,7 +243,9 @@ def _collect_masks(cases, output_dir: Path, inputs_dir: Path, destination: Path,
     return statuses
 
 
-def validate_mask_bytes(data: bytes, *, shape: tuple[int, ...], affine: np.ndarray, max_raw_bytes: int) -> None:
+def validate_mask_bytes(
+    data: bytes, *, shape: tuple[int, ...], affine: np.ndarray, max_raw_bytes: int
+) -> None:
     """Check that ``data`` (a .nii.gz or .nii file's bytes) is a binary mask on the given grid.
 
     Raises
@@ -229,18 +259,21 @@ def validate_mask_bytes(data: bytes, *, shape: tuple[int, ...], affine: np.ndarr
         image = nib.Nifti1Image.from_bytes(raw)
         header = image.header
         dtype = header.get_data_dtype()
-        slope, inter = header.get_slope_inter()
+        # nibabel moves scl_slope/scl_inter from the loaded header into the array proxy
+        slope, inter = float(image.dataobj.slope), float(image.dataobj.inter)
     except Exception as error:  # nibabel raises many types for a broken header
         raise OutputInvalid(f"not a readable NIfTI-1 image ({type(error).__name__}: {error})") from error
     if tuple(image.shape) != tuple(shape):
         raise OutputInvalid(f"shape {tuple(image.shape)} differs from the input image's {tuple(shape)}")
     if not np.allclose(image.affine, affine, rtol=0, atol=AFFINE_TOLERANCE_MM):
         worst = float(np.max(np.abs(image.affine - affine)))
-        raise OutputInvalid(f"affine differs from the input image's by up to {worst:.6g} mm "
-                            f"(tolerance {AFFINE_TOLERANCE_MM} mm)")
+        raise OutputInvalid(
+            f"affine differs from the input image's by up to {worst:.6g} mm "
+            f"(tolerance {AFFINE_TOLERANCE_MM} mm)"
+        )
     if dtype.kind not in "iub":
         raise OutputInvalid(f"data type {dtype} is not an integer type; write uint8 0/1")
-    if (slope is not None and slope != 1) or (inter is not None and inter != 0):
+    if slope != 1 or inter != 0:
         raise OutputInvalid(f"intensity scaling (slope {slope}, intercept {inter}) is set; write plain 0/1")
     try:
         values = np.asanyarray(image.dataobj)
@@ -258,13 +291,16 @@ def _gunzip(data: bytes, max_raw_bytes: int) -> bytes:
     except zlib.error as error:
         raise OutputInvalid(f"not a valid gzip stream ({error})") from error
     if len(raw) > max_raw_bytes:
-        raise OutputInvalid(f"decompresses to more than {max_raw_bytes} bytes, more than any mask of this grid")
+        raise OutputInvalid(
+            f"decompresses to more than {max_raw_bytes} bytes, more than any mask of this grid"
+        )
     if not inflater.eof:
         raise OutputInvalid("truncated gzip stream")
     return raw
 
 
 # --- classification -------------------------------------------------------------------------
+
 
 def _collect_predictions(spec: TaskSpec, cases, output_dir: Path, destination: Path, budget: _Budget):
     ids = sorted(case.case_id for case in cases)
@@ -295,8 +331,10 @@ def parse_predictions(data: bytes, spec: TaskSpec) -> pd.DataFrame:
     missing = [c for c in expected if c not in frame.columns]
     unknown = [c for c in frame.columns if c not in expected]
     if missing or unknown:
-        raise OutputInvalid(f"columns {list(frame.columns)} do not match the task's {expected} "
-                            f"(missing {missing}, unknown {unknown})")
+        raise OutputInvalid(
+            f"columns {list(frame.columns)} do not match the task's {expected} "
+            f"(missing {missing}, unknown {unknown})"
+        )
     return frame[expected]
 
 
@@ -311,8 +349,10 @@ def validate_predictions(frame: pd.DataFrame, spec: TaskSpec, case_ids: list[str
     frame = frame.assign(case_id=frame["case_id"].str.strip())
     known = set(case_ids)
     counts = frame["case_id"].value_counts()
-    rejected = [Rejected(f"predictions.csv:{case_id}", "row for a case id that is not in cases.json; ignored")
-                for case_id in sorted(set(frame["case_id"]) - known)]
+    rejected = [
+        Rejected(f"predictions.csv:{case_id}", "row for a case id that is not in cases.json; ignored")
+        for case_id in sorted(set(frame["case_id"]) - known)
+    ]
     rows = frame[frame["case_id"].isin(known)]
     classes = spec.output_columns[1:]
     numbers = rows[classes].apply(pd.to_numeric, errors="coerce").astype(float)
@@ -325,17 +365,27 @@ def validate_predictions(frame: pd.DataFrame, spec: TaskSpec, case_ids: list[str
 
     for column in classes:
         spelled_nan = rows[column].str.strip().str.lower().isin(["nan", "+nan", "-nan"])
-        flag(numbers[column].isna() & ~spelled_nan, lambda i, c=column: f"{c} is not a number ({rows.at[i, c]!r})")
-        flag(~np.isfinite(numbers[column]),
-             lambda i, c=column: f"{c} is not finite ({rows.at[i, c]!r})")
-        flag((numbers[column] < 0) | (numbers[column] > 1),
-             lambda i, c=column: f"{c} = {numbers.at[i, c]:.6g} is outside [0, 1]")
+        flag(
+            numbers[column].isna() & ~spelled_nan,
+            lambda i, c=column: f"{c} is not a number ({rows.at[i, c]!r})",
+        )
+        flag(~np.isfinite(numbers[column]), lambda i, c=column: f"{c} is not finite ({rows.at[i, c]!r})")
+        flag(
+            (numbers[column] < 0) | (numbers[column] > 1),
+            lambda i, c=column: f"{c} = {numbers.at[i, c]:.6g} is outside [0, 1]",
+        )
     for head in spec.heads:
         total = numbers[list(head.classes)].sum(axis=1)
-        flag((total - 1).abs() > SUM_TOLERANCE,
-             lambda i, h=head, t=total: f"{h.name} probabilities sum to {t[i]:.6g}, not 1 (tolerance {SUM_TOLERANCE})")
+        flag(
+            (total - 1).abs() > SUM_TOLERANCE,
+            lambda i, h=head, t=total: (
+                f"{h.name} probabilities sum to {t[i]:.6g}, not 1 (tolerance {SUM_TOLERANCE})"
+            ),
+        )
     duplicated = rows["case_id"].map(counts) > 1
-    reasons[duplicated] = [f"case id appears {counts[c]} times in predictions.csv" for c in rows["case_id"][duplicated]]
+    reasons[duplicated] = [
+        f"case id appears {counts[c]} times in predictions.csv" for c in rows["case_id"][duplicated]
+    ]
     statuses = []
     by_case = dict(zip(rows["case_id"], reasons, strict=True))
     for case_id in case_ids:
@@ -352,6 +402,7 @@ def validate_predictions(frame: pd.DataFrame, spec: TaskSpec, case_ids: list[str
 
 
 # --- everything else in /output ----------------------------------------------------------------
+
 
 def _stray_entries(output_dir: Path, expected: set[str]) -> tuple[list[Rejected], int]:
     """List entries of ``output_dir`` that are not expected outputs, without following links."""
@@ -377,4 +428,3 @@ def _stray_entries(output_dir: Path, expected: set[str]) -> tuple[list[Rejected]
                 reason = "not part of the output contract; not kept"
             rejected.append(Rejected(relative, reason))
     return rejected, more
-

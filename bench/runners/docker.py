@@ -24,11 +24,12 @@ _ENGINE_LOG_MAX = "4m"
 _BUILD_LOG_TAIL = 25
 
 
-def ensure_image(submission: Submission, client, *, progress=None):
+def ensure_image(submission: Submission, client, *, limits: Limits | None = None):
     """The ``docker.models.images.Image`` to run: built, loaded from a tarball, or looked up.
 
     Builds from ``docker.context`` with no network during the build (no registry is assumed:
-    the base image must already be in the engine) and tags the result ``ricord-bench/<name>``.
+    the base image must already be in the engine), the build containers held to the run's
+    memory limit when ``limits`` is given, and tags the result ``ricord-bench/<name>``.
 
     Raises
     ------
@@ -43,14 +44,27 @@ def ensure_image(submission: Submission, client, *, progress=None):
         log.info("building %s from %s", tag, submission.docker_context)
         try:
             image, _ = client.images.build(
-                path=str(submission.docker_context), dockerfile=submission.dockerfile, tag=tag, rm=True,
-                forcerm=True, pull=False, network_mode="none", buildargs=dict(submission.build_args))
+                path=str(submission.docker_context),
+                dockerfile=submission.dockerfile,
+                tag=tag,
+                rm=True,
+                forcerm=True,
+                pull=False,
+                network_mode="none",
+                buildargs=dict(submission.build_args),
+                container_limits=_build_limits(limits),
+            )
         except docker.errors.BuildError as error:
-            lines = [str(chunk.get("stream") or chunk.get("error") or "").rstrip() for chunk in error.build_log]
+            lines = [
+                str(chunk.get("stream") or chunk.get("error") or "").rstrip() for chunk in error.build_log
+            ]
             tail = "\n".join(line for line in lines if line)[-4000:].splitlines()[-_BUILD_LOG_TAIL:]
-            raise SubmissionError(f"{submission.source}: docker build failed: {error.msg}\n" + "\n".join(tail)
-                                  + "\nIf FROM names an image that is not in the engine, build the base image "
-                                  "(`bench images base`) or pass --build-arg BASE_IMAGE=...") from error
+            raise SubmissionError(
+                f"{submission.source}: docker build failed: {error.msg}\n"
+                + "\n".join(tail)
+                + "\nIf FROM names an image that is not in the engine, build the base image "
+                "(`bench images base`) or pass --build-arg BASE_IMAGE=..."
+            ) from error
         except docker.errors.APIError as error:
             raise SubmissionError(f"{submission.source}: the engine refused the build: {error}") from error
         return image
@@ -59,20 +73,35 @@ def ensure_image(submission: Submission, client, *, progress=None):
             with open(submission.tarball, "rb") as handle:
                 images = client.images.load(handle)
         except docker.errors.APIError as error:
-            raise SubmissionError(f"{submission.tarball}: `docker load` failed: {error}. "
-                                  "Give a file written by `docker save IMAGE -o FILE`.") from error
+            raise SubmissionError(
+                f"{submission.tarball}: `docker load` failed: {error}. "
+                "Give a file written by `docker save IMAGE -o FILE`."
+            ) from error
         if len(images) != 1:
-            raise SubmissionError(f"{submission.tarball}: holds {len(images)} images; a submission tarball "
-                                  "must hold exactly one.")
+            raise SubmissionError(
+                f"{submission.tarball}: holds {len(images)} images; a submission tarball "
+                "must hold exactly one."
+            )
         return images[0]
     if submission.image is not None:
         try:
             return client.images.get(submission.image)
         except docker.errors.ImageNotFound as error:
-            raise SubmissionError(f"image {submission.image!r} is not in the engine; no registry is contacted. "
-                                  "Build or `docker load` it first.") from error
-    raise SubmissionError(f"{submission.source}: submission.yaml has no 'docker' or 'image'; it can only run "
-                          "with --runner process.")
+            raise SubmissionError(
+                f"image {submission.image!r} is not in the engine; no registry is contacted. "
+                "Build or `docker load` it first."
+            ) from error
+    raise SubmissionError(
+        f"{submission.source}: submission.yaml has no 'docker' or 'image'; it can only run "
+        "with --runner process."
+    )
+
+
+def _build_limits(limits: Limits | None) -> dict:
+    if limits is None:
+        return {}
+    memory = parse_memory_bytes(limits.memory)
+    return {"memory": memory, "memswap": memory}
 
 
 def image_record(image) -> dict:
@@ -98,17 +127,24 @@ def container_options(image_id: str, input_dir: Path, output_dir: Path, limits: 
         "network_mode": "none",
         "read_only": True,
         "tmpfs": {"/tmp": f"rw,nosuid,nodev,size={limits.tmpfs_mb}m,mode=1777"},
-        "volumes": {str(input_dir): {"bind": "/input", "mode": "ro"},
-                    str(output_dir): {"bind": "/output", "mode": "rw"}},
+        "volumes": {
+            str(input_dir): {"bind": "/input", "mode": "ro"},
+            str(output_dir): {"bind": "/output", "mode": "rw"},
+        },
         "cap_drop": ["ALL"],
         "security_opt": ["no-new-privileges"],
         "pids_limit": limits.pids,
         "mem_limit": memory,
         "memswap_limit": memory,
         "nano_cpus": int(limits.cpus * 1e9),
-        "environment": {"BENCH_INPUT": "/input", "BENCH_OUTPUT": "/output", "HOME": "/tmp", "TMPDIR": "/tmp",
-                        "OMP_NUM_THREADS": str(max(1, int(limits.cpus))),
-                        "OPENBLAS_NUM_THREADS": str(max(1, int(limits.cpus)))},
+        "environment": {
+            "BENCH_INPUT": "/input",
+            "BENCH_OUTPUT": "/output",
+            "HOME": "/tmp",
+            "TMPDIR": "/tmp",
+            "OMP_NUM_THREADS": str(max(1, int(limits.cpus))),
+            "OPENBLAS_NUM_THREADS": str(max(1, int(limits.cpus))),
+        },
         "hostname": "submission",
         "ulimits": [Ulimit(name="core", soft=0, hard=0)],
         "log_config": LogConfig(type="json-file", config={"max-size": _ENGINE_LOG_MAX, "max-file": "1"}),
@@ -146,7 +182,9 @@ def run_container(image, input_dir: Path, output_dir: Path, limits: Limits, clie
             status = container.wait(timeout=limits.timeout_s)
         except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError):
             timed_out = True
-            log.warning("container %s passed its %d s timeout; killing it", container.short_id, limits.timeout_s)
+            log.warning(
+                "container %s passed its %d s timeout; killing it", container.short_id, limits.timeout_s
+            )
             _kill(container)
             status = container.wait(timeout=60)
         duration = time.monotonic() - started
@@ -161,8 +199,15 @@ def run_container(image, input_dir: Path, output_dir: Path, limits: Limits, clie
             log.warning("could not remove container %s: %s", container.short_id, error)
     exit_code = status.get("StatusCode", state.get("ExitCode"))
     oom = bool(state.get("OOMKilled"))
-    return ExecOutcome(exit_code=exit_code, timed_out=timed_out, oom_killed=oom, duration_s=duration,
-                       stdout=stdout, stderr=stderr, error=describe_end(exit_code, timed_out, oom, limits))
+    return ExecOutcome(
+        exit_code=exit_code,
+        timed_out=timed_out,
+        oom_killed=oom,
+        duration_s=duration,
+        stdout=stdout,
+        stderr=stderr,
+        error=describe_end(exit_code, timed_out, oom, limits),
+    )
 
 
 def _kill(container) -> None:
@@ -185,4 +230,3 @@ def describe_end(exit_code: int | None, timed_out: bool, oom_killed: bool, limit
     if exit_code is None:
         return "no exit code"
     return None
-

@@ -25,5 +25,6 @@ def docker_client(*, timeout_s: int = 120):
     except Exception as error:  # the SDK raises several unrelated types for "no engine"
         raise RunnerError(
             f"no Docker engine reachable ({type(error).__name__}: {error}). Start one "
-            "(`bash scripts/start-dockerd.sh`) or use `--runner process`.") from error
+            "(`bash scripts/start-dockerd.sh`) or use `--runner process`."
+        ) from error
     return client

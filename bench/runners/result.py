@@ -116,8 +116,10 @@ class RunResult:
             "error": self.error,
             "inputs_sha256": self.inputs_sha256,
             "counts": self.counts,
-            "cases": [{"case_id": c.case_id, "status": c.status, "reason": c.reason}
-                      for c in sorted(self.cases, key=lambda c: c.case_id)],
+            "cases": [
+                {"case_id": c.case_id, "status": c.status, "reason": c.reason}
+                for c in sorted(self.cases, key=lambda c: c.case_id)
+            ],
             "rejected": [{"path": r.path, "reason": r.reason} for r in self.rejected],
             "rejected_more": self.rejected_more,
         }
@@ -136,18 +138,34 @@ def read_run(run_dir: str | Path) -> RunResult:
     try:
         body = json.loads(path.read_text(encoding="utf-8"))
         return RunResult(
-            run_dir=run_dir, task=body["task"], task_sha256=body["task_sha256"], submission=body["submission"],
-            runner=body["runner"], isolated=body["isolated"], isolation=body["isolation"], image=body["image"],
-            command=tuple(body["command"]) if body["command"] is not None else None, limits=body["limits"],
-            started_at=body["started_at"], ended_at=body["ended_at"], duration_s=body["duration_s"],
-            exit_code=body["exit_code"], timed_out=body["timed_out"], oom_killed=body["oom_killed"],
-            error=body["error"], inputs_sha256=body["inputs_sha256"],
+            run_dir=run_dir,
+            task=body["task"],
+            task_sha256=body["task_sha256"],
+            submission=body["submission"],
+            runner=body["runner"],
+            isolated=body["isolated"],
+            isolation=body["isolation"],
+            image=body["image"],
+            command=tuple(body["command"]) if body["command"] is not None else None,
+            limits=body["limits"],
+            started_at=body["started_at"],
+            ended_at=body["ended_at"],
+            duration_s=body["duration_s"],
+            exit_code=body["exit_code"],
+            timed_out=body["timed_out"],
+            oom_killed=body["oom_killed"],
+            error=body["error"],
+            inputs_sha256=body["inputs_sha256"],
             cases=tuple(CaseStatus(c["case_id"], c["status"], c["reason"]) for c in body["cases"]),
             rejected=tuple(Rejected(r["path"], r["reason"]) for r in body.get("rejected", [])),
             rejected_more=body.get("rejected_more", 0),
         )
     except FileNotFoundError as error:
-        raise ScoringError(f"{path}: no run.json; {run_dir} is not a run directory written by `bench run`.") from error
+        raise ScoringError(
+            f"{path}: no run.json; {run_dir} is not a run directory written by `bench run`."
+        ) from error
     except (json.JSONDecodeError, KeyError, TypeError) as error:
-        raise ScoringError(f"{path}: unreadable run record ({type(error).__name__}: {error}); "
-                           "re-run the submission with `bench run`.") from error
+        raise ScoringError(
+            f"{path}: unreadable run record ({type(error).__name__}: {error}); "
+            "re-run the submission with `bench run`."
+        ) from error

@@ -55,10 +55,17 @@ def resolve_limits(spec: TaskSpec, limits: Limits | Mapping[str, Any] | None) ->
         raise RunnerError(f"invalid run limits {overrides}: {problems}") from error
 
 
-def run_submission(submission: Submission | str | os.PathLike, spec: TaskSpec, inputs_dir: str | os.PathLike,
-                   out_dir: str | os.PathLike, *, runner: Literal["docker", "process"] = "docker",
-                   limits: Limits | Mapping[str, Any] | None = None, client=None,
-                   progress: Progress | None = None) -> RunResult:
+def run_submission(
+    submission: Submission | str | os.PathLike,
+    spec: TaskSpec,
+    inputs_dir: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    *,
+    runner: Literal["docker", "process"] = "docker",
+    limits: Limits | Mapping[str, Any] | None = None,
+    client=None,
+    progress: Progress | None = None,
+) -> RunResult:
     """Run ``submission`` on the prepared inputs of ``spec`` and write the run directory ``out_dir``.
 
     Parameters
@@ -99,8 +106,10 @@ def run_submission(submission: Submission | str | os.PathLike, spec: TaskSpec, i
     check_run_dir(out_dir)
     inputs = read_inputs(inputs_dir)
     if inputs.task != spec.id:
-        raise RunnerError(f"{inputs.directory}/cases.json is for task {inputs.task!r}, not {spec.id!r}; "
-                          "prepare the inputs for this task (`bench prepare`).")
+        raise RunnerError(
+            f"{inputs.directory}/cases.json is for task {inputs.task!r}, not {spec.id!r}; "
+            "prepare the inputs for this task (`bench prepare`)."
+        )
     if runner not in ("docker", "process"):
         raise RunnerError(f"unknown runner {runner!r}; use 'docker' or 'process'.")
     limits = resolve_limits(spec, limits)
@@ -114,25 +123,49 @@ def run_submission(submission: Submission | str | os.PathLike, spec: TaskSpec, i
             started_at = _now()
             if runner == "docker":
                 outcome, isolated, isolation, image, command = _run_docker(
-                    submission, input_dir, output_dir, limits, client, progress, steps)
+                    submission, input_dir, output_dir, limits, client, progress, steps
+                )
             else:
                 outcome, isolated, isolation, image, command = _run_process(
-                    submission, input_dir, output_dir, limits, progress, steps)
+                    submission, input_dir, output_dir, limits, progress, steps
+                )
             ended_at = _now()
             _step(progress, 2, steps, "collecting outputs")
             with atomic_directory(out_dir) as tmp:
-                collection = collect_outputs(spec, inputs.cases, output_dir, input_dir, tmp / "outputs",
-                                             cap_bytes=limits.output_mb * 1024 * 1024)
+                collection = collect_outputs(
+                    spec,
+                    inputs.cases,
+                    output_dir,
+                    input_dir,
+                    tmp / "outputs",
+                    cap_bytes=limits.output_mb * 1024 * 1024,
+                )
                 (tmp / "outputs").mkdir(exist_ok=True)
                 write_bytes(tmp / "logs" / "stdout.txt", cap_log(outcome.stdout))
                 write_bytes(tmp / "logs" / "stderr.txt", cap_log(outcome.stderr))
                 result = RunResult(
-                    run_dir=out_dir, task=spec.id, task_sha256=spec.sha256, submission=submission.metadata(),
-                    runner=runner, isolated=isolated, isolation=isolation, image=image, command=command,
-                    limits=limits.model_dump(mode="json"), started_at=started_at, ended_at=ended_at,
-                    duration_s=round(outcome.duration_s, 3), exit_code=outcome.exit_code, timed_out=outcome.timed_out,
-                    oom_killed=outcome.oom_killed, error=outcome.error, inputs_sha256=inputs_sha256,
-                    cases=collection.cases, rejected=collection.rejected, rejected_more=collection.rejected_more)
+                    run_dir=out_dir,
+                    task=spec.id,
+                    task_sha256=spec.sha256,
+                    submission=submission.metadata(),
+                    runner=runner,
+                    isolated=isolated,
+                    isolation=isolation,
+                    image=image,
+                    command=command,
+                    limits=limits.model_dump(mode="json"),
+                    started_at=started_at,
+                    ended_at=ended_at,
+                    duration_s=round(outcome.duration_s, 3),
+                    exit_code=outcome.exit_code,
+                    timed_out=outcome.timed_out,
+                    oom_killed=outcome.oom_killed,
+                    error=outcome.error,
+                    inputs_sha256=inputs_sha256,
+                    cases=collection.cases,
+                    rejected=collection.rejected,
+                    rejected_more=collection.rejected_more,
+                )
                 write_json(tmp / "run.json", result.to_json())
     finally:
         remove_staging(staging)
@@ -147,11 +180,13 @@ def _run_docker(submission, input_dir, output_dir, limits, client, progress, ste
 
     client = client or docker_client()
     _step(progress, 0, steps, "image")
-    image = ensure_image(submission, client)
+    image = ensure_image(submission, client, limits=limits)
     _step(progress, 1, steps, f"running {image.short_id} (timeout {limits.timeout_s} s)")
     outcome: ExecOutcome = run_container(image, input_dir, output_dir, limits, client)
-    isolation = ("docker: network none, read-only root, uid 65534, all capabilities dropped, no-new-privileges, "
-                 f"pids {limits.pids}, memory {limits.memory} (no swap), {limits.cpus} CPUs, {limits.gpus} GPUs")
+    isolation = (
+        "docker: network none, read-only root, uid 65534, all capabilities dropped, no-new-privileges, "
+        f"pids {limits.pids}, memory {limits.memory} (no swap), {limits.cpus} CPUs, {limits.gpus} GPUs"
+    )
     return outcome, True, isolation, image_record(image), None
 
 

@@ -65,11 +65,14 @@ def read_inputs(directory: str | os.PathLike) -> PreparedInputs:
         task, split, raw_cases = body["task"], body.get("split", ""), body["cases"]
         cases = tuple(InputCase(str(c["case_id"]), str(c["image"])) for c in raw_cases)
     except FileNotFoundError as error:
-        raise RunnerError(f"{directory}: no cases.json. Pass the input folder written by `bench prepare` "
-                          "(OUT/input).") from error
+        raise RunnerError(
+            f"{directory}: no cases.json. Pass the input folder written by `bench prepare` (OUT/input)."
+        ) from error
     except (json.JSONDecodeError, KeyError, TypeError) as error:
-        raise RunnerError(f"{path}: malformed ({type(error).__name__}: {error}); expected "
-                          '{"task": ..., "cases": [{"case_id": ..., "image": ...}]}. Re-run `bench prepare`.') from error
+        raise RunnerError(
+            f"{path}: malformed ({type(error).__name__}: {error}); expected "
+            '{"task": ..., "cases": [{"case_id": ..., "image": ...}]}. Re-run `bench prepare`.'
+        ) from error
     seen: set[str] = set()
     for case in cases:
         if not _CASE_ID.match(case.case_id) or case.case_id in seen:
@@ -77,8 +80,10 @@ def read_inputs(directory: str | os.PathLike) -> PreparedInputs:
         seen.add(case.case_id)
         image = Path(case.image)
         if image.is_absolute() or ".." in image.parts or not (directory / image).is_file():
-            raise RunnerError(f"{path}: case {case.case_id}: image {case.image!r} must be a relative path to "
-                              f"an existing file inside {directory}.")
+            raise RunnerError(
+                f"{path}: case {case.case_id}: image {case.image!r} must be a relative path to "
+                f"an existing file inside {directory}."
+            )
     return PreparedInputs(directory=directory.resolve(), task=task, split=split, cases=cases)
 
 
@@ -126,17 +131,27 @@ def output_area(path: Path, *, size_mb: int) -> Iterator[bool]:
     mounted = False
     if os.geteuid() == 0 and shutil.which("mount"):
         options = f"size={size_mb}m,mode=0777,nosuid,nodev,noexec"
-        done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "bench-output", str(path)],
-                              capture_output=True, text=True, check=False)
+        done = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", options, "bench-output", str(path)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         mounted = done.returncode == 0
         if not mounted:
-            log.warning("could not mount a %d MiB tmpfs on %s (%s); the output cap is checked after the run",
-                        size_mb, path, done.stderr.strip())
+            log.warning(
+                "could not mount a %d MiB tmpfs on %s (%s); the output cap is checked after the run",
+                size_mb,
+                path,
+                done.stderr.strip(),
+            )
     try:
         yield mounted
     finally:
         if mounted:
-            done = subprocess.run(["umount", "--lazy", str(path)], capture_output=True, text=True, check=False)
+            done = subprocess.run(
+                ["umount", "--lazy", str(path)], capture_output=True, text=True, check=False
+            )
             if done.returncode != 0:
                 log.warning("could not unmount the output tmpfs %s: %s", path, done.stderr.strip())
 
@@ -144,7 +159,8 @@ def output_area(path: Path, *, size_mb: int) -> Iterator[bool]:
 def staging_root(out_dir: Path) -> Path:
     """A private folder beside ``out_dir`` for the snapshot and the output area."""
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.stage-", dir=out_dir.parent))
+    # absolute: the engine reads a relative bind source as a volume name
+    return Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.stage-", dir=out_dir.parent)).resolve()
 
 
 def remove_staging(path: Path) -> None:
@@ -157,7 +173,9 @@ def remove_staging(path: Path) -> None:
 def check_run_dir(out_dir: Path) -> None:
     """Refuse an ``--out`` that exists and is not empty: a run directory is never overwritten."""
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
-        raise RunnerError(f"{out_dir} already exists and is not empty; a run directory is written once. "
-                          "Choose a new --out or remove the old run.")
+        raise RunnerError(
+            f"{out_dir} already exists and is not empty; a run directory is written once. "
+            "Choose a new --out or remove the old run."
+        )
     if out_dir.is_dir():
         out_dir.rmdir()

@@ -17,11 +17,19 @@ def features(pixels: np.ndarray) -> np.ndarray:
     low, high = np.percentile(image, [1, 99])
     image = np.clip((image - low) / max(high - low, 1e-6), 0, 1)
     width, height = image.shape[:2]
-    box = image[int(0.15 * width):int(0.85 * width), int(0.2 * height):int(0.8 * height)]
+    box = image[int(0.15 * width) : int(0.85 * width), int(0.2 * height) : int(0.8 * height)]
     half = box.shape[1] // 2
     middle = box.shape[0] // 2
-    return np.array([image.mean(), image.std(), box.mean(), float(np.mean(box > 0.6)),
-                     box[:, half:].mean() - box[:, :half].mean(), box[:middle].mean() - box[middle:].mean()])
+    return np.array(
+        [
+            image.mean(),
+            image.std(),
+            box.mean(),
+            float(np.mean(box > 0.6)),
+            box[:, half:].mean() - box[:, :half].mean(),
+            box[:middle].mean() - box[middle:].mean(),
+        ]
+    )
 
 
 def softmax_rows(scores: np.ndarray) -> np.ndarray:

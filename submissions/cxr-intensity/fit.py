@@ -12,14 +12,14 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
-
 from features import APPEARANCE, FEATURES, SEVERITY, features, softmax_rows
 
 L2 = 0.1
 
 
-def fit_softmax(x: np.ndarray, y: np.ndarray, classes: int, *, l2: float = L2, steps: int = 2000,
-                rate: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
+def fit_softmax(
+    x: np.ndarray, y: np.ndarray, classes: int, *, l2: float = L2, steps: int = 2000, rate: float = 0.5
+) -> tuple[np.ndarray, np.ndarray]:
     """Weights (classes x features) and biases minimising mean cross-entropy + l2/2 |W|^2."""
     n, d = x.shape
     weights, bias = np.zeros((classes, d)), np.zeros(classes)
@@ -44,8 +44,13 @@ def main(argv=None) -> int:
     mean, scale = x.mean(axis=0), x.std(axis=0)
     scale[scale == 0] = 1.0
     z = (x - mean) / scale
-    params = {"features": list(FEATURES), "mean": mean.tolist(), "scale": scale.tolist(),
-              "fitted_on": str(args.inputs), "n": len(cases)}
+    params = {
+        "features": list(FEATURES),
+        "mean": mean.tolist(),
+        "scale": scale.tolist(),
+        "fitted_on": str(args.inputs),
+        "n": len(cases),
+    }
     for head, column, classes in (("appearance", "appearance", APPEARANCE), ("severity", "grade", SEVERITY)):
         rows = [i for i, c in enumerate(cases) if labels.get(c["case_id"], {}).get(column) in classes]
         y = np.array([classes.index(labels[cases[i]["case_id"]][column]) for i in rows], dtype=int)

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
-
 from features import APPEARANCE, SEVERITY, features, probabilities
 
 HERE = Path(__file__).resolve().parent
@@ -31,7 +30,9 @@ def main() -> int:
             x = features(np.asanyarray(nib.load(inputs / case["image"]).dataobj))[None, :]
             appearance = probabilities(x, params["appearance"], params["mean"], params["scale"])[0]
             severity = probabilities(x, params["severity"], params["mean"], params["scale"])[0]
-            writer.writerow([case["case_id"], *(f"{p:.6f}" for p in appearance), *(f"{p:.6f}" for p in severity)])
+            writer.writerow(
+                [case["case_id"], *(f"{p:.6f}" for p in appearance), *(f"{p:.6f}" for p in severity)]
+            )
     print(f"cxr-intensity: {len(cases)} radiographs", flush=True)
     return 0
 

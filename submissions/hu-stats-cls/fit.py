@@ -12,13 +12,14 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
-
 from features import FEATURES, features
 
 L2 = 1.0
 
 
-def fit_logistic(x: np.ndarray, y: np.ndarray, *, l2: float = L2, steps: int = 50) -> tuple[np.ndarray, float]:
+def fit_logistic(
+    x: np.ndarray, y: np.ndarray, *, l2: float = L2, steps: int = 50
+) -> tuple[np.ndarray, float]:
     """Weights and bias minimising the mean log loss + l2/2 |w|^2 / n (Newton iterations)."""
     n, d = x.shape
     design = np.hstack([x, np.ones((n, 1))])
@@ -58,8 +59,15 @@ def main(argv=None) -> int:
     mean, scale = x.mean(axis=0), x.std(axis=0)
     scale[scale == 0] = 1.0
     weights, bias = fit_logistic((x - mean) / scale, np.array(y))
-    params = {"features": list(FEATURES), "mean": mean.tolist(), "scale": scale.tolist(),
-              "weights": weights.tolist(), "bias": bias, "fitted_on": str(args.inputs), "n": len(y)}
+    params = {
+        "features": list(FEATURES),
+        "mean": mean.tolist(),
+        "scale": scale.tolist(),
+        "weights": weights.tolist(),
+        "bias": bias,
+        "fitted_on": str(args.inputs),
+        "n": len(y),
+    }
     args.out.write_text(json.dumps(params, indent=2, sort_keys=True) + "\n")
     print(f"fit.py: {len(y)} cases, weights {np.round(weights, 3).tolist()}, bias {bias:.3f} -> {args.out}")
     return 0

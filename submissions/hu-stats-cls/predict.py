@@ -12,7 +12,6 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
-
 from features import features, probability
 
 HERE = Path(__file__).resolve().parent

@@ -28,8 +28,9 @@ def lung_mask(hu: np.ndarray) -> np.ndarray:
     labels, count = ndimage.label(air)
     if count == 0:
         return np.zeros(hu.shape, bool)
-    border = np.unique(np.concatenate([labels[0].ravel(), labels[-1].ravel(),
-                                       labels[:, 0].ravel(), labels[:, -1].ravel()]))
+    border = np.unique(
+        np.concatenate([labels[0].ravel(), labels[-1].ravel(), labels[:, 0].ravel(), labels[:, -1].ravel()])
+    )
     inside = air & ~np.isin(labels, border)
     labels, count = ndimage.label(inside)
     if count == 0:

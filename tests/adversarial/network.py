@@ -1,4 +1,4 @@
-"""Tries to reach the host: a TCP connection to a port the host listens on (loopback), and lists interfaces."""
+"""Tries to reach the host: a TCP connection to a loopback port the host listens on; lists interfaces."""
 
 import socket
 
