@@ -349,8 +349,8 @@ def test_cli_score_refusal_is_a_message_not_a_traceback(tmp_path, monkeypatch):
             str(tmp_path / "results"),
         ],
     )
-    assert result.exit_code != 0
-    assert "is for task 'ricord-1a-lesion-seg'" in result.output + str(result.exception)
+    assert result.exit_code == 2
+    assert "is for task 'ricord-1a-lesion-seg'" in result.output
     assert not (tmp_path / "results").exists()
 
 
