@@ -63,3 +63,11 @@ class StoreError(BenchError):
 
 class LeaderboardError(BenchError):
     """The static leaderboard cannot be built from the store."""
+
+
+class MetricInputError(ScoringError, ValueError):
+    """Arrays or options handed to a metric are invalid (shape, spacing, range, NaN)."""
+
+
+class ImageBuildError(RunnerError):
+    """A container image (the local base image or a submission's image) cannot be built or loaded."""
