@@ -23,7 +23,7 @@ _RC = {"svg.hashsalt": "ricord-bench", "svg.fonttype": "none", "font.size": 9,
 def label(name: str, limit: int = 32) -> str:
     """A display name safe for matplotlib: no mathtext, at most ``limit`` characters."""
     text = name if len(name) <= limit else name[: limit - 1] + "…"
-    return text.replace("\\", "\\\\").replace("$", r"\$")
+    return text.replace("$", r"\$")
 
 
 def _svg(figure: Figure) -> bytes:
@@ -52,7 +52,8 @@ def distribution_svg(board: Board) -> bytes | None:
         axes = figure.add_subplot()
         data = [board.matrix[e.run.submission].dropna().to_numpy() for e in entries]
         positions = np.arange(len(entries))[::-1]
-        box = axes.boxplot([d if d.size else [np.nan] for d in data], positions=positions, orientation="horizontal",
+        box = axes.boxplot([d if d.size else [np.nan] for d in data], positions=positions,
+                           orientation="horizontal",
                            widths=0.5, showfliers=False, patch_artist=True,
                            medianprops={"color": "#222222"})
         for patch, index in zip(box["boxes"], range(len(entries)), strict=True):
@@ -79,7 +80,7 @@ def blob_svg(board: Board) -> bytes | None:
     interval.
     """
     boot = board.bootstrap
-    if boot is None or boot.ranks.shape[0] == 0:
+    if boot is None or boot.ranks.shape[0] == 0 or len(board.entries) < 2:
         return None
     entries = board.entries
     n = len(entries)

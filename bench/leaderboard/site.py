@@ -66,8 +66,9 @@ def build_leaderboard(results: str | os.PathLike, out: str | os.PathLike, *,
     """Build the static site for every task in the store ``results`` into ``out``.
 
     The site is assembled in a temporary directory beside ``out`` and renamed into place at
-    the end, so a failed or interrupted build leaves the previous site untouched. ``out`` may be a previous leaderboard
-    (it has ``leaderboard.json``) or an empty or missing directory; anything else is refused.
+    the end, so a failed or interrupted build leaves the previous site untouched. ``out`` may
+    be a previous leaderboard (it has ``leaderboard.json``) or an empty or missing directory;
+    anything else is refused.
 
     Parameters
     ----------
@@ -121,7 +122,8 @@ def build_leaderboard(results: str | os.PathLike, out: str | os.PathLike, *,
 
 
 def _check_out(out: Path) -> None:
-    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / "leaderboard.json").exists())):
+    foreign = out.is_dir() and any(out.iterdir()) and not (out / "leaderboard.json").exists()
+    if out.exists() and (not out.is_dir() or foreign):
         raise LeaderboardError(f"{out} exists and is not a leaderboard built by bench (no leaderboard.json); "
                                "choose an empty or new --out directory")
 

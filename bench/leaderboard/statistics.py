@@ -7,19 +7,20 @@ padding), shared by all entries so that the comparison is paired.
 """
 
 import numpy as np
-from scipy import stats
+
+from bench.metrics.uncertainty import bootstrap_auroc, resample_counts
 
 
 def resampled_auroc(labels: np.ndarray, probabilities: np.ndarray, classes: list[str],
                     indices: np.ndarray, *, positive: str | None = None) -> np.ndarray:
     """AUROC of every entry on every resample.
 
-    AUROC = (sum of the midranks of the positives - m (m + 1) / 2) / (m n) over the valid
-    cases of the resample (m positives, n negatives; ties count one half, as in
-    ``sklearn.metrics.roc_auc_score``). A multiclass head takes the unweighted mean of the
-    one-vs-rest AUROCs of its classes (sklearn's ``multi_class="ovr", average="macro"``);
-    a binary head (``positive`` given) the AUROC of the positive class. Cases whose
-    probability is NaN are left out; a resample lacking positives or negatives gives NaN.
+    Each resample's AUROC is :func:`bench.metrics.uncertainty.bootstrap_auroc` under the
+    resample's case counts (ties count one half, as in ``sklearn.metrics.roc_auc_score``).
+    A multiclass head takes the unweighted mean of the one-vs-rest AUROCs of its classes
+    (sklearn's ``multi_class="ovr", average="macro"``); a binary head (``positive`` given) the
+    AUROC of the positive class. Cases whose probability is NaN are left out; a resample
+    lacking positives or negatives gives NaN.
 
     Parameters
     ----------
@@ -38,24 +39,14 @@ def resampled_auroc(labels: np.ndarray, probabilities: np.ndarray, classes: list
     ndarray, shape (B, E)
     """
     n_cases, n_entries, _ = probabilities.shape
-    padded = np.concatenate([probabilities, np.full((1, n_entries, len(classes)), np.nan)])
-    label_rows = np.append(np.asarray(labels, dtype=object), None)[indices]
-    in_range = indices < n_cases
+    counts = resample_counts(indices, n_cases + 1)[:, :n_cases]  # the padding column dropped
+    labels = np.asarray(labels, dtype=object)
     scored = [classes.index(positive)] if positive is not None else range(len(classes))
-    per_class = []
-    for k in scored:
-        is_positive = (label_rows == classes[k]) & in_range
-        per_entry = []
+    result = np.empty((indices.shape[0], n_entries, len(scored)))
+    for column, k in enumerate(scored):
+        truth = (labels == classes[k]).astype(np.int64)
         for e in range(n_entries):
-            score = padded[indices, e, k]
-            valid = in_range & ~np.isnan(score)
-            ranks = stats.rankdata(np.where(valid, score, np.nan), axis=1, method="average",
-                                   nan_policy="omit")
-            positives = (is_positive & valid).sum(axis=1)
-            negatives = (~is_positive & valid).sum(axis=1)
-            rank_sum = np.nansum(np.where(is_positive & valid, ranks, 0.0), axis=1)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                auc = (rank_sum - positives * (positives + 1) / 2) / (positives * negatives)
-            per_entry.append(np.where((positives > 0) & (negatives > 0), auc, np.nan))
-        per_class.append(np.stack(per_entry, axis=1))
-    return np.mean(np.stack(per_class), axis=0)
+            score = probabilities[:, e, k]
+            keep = ~np.isnan(score)
+            result[:, e, column] = bootstrap_auroc(truth[keep], score[keep], counts=counts[:, keep])
+    return result.mean(axis=2)
