@@ -198,6 +198,17 @@ def rank_entries(matrix: pd.DataFrame, *, method: str = "aggregate-then-rank", a
     return RankResult(entries, method, aggregate, direction, scores, ranks, pvalues, alpha)
 
 
+def rank_aggregates(scores: pd.Series, *, direction: str = "higher") -> RankResult:
+    """Aggregate-then-rank for a metric computed once per entry over all cases (e.g. AUROC).
+
+    ``scores`` maps entry name -> metric value; the result's ``aggregate`` is ``"dataset"``.
+    """
+    _check_direction(direction)
+    values = scores.to_numpy(dtype=float)
+    return RankResult(tuple(str(name) for name in scores.index), "aggregate-then-rank", "dataset",
+                      direction, values, rank_values(values, better=direction), None, 0.05)
+
+
 def resample_indices(n_cases: int, *, resamples: int, seed: int,
                      clusters: np.ndarray | None = None) -> np.ndarray:
     """One seeded index matrix of cases drawn with replacement, shared by every entry.

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pandas as pd
+from sklearn.metrics import roc_auc_score
 
 from bench.store import Store, make_run_id
 
@@ -117,11 +118,13 @@ def cls_run(store: Store, spec, name: str, skill: float, *, seed: int, n: int = 
         "appearance_pred": [APPEARANCE[k] for k in probs.argmax(axis=1)],
         "severity_pred": [GRADES[k] for k in gnoise.argmax(axis=1)],
     })
+    order = np.argsort(APPEARANCE)  # sklearn wants the labels sorted; macro OvR does not care
+    auroc = float(roc_auc_score(truth, probs[:, order], multi_class="ovr", labels=sorted(APPEARANCE)))
     scores = {
         "schema_version": 1, "task": spec.id, "submission": name, "run_id": "",
         "primary_metric": "appearance.auroc",
-        "metrics": {"appearance.auroc": {"value": 0.5 + skill / 2, "ci_low": 0.4 + skill / 2,
-                                         "ci_high": min(1.0, 0.6 + skill / 2), "direction": "higher"}},
+        "metrics": {"appearance.auroc": {"value": auroc, "ci_low": auroc - 0.1,
+                                         "ci_high": min(1.0, auroc + 0.1), "direction": "higher"}},
         "counts": _counts(table), "policies": spec.policies.model_dump(mode="json"),
         "subgroups": {}, "fairness": {},
     }
@@ -145,6 +148,6 @@ def build_fake_store(root, tasks_dir=None) -> Store:
     seg_run(store, seg, EVIL, [0.78, 0.70, 0.90, 0.66, 0.75, 0.80, 0.72, 0.86], team="<b>bold</b>")
     seg_run(store, seg, "unet-baseline", [0.6, 0.7, 0.8, 0.9], split="validation",
             started=datetime(2026, 11, 19, 9, 0, tzinfo=UTC))
-    cls_run(store, cls, "cxr-resnet", 0.6, seed=1)
-    cls_run(store, cls, "cxr-prior", 0.1, seed=2)
+    cls_run(store, cls, "cxr-resnet", 0.3, seed=1)
+    cls_run(store, cls, "cxr-prior", 0.05, seed=2)
     return store

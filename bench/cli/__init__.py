@@ -59,3 +59,4 @@ from bench.cli import data  # noqa: E402,F401
 from bench.cli import splits  # noqa: E402,F401
 from bench.cli import prepare  # noqa: E402,F401
 from bench.cli import run  # noqa: E402,F401
+from bench.cli import leaderboard  # noqa: E402,F401
