@@ -26,6 +26,7 @@ from bench.data.synth import synthesize
 from bench.errors import BenchError, DataError, RunnerError, SplitError
 from bench.evaluate import evaluate
 from bench.io import write_json
+from bench.leaderboard import build_leaderboard
 from bench.split_checks import verify_split
 from bench.splits import load_split, pin_split, split_path
 from bench.tasks import list_tasks, load_task
@@ -189,7 +190,7 @@ def run_demo(
                 )
             )
     lap("evaluate")
-    index_html = _leaderboard(out / "results", out / "leaderboard")
+    index_html = _leaderboard(out / "results", out / "leaderboard", progress)
     lap("leaderboard")
     return DemoReport(out, index_html, chosen, reason, name, splits, tuple(stages), tuple(evaluations))
 
@@ -244,10 +245,8 @@ def _pinned(task: str, name: str, data: Path, annotations: list[Path], progress)
     return {"sha256": split.sha256, "action": "verified"}
 
 
-def _leaderboard(results: Path, out: Path) -> Path:
-    from bench.leaderboard import build_leaderboard
-
-    return Path(build_leaderboard(results, out)).absolute()
+def _leaderboard(results: Path, out: Path, progress) -> Path:
+    return build_leaderboard(results, out, progress=_stage(progress, "leaderboard")).index.absolute()
 
 
 def _stage(progress: ProgressCallback | None, stage: str) -> ProgressCallback | None:

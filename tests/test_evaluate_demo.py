@@ -130,7 +130,8 @@ def test_demo_end_to_end_with_process_runner(tasks, tmp_path):
     out = tmp_path / "demo"
     result = CliRunner().invoke(app, ["demo", "--out", str(out), "--runner", "process"])
     assert result.exit_code == 0, result.output
-    assert "runner: process" in result.output and "index.html" in result.output
+    assert "runner: process" in result.output
+    assert f"leaderboard: {out / 'leaderboard' / 'index.html'}" in result.output
     report = run_demo(out, runner="process")  # rerun into the same folder: reuses the collection
     assert report.runner == "process"
     assert dict(report.stages)["synthesize"] < 5

@@ -134,7 +134,7 @@ def demo(
     console.print(f"runner: [bold]{report.runner}[/] ({report.runner_reason})")
     for line in report.timings():
         console.print(line)
-    console.print(f"leaderboard: {report.index_html}")
+    console.print(f"leaderboard: {report.index_html}", soft_wrap=True)
 
 
 def _print_stored(stored) -> None:
@@ -159,4 +159,4 @@ def _print_stored(stored) -> None:
     console.print(
         ", ".join(f"{key} {counts[key]}" for key in ("cases", "ok", "missing", "malformed", "error"))
     )
-    console.print(f"stored: {stored.path}")
+    console.print(f"stored: {stored.path}", soft_wrap=True)
