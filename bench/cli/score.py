@@ -133,7 +133,7 @@ def demo(
         report = run_demo(out, seed=seed, runner=runner, workers=workers, progress=progress)
     console.print(f"runner: [bold]{report.runner}[/] ({report.runner_reason})")
     for line in report.timings():
-        console.print(line)
+        console.print(line, soft_wrap=True)
     console.print(f"leaderboard: {report.index_html}", soft_wrap=True)
 
 
