@@ -98,6 +98,16 @@ def test_segmentation_values_by_hand(tmp_path, monkeypatch):
     assert result.scores["counts"] == {"cases": 5, "ok": 3, "missing": 1, "malformed": 1, "error": 0}
     assert list(result.per_case["case_id"]) == ["a", "b", "c", "d", "e"]
     assert result.scores["policies"]["missing_prediction"] == "worst"
+    # subgroups of the primary metric: both sites are below min_size 5, reported but not scored
+    site = result.scores["subgroups"]["site"]
+    assert site["S1"] == {**site["S1"], "n": 2, "too_small": True, "value": None}
+    assert site["S2"]["n"] == 3 and site["S2"]["too_small"]
+    assert (
+        result.scores["subgroups"]["sex"]["F"]["n"] == 5
+        and not result.scores["subgroups"]["sex"]["F"]["too_small"]
+    )
+    assert result.scores["subgroups"]["sex"]["F"]["value"] == pytest.approx(8 / 15)
+    assert result.scores["fairness"] == {}
 
 
 @pytest.mark.parametrize(("policy", "dice", "hd95"), [("worst", 0.0, 6.0), ("empty_mask", 1.0, 0.0)])
@@ -246,7 +256,10 @@ def test_multiclass_and_severity_by_hand(tmp_path, monkeypatch):
     run = write_run(
         tmp_path / "run", CXR, {**{c: ("ok", "") for c in rows}, "c5": ("malformed", "NaN")}, predictions=rows
     )
-    metrics = score_run(spec, run, reference, workers=1).scores["metrics"]
+    scores = score_run(spec, run, reference, workers=1).scores
+    metrics = scores["metrics"]
+    assert scores["fairness"]["severity"]["measure"] == "delta_quadratic_weighted_kappa"
+    assert "appearance" not in scores["fairness"]  # neither binary nor ordinal
     # one-vs-rest AUROC per class (c5 uniform): typical 7/8, indeterminate 5/8, atypical 4/5, negative 1
     assert metrics["appearance.auroc_per_class"]["value"] == pytest.approx(
         {"typical": 7 / 8, "indeterminate": 5 / 8, "atypical": 4 / 5, "negative": 1.0}
