@@ -107,6 +107,7 @@ def test_per_case_hidden_on_test_shown_on_validation(built):
     assert "PathCollection" not in test_svg and "PathCollection" in validation_svg
 
 
+@pytest.mark.slow
 def test_same_store_same_bytes_and_rebuild_in_place(built, tmp_path):
     root, _ = built
     build_leaderboard(root / "results", tmp_path / "again")

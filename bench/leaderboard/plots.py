@@ -48,7 +48,7 @@ def distribution_svg(board: Board) -> bytes | None:
         return None
     entries = board.entries
     with matplotlib.rc_context(_RC):
-        figure = _figure(7.0, 0.55 * len(entries) + 1.2)
+        figure = _figure(6.0, 0.55 * len(entries) + 1.2)
         axes = figure.add_subplot()
         data = [board.matrix[e.run.submission].dropna().to_numpy() for e in entries]
         positions = np.arange(len(entries))[::-1]
