@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -491,9 +492,10 @@ def majority_vote(values: Sequence[str], order: Sequence[str]) -> tuple[str, boo
     values = [v for v in values if isinstance(v, str) and v]
     if not values:
         return "", False
-    counts = pd.Series(values).value_counts()
-    top = counts[counts == counts.max()].index
+    counts = Counter(values)
+    best = max(counts.values())
+    top = [value for value, count in counts.items() if count == best]
     if len(top) == 1:
-        return str(top[0]), False
+        return top[0], False
     tied = sorted(top, key=order.index)
-    return str(tied[(len(tied) - 1) // 2]), True
+    return tied[(len(tied) - 1) // 2], True
