@@ -63,3 +63,7 @@ class StoreError(BenchError):
 
 class LeaderboardError(BenchError):
     """The static leaderboard cannot be built from the store."""
+
+
+class MetricInputError(ScoringError, ValueError):
+    """Arrays or options handed to a metric are invalid (shape, spacing, range, NaN)."""

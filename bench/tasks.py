@@ -69,13 +69,15 @@ class EmptyMaskPolicy(_Spec):
 class Policies(_Spec):
     """How cases without a usable prediction are scored; applied uniformly, printed on the board.
 
-    ``missing_prediction``: ``empty_mask`` scores a missing mask as an empty prediction (then
-    the empty-mask policy applies: Dice 0, distances the worst value); ``chance`` scores a
-    missing probability row as the uniform distribution; ``exclude`` leaves the case out of
-    the aggregate (counted and shown).
+    ``missing_prediction``: ``worst`` scores a missing mask with every metric at its worst
+    value (:func:`bench.metrics.segmentation.worst_case_scores`), whatever the reference holds,
+    so that writing nothing never earns a perfect score on a case with an empty reference;
+    ``empty_mask`` scores it as an empty prediction (then the empty-mask policy applies);
+    ``chance`` scores a missing probability row as the uniform distribution; ``exclude``
+    leaves the case out of the aggregate (counted and shown).
     """
 
-    missing_prediction: Literal["empty_mask", "chance", "exclude"]
+    missing_prediction: Literal["worst", "empty_mask", "chance", "exclude"]
     empty_mask: EmptyMaskPolicy = EmptyMaskPolicy()
 
 
@@ -182,8 +184,9 @@ class TaskSpec(_Spec):
             if not self.heads or self.target is not None or self.metrics:
                 raise ValueError("a classification task needs 'heads' (with their metrics), "
                                  "no 'target' and no top-level 'metrics'")
-            if self.policies.missing_prediction == "empty_mask":
-                raise ValueError("missing_prediction 'empty_mask' applies to segmentation only")
+            if self.policies.missing_prediction in ("worst", "empty_mask"):
+                raise ValueError(f"missing_prediction {self.policies.missing_prediction!r} applies "
+                                 "to segmentation only")
             classes = [c for head in self.heads for c in head.classes]
             if len(set(classes)) != len(classes) or "case_id" in classes:
                 raise ValueError(f"class names must be distinct across heads and not 'case_id': {classes}")
@@ -245,7 +248,7 @@ class TaskSpec(_Spec):
         else:
             public["output"] = {"predictions": "predictions.csv", "columns": self.output_columns,
                                 "heads": [{"name": h.name, "classes": list(h.classes)} for h in self.heads],
-                                "rule": "each head's probabilities are in [0, 1] and sum to 1 (tolerance 1e-3)"}
+                                "rule": "each head's probabilities lie in [0, 1] and sum to 1 (within 1e-3)"}
         return public
 
 
@@ -305,7 +308,8 @@ def load_task(task: str | os.PathLike, *, directory: Path | None = None) -> Task
         spec = TaskSpec.model_validate(raw)
     except ValidationError as error:
         raise TaskSpecError(_describe(path, error)) from error
-    if path.parent.name != spec.id and path.name == "task.yaml" and path.parent.parent == (directory or tasks_dir()):
+    in_tasks_dir = path.parent.parent == (directory or tasks_dir())
+    if in_tasks_dir and path.parent.name != spec.id:
         raise TaskSpecError(f"{path}: id {spec.id!r} does not match its folder {path.parent.name!r}")
     return spec
 

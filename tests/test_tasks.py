@@ -47,7 +47,8 @@ def test_unknown_metric_is_reported_with_its_field(tmp_path):
     with pytest.raises(TaskSpecError) as error:
         load_task(_write(tmp_path, heads=heads))
     message = str(error.value)
-    assert "heads.0" in message and "accuracy_of_vibes" in message and "known classification metrics" in message
+    assert "heads.0" in message and "accuracy_of_vibes" in message
+    assert "known classification metrics" in message
 
 
 def test_every_bad_field_is_listed(tmp_path):
@@ -90,3 +91,8 @@ def test_memory_sizes(text, expected):
 def test_bad_memory_sizes(text):
     with pytest.raises(ValueError):
         parse_memory_bytes(text)
+
+
+def test_segmentation_policies_are_refused_for_classification(tmp_path):
+    with pytest.raises(TaskSpecError, match="'worst' applies to segmentation only"):
+        load_task(_write(tmp_path, policies={"missing_prediction": "worst"}))

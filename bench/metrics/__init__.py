@@ -1,6 +1,7 @@
 """Metric functions: pure, arrays in, numbers or small frozen dataclasses out.
 
-Modules: :mod:`segmentation` (per-case overlap, surface distance and lesion detection),
+Modules: :mod:`segmentation` (per-case overlap, surface distance and lesion detection, built on
+:mod:`surface`),
 :mod:`classification` (dataset-level ranking, threshold, agreement and calibration metrics),
 :mod:`uncertainty` (bootstrap, DeLong), :mod:`subgroups` (per-group scores and fairness gaps)
 and :mod:`registry` (every metric name a task spec may use, with its direction and level).
