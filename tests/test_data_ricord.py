@@ -338,6 +338,18 @@ def test_bad_files_missing_slice_uneven_spacing_and_dangling_annotations(synth, 
     # the truncated slice is gone from its series, which now has a gap -> skipped, not silently shortened
     assert row_t.study_uid not in kept and "missing slice" in reasons[row_t.study_uid]
     assert len(report.manifest) == len(manifest) - 4
+    kinds = report.skipped_by_kind()
+    assert {
+        "truncated DICOM file",
+        "not a DICOM file",
+        "missing slice",
+        "uneven slice spacing",
+        "annotated slices missing from the series",
+        "annotated SOPInstanceUID not in the download",
+        "annotation with null data",
+    } <= set(kinds)
+    assert set(kinds["missing slice"]) == {row_m.study_uid, row_t.study_uid}
+    assert {entry["kind"] for entry in report.to_dict()["skipped"]} == set(kinds)
 
 
 def test_annotated_study_not_in_download(synth, indexed, broken):

@@ -388,7 +388,8 @@ def scan_headers(root: str | os.PathLike, *, progress: Progress | None = None) -
             row = read_header(path)
         except DicomError as error:
             log.warning("%s", error)
-            skipped.append((path.relative_to(root).as_posix(), str(error)))
+            reason = str(error)
+            skipped.append((path.relative_to(root).as_posix(), reason.removeprefix(f"{path}: ")))
         else:
             row["rel_path"] = path.relative_to(root).as_posix()
             rows.append(row)

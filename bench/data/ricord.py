@@ -68,6 +68,35 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 _RADIOGRAPH = ("CR", "DX")
 
 
+#: Kinds of skipped items, matched in this order against the reason text.
+SKIP_KINDS = (
+    ("not a DICOM file", "not a DICOM file"),
+    ("truncated DICOM file", "truncated DICOM file"),
+    ("unreadable or truncated DICOM header", "unreadable or truncated DICOM header"),
+    ("DICOM header lacks", "DICOM header lacks instance UIDs"),
+    ("duplicate SOPInstanceUID", "duplicate SOPInstanceUID"),
+    ("collection unknown", "collection unknown"),
+    ("missing slice", "missing slice"),
+    ("uneven slice spacing", "uneven slice spacing"),
+    ("share the position", "duplicate slice positions"),
+    ("is incomplete", "annotated slices missing from the series"),
+    ("annotated SOPInstanceUID not in the download", "annotated SOPInstanceUID not in the download"),
+    ("annotated study not in the download", "annotated study not in the download"),
+    ("null data", "annotation with null data"),
+    ("no usable CT series", "no usable CT series"),
+    ("no single-frame grayscale", "no usable radiograph"),
+    ("no PixelSpacing", "no PixelSpacing"),
+)
+
+
+def skip_kind(reason: str) -> str:
+    """A short, stable category for a skip reason (for summaries)."""
+    for needle, kind in SKIP_KINDS:
+        if needle in reason:
+            return kind
+    return "other"
+
+
 @dataclass(frozen=True, eq=False)
 class IndexReport:
     """What :func:`index_download` found.
@@ -84,12 +113,21 @@ class IndexReport:
     warnings: tuple[str, ...] = ()
     counts: dict = field(default_factory=dict)
 
+    def skipped_by_kind(self) -> dict[str, list[str]]:
+        """Skipped items grouped by :func:`skip_kind`, most frequent kind first."""
+        groups: dict[str, list[str]] = {}
+        for item, reason in self.skipped:
+            groups.setdefault(skip_kind(reason), []).append(item)
+        return dict(sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0])))
+
     def to_dict(self) -> dict:
         """JSON-ready form (schema_version, counts, skipped, ignored, warnings)."""
         return {
             "schema_version": SCHEMA_VERSION,
             "counts": dict(self.counts),
-            "skipped": [{"item": item, "reason": reason} for item, reason in self.skipped],
+            "skipped": [
+                {"item": item, "kind": skip_kind(reason), "reason": reason} for item, reason in self.skipped
+            ],
             "ignored": [{"item": item, "reason": reason} for item, reason in self.ignored],
             "warnings": list(self.warnings),
         }
