@@ -254,6 +254,12 @@ def _ordered_series(series_rows: pd.DataFrame) -> tuple[pd.DataFrame, float]:
             f"series {uid}: some slices lack ImagePositionPatient/ImageOrientationPatient; "
             "it cannot be stacked into a volume."
         )
+    orientations = np.array(list(series_rows.orientation), dtype=float)
+    if not np.allclose(orientations, orientations[0], atol=1e-4):
+        raise DicomError(
+            f"series {uid}: slices have different ImageOrientationPatient; it is not one stack. "
+            "Remove the odd files or re-download the series."
+        )
     geometry = order_slices(
         np.array(list(series_rows.position)),
         series_rows.orientation.iloc[0],
