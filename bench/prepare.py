@@ -22,6 +22,7 @@ import tempfile
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 
 import nibabel as nib
 import numpy as np
@@ -297,7 +298,8 @@ def prepare_split(spec: TaskSpec, name: str, split: str, *, root: str | os.PathL
                          split_name=name, split=split, split_sha256=pinned.sha256,
                          reference_sha256=document["reference_sha256"],
                          case_ids=tuple(ids[c.case_id] for c in ordered),
-                         source_case_ids={ids[c.case_id]: c.case_id for c in ordered}, cache_hits=images.hits)
+                         source_case_ids=MappingProxyType({ids[c.case_id]: c.case_id for c in ordered}),
+                         cache_hits=images.hits)
 
 
 def _build(spec, pinned, split, ordered, ids, rows, images, export, staging: Path, progress) -> dict:
