@@ -411,6 +411,10 @@ def read_split(path: str | os.PathLike) -> PinnedSplit:
 
 def _check_records(split: PinnedSplit, path: Path) -> None:
     seen: dict[str, str] = {}
+    ids = [case.case_id for case in split.records]
+    if ids != sorted(set(ids)):
+        raise SplitError(f"{path}: case ids must be unique and sorted; the file was not written by "
+                         "`bench splits pin`.")
     for case in split.records:
         if case.split not in SPLITS:
             raise SplitError(f"{path}: case {case.case_id} has split {case.split!r}, not one of "
