@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from bench.cli import app
 from bench.errors import ManifestError, SplitError
 from bench.split_checks import summarize_split, verify_split
-from bench.splits import load_split, pin_split
+from bench.splits import load_split, pin_split, read_split
 from bench.tasks import load_task, tasks_dir
 
 pytestmark = pytest.mark.slow
@@ -191,6 +191,22 @@ def test_load_split_refuses_an_edited_file_and_a_changed_strategy(synth, tmp_pat
         load_split(SEG, "synthetic", directory=tasks)
     with pytest.raises(SplitError, match="no pinned split 'tcia'"):
         load_split(SEG, "tcia", directory=tasks)
+
+
+def test_a_patient_in_two_splits_is_refused_even_with_a_recomputed_hash(synth, tmp_path):
+    document = _document(synth, SEG)
+    by_patient: dict[str, list] = {}
+    for case in document["cases"]:
+        by_patient.setdefault(case["patient_id"], []).append(case)
+    patient, cases = next((p, c) for p, c in by_patient.items() if len(c) > 1)
+    cases[1]["split"] = "test" if cases[0]["split"] != "test" else "train"
+    document.pop("sha256")
+    document["sha256"] = hashlib.sha256(json.dumps(document, sort_keys=True, separators=(",", ":"),
+                                                   ensure_ascii=False).encode()).hexdigest()
+    path = tmp_path / "leaky.json"
+    path.write_text(json.dumps(document))
+    with pytest.raises(SplitError, match=f"patient {patient} is in both"):
+        read_split(path)
 
 
 def test_summary_counts_every_case_once(synth):
