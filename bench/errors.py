@@ -67,3 +67,7 @@ class LeaderboardError(BenchError):
 
 class MetricInputError(ScoringError, ValueError):
     """Arrays or options handed to a metric are invalid (shape, spacing, range, NaN)."""
+
+
+class ImageBuildError(RunnerError):
+    """A container image (the local base image or a submission's image) cannot be built or loaded."""

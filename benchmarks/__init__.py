@@ -1,1 +1,1 @@
-"""Performance benchmarks: `python -m benchmarks.<name>`."""
+"""Performance benchmarks, each runnable as `python -m benchmarks.<name>`."""

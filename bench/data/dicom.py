@@ -275,6 +275,13 @@ class _Fields:
             return default
 
 
+def _decoded(value) -> str:
+    """Text of an element value; bytes (private tags read as UN in implicit VR) as Latin-1."""
+    if isinstance(value, bytes):
+        return value.decode("latin-1").strip("\x00 ")
+    return "" if value is None else str(value).strip()
+
+
 def _expected_pixel_bytes(ds, fields: _Fields) -> int | None:
     """Bytes of native (uncompressed) pixel data, or None for encapsulated syntaxes."""
     meta = getattr(ds, "file_meta", None)
@@ -362,7 +369,7 @@ def read_header(path: str | os.PathLike) -> dict:
         "number_of_frames": fields.integer("NumberOfFrames", 1) or 1,
         "patient_sex": fields.text("PatientSex"),
         "patient_age": fields.text("PatientAge"),
-        "tcia_collection": str(collection.value).strip() if collection is not None else "",
+        "tcia_collection": _decoded(collection.value) if collection is not None else "",
     }
 
 

@@ -44,10 +44,12 @@ GRADE_1C = {
 
 
 def folder_name(text: str) -> str:
+    """A description as the NBIA retriever puts it in a folder name (``NA`` when empty)."""
     return re.sub(r"[^A-Za-z0-9 ._()-]", "_", text) if text else "NA"
 
 
 def study_dir(study: dict) -> Path:
+    """``Collection/PatientID/MM-DD-YYYY-NA-<description>-<last 5 of StudyInstanceUID>``."""
     date = study["date_obj"].strftime("%m-%d-%Y")
     return Path(
         study["collection"],
@@ -57,6 +59,7 @@ def study_dir(study: dict) -> Path:
 
 
 def series_dir(study: dict, series: dict) -> Path:
+    """The study folder plus ``<n>.000000-<description>-<last 5 of SeriesInstanceUID>``."""
     return (
         study_dir(study)
         / f"{series['number']}.000000-{folder_name(series['description'])}-{series['series_uid'][-5:]}"
@@ -64,6 +67,7 @@ def series_dir(study: dict, series: dict) -> Path:
 
 
 def file_name(number: int, total: int) -> str:
+    """``1-NNN.dcm`` (acquisition 1, instance number zero-padded to at least 3 digits)."""
     return f"1-{number:0{max(3, len(str(total)))}d}.dcm"
 
 
