@@ -354,8 +354,18 @@ def labels_table(records: list[dict], label_columns: list[str]) -> pd.DataFrame:
     return table.sort_values("case_id", kind="stable").reset_index(drop=True)
 
 
+def _readable(tree: Path) -> None:
+    """Files 0644, folders 0755: a container runs as another, unprivileged user and must read
+    its inputs (atomic writes create files 0600)."""
+    tree.chmod(0o755)
+    for path in tree.rglob("*"):
+        path.chmod(0o755 if path.is_dir() else 0o644)
+
+
 def _commit(staging: Path, out: Path, *, overwrite: bool) -> None:
     """Move the finished trees into place (a rename each: nobody sees a half-written tree)."""
+    _readable(staging / "input")
+    _readable(staging / "reference")
     for part in ("input", "reference"):
         target = out / part
         if target.exists() and overwrite:

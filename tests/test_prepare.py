@@ -73,6 +73,9 @@ def test_input_tree_holds_no_label_data(synth, prepared, task_id):
     assert [c["case_id"] for c in cases["cases"]] == sorted(result.case_ids)
     assert json.loads((result.input_dir / "task.json").read_text()) == spec.public_dict()
     assert not any(p.is_relative_to(result.input_dir) for p in result.reference_dir.rglob("*"))
+    # readable by the unprivileged user a container runs as
+    for path in [result.input_dir, *result.input_dir.rglob("*")]:
+        assert path.stat().st_mode & 0o777 == (0o755 if path.is_dir() else 0o644), path
 
 
 def test_prepared_ct_grid_matches_the_dicom_geometry(synth, prepared):
