@@ -23,7 +23,6 @@ same content. A case's fingerprint has three parts, each a hex sha256:
 
 import hashlib
 import json
-import logging
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -35,11 +34,9 @@ from pydicom.errors import InvalidDicomError
 from bench.errors import AnnotationError, DicomError
 from bench.io import canonical_json, sha256_json
 
-log = logging.getLogger(__name__)
-
 Progress = Callable[[int, int, str], None]
 
-#: Record fields kept in the annotation fingerprint: (output key, how to read it).
+#: Keys of each reduced annotation record in the annotation fingerprint (see ``_record``).
 ANNOTATION_FIELDS = ("label", "scope", "reader", "study_uid", "series_uid", "sop_uid", "frame", "data")
 
 #: sha256 of a study with no annotation records.

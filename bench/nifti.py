@@ -17,6 +17,9 @@ Chest radiographs (2D)
 Masks
     uint8 0/1 with the image's shape and affine.
 
+Arrays are handed to nibabel as transposed views of the ``(z, y, x)`` arrays: Fortran-ordered
+in ``(i, j, k)``, which is NIfTI's on-disk order, so nothing is copied to reorder.
+
 Every free-text header field (``descrip``, ``aux_file``, ``intent_name``, ``db_name``) is blank:
 nothing about the case travels in the header.
 """
@@ -50,19 +53,19 @@ def _image(data: np.ndarray, affine: np.ndarray) -> nib.Nifti1Image:
 def ct_image(hu_zyx: np.ndarray, affine_lps_zyx: np.ndarray) -> nib.Nifti1Image:
     """A CT volume ``(z, y, x)`` in HU as an int16 NIfTI image in the convention above."""
     hu = np.clip(np.rint(hu_zyx), *INT16_RANGE).astype(np.int16)
-    return _image(np.ascontiguousarray(hu.transpose(2, 1, 0)), ct_affine_ras(affine_lps_zyx))
+    return _image(hu.transpose(2, 1, 0), ct_affine_ras(affine_lps_zyx))
 
 
 def radiograph_image(pixels_yx: np.ndarray, spacing_mm_yx: tuple[float, float]) -> nib.Nifti1Image:
     """A radiograph ``(y, x)`` as a float32 2D NIfTI image in the convention above."""
     row_mm, col_mm = spacing_mm_yx
     affine = np.diag([float(col_mm), float(row_mm), 1.0, 1.0])
-    return _image(np.ascontiguousarray(np.asarray(pixels_yx, dtype=np.float32).T), affine)
+    return _image(np.asarray(pixels_yx, dtype=np.float32).T, affine)
 
 
 def mask_image(mask_zyx: np.ndarray, like: nib.Nifti1Image) -> nib.Nifti1Image:
     """A boolean mask ``(z, y, x)`` as uint8 0/1 on the grid of the image ``like``."""
-    data = np.ascontiguousarray(np.asarray(mask_zyx, dtype=bool).transpose(2, 1, 0).astype(np.uint8))
+    data = np.asarray(mask_zyx, dtype=bool).astype(np.uint8).transpose(2, 1, 0)
     if data.shape != like.shape:
         raise ValueError(f"mask shape {data.shape} (as i, j, k) differs from the image shape {like.shape}")
     return _image(data, like.affine)

@@ -22,6 +22,7 @@ import tempfile
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 
 import nibabel as nib
 import numpy as np
@@ -297,7 +298,8 @@ def prepare_split(spec: TaskSpec, name: str, split: str, *, root: str | os.PathL
                          split_name=name, split=split, split_sha256=pinned.sha256,
                          reference_sha256=document["reference_sha256"],
                          case_ids=tuple(ids[c.case_id] for c in ordered),
-                         source_case_ids={ids[c.case_id]: c.case_id for c in ordered}, cache_hits=images.hits)
+                         source_case_ids=MappingProxyType({ids[c.case_id]: c.case_id for c in ordered}),
+                         cache_hits=images.hits)
 
 
 def _build(spec, pinned, split, ordered, ids, rows, images, export, staging: Path, progress) -> dict:
@@ -352,8 +354,18 @@ def labels_table(records: list[dict], label_columns: list[str]) -> pd.DataFrame:
     return table.sort_values("case_id", kind="stable").reset_index(drop=True)
 
 
+def _readable(tree: Path) -> None:
+    """Files 0644, folders 0755: a container runs as another, unprivileged user and must read
+    its inputs (atomic writes create files 0600)."""
+    tree.chmod(0o755)
+    for path in tree.rglob("*"):
+        path.chmod(0o755 if path.is_dir() else 0o644)
+
+
 def _commit(staging: Path, out: Path, *, overwrite: bool) -> None:
     """Move the finished trees into place (a rename each: nobody sees a half-written tree)."""
+    _readable(staging / "input")
+    _readable(staging / "reference")
     for part in ("input", "reference"):
         target = out / part
         if target.exists() and overwrite:

@@ -411,6 +411,10 @@ def read_split(path: str | os.PathLike) -> PinnedSplit:
 
 def _check_records(split: PinnedSplit, path: Path) -> None:
     seen: dict[str, str] = {}
+    ids = [case.case_id for case in split.records]
+    if ids != sorted(set(ids)):
+        raise SplitError(f"{path}: case ids must be unique and sorted; the file was not written by "
+                         "`bench splits pin`.")
     for case in split.records:
         if case.split not in SPLITS:
             raise SplitError(f"{path}: case {case.case_id} has split {case.split!r}, not one of "
@@ -430,6 +434,7 @@ def load_split(task_id: str, name: str, *, directory: Path | None = None) -> Pin
         See :func:`read_split`; also when the file belongs to another task or when the task's
         split strategy (seed, group key, strata, fractions) changed since the split was pinned.
     """
+    spec = load_task(task_id, directory=directory)
     path = split_path(task_id, name, directory=directory)
     if not path.is_file():
         pinned = sorted(p.stem for p in path.parent.glob("*.json")) if path.parent.is_dir() else []
@@ -440,7 +445,7 @@ def load_split(task_id: str, name: str, *, directory: Path | None = None) -> Pin
     if split.task != task_id or split.name != name:
         raise SplitError(f"{path}: belongs to task {split.task!r} / name {split.name!r}, not "
                          f"{task_id!r} / {name!r}.")
-    expected = _strategy_record(load_task(task_id, directory=directory).split)
+    expected = _strategy_record(spec.split)
     if dict(split.strategy) != expected:
         raise SplitError(f"{path}: pinned with strategy {dict(split.strategy)}, but "
                          f"tasks/{task_id}/task.yaml now says {expected}. Pin the split again (and cite "

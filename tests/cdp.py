@@ -124,6 +124,8 @@ class Chromium:
 
     def screenshot(self, path: Path) -> Path:
         """Save a PNG of the whole page."""
+        self.send("Emulation.setDeviceMetricsOverride",
+                  {"width": 1280, "height": 900, "deviceScaleFactor": 1, "mobile": False}, session=True)
         height = int(self.evaluate("document.documentElement.scrollHeight"))
         self.send("Emulation.setDeviceMetricsOverride",
                   {"width": 1280, "height": min(height, 6000), "deviceScaleFactor": 1, "mobile": False},

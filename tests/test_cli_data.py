@@ -3,7 +3,6 @@
 import json
 import re
 
-import pytest
 from typer.testing import CliRunner
 
 from bench.cli import app
@@ -40,15 +39,6 @@ def test_synth_then_index(tmp_path):
     assert len(report["skipped"]) == 3 and report["counts"]["series_ignored"] > 0
 
 
-# bench/cli/__init__.py wraps BenchError in click.ClickException, but typer 0.29 vendors its own
-# click (typer._click) and only handles that one, so the error escapes as a traceback. Reported
-# to the lead (owner of bench/cli/__init__.py); these tests state the intended behaviour.
-_CLI_ERROR_BUG = pytest.mark.xfail(
-    reason="bench/cli/__init__.py: _UserError subclasses click, not typer._click"
-)
-
-
-@_CLI_ERROR_BUG
 def test_index_bad_annotation_file_is_a_message_not_a_traceback(tmp_path):
     (tmp_path / "dl").mkdir()
     (tmp_path / "bad.json").write_text("{not json")
@@ -70,7 +60,6 @@ def test_index_bad_annotation_file_is_a_message_not_a_traceback(tmp_path):
     assert not (tmp_path / "m.csv").exists()
 
 
-@_CLI_ERROR_BUG
 def test_synth_into_non_empty_folder(tmp_path):
     (tmp_path / "f").write_text("x")
     result = runner.invoke(app, ["data", "synth", "--out", str(tmp_path), "--seed", "1", "--size", "tiny"])

@@ -9,7 +9,7 @@ import pydicom
 import pytest
 from pydicom.data import get_testdata_file
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, generate_uid
 
 from bench.data.dicom import (
     index_headers,
@@ -176,6 +176,23 @@ def test_index_headers_real_ct_small(tmp_path):
     assert row.modality == "CT"
     assert row.position == pytest.approx((-158.135803, -179.035797, -75.699997))
     assert row.rows == 128 and row.cols == 128
+
+
+def test_read_header_same_for_implicit_and_explicit_vr(tmp_path):
+    source = get_testdata_file("CT_small.dcm")
+    ds = pydicom.dcmread(source)
+    ds.private_block(0x0013, "CTP", create=True).add_new(0x10, "LO", "MIDRC-RICORD-1A")
+    ds.save_as(tmp_path / "explicit.dcm", enforce_file_format=True)
+    ds.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian
+    ds.save_as(tmp_path / "implicit.dcm", implicit_vr=True, little_endian=True, enforce_file_format=True)
+    explicit, implicit = read_header(tmp_path / "explicit.dcm"), read_header(tmp_path / "implicit.dcm")
+    for key in ("path", "file_size"):
+        explicit.pop(key), implicit.pop(key)
+    assert implicit == explicit
+    assert explicit["tcia_collection"] == "MIDRC-RICORD-1A"
+    assert explicit["series_number"] == int(ds.SeriesNumber) and explicit["rows"] == 128
+    assert explicit["image_type"] == "\\".join(ds.ImageType)
+    assert explicit["pixel_spacing"] == pytest.approx(tuple(float(v) for v in ds.PixelSpacing))
 
 
 def _radiograph(path, stored, photometric, *, window=(2048, 4096)):

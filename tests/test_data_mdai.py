@@ -12,6 +12,7 @@ import pytest
 from bench.data.mdai import (
     APPEARANCE_ORDER,
     GRADE_ORDER,
+    annotation_records,
     combine_readers,
     majority_vote,
     polygon_label_names,
@@ -179,6 +180,34 @@ def test_study_votes_latest_label_wins(tmp_path):
     assert votes.loc["U1", "grade"] == "mild"
     assert votes.loc["U2", "appearance"] == "negative"
     assert votes.loc["U2", "grade"] is None or votes.loc["U2", "grade"] != votes.loc["U2", "grade"]
+
+
+def test_polygon_without_vertices_counts_as_null_data(tmp_path):
+    path = _export(
+        tmp_path,
+        [
+            _ann("a1", "L_op", "U1", sop="I0", data={"vertices": []}),
+            _ann("a2", "L_op", "U1", sop="I0", vertices=SQUARE),
+        ],
+    )
+    export = read_export(path)
+    assert export.null_data == ("a1",)
+
+
+def test_annotation_records_are_json_ready_and_sorted(tmp_path):
+    path = _export(
+        tmp_path,
+        [
+            _ann("b", "L_op", "U2", sop="I1", vertices=SQUARE),
+            _ann("a", "L_op", "U1", sop="I1", vertices=SQUARE),
+            _ann("c", "L_typ", "U1", series=None, data=None),
+            _ann("z", "L_op", "U1", sop="I1", vertices=SQUARE, study="S2"),
+        ],
+    )
+    records = annotation_records(read_export(path), "S1")
+    assert [r["annotation_id"] for r in records] == ["c", "a", "b"]
+    assert records[1]["vertices"] == SQUARE and records[0]["vertices"] is None
+    json.dumps(records)
 
 
 def test_merge_two_files(tmp_path):

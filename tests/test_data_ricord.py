@@ -7,6 +7,7 @@ voxels differing. (The tracer follows pixel-centre contours, so in practice they
 """
 
 import hashlib
+import io
 import json
 import shutil
 import uuid
@@ -23,6 +24,7 @@ from bench.data.manifest import MANIFEST_COLUMNS, read_manifest, write_manifest
 from bench.data.mdai import read_exports
 from bench.data.ricord import case_id_for, case_instances, index_download, load_case_image, load_case_mask
 from bench.data.synth import SIZES, synthesize
+from bench.data.synth_dicom import CtSeriesWriter
 from bench.errors import ClinicalSheetError, DataError
 
 DICE_TOLERANCE = 0.99
@@ -217,6 +219,45 @@ def test_synthesis_is_byte_identical(synth, tmp_path):
     assert digest(other.out_dir) != digest(synth.out_dir)
 
 
+def test_fast_ct_writer_matches_dcmwrite(tmp_path):
+    # The synthetic CT writer splices pre-encoded constant elements; it must equal dcmwrite.
+    study = {
+        "patient_id": "MIDRC-RICORD-1A-419639-000001",
+        "sex": "F",
+        "age": 45.2,
+        "study_uid": "1.2.3",
+        "date": "20200101",
+        "description": "CT",
+        "collection": "MIDRC-RICORD-1A",
+    }
+    series = {"series_uid": "1.2.3.4", "description": "AX", "number": 2, "modality": "CT"}
+    writer = CtSeriesWriter(
+        study,
+        series,
+        orientation=(1, 0, 0, 0, 1, 0),
+        spacing_yx=(0.7, 0.7),
+        thickness_mm=1.25,
+        intercept=-1024,
+        signed=True,
+        shape_yx=(4, 5),
+        image_type="ORIGINAL\\PRIMARY\\AXIAL",
+        frame_uid="1.2.3.9",
+    )
+    for k in range(2):
+        writer.write(
+            tmp_path / f"{k}.dcm",
+            sop_uid=f"1.2.3.4.{k}",
+            instance=k + 1,
+            stored=np.arange(20, dtype=np.int16).reshape(4, 5) - 7 * k,
+            position=(1.0, 2.0, 3.5 + k),
+        )
+        reference = io.BytesIO()
+        pydicom.dcmwrite(reference, writer.ds, enforce_file_format=True)
+        assert (tmp_path / f"{k}.dcm").read_bytes() == reference.getvalue()
+    ds = pydicom.dcmread(tmp_path / "1.dcm")
+    assert ds.pixel_array.tolist()[0] == [-7, -6, -5, -4, -3] and ds.SOPInstanceUID == "1.2.3.4.1"
+
+
 def test_synthesis_refuses_non_empty_folder(tmp_path):
     (tmp_path / "x").mkdir()
     (tmp_path / "x" / "f").write_text("keep me")
@@ -297,6 +338,18 @@ def test_bad_files_missing_slice_uneven_spacing_and_dangling_annotations(synth, 
     # the truncated slice is gone from its series, which now has a gap -> skipped, not silently shortened
     assert row_t.study_uid not in kept and "missing slice" in reasons[row_t.study_uid]
     assert len(report.manifest) == len(manifest) - 4
+    kinds = report.skipped_by_kind()
+    assert {
+        "truncated DICOM file",
+        "not a DICOM file",
+        "missing slice",
+        "uneven slice spacing",
+        "annotated slices missing from the series",
+        "annotated SOPInstanceUID not in the download",
+        "annotation with null data",
+    } <= set(kinds)
+    assert set(kinds["missing slice"]) == {row_m.study_uid, row_t.study_uid}
+    assert {entry["kind"] for entry in report.to_dict()["skipped"]} == set(kinds)
 
 
 def test_annotated_study_not_in_download(synth, indexed, broken):
@@ -471,3 +524,33 @@ def test_real_radiograph_in_tcia_tree(tmp_path):
     assert row.spacing_mm == "1,1"  # PixelSpacing 0\0 in the file: 1 mm assumed and reported
     assert any("no usable pixel spacing" in w for w in report.warnings)
     assert load_case_image(tmp_path, row).pixels.shape == (1955, 1841)
+
+
+@pytest.mark.slow
+def test_small_collection_has_every_stratum(tmp_path):
+    report = synthesize(tmp_path / "small", seed=0)
+    index = index_download(report.out_dir, annotations=report.annotations, clinical=report.clinical[::2])
+    manifest = index.manifest
+    assert not index.warnings
+    by = manifest.groupby("collection")
+    assert by.size().to_dict() == {"MIDRC-RICORD-1A": 24, "MIDRC-RICORD-1B": 24, "MIDRC-RICORD-1C": 60}
+    assert by.site.nunique().to_dict() == {"MIDRC-RICORD-1A": 2, "MIDRC-RICORD-1B": 1, "MIDRC-RICORD-1C": 3}
+    assert (by.sex.nunique() == 2).all()
+    assert (by.patient_id.nunique() < by.size()).all()  # every collection has patients with two studies
+    for collection in ("MIDRC-RICORD-1A", "MIDRC-RICORD-1C"):
+        counts = manifest[manifest.collection == collection].appearance.value_counts()
+        assert set(counts.index) == {"typical", "indeterminate", "atypical", "negative"} and counts.min() >= 3
+    grades = manifest[manifest.collection == "MIDRC-RICORD-1C"].grade.value_counts()
+    assert grades[["mild", "moderate", "severe"]].min() >= 3
+    seg = manifest[manifest.collection == "MIDRC-RICORD-1A"]
+    assert (seg.n_readers == 2).sum() >= 4
+    export = read_exports(report.annotations)
+    drawn = set(export.annotations.loc[export.annotations.scope == "INSTANCE", "label_name"])
+    assert drawn == {
+        "Infectious opacity",
+        "Infectious TIB/micronodules",
+        "Infectious cavity",
+        "Atelectasis",
+        "Noninfectious nodule/mass",
+        "Other noninfectious opacity",
+    }

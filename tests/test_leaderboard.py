@@ -101,12 +101,16 @@ def test_per_case_hidden_on_test_shown_on_validation(built):
     shown = (root / "site" / SEG_TASK / "validation-synthetic" / "unet-baseline.html").read_text()
     assert "c00" not in hidden and "Per-case scores are hidden" in hidden
     assert "c00" in shown and "c03" in shown
+    # subgroups under the minimum size keep their count but not their score on a hidden split
+    assert "hidden: fewer than 5 cases" in hidden and "0.782" not in hidden.split("Subgroups")[1]
+    assert "[0.100, 0.900]" in shown
     # box plot only on the hidden split: no case points (PathCollection) in the SVG
     test_svg = (root / "site" / SEG_TASK / "test-synthetic-distribution.svg").read_text()
     validation_svg = (root / "site" / SEG_TASK / "validation-synthetic-distribution.svg").read_text()
     assert "PathCollection" not in test_svg and "PathCollection" in validation_svg
 
 
+@pytest.mark.slow
 def test_same_store_same_bytes_and_rebuild_in_place(built, tmp_path):
     root, _ = built
     build_leaderboard(root / "results", tmp_path / "again")

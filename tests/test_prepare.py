@@ -73,6 +73,9 @@ def test_input_tree_holds_no_label_data(synth, prepared, task_id):
     assert [c["case_id"] for c in cases["cases"]] == sorted(result.case_ids)
     assert json.loads((result.input_dir / "task.json").read_text()) == spec.public_dict()
     assert not any(p.is_relative_to(result.input_dir) for p in result.reference_dir.rglob("*"))
+    # readable by the unprivileged user a container runs as
+    for path in [result.input_dir, *result.input_dir.rglob("*")]:
+        assert path.stat().st_mode & 0o777 == (0o755 if path.is_dir() else 0o644), path
 
 
 def test_prepared_ct_grid_matches_the_dicom_geometry(synth, prepared):
@@ -209,3 +212,22 @@ def test_cli_prepare_writes_both_trees(synth, tmp_path):
     assert f"reference sha256:{reference.reference_sha256}" in result.output
     assert len(reference.case_ids) == len(synth.splits[CXR].cases("validation"))
     assert (tmp_path / "out" / "reference" / "labels.csv").is_file()
+
+
+def test_prepare_refuses_pixels_that_differ_from_the_pin(synth, tmp_path):
+    root = tmp_path / "download"
+    shutil.copytree(synth.root, root)
+    case = synth.splits[CLS].cases("test")[0]
+    manifest = _manifest(synth)
+    folder = root / manifest.loc[case.case_id, "series_dir"]
+    path = next(p for p in sorted(folder.iterdir())
+                if pydicom.dcmread(p, stop_before_pixels=True).SeriesInstanceUID == case.series_uid)
+    ds = pydicom.dcmread(path)
+    pixels = ds.pixel_array.copy()
+    pixels[0, 0] += 7
+    ds.PixelData = pixels.tobytes()
+    ds.save_as(path)
+    with pytest.raises(PrepareError, match=f"case {case.case_id}: the pixel data .* differ from the pinned"):
+        prepare_split(load_task(CLS, directory=synth.tasks), "synthetic", "test", root=root,
+                      out=tmp_path / "out", directory=synth.tasks)
+    assert not (tmp_path / "out" / "input").exists() and not (tmp_path / "out" / "reference").exists()

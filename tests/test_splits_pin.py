@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from bench.cli import app
 from bench.errors import ManifestError, SplitError
 from bench.split_checks import summarize_split, verify_split
-from bench.splits import load_split, pin_split
+from bench.splits import load_split, pin_split, read_split
 from bench.tasks import load_task, tasks_dir
 
 pytestmark = pytest.mark.slow
@@ -193,17 +193,35 @@ def test_load_split_refuses_an_edited_file_and_a_changed_strategy(synth, tmp_pat
         load_split(SEG, "tcia", directory=tasks)
 
 
+def test_a_patient_in_two_splits_is_refused_even_with_a_recomputed_hash(synth, tmp_path):
+    document = _document(synth, SEG)
+    by_patient: dict[str, list] = {}
+    for case in document["cases"]:
+        by_patient.setdefault(case["patient_id"], []).append(case)
+    patient, cases = next((p, c) for p, c in by_patient.items() if len(c) > 1)
+    cases[1]["split"] = "test" if cases[0]["split"] != "test" else "train"
+    document.pop("sha256")
+    document["sha256"] = hashlib.sha256(json.dumps(document, sort_keys=True, separators=(",", ":"),
+                                                   ensure_ascii=False).encode()).hexdigest()
+    path = tmp_path / "leaky.json"
+    path.write_text(json.dumps(document))
+    with pytest.raises(SplitError, match=f"patient {patient} is in both"):
+        read_split(path)
+
+
+def test_cli_names_an_unknown_task_and_a_missing_split(synth):
+    env = {"BENCH_TASKS_DIR": str(synth.tasks)}
+    result = CliRunner().invoke(app, ["splits", "show", "--task", "nope", "--name", "synthetic"], env=env)
+    assert result.exit_code == 2 and "task 'nope': no task.yaml" in result.output
+    result = CliRunner().invoke(app, ["splits", "show", "--task", SEG, "--name", "tcia"], env=env)
+    assert result.exit_code == 2 and "no pinned split 'tcia'" in result.output
+
+
 def test_summary_counts_every_case_once(synth):
     summary = summarize_split(synth.splits["ricord-1c-cxr-appearance"])
     assert summary.counts["cases"].sum() == summary.totals["cases"].sum() == 60
     assert list(summary.counts.columns) == ["split", "appearance", "site", "cases", "patients"]
     assert summary.leaked_patients == ()
-
-
-def _shown(result) -> str:
-    """What the user sees: the output, and the message of the BenchError the CLI layer turns
-    into an exit code (typer >= 0.29 vendors click, so that layer may re-raise it)."""
-    return result.output + (str(result.exception) if result.exception else "")
 
 
 def test_cli_pin_and_show(synth, tmp_path):
@@ -227,5 +245,6 @@ def test_cli_shows_a_bad_task_yaml_field_by_field(synth, tmp_path):
     result = CliRunner().invoke(app, ["splits", "pin", "--task", SEG, "--name", "synthetic", "--manifest",
                                       str(synth.manifest), "--root", str(synth.root)],
                                 env={"BENCH_TASKS_DIR": str(tasks)})
-    assert result.exit_code != 0
-    assert "unknown metric(s) ['sharpness']" in _shown(result)
+    assert result.exit_code == 2
+    assert "unknown metric(s) ['sharpness']" in result.output
+    assert "Traceback" not in result.output

@@ -135,6 +135,7 @@ def test_failure_inside_the_write_leaves_no_entry(tmp_path, monkeypatch, interru
     assert seg_run(store, spec, "a", [0.5, 0.6]).per_case.shape[0] == 2
 
 
+@pytest.mark.slow
 def test_sigkill_mid_write_leaves_no_entry_and_rerun_completes(tmp_path):
     """A real process killed with SIGKILL while copying a log (blocked on a FIFO) into the run."""
     results, fifo = tmp_path / "results", tmp_path / "stdout.fifo"

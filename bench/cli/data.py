@@ -92,22 +92,13 @@ def index_command(
     )
     ties = int(manifest.appearance_tie.sum() + manifest.grade_tie.sum()) if len(manifest) else 0
     console.print(f"reader ties resolved by the tie rule: {ties}")
-    reasons = Counter(
-        reason.split(":")[0] if reason.startswith(("series ", "/")) else reason.split(" (")[0]
-        for _, reason in report.skipped
-    )
     if report.skipped:
-        table = Table(title=f"skipped ({len(report.skipped)})")
+        table = Table(title=f"skipped ({len(report.skipped)}; reasons in {report_path.name})")
         table.add_column("reason")
         table.add_column("count", justify="right")
         table.add_column("first item")
-        for reason, count in reasons.most_common():
-            first = next(
-                item
-                for item, r in report.skipped
-                if (r.split(":")[0] if r.startswith(("series ", "/")) else r.split(" (")[0]) == reason
-            )
-            table.add_row(reason, str(count), first)
+        for kind, items in report.skipped_by_kind().items():
+            table.add_row(kind, str(len(items)), items[0])
         console.print(table)
     else:
         console.print("skipped: nothing")

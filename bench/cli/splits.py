@@ -59,16 +59,20 @@ def verify(task: Task, name: Name, root: Root, annotations: Annotations = None) 
 def show(task: Task, name: Name) -> None:
     """Print cases and patients per split x strata, and confirm that no patient is in two splits."""
     summary = summarize_split(load_split(task, name))
-    table = Table(*summary.counts.columns, title=f"{task}/{name}  sha256:{summary.sha256}")
-    for row in summary.counts.itertuples(index=False):
-        table.add_row(*(str(value) for value in row))
-    console.print(table)
-    totals = Table(*summary.totals.columns, title="per split")
-    for row in summary.totals.itertuples(index=False):
-        totals.add_row(*(str(value) for value in row))
-    console.print(totals)
+    console.print(_table(summary.counts, f"{task}/{name}: cases and patients per split x strata"))
+    console.print(_table(summary.totals, "per split"))
+    typer.echo(f"split sha256:{summary.sha256}")
     if summary.leaked_patients:
         typer.echo(f"LEAKAGE: patients in more than one split: {', '.join(summary.leaked_patients)}")
         raise typer.Exit(1)
     patients = summary.totals["patients"].sum()
     typer.echo(f"no patient leakage: each of {patients} patients is in exactly one split")
+
+
+def _table(frame, title: str) -> Table:
+    table = Table(title=title)
+    for column in frame.columns:
+        table.add_column(str(column), justify="right" if column in ("cases", "patients") else "left")
+    for row in frame.itertuples(index=False):
+        table.add_row(*(str(value) for value in row))
+    return table

@@ -25,6 +25,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pydicom
+from pydicom.datadict import dictionary_VR
+from pydicom.dataelem import RawDataElement
 from pydicom.errors import InvalidDicomError
 from pydicom.pixels import apply_modality_lut, apply_voi_lut
 from pydicom.tag import Tag
@@ -176,17 +178,122 @@ def _int(ds, keyword: str, default: int = 0) -> int:
         return default
 
 
-def _expected_pixel_bytes(ds) -> int | None:
+_TEXT_VRS = frozenset(
+    {"AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "LT", "PN", "SH", "ST", "TM", "UI", "UT"}
+)
+_TAGS = {
+    keyword: Tag(keyword)
+    for keyword in (
+        "StudyInstanceUID",
+        "SeriesInstanceUID",
+        "SOPInstanceUID",
+        "PatientID",
+        "Modality",
+        "SOPClassUID",
+        "SeriesNumber",
+        "InstanceNumber",
+        "StudyDescription",
+        "SeriesDescription",
+        "StudyDate",
+        "ImageType",
+        "Rows",
+        "Columns",
+        "ImagePositionPatient",
+        "ImageOrientationPatient",
+        "PixelSpacing",
+        "ImagerPixelSpacing",
+        "SliceThickness",
+        "ViewPosition",
+        "PhotometricInterpretation",
+        "NumberOfFrames",
+        "PatientSex",
+        "PatientAge",
+        "BitsAllocated",
+        "SamplesPerPixel",
+    )
+}
+
+
+_VRS = {keyword: dictionary_VR(tag) for keyword, tag in _TAGS.items()}
+
+
+class _Fields:
+    """Header values read from the raw elements, skipping pydicom's value conversion.
+
+    Indexing reads ~30 elements of every file; converting them through the Dataset API
+    costs several times the parse itself. Raw text VRs (from the file, or from the data
+    dictionary for implicit-VR files) are decoded directly (Latin-1: only identifiers and
+    descriptions are read); anything else goes through pydicom.
+    """
+
+    def __init__(self, ds):
+        self.ds = ds
+
+    def _elem(self, keyword: str):
+        return self.ds.get_item(_TAGS[keyword])
+
+    @staticmethod
+    def _vr(keyword: str, elem) -> str | None:
+        return elem.VR if elem.VR is not None else _VRS[keyword]
+
+    def text(self, keyword: str) -> str:
+        elem = self._elem(keyword)
+        if elem is None:
+            return ""
+        if isinstance(elem, RawDataElement) and self._vr(keyword, elem) in _TEXT_VRS:
+            return "" if elem.value is None else elem.value.decode("latin-1").strip("\x00 ")
+        value = self.ds[_TAGS[keyword]].value
+        if value is None:
+            return ""
+        if isinstance(value, list | pydicom.multival.MultiValue):
+            return "\\".join(str(v) for v in value)
+        return str(value).strip()
+
+    def floats(self, keyword: str) -> tuple[float, ...] | None:
+        text = self.text(keyword)
+        if not text:
+            return None
+        try:
+            return tuple(float(v) for v in text.split("\\"))
+        except ValueError:
+            return None
+
+    def integer(self, keyword: str, default: int = 0) -> int:
+        elem = self._elem(keyword)
+        raw = isinstance(elem, RawDataElement)
+        if raw and self._vr(keyword, elem) == "US" and elem.value and len(elem.value) >= 2:
+            return int.from_bytes(elem.value[:2], "little" if elem.is_little_endian else "big")
+        if elem is None:
+            return default
+        if raw and self._vr(keyword, elem) in _TEXT_VRS:
+            text = self.text(keyword)
+        else:
+            text = str(self.ds[_TAGS[keyword]].value)
+        try:
+            return int(float(text))
+        except (TypeError, ValueError):
+            return default
+
+
+def _decoded(value) -> str:
+    """Text of an element value; bytes (private tags read as UN in implicit VR) as Latin-1."""
+    if isinstance(value, bytes):
+        return value.decode("latin-1").strip("\x00 ")
+    return "" if value is None else str(value).strip()
+
+
+def _expected_pixel_bytes(ds, fields: _Fields) -> int | None:
     """Bytes of native (uncompressed) pixel data, or None for encapsulated syntaxes."""
     meta = getattr(ds, "file_meta", None)
     syntax = getattr(meta, "TransferSyntaxUID", None) if meta is not None else None
     if syntax is not None and syntax.is_compressed:
         return None
-    if "Rows" not in ds or "BitsAllocated" not in ds:
+    rows, bits = fields.integer("Rows"), fields.integer("BitsAllocated")
+    if not rows or not bits:
         return None
-    frames = _int(ds, "NumberOfFrames", 1) or 1
-    samples = _int(ds, "SamplesPerPixel", 1) or 1
-    return int(ds.Rows) * int(ds.Columns) * samples * frames * int(ds.BitsAllocated) // 8
+    frames = fields.integer("NumberOfFrames", 1) or 1
+    samples = fields.integer("SamplesPerPixel", 1) or 1
+    return rows * fields.integer("Columns") * samples * frames * bits // 8
 
 
 def read_header(path: str | os.PathLike) -> dict:
@@ -212,13 +319,15 @@ def read_header(path: str | os.PathLike) -> dict:
             f"{path}: unreadable or truncated DICOM header ({type(error).__name__}: "
             f"{error}). Re-download this file."
         ) from error
-    missing = [k for k in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID") if not _text(ds, k)]
+    fields = _Fields(ds)
+    uids = {k: fields.text(k) for k in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID")}
+    missing = [k for k, v in uids.items() if not v]
     if missing:
         raise DicomError(
             f"{path}: DICOM header lacks {', '.join(missing)} (truncated or incomplete header); "
             "cannot identify the instance. Re-download it or remove it."
         )
-    expected = _expected_pixel_bytes(ds)
+    expected = _expected_pixel_bytes(ds, fields)
     if expected is not None:
         # dcmread stops at the (7FE0,0010) tag: its tag + VR + length take 12 bytes (explicit VR)
         # or 8 (implicit VR) before the values.
@@ -227,38 +336,40 @@ def read_header(path: str | os.PathLike) -> dict:
     if expected is not None and remaining < expected:
         raise DicomError(
             f"{path}: truncated DICOM file: {remaining} bytes left for pixel data, "
-            f"{expected} expected ({ds.Rows}x{ds.Columns}). Re-download this file."
+            f"{expected} expected ({fields.integer('Rows')}x{fields.integer('Columns')}). "
+            "Re-download this file."
         )
     collection = ds.get(TCIA_COLLECTION_TAG)
+    thickness = fields.floats("SliceThickness")
     return {
         "path": str(path),
         "rel_path": "",
         "file_size": size,
-        "study_uid": _text(ds, "StudyInstanceUID"),
-        "series_uid": _text(ds, "SeriesInstanceUID"),
-        "sop_uid": _text(ds, "SOPInstanceUID"),
-        "patient_id": _text(ds, "PatientID"),
-        "modality": _text(ds, "Modality"),
-        "sop_class_uid": _text(ds, "SOPClassUID"),
-        "series_number": _int(ds, "SeriesNumber"),
-        "instance_number": _int(ds, "InstanceNumber"),
-        "study_description": _text(ds, "StudyDescription"),
-        "series_description": _text(ds, "SeriesDescription"),
-        "study_date": _text(ds, "StudyDate"),
-        "image_type": _text(ds, "ImageType").upper(),
-        "rows": _int(ds, "Rows"),
-        "cols": _int(ds, "Columns"),
-        "position": _floats(ds.get("ImagePositionPatient")),
-        "orientation": _floats(ds.get("ImageOrientationPatient")),
-        "pixel_spacing": _floats(ds.get("PixelSpacing")),
-        "imager_pixel_spacing": _floats(ds.get("ImagerPixelSpacing")),
-        "slice_thickness": float(ds.get("SliceThickness") or 0.0),
-        "view_position": _text(ds, "ViewPosition").upper(),
-        "photometric": _text(ds, "PhotometricInterpretation"),
-        "number_of_frames": _int(ds, "NumberOfFrames", 1) or 1,
-        "patient_sex": _text(ds, "PatientSex"),
-        "patient_age": _text(ds, "PatientAge"),
-        "tcia_collection": str(collection.value).strip() if collection is not None else "",
+        "study_uid": uids["StudyInstanceUID"],
+        "series_uid": uids["SeriesInstanceUID"],
+        "sop_uid": uids["SOPInstanceUID"],
+        "patient_id": fields.text("PatientID"),
+        "modality": fields.text("Modality"),
+        "sop_class_uid": fields.text("SOPClassUID"),
+        "series_number": fields.integer("SeriesNumber"),
+        "instance_number": fields.integer("InstanceNumber"),
+        "study_description": fields.text("StudyDescription"),
+        "series_description": fields.text("SeriesDescription"),
+        "study_date": fields.text("StudyDate"),
+        "image_type": fields.text("ImageType").upper(),
+        "rows": fields.integer("Rows"),
+        "cols": fields.integer("Columns"),
+        "position": fields.floats("ImagePositionPatient"),
+        "orientation": fields.floats("ImageOrientationPatient"),
+        "pixel_spacing": fields.floats("PixelSpacing"),
+        "imager_pixel_spacing": fields.floats("ImagerPixelSpacing"),
+        "slice_thickness": thickness[0] if thickness else 0.0,
+        "view_position": fields.text("ViewPosition").upper(),
+        "photometric": fields.text("PhotometricInterpretation"),
+        "number_of_frames": fields.integer("NumberOfFrames", 1) or 1,
+        "patient_sex": fields.text("PatientSex"),
+        "patient_age": fields.text("PatientAge"),
+        "tcia_collection": _decoded(collection.value) if collection is not None else "",
     }
 
 
@@ -284,7 +395,8 @@ def scan_headers(root: str | os.PathLike, *, progress: Progress | None = None) -
             row = read_header(path)
         except DicomError as error:
             log.warning("%s", error)
-            skipped.append((path.relative_to(root).as_posix(), str(error)))
+            reason = str(error)
+            skipped.append((path.relative_to(root).as_posix(), reason.removeprefix(f"{path}: ")))
         else:
             row["rel_path"] = path.relative_to(root).as_posix()
             rows.append(row)

@@ -12,8 +12,8 @@ Conventions:
   a polygon covers the pixels whose centres fall inside it (:func:`skimage.draw.polygon`).
   Several polygons of one label and reader on a slice are OR-ed.
 - Rows whose label needs geometry (freeform, polygon, bbox, ...) but whose ``data`` is null
-  are skipped and counted (``n_null_data``); study-level labels carry null data by design
-  and are kept.
+  (or whose polygon has no vertices) are skipped and counted (``n_null_data``); study-level
+  labels carry null data by design and are kept.
 - Readers combine by ``union`` (any reader) or ``majority`` (more than half of the readers
   who annotated anything in the study; with two readers that is their intersection).
 """
@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -192,7 +193,10 @@ def _annotation_rows(doc: dict, labels: dict[str, dict], source: str) -> tuple[l
                 continue
             mode = label["annotation_mode"]
             data = ann.get("data")
-            if mode in GEOMETRIC_MODES and data is None:
+            empty = data is None or (
+                mode in ("freeform", "polygon") and isinstance(data, dict) and not data.get("vertices")
+            )
+            if mode in GEOMETRIC_MODES and empty:
                 null_data.append(ident)
                 continue
             vertices = _vertices(data, mode, where) if data is not None else None
@@ -491,9 +495,33 @@ def majority_vote(values: Sequence[str], order: Sequence[str]) -> tuple[str, boo
     values = [v for v in values if isinstance(v, str) and v]
     if not values:
         return "", False
-    counts = pd.Series(values).value_counts()
-    top = counts[counts == counts.max()].index
+    counts = Counter(values)
+    best = max(counts.values())
+    top = [value for value, count in counts.items() if count == best]
     if len(top) == 1:
-        return str(top[0]), False
+        return top[0], False
     tied = sorted(top, key=order.index)
-    return str(tied[(len(tied) - 1) // 2]), True
+    return tied[(len(tied) - 1) // 2], True
+
+
+def annotation_records(export: MdaiExport, study_uid: str) -> list[dict]:
+    """A study's annotations as JSON-ready records in a stable order (for fingerprints).
+
+    Keys: annotation_id, label_name, scope, reader, series_uid, sop_uid, vertices (list of
+    ``[x, y]`` or None). Sorted by (sop_uid, reader, label_name, annotation_id); label ids
+    are left out so that re-exports with new ids fingerprint the same.
+    """
+    rows = export.annotations[export.annotations.study_uid == study_uid]
+    records = [
+        {
+            "annotation_id": row.annotation_id,
+            "label_name": row.label_name,
+            "scope": row.scope,
+            "reader": row.reader,
+            "series_uid": row.series_uid,
+            "sop_uid": row.sop_uid,
+            "vertices": None if row.vertices is None else row.vertices.tolist(),
+        }
+        for row in rows.itertuples(index=False)
+    ]
+    return sorted(records, key=lambda r: (r["sop_uid"], r["reader"], r["label_name"], r["annotation_id"]))

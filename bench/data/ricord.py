@@ -26,6 +26,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,6 +68,35 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 _RADIOGRAPH = ("CR", "DX")
 
 
+#: Kinds of skipped items, matched in this order against the reason text.
+SKIP_KINDS = (
+    ("not a DICOM file", "not a DICOM file"),
+    ("truncated DICOM file", "truncated DICOM file"),
+    ("unreadable or truncated DICOM header", "unreadable or truncated DICOM header"),
+    ("DICOM header lacks", "DICOM header lacks instance UIDs"),
+    ("duplicate SOPInstanceUID", "duplicate SOPInstanceUID"),
+    ("collection unknown", "collection unknown"),
+    ("missing slice", "missing slice"),
+    ("uneven slice spacing", "uneven slice spacing"),
+    ("share the position", "duplicate slice positions"),
+    ("is incomplete", "annotated slices missing from the series"),
+    ("annotated SOPInstanceUID not in the download", "annotated SOPInstanceUID not in the download"),
+    ("annotated study not in the download", "annotated study not in the download"),
+    ("null data", "annotation with null data"),
+    ("no usable CT series", "no usable CT series"),
+    ("no single-frame grayscale", "no usable radiograph"),
+    ("no PixelSpacing", "no PixelSpacing"),
+)
+
+
+def skip_kind(reason: str) -> str:
+    """A short, stable category for a skip reason (for summaries)."""
+    for needle, kind in SKIP_KINDS:
+        if needle in reason:
+            return kind
+    return "other"
+
+
 @dataclass(frozen=True, eq=False)
 class IndexReport:
     """What :func:`index_download` found.
@@ -83,12 +113,21 @@ class IndexReport:
     warnings: tuple[str, ...] = ()
     counts: dict = field(default_factory=dict)
 
+    def skipped_by_kind(self) -> dict[str, list[str]]:
+        """Skipped items grouped by :func:`skip_kind`, most frequent kind first."""
+        groups: dict[str, list[str]] = {}
+        for item, reason in self.skipped:
+            groups.setdefault(skip_kind(reason), []).append(item)
+        return dict(sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0])))
+
     def to_dict(self) -> dict:
         """JSON-ready form (schema_version, counts, skipped, ignored, warnings)."""
         return {
             "schema_version": SCHEMA_VERSION,
             "counts": dict(self.counts),
-            "skipped": [{"item": item, "reason": reason} for item, reason in self.skipped],
+            "skipped": [
+                {"item": item, "kind": skip_kind(reason), "reason": reason} for item, reason in self.skipped
+            ],
             "ignored": [{"item": item, "reason": reason} for item, reason in self.ignored],
             "warnings": list(self.warnings),
         }
@@ -147,52 +186,64 @@ def _is_axial(orientation) -> bool:
     return orientation is not None and len(orientation) == 6 and abs(slice_normal(orientation)[2]) > 0.9
 
 
-def _series_table(instances: pd.DataFrame) -> pd.DataFrame:
-    grouped = instances.groupby("series_uid", sort=True)
-    return pd.DataFrame(
-        {
-            "modality": grouped.modality.first(),
-            "series_number": grouped.series_number.min(),
-            "n": grouped.size(),
-            "axial": grouped.orientation.first().map(_is_axial),
-            "localizer": grouped.image_type.first().str.contains("LOCALIZER"),
-            "description": grouped.series_description.first(),
-        }
-    )
+def series_summary(instances: pd.DataFrame) -> dict[str, dict]:
+    """Per series UID: modality, lowest SeriesNumber, instance count, axial, localizer, description."""
+    summary: dict[str, dict] = {}
+    columns = ["series_uid", "modality", "series_number", "orientation", "image_type", "series_description"]
+    for uid, modality, number, orientation, image_type, description in instances[columns].itertuples(
+        index=False
+    ):
+        entry = summary.get(uid)
+        if entry is None:
+            summary[uid] = {
+                "modality": modality,
+                "series_number": number,
+                "n": 1,
+                "axial": _is_axial(orientation),
+                "localizer": "LOCALIZER" in image_type,
+                "description": description,
+            }
+        else:
+            entry["n"] += 1
+            entry["series_number"] = min(entry["series_number"], number)
+    return summary
 
 
-def choose_ct_series(instances: pd.DataFrame, annotated: pd.Series) -> str | None:
+def choose_ct_series(instances: pd.DataFrame, annotated: dict[str, int]) -> str | None:
     """Series UID to use for a CT study (see the module docstring); None when there is none.
 
     ``annotated``: number of annotated slices per series UID.
     """
-    series = _series_table(instances[instances.modality == "CT"])
-    if series.empty:
+    series = {uid: e for uid, e in series_summary(instances).items() if e["modality"] == "CT"}
+    if any(annotated.get(uid, 0) for uid in series):
+        return min(series, key=lambda uid: (-annotated.get(uid, 0), series[uid]["series_number"], uid))
+    usable = [uid for uid, e in series.items() if e["axial"] and not e["localizer"] and e["n"] > 1]
+    if not usable:
         return None
-    counts = annotated.reindex(series.index).fillna(0)
-    if counts.max() > 0:
-        series = series.assign(count=counts)
-        best = series.sort_values(["count", "series_number"], ascending=[False, True], kind="stable")
-        return str(best.index[0])
-    usable = series[series.axial & ~series.localizer & (series.n > 1)]
-    if usable.empty:
-        return None
-    best = usable.sort_values(["n", "series_number"], ascending=[False, True], kind="stable")
-    return str(best.index[0])
+    return min(usable, key=lambda uid: (-series[uid]["n"], series[uid]["series_number"], uid))
 
 
 def choose_radiograph(instances: pd.DataFrame) -> pd.Series | None:
     """Header row of the image to use for a radiograph study; None when there is none."""
-    images = instances[
-        instances.modality.isin(_RADIOGRAPH)
-        & (instances.number_of_frames == 1)
-        & instances.photometric.isin(["MONOCHROME1", "MONOCHROME2"])
+    columns = [
+        "modality",
+        "number_of_frames",
+        "photometric",
+        "view_position",
+        "series_number",
+        "instance_number",
+        "sop_uid",
     ]
-    if images.empty:
+    candidates = [
+        ((view not in ("AP", "PA")), series_number, instance_number, sop, index)
+        for index, modality, frames, photometric, view, series_number, instance_number, sop in instances[
+            columns
+        ].itertuples(index=True)
+        if modality in _RADIOGRAPH and frames == 1 and photometric in ("MONOCHROME1", "MONOCHROME2")
+    ]
+    if not candidates:
         return None
-    images = images.assign(lateral=~images.view_position.isin(["AP", "PA"]))
-    ranked = images.sort_values(["lateral", "series_number", "instance_number", "sop_uid"], kind="stable")
-    return ranked.iloc[0]
+    return instances.loc[min(candidates)[-1]]
 
 
 def _ordered_series(series_rows: pd.DataFrame) -> tuple[pd.DataFrame, float]:
@@ -202,6 +253,12 @@ def _ordered_series(series_rows: pd.DataFrame) -> tuple[pd.DataFrame, float]:
         raise DicomError(
             f"series {uid}: some slices lack ImagePositionPatient/ImageOrientationPatient; "
             "it cannot be stacked into a volume."
+        )
+    orientations = np.array(list(series_rows.orientation), dtype=float)
+    if not np.allclose(orientations, orientations[0], atol=1e-4):
+        raise DicomError(
+            f"series {uid}: slices have different ImageOrientationPatient; it is not one stack. "
+            "Remove the odd files or re-download the series."
         )
     geometry = order_slices(
         np.array(list(series_rows.position)),
@@ -340,11 +397,15 @@ class _Indexer:
         if chosen is None:
             return None
         series_uid, files, n_slices, spacing, modality = chosen
-        for uid, group in instances[instances.series_uid != series_uid].groupby("series_uid"):
-            description = group.series_description.iloc[0] or "no description"
-            self.ignored.append(
-                (uid, f"study {study_uid}: not the case's series ({description}, {len(group)} instance(s))")
-            )
+        for uid, entry in series_summary(instances).items():
+            if uid != series_uid:
+                description = entry["description"] or "no description"
+                self.ignored.append(
+                    (
+                        uid,
+                        f"study {study_uid}: not the case's series ({description}, {entry['n']} instance(s))",
+                    )
+                )
         directory = os.path.commonpath([str(Path(p).parent) for p in files.rel_path])
         row = {
             "case_id": "",
@@ -389,10 +450,10 @@ class _Indexer:
         )
 
     def _ct(self, study_uid: str, instances: pd.DataFrame, annotations, missing_sops):
-        annotated = pd.Series(dtype=float)
+        annotated: dict[str, int] = {}
         if annotations is not None:
-            hits = instances[instances.sop_uid.isin(set(annotations.sop_uid))]
-            annotated = hits.groupby("series_uid").size()
+            hits = instances.series_uid[instances.sop_uid.isin(set(annotations.sop_uid))]
+            annotated = dict(Counter(hits))
         series_uid = choose_ct_series(instances, annotated)
         if series_uid is None:
             self.skipped.append(
@@ -403,9 +464,9 @@ class _Indexer:
                 )
             )
             return None
-        if annotated.size > 1:
+        if len(annotated) > 1:
             self.warnings.append(
-                f"study {study_uid}: annotations on {annotated.size} series; the series "
+                f"study {study_uid}: annotations on {len(annotated)} series; the series "
                 f"{series_uid} with the most annotated slices is used"
             )
         if missing_sops.get(series_uid):

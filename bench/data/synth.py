@@ -26,13 +26,8 @@ same seed gives byte-identical files.
 
 from __future__ import annotations
 
-import datetime as dt
-import hashlib
-import io
 import json
 import os
-import re
-import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,46 +35,31 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench.data.synth_dicom import SOP_CLASS_NAMES, CtSeriesWriter, write_radiograph
+from bench.data.synth_dicom import CtSeriesWriter, write_radiograph
+from bench.data.synth_formats import (
+    ANNOTATIONS_1A,
+    ANNOTATIONS_1C,
+    APPEARANCE_1A,
+    APPEARANCE_1C,
+    GRADE_1C,
+    ExportBuilder,
+    MetadataWriter,
+    file_name,
+    series_dir,
+    write_clinical,
+)
 from bench.data.synth_phantom import (
     LESION_LABELS,
     ct_slice,
     radiograph,
-    random_lesions,
     random_vessels,
     trace_polygons,
 )
+from bench.data.synth_plan import UID_ROOT, SeedIds, plan_1a, plan_1c, plan_studies
 from bench.errors import DataError
 from bench.io import atomic_directory
 
-UID_ROOT = "1.2.826.0.1.3680043.10.474"
-ANNOTATIONS_1A = "MIDRC-RICORD-1a_annotations_labelgroup_all_2020-Dec-8.json"
-ANNOTATIONS_1C = "1c_mdai_rsna_project_MwBeK3Nr_annotations_labelgroup_all_2021-01-08-164102.json"
-CLINICAL_FILES = {
-    "MIDRC-RICORD-1A": ("MIDRC-RICORD-1a-Clinical-Data-Jan-13-2021", "CT Pos - TCIA Submission"),
-    "MIDRC-RICORD-1B": ("MIDRC-RICORD-1b-Clinical-Data-Feb-2021", "CT Neg - TCIA Submission"),
-    "MIDRC-RICORD-1C": ("MIDRC-RICORD-1c Clinical Data Jan 13 2021 ", "CR Pos - TCIA Submission"),
-}
-DOWNLOAD_TIMESTAMP = "2021-02-01T12:00:00.000"
-_ZIP_TIME = (1980, 1, 1, 0, 0, 0)
-_BASE_DATE = dt.date(2020, 3, 2)
-APPEARANCE_1A = {
-    "typical": "Typical",
-    "indeterminate": "Indeterminate",
-    "atypical": "Atypical",
-    "negative": "Negative for pneumonia",
-}
-APPEARANCE_1C = {
-    "typical": "Typical Appearance",
-    "indeterminate": "Indeterminate Appearance",
-    "atypical": "Atypical Appearance",
-    "negative": "Negative for Pneumonia",
-}
-GRADE_1C = {
-    "mild": "Mild Airspace Disease",
-    "moderate": "Moderate Airspace Disease",
-    "severe": "Severe Airspace Disease",
-}
+__all__ = ["ANNOTATIONS_1A", "ANNOTATIONS_1C", "SIZES", "UID_ROOT", "SizePreset", "SynthReport", "synthesize"]
 
 Progress = Callable[[int, int, str], None]
 
@@ -143,131 +123,6 @@ class SynthReport:
     truth_dir: Path
 
 
-class _Ids:
-    """Seed-derived UIDs (RSNA root, site code for numeric sites) and MD.ai-style ids."""
-
-    def __init__(self, seed: int):
-        self.seed = seed
-
-    def _digest(self, parts) -> int:
-        text = "|".join(str(p) for p in (self.seed, *parts))
-        return int(hashlib.sha256(text.encode()).hexdigest(), 16)
-
-    def uid(self, site: str, *parts) -> str:
-        number = self._digest(parts) % (9 * 10**29) + 10**29
-        return f"{UID_ROOT}.{site}.{number}" if site.isdigit() else f"{UID_ROOT}.{number}"
-
-    def short(self, prefix: str, *parts) -> str:
-        alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
-        number, chars = self._digest(parts), []
-        for _ in range(8):
-            number, rest = divmod(number, len(alphabet))
-            chars.append(alphabet[rest])
-        return f"{prefix}_{''.join(chars)}"
-
-
-def _spread(n: int, fractions: dict[str, float]) -> list[str]:
-    """n values with the given fractions, at least one of each when n allows."""
-    counts = {k: max(1 if n >= len(fractions) else 0, int(round(f * n))) for k, f in fractions.items()}
-    first = next(iter(counts))
-    counts[first] += n - sum(counts.values())
-    return [k for k, c in counts.items() for _ in range(c)]
-
-
-def _plan_studies(
-    rng: np.random.Generator, ids: _Ids, collection: str, sites: list[str], n: int
-) -> list[dict]:
-    n_double = max(1, n // 6) if n >= 2 else 0
-    numbers = rng.choice(np.arange(1, 999_999), size=n - n_double, replace=False)
-    tag = collection[-2:]
-    studies = []
-    for i, number in enumerate(numbers):
-        site = sites[i % len(sites)]
-        mrn = f"{site}-{int(number):06d}"
-        patient = {
-            "patient_id": f"{collection}-{mrn}",
-            "mrn": mrn,
-            "site": site,
-            "collection": collection,
-            "sex": "MF"[(i // len(sites)) % 2],
-            "age": round(float(rng.uniform(25, 90)), 2),
-        }
-        first = _BASE_DATE + dt.timedelta(days=int(rng.integers(0, 300)))
-        visits = [first] + ([first + dt.timedelta(days=int(rng.integers(14, 60)))] if i < n_double else [])
-        for v, date in enumerate(visits):
-            study = dict(
-                patient,
-                date_obj=date,
-                date=date.strftime("%Y%m%d"),
-                age=round(patient["age"] + (date - first).days / 365.25, 2),
-            )
-            study["study_uid"] = ids.uid(site, tag, "study", mrn, v)
-            studies.append(study)
-    return studies
-
-
-def _folder(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9 ._()-]", "_", text) if text else "NA"
-
-
-def _study_dir(study: dict) -> Path:
-    date = study["date_obj"].strftime("%m-%d-%Y")
-    return Path(
-        study["collection"],
-        study["patient_id"],
-        f"{date}-NA-{_folder(study['description'])}-{study['study_uid'][-5:]}",
-    )
-
-
-def _series_dir(study: dict, series: dict) -> Path:
-    return (
-        _study_dir(study)
-        / f"{series['number']}.000000-{_folder(series['description'])}-{series['series_uid'][-5:]}"
-    )
-
-
-def _file_name(number: int, total: int) -> str:
-    return f"1-{number:0{max(3, len(str(total)))}d}.dcm"
-
-
-class _Writer:
-    """Accumulates metadata.csv rows and counts files while writing series."""
-
-    def __init__(self, root: Path):
-        self.root = root
-        self.metadata: list[dict] = []
-        self.n_files = 0
-
-    def series_done(self, study: dict, series: dict, sop_class: str, n_images: int, n_bytes: int) -> None:
-        self.n_files += n_images
-        size = f"{n_bytes / 1e6:.2f} MB" if n_bytes >= 1e6 else f"{n_bytes / 1e3:.2f} KB"
-        uri = {
-            "MIDRC-RICORD-1A": "https://doi.org/10.7937/VTW4-X588",
-            "MIDRC-RICORD-1C": "https://doi.org/10.7937/91ah-v663",
-        }.get(study["collection"], "")
-        self.metadata.append(
-            {
-                "Series UID": series["series_uid"],
-                "Collection": study["collection"],
-                "3rd Party Analysis": "NO",
-                "Data Description URI": uri,
-                "Subject ID": study["patient_id"],
-                "Study UID": study["study_uid"],
-                "Study Description": study["description"],
-                "Study Date": study["date_obj"].strftime("%m-%d-%Y"),
-                "Series Description": series["description"],
-                "Manufacturer": "RICORD-BENCH SYNTHETIC",
-                "Modality": series["modality"],
-                "SOP Class Name": SOP_CLASS_NAMES[sop_class],
-                "SOP Class UID": sop_class,
-                "Number of Images": n_images,
-                "File Size": size,
-                "File Location": "./" + _series_dir(study, series).as_posix(),
-                "Download Timestamp": DOWNLOAD_TIMESTAMP,
-            }
-        )
-
-
 def _stored(hu: np.ndarray, intercept: float, signed: bool) -> np.ndarray:
     values = np.round(hu - intercept)
     if signed:
@@ -276,7 +131,12 @@ def _stored(hu: np.ndarray, intercept: float, signed: bool) -> np.ndarray:
 
 
 def _write_ct(
-    writer: _Writer, ids: _Ids, study: dict, preset: SizePreset, rng: np.random.Generator, index: int
+    writer: MetadataWriter,
+    ids: SeedIds,
+    study: dict,
+    preset: SizePreset,
+    rng: np.random.Generator,
+    index: int,
 ) -> dict:
     """Write a CT study (axial series + extras); return the truth and the slice SOP UIDs."""
     nz, ny, nx = preset.ct_shape
@@ -296,7 +156,7 @@ def _write_ct(
         "description": "ROUTINE CHEST NON-CON",
         "modality": "CT",
     }
-    directory = writer.root / _series_dir(study, series)
+    directory = writer.root / series_dir(study, series)
     directory.mkdir(parents=True)
     vessels = random_vessels(rng)
     lesions = study.get("lesions", [])
@@ -333,7 +193,7 @@ def _write_ct(
         coronal[:, k, :] = hu[coronal_planes, :]
         position = (origin[0], origin[1], origin[2] + k * slice_mm)
         n_bytes += axial.write(
-            directory / _file_name(int(numbers[k]), nz),
+            directory / file_name(int(numbers[k]), nz),
             sop_uid=sop_uids[k],
             instance=int(numbers[k]),
             stored=_stored(hu, intercept, signed),
@@ -348,7 +208,7 @@ def _write_ct(
             "description": "SCOUT",
             "modality": "CT",
         }
-        sdir = writer.root / _series_dir(study, scout)
+        sdir = writer.root / series_dir(study, scout)
         sdir.mkdir(parents=True)
         scout_writer = CtSeriesWriter(
             study,
@@ -363,7 +223,7 @@ def _write_ct(
             frame_uid=frame_uid,
         )
         size = scout_writer.write(
-            sdir / _file_name(1, 1),
+            sdir / file_name(1, 1),
             sop_uid=ids.uid(study["site"], tag, "sop", scout["series_uid"], 0),
             instance=1,
             stored=_stored(volume_rows[::-1], intercept, signed),
@@ -377,7 +237,7 @@ def _write_ct(
             "description": "COR 3X3",
             "modality": "CT",
         }
-        cdir = writer.root / _series_dir(study, cor)
+        cdir = writer.root / series_dir(study, cor)
         cdir.mkdir(parents=True)
         size = 0
         cor_writer = CtSeriesWriter(
@@ -394,7 +254,7 @@ def _write_ct(
         )
         for p, plane in enumerate(coronal_planes):
             size += cor_writer.write(
-                cdir / _file_name(p + 1, len(coronal_planes)),
+                cdir / file_name(p + 1, len(coronal_planes)),
                 sop_uid=ids.uid(study["site"], tag, "sop", cor["series_uid"], p),
                 instance=p + 1,
                 stored=_stored(coronal[p][::-1], intercept, signed),
@@ -417,7 +277,12 @@ def _write_ct(
 
 
 def _write_cxr(
-    writer: _Writer, ids: _Ids, study: dict, preset: SizePreset, rng: np.random.Generator, index: int
+    writer: MetadataWriter,
+    ids: SeedIds,
+    study: dict,
+    preset: SizePreset,
+    rng: np.random.Generator,
+    index: int,
 ) -> None:
     site = study["site"]
     modality = {"419639": "CR", "440808": "DX"}.get(site, "CR" if index % 4 < 2 else "DX")
@@ -432,11 +297,11 @@ def _write_cxr(
             "description": "LATERAL" if lateral else "",
             "modality": modality,
         }
-        directory = writer.root / _series_dir(study, series)
+        directory = writer.root / series_dir(study, series)
         directory.mkdir(parents=True)
         density = radiograph(preset.cxr_shape, rng, opacities=0 if lateral else opacities, lateral=lateral)
         size = write_radiograph(
-            directory / _file_name(1, 1),
+            directory / file_name(1, 1),
             study,
             series,
             sop_uid=ids.uid(site, "1C", "sop", series["series_uid"], 0),
@@ -447,207 +312,6 @@ def _write_cxr(
         )
         sop_class = "1.2.840.10008.5.1.4.1.1.1" if modality == "CR" else "1.2.840.10008.5.1.4.1.1.1.1"
         writer.series_done(study, series, sop_class, 1, size)
-
-
-class _Export:
-    """Builds one MD.ai export document."""
-
-    def __init__(
-        self, ids: _Ids, name: str, groups: list[str], labels: list[tuple[str, str, str | None, str]]
-    ):
-        self.ids = ids
-        self.name = name
-        self.label_ids: dict[tuple[str, str], str] = {}
-        self.groups = []
-        for group in groups:
-            group_id = ids.short("G", name, group)
-            entries = []
-            for label_name, scope, mode, kind in labels:
-                label_id = ids.short("L", name, group, label_name)
-                self.label_ids[(group, label_name)] = label_id
-                entries.append(
-                    {
-                        "id": label_id,
-                        "name": label_name,
-                        "type": kind,
-                        "scope": scope,
-                        "annotationMode": mode,
-                        "color": "#" + label_id[-6:].encode().hex()[:6],
-                        "description": "",
-                        "radlexTagIds": [],
-                        "parentId": None,
-                    }
-                )
-            self.groups.append({"id": group_id, "name": group, "labels": entries})
-        self.studies: list[dict] = []
-        self.annotations: list[dict] = []
-        self.clock = 0
-
-    def add(
-        self,
-        group: str,
-        label: str,
-        reader: str,
-        study: dict,
-        *,
-        series_uid=None,
-        sop_uid=None,
-        data=None,
-        shape=None,
-    ) -> None:
-        self.clock += 1
-        stamp = (dt.datetime(2020, 11, 2, 9, 0) + dt.timedelta(minutes=self.clock)).strftime(
-            "%Y-%m-%dT%H:%M:%S.000Z"
-        )
-        self.annotations.append(
-            {
-                "id": self.ids.short("A", self.name, self.clock),
-                "labelId": self.label_ids[(group, label)],
-                "StudyInstanceUID": study["study_uid"],
-                "SeriesInstanceUID": series_uid,
-                "SOPInstanceUID": sop_uid,
-                "frameNumber": None,
-                "annotationNumber": None,
-                "height": shape[0] if shape else None,
-                "width": shape[1] if shape else None,
-                "data": data,
-                "note": None,
-                "radlexTagIds": [],
-                "reviews": [],
-                "reviewsPositiveCount": 0,
-                "reviewsNegativeCount": 0,
-                "createdById": reader,
-                "createdAt": stamp,
-                "updatedById": reader,
-                "updatedAt": stamp,
-                "updateHistory": [],
-                "parentId": None,
-                "isImported": False,
-                "groupId": None,
-            }
-        )
-
-    def document(self) -> dict:
-        dataset_id = self.ids.short("D", self.name)
-        return {
-            "id": self.ids.short("P", self.name),
-            "name": self.name,
-            "labelGroups": self.groups,
-            "datasets": [
-                {
-                    "id": dataset_id,
-                    "name": "Dataset",
-                    "studies": self.studies,
-                    "annotations": self.annotations,
-                }
-            ],
-        }
-
-
-def _normalized_xlsx(data: bytes) -> bytes:
-    """Rewrite an xlsx with fixed zip timestamps and document dates (byte-identical per content)."""
-    source = zipfile.ZipFile(io.BytesIO(data))
-    out = io.BytesIO()
-    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as target:
-        for item in source.infolist():
-            content = source.read(item.filename)
-            if item.filename == "docProps/core.xml":
-                content = re.sub(
-                    rb"(<dcterms:(created|modified)[^>]*>)[^<]*", rb"\g<1>2021-01-13T00:00:00Z", content
-                )
-            info = zipfile.ZipInfo(item.filename, date_time=_ZIP_TIME)
-            info.compress_type = zipfile.ZIP_DEFLATED
-            target.writestr(info, content)
-    return out.getvalue()
-
-
-def _write_clinical(root: Path, studies: list[dict]) -> list[Path]:
-    paths = []
-    for collection, (stem, sheet) in CLINICAL_FILES.items():
-        rows = [s for s in studies if s["collection"] == collection]
-        frame = pd.DataFrame(
-            {
-                "Anon MRN": [s["mrn"] for s in rows],
-                "Anon TCIA Study Date": [
-                    f"{s['date_obj'].month}/{s['date_obj'].day}/{s['date_obj'].year}" for s in rows
-                ],
-                "Anon Exam Description": [s["description"] or "NA" for s in rows],
-                "Anon Study UID ": [s["study_uid"] for s in rows],
-                "Age": [s["age"] for s in rows],
-                "Sex": [s["sex"] for s in rows],
-                " Result": ["NOT DETECTED" if collection == "MIDRC-RICORD-1B" else "DETECTED" for _ in rows],
-                "Test Name": ["SARS-CoV-2 RT-PCR" for _ in rows],
-            }
-        )
-        buffer = io.BytesIO()
-        with pd.ExcelWriter(buffer, engine="openpyxl") as excel:
-            frame.to_excel(excel, sheet_name=sheet, index=False)
-        xlsx = root / f"{stem}.xlsx"
-        xlsx.write_bytes(_normalized_xlsx(buffer.getvalue()))
-        csv = root / f"{stem.strip()}.csv"
-        csv.write_text(frame.to_csv(index=False, lineterminator="\n", float_format="%.2f"), encoding="utf-8")
-        paths += [xlsx, csv]
-    return paths
-
-
-def _plan_1a(rng, studies: list[dict], readers: list[tuple[str, str]]) -> None:
-    appearances = _spread(
-        len(studies), {"typical": 0.5, "indeterminate": 0.2, "atypical": 0.15, "negative": 0.15}
-    )
-    rng.shuffle(appearances)
-    counter = 0
-    for i, study in enumerate(studies):
-        study["description"] = "CT CHEST WITHOUT CONTRAST"
-        study["appearance"] = appearances[i]
-        study["readers"] = [readers[i % len(readers)]]
-        if i % 3 == 1:
-            study["readers"].append(readers[(i + 1) % len(readers)])
-        study["shuffled"] = i == 1
-        labels = []
-        if appearances[i] != "negative":
-            for _ in range(int(rng.integers(1, 4))):
-                if counter < len(LESION_LABELS):
-                    labels.append(LESION_LABELS[counter])
-                else:
-                    labels.append(
-                        "Infectious opacity" if rng.random() < 0.6 else str(rng.choice(LESION_LABELS))
-                    )
-                counter += 1
-        study["lesions"] = random_lesions(rng, len(labels), labels)
-
-
-def _plan_1c(rng, studies: list[dict]) -> None:
-    appearances = _spread(
-        len(studies), {"typical": 0.4, "indeterminate": 0.25, "atypical": 0.15, "negative": 0.2}
-    )
-    rng.shuffle(appearances)
-    grades = _spread(len(studies), {"mild": 0.4, "moderate": 0.35, "severe": 0.25})
-    rng.shuffle(grades)
-    order = ["negative", "atypical", "indeterminate", "typical"]
-    for j, study in enumerate(studies):
-        study["description"] = {"419639": "XR CHEST 1 VIEW AP", "440808": "CHEST 1V"}.get(study["site"], "")
-        appearance = appearances[j]
-        if j == 3 and appearance == "negative":
-            appearance = "typical"
-        grade = "" if appearance == "negative" else grades[j]
-        votes = [[appearance, grade] for _ in range(3)]
-        if j == 2:  # three-way appearance tie -> combined "indeterminate" (lower median)
-            appearance = "indeterminate"
-            grade = grade or "mild"
-            votes = [["typical", grade], ["indeterminate", grade], ["atypical", grade]]
-        elif j == 3:  # three-way grade tie -> combined "moderate"
-            grade = "moderate"
-            votes = [[appearance, "mild"], [appearance, "moderate"], [appearance, "severe"]]
-        elif j == 4:  # only two readers, who disagree -> tie, lower of the two on the scale
-            other = order[(order.index(appearance) + 1) % 4]
-            votes = [[appearance, grade], [other, grade if other != "negative" else ""]]
-            appearance = min(appearance, other, key=order.index)
-            grade = grade if appearance != "negative" else ""
-        elif j % 5 == 0:  # one dissenting reader
-            other = order[(order.index(appearance) + 2) % 4]
-            votes[2] = [other, "" if other == "negative" else (grade or "mild")]
-        study["appearance"], study["grade"], study["votes"] = appearance, grade, votes
-        study["changed_mind"] = j == 6
 
 
 def synthesize(
@@ -684,25 +348,25 @@ def synthesize(
         out_dir.rmdir()
     preset = SIZES[size]
     rng = np.random.default_rng(seed)
-    ids = _Ids(seed)
-    studies_1a = _plan_studies(rng, ids, "MIDRC-RICORD-1A", ["419639", "660042"], preset.n_1a)
-    studies_1b = _plan_studies(rng, ids, "MIDRC-RICORD-1B", ["419639"], preset.n_1b)
-    studies_1c = _plan_studies(rng, ids, "MIDRC-RICORD-1C", ["419639", "440808", "SITE2"], preset.n_1c)
+    ids = SeedIds(seed)
+    studies_1a = plan_studies(rng, ids, "MIDRC-RICORD-1A", ["419639", "660042"], preset.n_1a)
+    studies_1b = plan_studies(rng, ids, "MIDRC-RICORD-1B", ["419639"], preset.n_1b)
+    studies_1c = plan_studies(rng, ids, "MIDRC-RICORD-1C", ["419639", "440808", "SITE2"], preset.n_1c)
     readers_1a = [
         ("Team 1", ids.short("U", "1a", 1)),
         ("Team 2", ids.short("U", "1a", 2)),
         ("Team 1", ids.short("U", "1a", 3)),
     ]
-    _plan_1a(rng, studies_1a, readers_1a)
+    plan_1a(rng, studies_1a, readers_1a)
     for study in studies_1b:
         study["description"] = "CT CHEST HIGH RESOLUTION"
-    _plan_1c(rng, studies_1c)
+    plan_1c(rng, studies_1c)
     total = len(studies_1a) + len(studies_1b) + len(studies_1c)
     with atomic_directory(out_dir) as tmp:
-        writer = _Writer(tmp)
+        writer = MetadataWriter(tmp)
         truth_dir = tmp / "truth"
         truth_dir.mkdir()
-        export_1a = _Export(
+        export_1a = ExportBuilder(
             ids,
             "MIDRC-RICORD-1a",
             ["Team 1", "Team 2"],
@@ -722,7 +386,7 @@ def synthesize(
             done += 1
             if progress is not None:
                 progress(done, total, "writing CT studies")
-        export_1c = _Export(
+        export_1c = ExportBuilder(
             ids,
             "MIDRC-RICORD-1c",
             ["Team 1", "Team 2", "Team 3"],
@@ -746,7 +410,7 @@ def synthesize(
             )
         clinical = tmp / "clinical"
         clinical.mkdir()
-        clinical_paths = _write_clinical(clinical, studies_1a + studies_1b + studies_1c)
+        clinical_paths = write_clinical(clinical, studies_1a + studies_1b + studies_1c)
         metadata = pd.DataFrame(writer.metadata).sort_values("File Location", kind="stable")
         (tmp / "metadata.csv").write_text(metadata.to_csv(index=False, lineterminator="\n"), encoding="utf-8")
         n_files = writer.n_files
@@ -766,7 +430,7 @@ def synthesize(
     )
 
 
-def _annotate_ct(export: _Export, study: dict, written: dict, *, n_null: int) -> None:
+def _annotate_ct(export: ExportBuilder, study: dict, written: dict, *, n_null: int) -> None:
     export.studies.append({"StudyInstanceUID": study["study_uid"], "number": len(export.studies) + 1})
     series_uid, sop_uids, shape = written["series_uid"], written["sop_uids"], written["shape"]
     for r, (group, reader) in enumerate(study["readers"]):
@@ -828,7 +492,7 @@ def _save_truth(truth_dir: Path, study: dict, written: dict) -> None:
     )
 
 
-def _annotate_cxr(export: _Export, study: dict, readers: list[tuple[str, str]]) -> None:
+def _annotate_cxr(export: ExportBuilder, study: dict, readers: list[tuple[str, str]]) -> None:
     export.studies.append({"StudyInstanceUID": study["study_uid"], "number": len(export.studies) + 1})
     for (group, reader), (appearance, grade) in zip(readers, study["votes"], strict=False):
         if study["changed_mind"] and group == "Team 1":

@@ -12,6 +12,9 @@ from pathlib import Path
 import numpy as np
 from pydicom import dcmwrite
 from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.filebase import DicomBytesIO
+from pydicom.filewriter import write_data_element, write_dataset, write_file_meta_info
+from pydicom.tag import Tag
 from pydicom.uid import ExplicitVRLittleEndian
 
 CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
@@ -38,6 +41,37 @@ def _base(common: dict, sop_class: str, sop_uid: str) -> Dataset:
     for key, value in common.items():
         setattr(ds, key, value)
     return ds
+
+
+#: Elements that change from slice to slice, in tag order (the rest is encoded once per series).
+_VARYING = tuple(
+    Tag(k) for k in ("SOPInstanceUID", "InstanceNumber", "ImagePositionPatient", "SliceLocation", "PixelData")
+)
+
+
+def _buffer() -> DicomBytesIO:
+    fp = DicomBytesIO()
+    fp.is_implicit_VR, fp.is_little_endian = False, True
+    return fp
+
+
+def _constant_segments(ds: Dataset) -> list[bytes]:
+    """The encoded elements before, between and after the :data:`_VARYING` tags.
+
+    A dataset is written in tag order, so a slice file is these segments interleaved with
+    its varying elements: the same bytes as ``dcmwrite`` (a test checks), several times faster.
+    """
+    bounds = (-1, *_VARYING, 1 << 32)
+    segments = []
+    for low, high in zip(bounds[:-1], bounds[1:], strict=True):
+        part = Dataset()
+        for tag in sorted(ds.keys()):
+            if low < tag < high:
+                part.add(ds[tag])
+        fp = _buffer()
+        write_dataset(fp, part)
+        segments.append(fp.getvalue())
+    return segments
 
 
 def _encode(ds: Dataset) -> bytes:
@@ -110,8 +144,10 @@ class CtSeriesWriter:
         ds.WindowCenter = "-600"
         ds.WindowWidth = "1500"
         ds.PixelData = b""
+        ds["PixelData"].VR = "OW"  # what dcmwrite resolves for 16-bit native pixel data
         self.ds = ds
         self.dtype = np.dtype("<i2" if signed else "<u2")
+        self.segments = _constant_segments(ds)
 
     def write(
         self,
@@ -130,7 +166,14 @@ class CtSeriesWriter:
         ds.ImagePositionPatient = [f"{v:.6f}" for v in position]
         ds.SliceLocation = f"{position[2]:.6f}"
         ds.PixelData = np.ascontiguousarray(stored, dtype=self.dtype).tobytes()
-        data = _encode(ds)
+        fp = _buffer()
+        fp.write(b"\x00" * 128 + b"DICM")
+        write_file_meta_info(fp, ds.file_meta, enforce_standard=True)
+        for segment, tag in zip(self.segments, (*_VARYING, None), strict=True):
+            fp.write(segment)
+            if tag is not None:
+                write_data_element(fp, ds[tag])
+        data = fp.getvalue()
         path.write_bytes(data)
         return len(data)
 

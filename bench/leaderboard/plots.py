@@ -48,7 +48,7 @@ def distribution_svg(board: Board) -> bytes | None:
         return None
     entries = board.entries
     with matplotlib.rc_context(_RC):
-        figure = _figure(7.0, 0.55 * len(entries) + 1.2)
+        figure = _figure(6.0, 0.55 * len(entries) + 1.2)
         axes = figure.add_subplot()
         data = [board.matrix[e.run.submission].dropna().to_numpy() for e in entries]
         positions = np.arange(len(entries))[::-1]
@@ -133,7 +133,8 @@ def roc_svg(board: Board) -> bytes | None:
                 axes.plot(fpr, tpr, color=PALETTE[index % len(PALETTE)], linewidth=1.4,
                           label=f"{entry.rank}. {label(entry.run.name, 24)}", drawstyle="default")
             axes.plot([0, 1], [0, 1], color="#999999", linestyle="--", linewidth=0.8)
-            axes.set_title(f"{label(cls)} vs rest" if len(classes) > 1 else f"{label(cls)}", fontsize=9)
+            axes.set_title(f"{label(cls)} vs rest" if len(classes) > 1 else f"{label(cls)} (positive class)",
+                           fontsize=9)
             axes.set_xlabel("false positive rate")
             axes.set_ylabel("true positive rate")
             axes.set_aspect("equal")

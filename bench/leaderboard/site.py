@@ -189,7 +189,10 @@ def _write_task(env: jinja2.Environment, folder: Path, spec: TaskSpec, boards: l
 
 
 def _per_case_rows(table: pd.DataFrame) -> dict[str, Any]:
-    return {"columns": list(table.columns),
+    """Columns (name, ``number`` or ``text`` for sorting) and rows with missing values as None."""
+    types = ["number" if pd.api.types.is_numeric_dtype(table[c]) and not pd.api.types.is_bool_dtype(table[c])
+             else "text" for c in table.columns]
+    return {"columns": list(zip(table.columns, types, strict=True)),
             "rows": [[None if _missing(v) else v for v in row] for row in table.itertuples(index=False)]}
 
 
