@@ -258,8 +258,12 @@ def default_workers(items: list[dict]) -> int | None:
     while scoring a small case costs milliseconds, so jobs under :data:`INLINE_VOXELS` reference
     voxels in total (from the NIfTI headers; about three full-size CTs) run in this process.
     """
-    voxels = sum(int(np.prod(nib.load(item["reference"]).shape)) for item in items)
-    return 1 if voxels < INLINE_VOXELS else None
+    voxels = 0
+    for item in items:
+        voxels += int(np.prod(nib.load(item["reference"]).shape))
+        if voxels >= INLINE_VOXELS:
+            return None
+    return 1
 
 
 def _score_segmentation(spec, cases, statuses, run, reference_dir, *, workers, scheduler, progress):
