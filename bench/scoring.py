@@ -6,8 +6,8 @@ case (segmentation: one worker task per case through :func:`bench.parallel.map_o
 loading its own NIfTI files; classification: one prediction matrix per head), apply the
 missing-prediction policy uniformly, then aggregate with bootstrap CIs, subgroup tables and
 fairness gaps (:mod:`bench.score_aggregate`). The result is data; ``score_and_store`` writes it
-through :mod:`bench.store`, atomically, with the run's outputs and logs kept beside it so that
-``bench rescore`` can recompute it later from the store alone plus the reference.
+through :mod:`bench.store`, atomically, with a copy of the run's logs; the receipt records the
+paths of the run directory and the reference, from which ``bench rescore`` recomputes it later.
 
 Determinism: rows are sorted by case id, worker results come back in case order, the bootstrap
 is seeded from the task, and every float in scores.json is rounded to 10 significant digits, so
