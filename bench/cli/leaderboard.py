@@ -8,7 +8,6 @@ from rich.console import Console
 
 from bench.cli import app
 from bench.cli.progress import progress_bar
-from bench.leaderboard import build_leaderboard
 
 leaderboard_app = typer.Typer(help="Build the static leaderboard from the results store.",
                               no_args_is_help=True)
@@ -25,6 +24,8 @@ def build(
 ) -> None:
     """Rank every task's entries and write the site (HTML, SVG plots, leaderboard.json, CSVs)."""
     with progress_bar("leaderboard") as progress:
+        from bench.leaderboard import build_leaderboard  # imported here: matplotlib is slow to load
+
         report = build_leaderboard(results, out, tasks_dir=tasks_dir, progress=progress)
     console = Console()
     console.print(f"{len(report.tasks)} task(s), {report.boards} board(s), {report.entries} ranked entr"
