@@ -42,11 +42,14 @@ def test_site_layout_and_report(built):
     evil = slugify(EVIL)
     for path in ["index.html", "leaderboard.json", "static/style.css", "static/sort.js",
                  f"{SEG_TASK}/index.html", f"{SEG_TASK}/{SEG_TASK}.csv",
-                 f"{SEG_TASK}/test-synthetic-distribution.svg", f"{SEG_TASK}/test-synthetic-ranks.svg",
+                 f"{SEG_TASK}/validation-synthetic-distribution.svg", f"{SEG_TASK}/test-synthetic-ranks.svg",
                  f"{SEG_TASK}/test-synthetic/{evil}.html",
                  f"{SEG_TASK}/validation-synthetic/unet-baseline.html",
-                 f"{CLS_TASK}/test-synthetic-roc.svg", f"{CLS_TASK}/test-synthetic-ranks.svg"]:
+                 f"{CLS_TASK}/test-synthetic-ranks.svg"]:
         assert (site / path).is_file(), path
+    # hidden test split: no ROC curves, and no boxes over 8 cases (their quartiles are case values)
+    assert not (site / CLS_TASK / "test-synthetic-roc.svg").exists()
+    assert not (site / SEG_TASK / "test-synthetic-distribution.svg").exists()
     assert not list(root.glob(".site*")), "no temporary build folder is left behind"
 
 
@@ -91,8 +94,8 @@ def test_user_text_is_escaped_everywhere(built):
     page = (root / "site" / SEG_TASK / "test-synthetic" / f"{slugify(EVIL)}.html").read_text()
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
     assert page.count("<script") == 1  # only the site's own sort.js
-    svg = (root / "site" / SEG_TASK / "test-synthetic-distribution.svg").read_text()
-    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in svg
+    svg = (root / "site" / SEG_TASK / "test-synthetic-ranks.svg").read_text()
+    assert "&lt;script&gt;alert(1)" in svg
 
 
 def test_per_case_hidden_on_test_shown_on_validation(built):
@@ -104,10 +107,56 @@ def test_per_case_hidden_on_test_shown_on_validation(built):
     # subgroups under the minimum size keep their count but not their score on a hidden split
     assert "hidden: fewer than 5 cases" in hidden and "0.782" not in hidden.split("Subgroups")[1]
     assert "[0.100, 0.900]" in shown
-    # box plot only on the hidden split: no case points (PathCollection) in the SVG
-    test_svg = (root / "site" / SEG_TASK / "test-synthetic-distribution.svg").read_text()
     validation_svg = (root / "site" / SEG_TASK / "validation-synthetic-distribution.svg").read_text()
-    assert "PathCollection" not in test_svg and "PathCollection" in validation_svg
+    assert "PathCollection" in validation_svg  # the case points
+    board = (root / "site" / SEG_TASK / "index.html").read_text()
+    assert "an entry has 8 counted cases, fewer than 20" in board
+    assert "ROC curves are not shown on this split" in (root / "site" / CLS_TASK / "index.html").read_text()
+
+
+def _hidden_values(store_root: Path) -> tuple[set[str], set[str]]:
+    """Case ids and per-case numbers (as the site could print them) of every hidden-split run.
+
+    Round values such as 0.72 also occur as digits of aggregates, so only values with more
+    digits are looked for (the 1c probabilities); the 1a Dice values are covered by the absent
+    per-case table and distribution plot.
+    """
+    ids, numbers = set(), set()
+    for run in Store(store_root).runs():
+        if run.split != "test":
+            continue
+        ids.update(run.per_case["case_id"])
+        for column in run.per_case.columns:
+            if column in ("tp",) or not pd.api.types.is_float_dtype(run.per_case[column]):
+                continue
+            for value in run.per_case[column].dropna():
+                if len(repr(float(value))) >= 10:
+                    numbers.update({repr(float(value)), f"{value:.4f}"})
+    return ids, numbers
+
+
+def test_hidden_split_publishes_no_per_case_values(built):
+    root, _ = built
+    site = root / "site"
+    ids, numbers = _hidden_values(root / "results")
+    assert len(ids) == 8 + 24 and numbers
+    hidden_files = [p for p in site.rglob("*") if p.is_file() and "validation" not in p.name
+                    and "validation" not in p.parent.name and p.parent.name != "static"]
+    assert {p.suffix for p in hidden_files} == {".html", ".svg", ".json", ".csv"}
+    for path in hidden_files:
+        text = path.read_text()
+        if path.name == "leaderboard.json":  # the validation board is in here too
+            data = json.loads(text)
+            boards = [b for task in data["tasks"] for b in task["boards"] if b["per_case_hidden"]]
+            text = json.dumps(boards)
+        if path.suffix == ".csv":
+            table = pd.read_csv(path)
+            text = table[table["split"] == "test"].to_csv()
+        if path.suffix == ".html":  # a run's failed cases stay in its receipt; they hold no score
+            text = text.split("<h2>Receipt</h2>")[0]
+        leaked = [i for i in ids if i in text] + [v for v in numbers if v in text]
+        assert not leaked, (path.relative_to(site), leaked[:5])
+    assert not list(site.rglob("*roc*")), "no ROC plot of a hidden split"
 
 
 @pytest.mark.slow
@@ -176,10 +225,10 @@ def test_test_then_rank_board_and_stale_spec_marker(tmp_path):
 def test_mathtext_in_names_is_drawn_literally(tmp_path):
     spec = load_task(SEG_TASK)
     store = Store(tmp_path / "results")
-    seg_run(store, spec, "mean $x^$ \\alpha", [0.5, 0.6, 0.7])
-    seg_run(store, spec, "plain", [0.4, 0.6, 0.6])
+    seg_run(store, spec, "mean $x^$ \\alpha", [0.5, 0.6, 0.7], split="validation")
+    seg_run(store, spec, "plain", [0.4, 0.6, 0.6], split="validation")
     build_leaderboard(tmp_path / "results", tmp_path / "out")
-    svg = (tmp_path / "out" / SEG_TASK / "test-synthetic-distribution.svg").read_text()
+    svg = (tmp_path / "out" / SEG_TASK / "validation-synthetic-distribution.svg").read_text()
     assert "mean $x^$ \\alpha" in svg
     assert label("a$b") == "a\\$b" and label("x" * 40).endswith("…")
 
@@ -214,3 +263,19 @@ def test_cli_build(built, tmp_path):
     failed = CliRunner().invoke(app, ["leaderboard", "build", "--results", str(tmp_path / "none"),
                                       "--out", str(tmp_path / "x")])
     assert failed.exit_code == 2 and "holds no runs" in failed.output
+
+
+def test_hidden_split_with_enough_cases_draws_bare_boxes(tmp_path):
+    spec = load_task(SEG_TASK)
+    store = Store(tmp_path / "results")
+    rng = np.random.default_rng(4)
+    a, b = list(rng.uniform(0.5, 0.9, 20)), list(rng.uniform(0.3, 0.7, 20))
+    for split in ("test", "validation"):  # the same cases on a hidden and on a shown split
+        seg_run(store, spec, "a", a, split=split)
+        seg_run(store, spec, "b", b, split=split)
+    build_leaderboard(tmp_path / "results", tmp_path / "out")
+    hidden = (tmp_path / "out" / SEG_TASK / "test-synthetic-distribution.svg").read_text()
+    shown = (tmp_path / "out" / SEG_TASK / "validation-synthetic-distribution.svg").read_text()
+    assert "PathCollection" not in hidden and "PathCollection" in shown  # case points
+    assert 'id="whiskers-3"' in shown and 'id="caps-3"' in shown and 'id="medians-1"' in shown
+    assert "whiskers-" not in hidden and "caps-" not in hidden and 'id="medians-1"' in hidden

@@ -38,28 +38,65 @@ def _figure(width: float, height: float) -> Figure:
         return Figure(figsize=(width, height), layout="constrained")
 
 
+HIDDEN_MIN_CASES = 20
+"""On a hidden split, the fewest counted cases an entry needs for its box to be drawn."""
+
+
+def withheld(board: Board) -> dict[str, str]:
+    """Plots left out of a board because they would reveal hidden per-case data, with why.
+
+    On a split whose per-case scores are hidden, ROC curves are never drawn: the exact
+    staircase of an ROC curve gives every case's label to anyone who sorts their own scores.
+    The distribution plot is drawn as bare boxes (quartiles and median, no whiskers, outliers
+    or case points) and only when every entry has at least :data:`HIDDEN_MIN_CASES` counted
+    cases, since with few cases the quartiles are themselves case values.
+    """
+    if not board.hide_per_case:
+        return {}
+    reasons = {}
+    if board.spec.kind == "classification":
+        reasons["roc"] = ("ROC curves are not shown on this split: a curve's exact steps would reveal "
+                          "the reference label of every case. The AUROC and its confidence interval are "
+                          "in the table.")
+    if board.matrix is not None:
+        fewest = int(board.matrix.notna().sum().min()) if board.matrix.shape[1] else 0
+        if fewest < HIDDEN_MIN_CASES:
+            reasons["distribution"] = (
+                f"The per-case distribution is not shown on this split: an entry has {fewest} counted "
+                f"cases, fewer than {HIDDEN_MIN_CASES}, so its quartiles would be single case values.")
+    return reasons
+
+
 def distribution_svg(board: Board) -> bytes | None:
     """Per-case distribution of the primary metric per entry: box plot plus jittered cases.
 
-    Where the task hides per-case scores on this split only the boxes are drawn (no case
-    points, no outliers), so no single case value can be read off the plot.
+    Where the task hides per-case scores on this split only bare boxes are drawn (quartiles
+    and median; no whiskers, outliers or case points), and none at all when :func:`withheld`
+    says so, so that no single case value can be read off the plot.
     """
-    if board.matrix is None:
+    if board.matrix is None or "distribution" in withheld(board):
         return None
     entries = board.entries
+    hidden = board.hide_per_case
     with matplotlib.rc_context(_RC):
         figure = _figure(6.0, 0.55 * len(entries) + 1.2)
         axes = figure.add_subplot()
         data = [board.matrix[e.run.submission].dropna().to_numpy() for e in entries]
         positions = np.arange(len(entries))[::-1]
         box = axes.boxplot([d if d.size else [np.nan] for d in data], positions=positions,
-                           orientation="horizontal",
+                           orientation="horizontal", whis=0 if hidden else 1.5, showcaps=not hidden,
                            widths=0.5, showfliers=False, patch_artist=True,
                            medianprops={"color": "#222222"})
+        if hidden:
+            for whisker in box["whiskers"]:
+                whisker.remove()
+        for part in ("whiskers", "caps", "medians"):  # named in the SVG, so tests can find them
+            for number, artist in enumerate(box[part]):
+                artist.set_gid(f"{part}-{number}")
         for patch, index in zip(box["boxes"], range(len(entries)), strict=True):
             patch.set_facecolor(PALETTE[index % len(PALETTE)] + "55")
             patch.set_edgecolor(PALETTE[index % len(PALETTE)])
-        if not board.hide_per_case:
+        if not hidden:
             rng = np.random.default_rng(0)
             for index, (values, y) in enumerate(zip(data, positions, strict=True)):
                 jitter = rng.uniform(-0.18, 0.18, size=values.size)
@@ -106,9 +143,12 @@ def blob_svg(board: Board) -> bytes | None:
 
 
 def roc_svg(board: Board) -> bytes | None:
-    """ROC curves of the primary head per entry (one panel per class; binary: the positive)."""
+    """ROC curves of the primary head per entry (one panel per class; binary: the positive).
+
+    None on a hidden split (see :func:`withheld`).
+    """
     spec = board.spec
-    if spec.kind != "classification":
+    if spec.kind != "classification" or "roc" in withheld(board):
         return None
     from sklearn.metrics import roc_curve
 
@@ -133,8 +173,7 @@ def roc_svg(board: Board) -> bytes | None:
                 axes.plot(fpr, tpr, color=PALETTE[index % len(PALETTE)], linewidth=1.4,
                           label=f"{entry.rank}. {label(entry.run.name, 24)}", drawstyle="default")
             axes.plot([0, 1], [0, 1], color="#999999", linestyle="--", linewidth=0.8)
-            axes.set_title(f"{label(cls)} vs rest" if len(classes) > 1 else f"{label(cls)} (positive class)",
-                           fontsize=9)
+            axes.set_title(f"{label(cls)} vs rest" if len(classes) > 1 else _binary_title(head), fontsize=9)
             axes.set_xlabel("false positive rate")
             axes.set_ylabel("true positive rate")
             axes.set_aspect("equal")
@@ -144,3 +183,9 @@ def roc_svg(board: Board) -> bytes | None:
         if handles:
             figure.legend(handles, labels, loc="outside right upper", frameon=False)
         return _svg(figure)
+
+
+def _binary_title(head) -> str:
+    """e.g. ``covid: positive vs negative`` (the positive class first)."""
+    others = [c for c in head.classes if c != head.positive]
+    return f"{label(head.name)}: {label(head.positive)} vs {label(others[0])}"

@@ -168,8 +168,9 @@ def _copy_static(target: Path) -> None:
 
 
 def _write_task(env: jinja2.Environment, folder: Path, spec: TaskSpec, boards: list[Board]) -> None:
-    plots_of = {}
+    plots_of, withheld = {}, {}
     for board in boards:
+        withheld[board.key] = plots.withheld(board)
         drawn = {"distribution": plots.distribution_svg(board), "ranks": plots.blob_svg(board),
                  "roc": plots.roc_svg(board)}
         plots_of[board.key] = {}
@@ -183,7 +184,7 @@ def _write_task(env: jinja2.Environment, folder: Path, spec: TaskSpec, boards: l
                 page_title=f"{entry.run.name} · {spec.title}",
                 per_case=None if board.hide_per_case else _per_case_rows(entry.run.per_case)))
     write_text(folder / "index.html", env.get_template("task.html").render(
-        root="../", spec=spec, boards=boards, plots=plots_of, csv=f"{spec.id}.csv",
+        root="../", spec=spec, boards=boards, plots=plots_of, withheld=withheld, csv=f"{spec.id}.csv",
         page_title=spec.title))
     write_csv(folder / f"{spec.id}.csv", _task_table(spec, boards))
 
