@@ -25,8 +25,10 @@ rank (competition ranking "1, 2, 2, 4", as grand-challenge does). An entry whose
 is NaN (no case counted) ranks last.
 
 Stability (:func:`bootstrap_ranks`): the cases (or the clusters, e.g. patients) are resampled
-with replacement with one seeded index matrix for all entries, the same scheme is applied to
-every resample (vectorized over resamples), and we report each entry's rank distribution, its
+with replacement, stratified like the scorer's intervals, by the scorer's own engine
+(:func:`bench.metrics.uncertainty.bootstrap_counts`: one seeded count matrix for all entries,
+so the comparison is paired), the same scheme is applied to every resample (vectorized over
+resamples), and we report each entry's rank distribution, its
 rank interval (the ``(1-confidence)/2`` and ``(1+confidence)/2`` percentiles, taken as observed
 ranks), and Kendall's tau-b between the full-data ranking and each resample's ranking.
 
@@ -44,6 +46,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 from scipy import stats
+
+from bench.metrics.uncertainty import bootstrap_counts
 
 METHODS = ("aggregate-then-rank", "rank-then-aggregate", "test-then-rank")
 AGGREGATES = ("mean", "median")
@@ -209,35 +213,14 @@ def rank_aggregates(scores: pd.Series, *, direction: str = "higher") -> RankResu
                       direction, values, rank_values(values, better=direction), None, 0.05)
 
 
-def resample_indices(n_cases: int, *, resamples: int, seed: int,
-                     clusters: np.ndarray | None = None) -> np.ndarray:
-    """One seeded index matrix of cases drawn with replacement, shared by every entry.
-
-    Without ``clusters`` each row draws ``n_cases`` cases. With ``clusters`` (one label per
-    case, e.g. the patient id) each row draws as many clusters as there are and takes every
-    case of each drawn cluster; rows are padded to equal length with ``n_cases``, which
-    indexes the NaN row that :func:`_with_pad` appends to the data.
-
-    Returns
-    -------
-    ndarray of int, shape (resamples, L)
-    """
-    rng = np.random.default_rng(seed)
-    if clusters is None:
-        return rng.integers(0, n_cases, size=(resamples, n_cases))
-    labels, inverse = np.unique(np.asarray(clusters, dtype=str), return_inverse=True)
-    sizes = np.bincount(inverse, minlength=len(labels))
-    table = np.full((len(labels), sizes.max()), n_cases)
-    order = np.argsort(inverse, kind="stable")
-    slots = np.arange(n_cases) - np.repeat(np.cumsum(sizes) - sizes, sizes)
-    table[inverse[order], slots] = order
-    draws = rng.integers(0, len(labels), size=(resamples, len(labels)))
-    return table[draws].reshape(resamples, -1)
-
-
 def bootstrap_ranks(matrix: pd.DataFrame, full: RankResult, *, resamples: int, seed: int,
-                    confidence: float = 0.95, clusters: np.ndarray | None = None) -> BootstrapRanks:
+                    confidence: float = 0.95, clusters: np.ndarray | None = None,
+                    strata: np.ndarray | None = None) -> BootstrapRanks:
     """Apply ``full``'s scheme to resampled cases of ``matrix`` and summarize the ranks.
+
+    The resamples are :func:`bench.metrics.uncertainty.bootstrap_counts` with the task's
+    seed, strata and clusters: the same engine, and so the same resamples, as the scorer's
+    confidence intervals.
 
     Parameters
     ----------
@@ -250,34 +233,62 @@ def bootstrap_ranks(matrix: pd.DataFrame, full: RankResult, *, resamples: int, s
         Level of the rank intervals.
     clusters : array of str, shape (cases,), optional
         Resample these groups (e.g. patient ids) instead of single cases.
+    strata : array, shape (cases,), optional
+        Resample within each stratum (e.g. the reference class), keeping its size.
     """
-    values = _with_pad(matrix.to_numpy(dtype=float))
-    indices = resample_indices(matrix.shape[0], resamples=resamples, seed=seed, clusters=clusters)
-
-    if full.method == "aggregate-then-rank":
-        statistic = _aggregate(values[indices], full.aggregate, axis=1)
+    values = matrix.to_numpy(dtype=float)
+    counts = bootstrap_counts(matrix.shape[0], n_resamples=resamples, seed=seed, strata=strata,
+                              clusters=clusters)
+    if full.method == "aggregate-then-rank" and full.aggregate == "mean":
+        statistic = _weighted_nanmean(values, counts)
+    elif full.method == "aggregate-then-rank":
+        statistic = _aggregate(_with_pad(values)[counts_to_indices(counts)], "median", axis=1)
     elif full.method == "rank-then-aggregate":
-        case_ranks = _with_pad(per_case_ranks(values[:-1], direction=full.direction))
-        statistic = _nanmean(case_ranks[indices], axis=1)
+        statistic = _weighted_nanmean(per_case_ranks(values, direction=full.direction), counts)
     else:
-        statistic = _resampled_wins(values, indices, full)
+        statistic = _resampled_wins(_with_pad(values), counts_to_indices(counts), full)
     return summarize_bootstrap(statistic, full, resamples=resamples, seed=seed, confidence=confidence)
 
 
 def bootstrap_ranks_from(statistic: Callable[[np.ndarray], np.ndarray], n_cases: int, full: RankResult,
                          *, resamples: int, seed: int, confidence: float = 0.95,
-                         clusters: np.ndarray | None = None) -> BootstrapRanks:
+                         clusters: np.ndarray | None = None,
+                         strata: np.ndarray | None = None) -> BootstrapRanks:
     """Bootstrap ranks for a dataset-level metric (e.g. AUROC), aggregate-then-rank only.
 
-    ``statistic(indices)`` gets the padded index matrix of :func:`resample_indices` and
-    returns the metric of every entry on every resample, shape (B, E).
+    ``statistic(counts)`` gets the (B, n_cases) resample count matrix of
+    :func:`bench.metrics.uncertainty.bootstrap_counts` (``counts[b, i]`` = how often case i is
+    in resample b) and returns the metric of every entry on every resample, shape (B, E).
     """
     if full.method != "aggregate-then-rank":
         raise ValueError(f"a dataset-level metric can only be ranked aggregate-then-rank, "
                          f"not {full.method!r}")
-    indices = resample_indices(n_cases, resamples=resamples, seed=seed, clusters=clusters)
-    return summarize_bootstrap(np.asarray(statistic(indices), dtype=float), full,
+    counts = bootstrap_counts(n_cases, n_resamples=resamples, seed=seed, strata=strata, clusters=clusters)
+    return summarize_bootstrap(np.asarray(statistic(counts), dtype=float), full,
                                resamples=resamples, seed=seed, confidence=confidence)
+
+
+def counts_to_indices(counts: np.ndarray) -> np.ndarray:
+    """The case indices of every resample, padded with ``n`` to equal length.
+
+    Row b lists case i ``counts[b, i]`` times (in case order); rows of clustered resamples
+    differ in length and are padded with ``n``, which indexes the NaN row that
+    :func:`_with_pad` appends to the data. For statistics that need the drawn cases themselves
+    (median, Wilcoxon tests) rather than case weights.
+
+    Returns
+    -------
+    ndarray of int, shape (B, L), L = the largest resample
+    """
+    counts = np.asarray(counts)
+    n_resamples, n_cases = counts.shape
+    sizes = counts.sum(axis=1)
+    indices = np.full((n_resamples, int(sizes.max()) if n_resamples else 0), n_cases)
+    rows = np.repeat(np.arange(n_resamples), sizes)
+    cases = np.repeat(np.tile(np.arange(n_cases), n_resamples), counts.ravel())
+    slots = np.arange(rows.size) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+    indices[rows, slots] = cases
+    return indices
 
 
 def summarize_bootstrap(statistic: np.ndarray, full: RankResult, *, resamples: int, seed: int,
@@ -433,6 +444,15 @@ def _nanmean(values: np.ndarray, *, axis: int) -> np.ndarray:
     sums = np.nansum(values, axis=axis)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+
+
+def _weighted_nanmean(values: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Per resample and entry, the mean over drawn cases that have a value: (B, n) x (n, E)."""
+    present = ~np.isnan(values)
+    sums = counts @ np.where(present, values, 0.0)
+    numbers = counts @ present.astype(float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(numbers > 0, sums / np.maximum(numbers, 1), np.nan)
 
 
 def _with_pad(values: np.ndarray) -> np.ndarray:

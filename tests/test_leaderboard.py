@@ -1,6 +1,7 @@
 """The leaderboard builder on a hand-made store (scoring is another part), and its CLI."""
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from bench.errors import LeaderboardError
 from bench.leaderboard import build_leaderboard
 from bench.leaderboard.plots import label
 from bench.leaderboard.statistics import resampled_auroc
-from bench.ranking import resample_indices
+from bench.metrics.uncertainty import bootstrap_counts
 from bench.store import Store, slugify
 from bench.tasks import load_task, tasks_dir
 
@@ -69,6 +70,12 @@ def test_leaderboard_json_ranks_and_groups(built):
     assert first["rank_low"] == 1 and test_board["entries"][2]["rank_low"] == 3
     assert test_board["per_case_hidden"] and not validation["per_case_hidden"]
     assert test_board["bootstrap"]["resamples"] == 2000 and test_board["bootstrap"]["unit"] == "patient_id"
+    for task in data["tasks"]:
+        for board in task["boards"]:
+            boot = board["bootstrap"]
+            assert boot["kept"] + boot["dropped"] == boot["resamples"] == 2000
+            assert boot["stratified"] == (task["id"] == CLS_TASK)  # as the task.yaml files say
+        assert "of 2000 bootstrap resamples" in (root / "site" / task["id"] / "index.html").read_text()
     cls = data["tasks"][1]["boards"][0]["entries"]
     assert [e["submission"] for e in cls] == ["cxr-resnet", "cxr-prior"]
     # the recomputed macro AUROC equals the scorer's value written in the fixture (sklearn)
@@ -154,6 +161,8 @@ def test_hidden_split_publishes_no_per_case_values(built):
             text = table[table["split"] == "test"].to_csv()
         if path.suffix == ".html":  # a run's failed cases stay in its receipt; they hold no score
             text = text.split("<h2>Receipt</h2>")[0]
+        if path.suffix == ".svg":  # the written text; the path coordinates are drawing units
+            text = " ".join(re.findall(r"<text[^>]*>(.*?)</text>", text, flags=re.S))
         leaked = [i for i in ids if i in text] + [v for v in numbers if v in text]
         assert not leaked, (path.relative_to(site), leaked[:5])
     assert not list(site.rglob("*roc*")), "no ROC plot of a hidden split"
@@ -238,18 +247,18 @@ def test_resampled_auroc_matches_sklearn():
     classes = ["typical", "indeterminate", "atypical", "negative"]
     labels = np.array([classes[i % 4] for i in range(30)])
     probabilities = rng.dirichlet(np.ones(4), size=(30, 2))  # (cases, entries, classes)
-    indices = resample_indices(30, resamples=5, seed=1)
-    values = resampled_auroc(labels, probabilities, classes, indices)
+    counts = bootstrap_counts(30, n_resamples=5, seed=1)
+    values = resampled_auroc(labels, probabilities, classes, counts)
     for b in range(5):
         for e in range(2):
-            row = indices[b]
+            row = np.repeat(np.arange(30), counts[b])
             order = np.argsort(classes)  # sklearn wants sorted labels; the macro mean does not care
             expected = roc_auc_score(labels[row], probabilities[row, e][:, order], multi_class="ovr",
                                      labels=sorted(classes))
             assert values[b, e] == pytest.approx(expected)
     binary = np.array(["positive" if i % 3 else "negative" for i in range(30)])
     two = rng.uniform(size=(30, 1, 2))
-    got = resampled_auroc(binary, two, ["negative", "positive"], np.arange(30)[None], positive="positive")
+    got = resampled_auroc(binary, two, ["negative", "positive"], np.ones((1, 30)), positive="positive")
     assert got[0, 0] == pytest.approx(roc_auc_score(binary == "positive", two[:, 0, 1]))
 
 

@@ -5,13 +5,14 @@ import pandas as pd
 import pytest
 from scipy import stats
 
+from bench.metrics.uncertainty import bootstrap_counts
 from bench.ranking import (
     _holm,
     bootstrap_ranks,
     bootstrap_ranks_from,
+    counts_to_indices,
     kendall_tau_b,
     rank_entries,
-    resample_indices,
     tied_groups,
 )
 
@@ -118,18 +119,29 @@ def test_invalid_options_name_the_argument():
         rank_entries(THREE_BY_FIVE, direction="up")
 
 
-def test_resample_indices_seeded_and_clustered():
-    a = resample_indices(5, resamples=50, seed=3)
-    assert a.shape == (50, 5) and a.min() >= 0 and a.max() <= 4
-    np.testing.assert_array_equal(a, resample_indices(5, resamples=50, seed=3))
-    clusters = np.array(["p1", "p1", "p2", "p3", "p3", "p3"])
-    rows = resample_indices(6, resamples=200, seed=1, clusters=clusters)
-    assert rows.shape == (200, 3 * 3)  # 3 clusters drawn, each padded to the largest (3 cases)
-    for row in rows:
-        cases = row[row < 6]
-        counts = np.bincount(cases, minlength=6)
-        assert counts[0] == counts[1] and counts[3] == counts[4] == counts[5]  # whole clusters
-        assert np.sum(row == 6) == 1 * counts[0] + 2 * counts[2]  # p1 pads 1 slot per draw, p2 pads 2
+def test_counts_to_indices_lists_each_drawn_case():
+    patients = np.array(["p1", "p1", "p2", "p3", "p3", "p3"])
+    counts = bootstrap_counts(6, n_resamples=200, seed=1, clusters=patients)
+    indices = counts_to_indices(counts)
+    assert indices.shape == (200, counts.sum(axis=1).max())
+    for row, expected in zip(indices, counts, strict=True):
+        np.testing.assert_array_equal(np.bincount(row[row < 6], minlength=6), expected)
+        assert np.all(row[expected.sum():] == 6)  # padding after the drawn cases
+
+
+def test_bootstrap_uses_the_scorers_stratified_clustered_resamples():
+    # the rank bootstrap draws exactly the scorer's resamples (same engine, seed, strata, clusters)
+    rng = np.random.default_rng(8)
+    matrix = pd.DataFrame(rng.uniform(size=(10, 2)), columns=["A", "B"])
+    strata = np.array([0, 0, 0, 1, 1, 1, 1, 0, 1, 0])
+    patients = np.array(["p0", "p0", "p1", "p2", "p2", "p3", "p4", "p5", "p6", "p7"])
+    full = rank_entries(matrix)
+    boot = bootstrap_ranks(matrix, full, resamples=50, seed=3, clusters=patients, strata=strata)
+    counts = bootstrap_counts(10, n_resamples=50, seed=3, strata=strata, clusters=patients)
+    for b in (0, 17, 49):
+        drawn = matrix.iloc[np.repeat(np.arange(10), counts[b])]
+        np.testing.assert_allclose(boot.statistic[b], drawn.mean().to_numpy())
+    assert boot.dropped == 0 and boot.ranks.shape == (50, 2)
 
 
 def test_bootstrap_statistic_matches_a_loop_over_resamples():
@@ -140,7 +152,8 @@ def test_bootstrap_statistic_matches_a_loop_over_resamples():
                               ("rank-then-aggregate", "mean"), ("test-then-rank", "mean")]:
         full = rank_entries(matrix, method=method, aggregate=aggregate)
         boot = bootstrap_ranks(matrix, full, resamples=30, seed=7)
-        indices = resample_indices(12, resamples=30, seed=7)
+        counts = bootstrap_counts(12, n_resamples=30, seed=7)
+        indices = [np.repeat(np.arange(12), row) for row in counts]
         for b in (0, 13, 29):
             resampled = matrix.iloc[indices[b]].reset_index(drop=True)
             if method == "rank-then-aggregate":
@@ -190,21 +203,19 @@ def test_clear_winner_has_a_tight_rank_interval_and_stable_tau():
 
 
 def test_dataset_level_statistic_bootstrap():
-    # A statistic function gets the padded index matrix; here the fraction of positive labels
-    # that each entry scores above 0.5, which a loop recomputes.
+    # A statistic function gets the resample count matrix; here the fraction of positive labels
+    # that each entry scores above 0.5, which a loop over the drawn cases recomputes.
     labels = np.array([1, 0, 1, 1, 0, 1])
     scores = np.array([[0.9, 0.6], [0.2, 0.7], [0.8, 0.4], [0.7, 0.9], [0.1, 0.1], [0.6, 0.3]])
 
-    def statistic(indices):
-        valid = indices < len(labels)
-        safe = np.where(valid, indices, 0)
-        hits = (scores[safe] > 0.5) & (labels[safe] == 1)[..., None] & valid[..., None]
-        return hits.sum(axis=1) / np.maximum(((labels[safe] == 1) & valid).sum(axis=1), 1)[:, None]
+    def statistic(counts):
+        hits = counts @ ((scores > 0.5) & (labels == 1)[:, None])
+        return hits / np.maximum(counts @ (labels == 1), 1)[:, None]
 
     full = rank_entries(pd.DataFrame(scores, columns=["p", "q"]))
-    boot = bootstrap_ranks_from(statistic, 6, full, resamples=50, seed=4)
-    idx = resample_indices(6, resamples=50, seed=4)
-    row = idx[10]
+    boot = bootstrap_ranks_from(statistic, 6, full, resamples=50, seed=4, strata=labels)
+    counts = bootstrap_counts(6, n_resamples=50, seed=4, strata=labels)
+    row = np.repeat(np.arange(6), counts[10])
     positive = labels[row] == 1
     expected = [(scores[row, e][positive] > 0.5).mean() for e in range(2)]
     np.testing.assert_allclose(boot.statistic[10], expected)

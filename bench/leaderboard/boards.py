@@ -113,7 +113,8 @@ def _board(spec: TaskSpec, key: tuple[str, str, str], runs: list[StoredRun]) -> 
                                direction=direction, alpha=spec.ranking.alpha)
         boot = bootstrap_ranks(matrix, ranking, resamples=spec.bootstrap.resamples, seed=spec.bootstrap.seed,
                                confidence=spec.bootstrap.confidence,
-                               clusters=_clusters(spec, runs, matrix.index))
+                               clusters=_clusters(spec, runs, matrix.index),
+                               strata=_strata(spec, runs, matrix.index))
     else:
         if method != "aggregate-then-rank":
             raise LeaderboardError(
@@ -122,17 +123,18 @@ def _board(spec: TaskSpec, key: tuple[str, str, str], runs: list[StoredRun]) -> 
                 f"tasks/{spec.id}/task.yaml")
         if metric == "auroc":
             labels, probabilities, classes, positive, case_ids = _classification_arrays(spec, runs)
-            identity = np.arange(len(labels))[None, :]
-            values = resampled_auroc(labels, probabilities, classes, identity, positive=positive)[0]
+            full_set = np.ones((1, len(labels)), dtype=np.int64)
+            values = resampled_auroc(labels, probabilities, classes, full_set, positive=positive)[0]
             ranking = rank_aggregates(pd.Series(values, index=names), direction=direction)
 
-            def statistic(indices: np.ndarray) -> np.ndarray:
-                return resampled_auroc(labels, probabilities, classes, indices, positive=positive)
+            def statistic(counts: np.ndarray) -> np.ndarray:
+                return resampled_auroc(labels, probabilities, classes, counts, positive=positive)
 
             boot = bootstrap_ranks_from(statistic, len(labels), ranking,
                                         resamples=spec.bootstrap.resamples, seed=spec.bootstrap.seed,
                                         confidence=spec.bootstrap.confidence,
-                                        clusters=_clusters(spec, runs, case_ids))
+                                        clusters=_clusters(spec, runs, case_ids),
+                                        strata=labels if spec.bootstrap.stratify else None)
         else:
             values = [_primary(run, spec)[0] for run in runs]
             ranking = rank_aggregates(pd.Series(values, index=names), direction=direction)
@@ -181,8 +183,27 @@ def _case_matrix(spec: TaskSpec, runs: list[StoredRun]) -> pd.DataFrame:
 
 def _clusters(spec: TaskSpec, runs: list[StoredRun], case_ids) -> np.ndarray | None:
     column = spec.bootstrap.cluster
-    if not column:
+    return _case_column(runs, column, case_ids) if column else None
+
+
+def _strata(spec: TaskSpec, runs: list[StoredRun], case_ids) -> np.ndarray | None:
+    """The scorer's strata (:mod:`bench.score_aggregate`) when ``bootstrap.stratify`` is set.
+
+    Classification: the reference class of the primary head; segmentation: whether the
+    reference mask is empty (``volume_ref_ml == 0``).
+    """
+    if not spec.bootstrap.stratify:
         return None
+    if spec.kind == "classification":
+        return _case_column(runs, spec.primary_key.split(".")[0], case_ids)
+    volumes = _case_column(runs, "volume_ref_ml", case_ids)
+    if volumes is None:
+        return None
+    return pd.to_numeric(pd.Series(volumes), errors="coerce").eq(0).to_numpy()
+
+
+def _case_column(runs: list[StoredRun], column: str, case_ids) -> np.ndarray | None:
+    """One column of the runs' per-case tables, by case id (the first run that has the case)."""
     frames = [run.per_case.set_index("case_id")[column] for run in runs if column in run.per_case.columns]
     if not frames:
         return None

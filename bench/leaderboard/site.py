@@ -226,6 +226,7 @@ def _task_json(spec: TaskSpec, boards: list[Board]) -> dict[str, Any]:
             "note": board.note,
             "bootstrap": None if board.bootstrap is None else {
                 "resamples": board.bootstrap.resamples, "kept": int(board.bootstrap.ranks.shape[0]),
+                "dropped": board.bootstrap.dropped, "stratified": spec.bootstrap.stratify,
                 "seed": board.bootstrap.seed, "confidence": board.bootstrap.confidence,
                 "unit": board.clusters,
                 "kendall_tau": {k: _json_number(v) for k, v in board.bootstrap.tau_summary.items()}},

@@ -2,17 +2,17 @@
 
 A classification task's primary metric (AUROC) is computed once over a set of cases, so its
 bootstrap rank distribution needs the metric on every resample of every entry. The resamples
-come as the padded index matrix of :func:`bench.ranking.resample_indices` (index ``n`` is
-padding), shared by all entries so that the comparison is paired.
+come as the (B, n) count matrix of :func:`bench.metrics.uncertainty.bootstrap_counts` (the
+scorer's engine), shared by all entries so that the comparison is paired.
 """
 
 import numpy as np
 
-from bench.metrics.uncertainty import bootstrap_auroc, resample_counts
+from bench.metrics.uncertainty import bootstrap_auroc
 
 
 def resampled_auroc(labels: np.ndarray, probabilities: np.ndarray, classes: list[str],
-                    indices: np.ndarray, *, positive: str | None = None) -> np.ndarray:
+                    counts: np.ndarray, *, positive: str | None = None) -> np.ndarray:
     """AUROC of every entry on every resample.
 
     Each resample's AUROC is :func:`bench.metrics.uncertainty.bootstrap_auroc` under the
@@ -29,8 +29,8 @@ def resampled_auroc(labels: np.ndarray, probabilities: np.ndarray, classes: list
     probabilities : ndarray, shape (n, E, K)
         Probability of each of the K ``classes`` per case and entry.
     classes : list of str
-    indices : ndarray of int, shape (B, L)
-        Resampled case indices, ``n`` marking padding.
+    counts : ndarray of int, shape (B, n)
+        How often each case is in each resample (``np.ones((1, n))``: the full set).
     positive : str, optional
         The positive class of a binary head.
 
@@ -38,11 +38,11 @@ def resampled_auroc(labels: np.ndarray, probabilities: np.ndarray, classes: list
     -------
     ndarray, shape (B, E)
     """
-    n_cases, n_entries, _ = probabilities.shape
-    counts = resample_counts(indices, n_cases + 1)[:, :n_cases]  # the padding column dropped
+    n_entries = probabilities.shape[1]
+    counts = np.asarray(counts)
     labels = np.asarray(labels, dtype=object)
     scored = [classes.index(positive)] if positive is not None else range(len(classes))
-    result = np.empty((indices.shape[0], n_entries, len(scored)))
+    result = np.empty((counts.shape[0], n_entries, len(scored)))
     for column, k in enumerate(scored):
         truth = (labels == classes[k]).astype(np.int64)
         for e in range(n_entries):
