@@ -49,7 +49,8 @@ def test_case_mean_per_group_and_difference_to_whole():
     small = subgroup_analysis(CaseMean(values), groups, counts=counts, min_size=10)
     assert small["c"].too_small and np.isnan(small["c"].value)
     assert small["c"].as_dict() == {"n": 5, "too_small": True, "value": None, "ci_low": None, "ci_high": None,
-                                    "difference": None, "difference_ci_low": None, "difference_ci_high": None}
+                                    "difference": None, "difference_ci_low": None, "difference_ci_high": None,
+                                    "n_resamples": 0, "n_undefined": 0}
 
 
 def test_auroc_per_site_matches_sklearn():
@@ -117,3 +118,23 @@ def test_ordinal_gaps_are_delta_qwk_against_the_reference():
     assert result["small"].difference == pytest.approx(qwk["small"] - qwk["big"], rel=1e-12)
     small = result["small"]
     assert small.difference_ci_low <= small.difference <= small.difference_ci_high
+
+
+def test_interval_withheld_when_many_resamples_are_undefined():
+    # sex M: 7 cases, 1 of them positive; resampling all 60 cases (stratified by class)
+    # often draws no positive M case, which leaves the group's AUROC undefined there.
+    y = np.array([1, 0, 0, 0, 0, 0, 0] + [1, 0] * 26 + [1])
+    s = np.random.default_rng(9).random(y.size) + 0.4 * y
+    sex = np.array(["M"] * 7 + ["F"] * 53)
+    counts = bootstrap_counts(60, n_resamples=500, seed=4, strata=y)
+    result = subgroup_analysis(BinaryAuroc(y, s), sex, counts=counts, min_size=5)
+    # brute force: a resample is undefined for M when it draws no M positive or no M negative
+    m = sex == "M"
+    undefined = int(np.sum(((counts[:, m & (y == 1)]).sum(1) == 0) | ((counts[:, m & (y == 0)]).sum(1) == 0)))
+    assert undefined > 0.2 * 500
+    male, female = result["M"], result["F"]
+    assert male.n_undefined == undefined and male.n_resamples == 500
+    assert male.value == pytest.approx(skm.roc_auc_score(y[m], s[m]))  # the estimate is still given
+    assert np.isnan(male.ci_low) and np.isnan(male.ci_high) and np.isnan(male.difference_ci_low)
+    assert male.as_dict()["ci_low"] is None and male.as_dict()["n_undefined"] == undefined
+    assert female.n_undefined == 0 and female.ci_low < female.value < female.ci_high < 1

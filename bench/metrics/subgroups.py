@@ -10,6 +10,12 @@ AUROC, kappa or rates.
 - :func:`subgroup_analysis`: any statistic per group with its percentile interval and the
   difference to the whole set (group - whole). Groups smaller than ``min_size`` are reported
   with ``too_small=True`` and no values.
+
+In a small group many resamples can lack a class, which leaves AUROC (or a rate) undefined
+there. Those resamples are left out of the percentile interval, and the ones that remain are
+a biased selection: the interval comes out far too narrow. So every result reports
+``n_undefined`` of ``n_resamples``, and when more than :data:`MAX_UNDEFINED_FRACTION` of the
+resamples are undefined the interval is not given (None in scores.json).
 - :func:`fairness_gaps`: for a binary decision, MIDRC MELODY's equal-opportunity difference
   EOD = TPR_g - TPR_ref and average absolute odds difference
   AAOD = ½(|FPR_g - FPR_ref| + |TPR_g - TPR_ref|) against a reference group.
@@ -25,7 +31,7 @@ percentile interval is the same construction. The default reference group is the
 import math
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 import numpy as np
@@ -33,9 +39,11 @@ import numpy as np
 from bench.errors import MetricInputError
 from bench.metrics import UndefinedMetricWarning
 from bench.metrics.classification import weighted_auroc
-from bench.metrics.uncertainty import json_number, percentile_interval, resampled_means
+from bench.metrics.uncertainty import Interval, json_number, percentile_interval, resampled_means
 
 UNKNOWN = "unknown"
+MAX_UNDEFINED_FRACTION = 0.2
+"""Above this share of undefined resamples a group's interval is withheld (NaN)."""
 DEFAULT_MIN_SIZE = 10
 DEFAULT_AGE_EDGES = (40, 60, 80)
 
@@ -190,13 +198,24 @@ class SubgroupResult:
     difference_ci_low: float
     difference_ci_high: float
     too_small: bool
+    n_resamples: int = 0
+    n_undefined: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         """The scores.json shape; NaN (undefined, or not scored because too small) becomes None."""
-        out: dict[str, Any] = {"n": self.n, "too_small": self.too_small}
+        out: dict[str, Any] = {"n": self.n, "too_small": self.too_small, "n_resamples": self.n_resamples,
+                               "n_undefined": self.n_undefined}
         for name in ("value", "ci_low", "ci_high", "difference", "difference_ci_low", "difference_ci_high"):
             out[name] = json_number(getattr(self, name))
         return out
+
+
+def _interval(estimate: float, distribution: np.ndarray, confidence: float) -> Interval:
+    """:func:`percentile_interval`, withheld (NaN bounds) when too many resamples are undefined."""
+    interval = percentile_interval(estimate, distribution, confidence=confidence)
+    if interval.n_undefined > MAX_UNDEFINED_FRACTION * interval.n_resamples:
+        return replace(interval, low=math.nan, high=math.nan)
+    return interval
 
 
 def _check_groups(groups, n: int) -> np.ndarray:
@@ -240,10 +259,11 @@ def subgroup_analysis(statistic: Statistic, groups, *, counts, min_size: int = D
             continue
         value = statistic.value(mask)
         dist = statistic.resampled(c * mask)
-        interval = percentile_interval(value, dist, confidence=confidence)
-        diff = percentile_interval(value - whole_value, dist - whole_dist, confidence=confidence)
+        interval = _interval(value, dist, confidence)
+        diff = _interval(value - whole_value, dist - whole_dist, confidence)
         results[label] = SubgroupResult(n, interval.estimate, interval.low, interval.high, diff.estimate,
-                                        diff.low, diff.high, too_small=False)
+                                        diff.low, diff.high, too_small=False, n_resamples=c.shape[0],
+                                        n_undefined=max(interval.n_undefined, diff.n_undefined))
     return results
 
 
@@ -261,10 +281,13 @@ class FairnessResult:
     aaod_ci_low: float
     aaod_ci_high: float
     too_small: bool
+    n_resamples: int = 0
+    n_undefined: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"group": self.group, "reference": self.reference, "n": self.n,
-                               "too_small": self.too_small}
+                               "too_small": self.too_small, "n_resamples": self.n_resamples,
+                               "n_undefined": self.n_undefined}
         for name in ("eod", "eod_ci_low", "eod_ci_high", "aaod", "aaod_ci_low", "aaod_ci_high"):
             out[name] = json_number(getattr(self, name))
         return out
@@ -330,12 +353,13 @@ def fairness_gaps(y_true, y_score, groups, *, counts, threshold: float = 0.5, re
             continue
         tpr, fpr = _rates(ones, mask, positive, decided)
         tpr_b, fpr_b = _rates(c, mask, positive, decided)
-        eod = percentile_interval(float((tpr - ref_tpr)[0]), tpr_b - ref_tpr_b, confidence=confidence)
+        eod = _interval(float((tpr - ref_tpr)[0]), tpr_b - ref_tpr_b, confidence)
         aaod_value = float(0.5 * (abs(fpr - ref_fpr) + abs(tpr - ref_tpr))[0])
-        aaod = percentile_interval(aaod_value, 0.5 * (np.abs(fpr_b - ref_fpr_b) + np.abs(tpr_b - ref_tpr_b)),
-                                   confidence=confidence)
+        aaod_dist = 0.5 * (np.abs(fpr_b - ref_fpr_b) + np.abs(tpr_b - ref_tpr_b))
+        aaod = _interval(aaod_value, aaod_dist, confidence)
         results[label] = FairnessResult(label, ref, n, eod.estimate, eod.low, eod.high, aaod.estimate,
-                                        aaod.low, aaod.high, too_small=False)
+                                        aaod.low, aaod.high, too_small=False, n_resamples=c.shape[0],
+                                        n_undefined=max(eod.n_undefined, aaod.n_undefined))
     return results
 
 
@@ -361,8 +385,9 @@ def ordinal_gaps(y_true, y_pred, groups, *, n_classes: int, counts, reference: s
             results[label] = SubgroupResult(n, *(math.nan,) * 6, too_small=True)
             continue
         value, dist = qwk.value(mask), qwk.resampled(c * mask)
-        interval = percentile_interval(value, dist, confidence=confidence)
-        delta = percentile_interval(value - ref_value, dist - ref_dist, confidence=confidence)
+        interval = _interval(value, dist, confidence)
+        delta = _interval(value - ref_value, dist - ref_dist, confidence)
         results[label] = SubgroupResult(n, interval.estimate, interval.low, interval.high, delta.estimate,
-                                        delta.low, delta.high, too_small=False)
+                                        delta.low, delta.high, too_small=False, n_resamples=c.shape[0],
+                                        n_undefined=max(interval.n_undefined, delta.n_undefined))
     return results
