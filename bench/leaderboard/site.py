@@ -32,7 +32,7 @@ import pandas as pd
 
 from bench.errors import LeaderboardError, TaskSpecError
 from bench.io import SCHEMA_VERSION, write_bytes, write_csv, write_json, write_text
-from bench.leaderboard import plots
+from bench.leaderboard import pages, plots
 from bench.leaderboard.boards import Board, BoardEntry, build_boards
 from bench.metrics.registry import METRICS
 from bench.store import Store, plain
@@ -156,7 +156,7 @@ def _environment() -> jinja2.Environment:
     env.filters["pretty"] = lambda value: json.dumps(plain(value), indent=1, sort_keys=True,
                                                      ensure_ascii=False)
     env.globals.update(METHOD_TEXT=METHOD_TEXT, SCORE_LABEL=SCORE_LABEL, METRICS=METRICS,
-                       flatten=_flatten)
+                       flatten=_flatten, pages=pages)
     return env
 
 
@@ -259,7 +259,8 @@ def _num(value: Any, digits: int = 3) -> str:
     if isinstance(value, float):
         if not math.isfinite(value):
             return "–"
-        return f"{value:.{digits}f}" if abs(value) < 1e5 else f"{value:.{digits}g}"
+        text = f"{value:.{digits}f}" if abs(value) < 1e5 else f"{value:.{digits}g}"
+        return text[1:] if text.startswith("-") and float(text) == 0 else text  # no "-0.000"
     return str(value)
 
 
