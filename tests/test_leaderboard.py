@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from board_fixtures import CLS_TASK, EVIL, SEG_TASK, build_fake_store, seg_run
+from board_fixtures import CLS_TASK, EVIL, SEG_TASK, build_fake_store, cls_run, seg_run
 from sklearn.metrics import roc_auc_score
 from typer.testing import CliRunner
 
@@ -19,7 +19,7 @@ from bench.leaderboard import build_leaderboard
 from bench.leaderboard.plots import label
 from bench.leaderboard.statistics import resampled_auroc
 from bench.metrics.uncertainty import bootstrap_counts
-from bench.store import Store, slugify
+from bench.store import Store, plain, slugify
 from bench.tasks import load_task, tasks_dir
 
 
@@ -288,3 +288,67 @@ def test_hidden_split_with_enough_cases_draws_bare_boxes(tmp_path):
     assert "PathCollection" not in hidden and "PathCollection" in shown  # case points
     assert 'id="whiskers-3"' in shown and 'id="caps-3"' in shown and 'id="medians-1"' in shown
     assert "whiskers-" not in hidden and "caps-" not in hidden and 'id="medians-1"' in hidden
+
+
+def _page_run(store: Store, spec, scratch: Path) -> None:
+    """A 1c run whose scores.json has every nested shape the page renders, and host paths."""
+    run = cls_run(Store(scratch), spec, "nested", 0.3, seed=5)
+    scores = json.loads(json.dumps(plain(run.scores)))
+    metrics = scores["metrics"]
+    metrics["appearance.auroc_per_class"] = {
+        "value": {"typical": 0.91, "atypical": 0.62}, "ci_low": {"typical": 0.81, "atypical": 0.44},
+        "ci_high": {"typical": 0.97, "atypical": 0.79}, "direction": "higher", "n": 24}
+    metrics["appearance.confusion_matrix"] = {
+        "value": [[5.0, 1.0], [2.0, 7.0]], "labels": ["typical", "atypical"], "ci_low": None,
+        "ci_high": None, "direction": None, "n": 15}
+    metrics["severity.quadratic_weighted_kappa"] = {"value": -0.0000001, "ci_low": -0.25, "ci_high": 0.2,
+                                                    "direction": "higher", "n": 24}
+    group = {"too_small": False, "n_resamples": 2000, "difference_ci_low": None, "difference_ci_high": None}
+    scores["subgroups"] = {"sex": {
+        "F": {**group, "n": 16, "value": None, "ci_low": None, "ci_high": None, "difference": None,
+              "n_undefined": 2000},
+        "M": {**group, "n": 8, "value": 0.675, "ci_low": None, "ci_high": None, "difference": -0.01,
+              "n_undefined": 1100}}}
+    sex = {"F": {**group, "n": 16, "value": 0.4321, "ci_low": 0.2, "ci_high": 0.6, "difference": 0.0,
+                 "n_undefined": 0},
+           "M": {**group, "n": 8, "value": 0.5432, "ci_low": 0.1, "ci_high": 0.8, "difference": 0.1111,
+                 "n_undefined": 3}}
+    scores["fairness"] = {"severity": {"measure": "delta_quadratic_weighted_kappa",
+                                       "reference": "largest group", "attributes": {"sex": sex}}}
+    receipt = json.loads(json.dumps(plain(run.receipt)))
+    receipt["reference"] = {"path": "/srv/secret/prepared/reference", "sha256": "cd" * 32}
+    receipt["run"] = {"path": "/srv/secret/runs/nested-1",
+                      "command": ["/srv/secret/venv/bin/python", "predict.py"]}
+    receipt["submission"]["source"] = "/home/alice/submissions/nested"
+    store.write_run(spec.id, "nested", run.run_id, receipt=receipt, scores=scores, per_case=run.per_case)
+
+
+def test_submission_page_tables_notes_and_public_receipt(tmp_path):
+    spec = load_task(CLS_TASK)
+    store = Store(tmp_path / "results")
+    _page_run(store, spec, tmp_path / "scratch")
+    build_leaderboard(tmp_path / "results", tmp_path / "out")
+    page = (tmp_path / "out" / CLS_TASK / "test-synthetic" / "nested.html").read_text()
+    # one row per class, with its own interval; no raw dict or nested list anywhere
+    assert "appearance.auroc_per_class · typical" in page and "[0.8100, 0.9700]" in page
+    assert "appearance.auroc_per_class · atypical" in page and "[0.4400, 0.7900]" in page
+    assert "{'" not in page and '{"' not in page.split("<h2>Receipt</h2>")[0]
+    assert "[[" not in page and "5.0, 1.0" not in page
+    confusion = page.split('<table class="confusion">')[1].split("</table>")[0]
+    assert "<th>typical</th><td class=\"num\">5</td><td class=\"num\">1</td>" in confusion.replace("\n", "")
+    # negative zero is printed as zero
+    assert "-0.0000" not in page and "-0.000" not in page
+    # undefined value and withheld interval are explained
+    assert "undefined on this group (e.g. a class is absent)" in page
+    assert "no interval: 1100 of 2000 resamples were undefined" in page
+    # fairness as a table with the reference group, not flattened keys
+    assert "severity · sex" in page and "reference group F" in page and "0.543" in page
+    assert "attributes.sex" not in page and "3 of 2000 resamples undefined" in page
+    # the receipt keeps no host folder on the page, but the store keeps the full paths
+    receipt = page.split("<h2>Receipt</h2>")[1]
+    for secret in ("/srv/secret", "/home/alice"):
+        assert secret not in page
+    assert "nested-1" in receipt and "predict.py" in receipt and "&#34;python&#34;" in receipt
+    stored = Store(tmp_path / "results").latest(CLS_TASK, "nested").receipt
+    assert stored["reference"]["path"] == "/srv/secret/prepared/reference"
+    assert stored["submission"]["source"] == "/home/alice/submissions/nested"
