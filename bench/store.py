@@ -261,17 +261,26 @@ class Store:
         return StoredRun(task=task, submission=slug, run_id=run_id, path=path,
                          receipt=_freeze(receipt), scores=_freeze(scores), per_case=table)
 
-    def runs(self, task: str | None = None) -> list[StoredRun]:
+    def runs(self, task: str | None = None, *,
+             broken: list[tuple[Path, str]] | None = None) -> list[StoredRun]:
         """Every stored run (of ``task`` if given), sorted by task, submission slug and run id.
 
-        Hidden entries (temporary directories left by an interrupted write) are skipped.
+        Hidden entries (temporary directories left by an interrupted write) are skipped. A
+        run that cannot be read raises :class:`StoreError`, unless a ``broken`` list is given:
+        then it is left out and ``(run directory, error message)`` is appended to the list.
         """
         tasks = [self.root / slugify(task)] if task else _children(self.root)
         found = []
         for task_dir in tasks:
             for sub_dir in _children(task_dir):
                 for run_dir in _children(sub_dir):
-                    found.append(self.read_run(run_dir))
+                    try:
+                        found.append(self.read_run(run_dir))
+                    except StoreError as error:
+                        if broken is None:
+                            raise
+                        log.warning("skipping run %s: %s", run_dir, error)
+                        broken.append((run_dir, str(error)))
         return found
 
     def latest(self, task: str, submission: str, *, split: str | None = None) -> StoredRun | None:
@@ -283,14 +292,16 @@ class Store:
         runs = [run for run in runs if split is None or run.split == split]
         return runs[-1] if runs else None
 
-    def latest_runs(self, task: str | None = None) -> list[StoredRun]:
+    def latest_runs(self, task: str | None = None, *,
+                    broken: list[tuple[Path, str]] | None = None) -> list[StoredRun]:
         """The latest run of every (task, submission, split name, split), sorted by those keys.
 
         A submission scored on the validation and the test split keeps one run of each, so
-        the two never mix in one ranking.
+        the two never mix in one ranking. ``broken``: as in :meth:`runs` (an unreadable run
+        is left out, so the submission's previous readable run counts as its latest).
         """
         latest: dict[tuple[str, str, str, str], StoredRun] = {}
-        for run in self.runs(task):
+        for run in self.runs(task, broken=broken):
             latest[(run.task, run.submission, run.split_name, run.split)] = run
         return [latest[key] for key in sorted(latest)]
 

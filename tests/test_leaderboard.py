@@ -14,7 +14,7 @@ from sklearn.metrics import roc_auc_score
 from typer.testing import CliRunner
 
 from bench.cli import app
-from bench.errors import LeaderboardError
+from bench.errors import LeaderboardError, StoreError
 from bench.leaderboard import build_leaderboard
 from bench.leaderboard.plots import label
 from bench.leaderboard.statistics import resampled_auroc
@@ -352,3 +352,27 @@ def test_submission_page_tables_notes_and_public_receipt(tmp_path):
     stored = Store(tmp_path / "results").latest(CLS_TASK, "nested").receipt
     assert stored["reference"]["path"] == "/srv/secret/prepared/reference"
     assert stored["submission"]["source"] == "/home/alice/submissions/nested"
+
+
+def test_corrupt_run_is_skipped_with_a_warning(built, tmp_path):
+    root, _ = built
+    shutil.copytree(root / "results", tmp_path / "results")
+    store = Store(tmp_path / "results")
+    broken = store.latest(CLS_TASK, "cxr-prior")
+    (broken.path / "scores.json").write_text('{"schema_version": 1, "metrics": ')  # cut off mid-write
+    relative = (broken.path / "scores.json").relative_to(tmp_path / "results")
+    report = build_leaderboard(tmp_path / "results", tmp_path / "site")
+    assert report.tasks == (SEG_TASK, CLS_TASK) and report.entries == 5  # the rest is built
+    assert report.skipped == ((str(relative.parent), f"{relative}: not valid JSON "
+                               f"(Expecting value: line 1 column 34 (char 33))"),)
+    index = (tmp_path / "site" / "index.html").read_text()
+    assert "1 stored run could not be read" in index and f"{relative}: not valid JSON" in index
+    assert str(tmp_path) not in index  # named relative to the store, no host folders
+    data = json.loads((tmp_path / "site" / "leaderboard.json").read_text())
+    assert [e["submission"] for e in data["tasks"][1]["boards"][0]["entries"]] == ["cxr-resnet"]
+    result = CliRunner().invoke(app, ["leaderboard", "build", "--results", str(tmp_path / "results"),
+                                      "--out", str(tmp_path / "cli-site")])
+    assert result.exit_code == 0, result.output
+    assert "warning: skipped run" in result.output and "not valid JSON" in result.output
+    with pytest.raises(StoreError, match="not valid JSON"):  # strict readers still refuse it
+        store.runs()

@@ -5,6 +5,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from bench.cli import app
 from bench.cli.progress import progress_bar
@@ -30,4 +31,7 @@ def build(
     console = Console()
     console.print(f"{len(report.tasks)} task(s), {report.boards} board(s), {report.entries} ranked entr"
                   f"{'y' if report.entries == 1 else 'ies'}")
+    for path, message in report.skipped:
+        console.print(f"[yellow]warning:[/yellow] skipped run {escape(path)}: {escape(message)}",
+                      soft_wrap=True, highlight=False)
     console.print(str(report.index.resolve()), soft_wrap=True)

@@ -58,6 +58,9 @@ class LeaderboardReport:
     tasks: tuple[str, ...]
     boards: int
     entries: int
+    skipped: tuple[tuple[str, str], ...] = ()
+    """Runs left out because they could not be read: (run directory relative to the store,
+    what is wrong)."""
 
 
 def build_leaderboard(results: str | os.PathLike, out: str | os.PathLike, *,
@@ -68,7 +71,9 @@ def build_leaderboard(results: str | os.PathLike, out: str | os.PathLike, *,
     The site is assembled in a temporary directory beside ``out`` and renamed into place at
     the end, so a failed or interrupted build leaves the previous site untouched. ``out`` may
     be a previous leaderboard (it has ``leaderboard.json``) or an empty or missing directory;
-    anything else is refused.
+    anything else is refused. A stored run that cannot be read (e.g. a corrupt
+    ``scores.json``) is left out with a warning on the index page and in the report's
+    ``skipped``; the rest is built.
 
     Parameters
     ----------
@@ -89,7 +94,11 @@ def build_leaderboard(results: str | os.PathLike, out: str | os.PathLike, *,
     """
     store, out = Store(results), Path(out)
     _check_out(out)
-    runs = store.latest_runs()
+    broken: list[tuple[Path, str]] = []
+    runs = store.latest_runs(broken=broken)
+    # relative to the store: the page names the file without publishing the host's folders
+    skipped = tuple((str(path.relative_to(store.root)), message.replace(f"{store.root}{os.sep}", ""))
+                    for path, message in broken)
     if not runs:
         raise LeaderboardError(f"{store.root}: the results store holds no runs; score a submission "
                                "first (bench score / bench evaluate)")
@@ -108,7 +117,7 @@ def build_leaderboard(results: str | os.PathLike, out: str | os.PathLike, *,
             _write_task(env, site / task_id, spec, boards)
             tasks.append((spec, boards))
         write_text(site / "index.html", env.get_template("index.html").render(
-            root="", tasks=tasks, page_title="Leaderboard"))
+            root="", tasks=tasks, skipped=skipped, page_title="Leaderboard"))
         write_json(site / "leaderboard.json", {"schema_version": SCHEMA_VERSION,
                                                "tasks": [_task_json(spec, boards) for spec, boards in tasks]})
         _swap(site, out)
@@ -118,7 +127,7 @@ def build_leaderboard(results: str | os.PathLike, out: str | os.PathLike, *,
     if progress:
         progress(len(task_ids), len(task_ids), "done")
     return LeaderboardReport(out / "index.html", tuple(task_ids), sum(len(b) for _, b in tasks),
-                             sum(len(board.entries) for _, b in tasks for board in b))
+                             sum(len(board.entries) for _, b in tasks for board in b), skipped)
 
 
 def _check_out(out: Path) -> None:
