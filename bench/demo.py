@@ -24,7 +24,7 @@ from bench.data.manifest import write_manifest
 from bench.data.ricord import index_download
 from bench.data.synth import synthesize
 from bench.errors import BenchError, DataError, RunnerError, SplitError
-from bench.evaluate import evaluate
+from bench.evaluate import evaluate, stage_progress
 from bench.io import write_json
 from bench.leaderboard import build_leaderboard
 from bench.split_checks import verify_split
@@ -146,11 +146,11 @@ def run_demo(
         clock = now
 
     data, annotations, clinical = _collection(
-        out, seed=seed, size=size, progress=_stage(progress, "synthesize")
+        out, seed=seed, size=size, progress=stage_progress(progress, "synthesize")
     )
     lap("synthesize")
     report = index_download(
-        data, annotations=annotations, clinical=clinical, progress=_stage(progress, "index")
+        data, annotations=annotations, clinical=clinical, progress=stage_progress(progress, "index")
     )
     write_manifest(report.manifest, data / "manifest.csv")
     lap("index")
@@ -174,7 +174,7 @@ def run_demo(
                 runner=chosen,
                 work=out / "work",
                 workers=workers,
-                progress=_stage(progress, f"{task} / {entry}"),
+                progress=stage_progress(progress, f"{task} / {entry}"),
             )
             scores = evaluated.stored.scores
             evaluations.append(
@@ -229,12 +229,12 @@ def _pinned(task: str, name: str, data: Path, annotations: list[Path], progress)
             root=data,
             name=name,
             annotations=annotations,
-            progress=_stage(progress, f"pin {task}"),
+            progress=stage_progress(progress, f"pin {task}"),
         )
         return {"sha256": split.sha256, "action": "pinned"}
     split = load_split(task, name)
     report = verify_split(
-        split, root=data, annotations=annotations, progress=_stage(progress, f"verify {task}")
+        split, root=data, annotations=annotations, progress=stage_progress(progress, f"verify {task}")
     )
     if not report.ok:
         raise SplitError(
@@ -246,14 +246,4 @@ def _pinned(task: str, name: str, data: Path, annotations: list[Path], progress)
 
 
 def _leaderboard(results: Path, out: Path, progress) -> Path:
-    return build_leaderboard(results, out, progress=_stage(progress, "leaderboard")).index.absolute()
-
-
-def _stage(progress: ProgressCallback | None, stage: str) -> ProgressCallback | None:
-    if progress is None:
-        return None
-
-    def report(done: int, total: int, description: str = "") -> None:
-        progress(done, total, f"{stage}: {description}" if description else stage)
-
-    return report
+    return build_leaderboard(results, out, progress=stage_progress(progress, "leaderboard")).index.absolute()

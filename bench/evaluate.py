@@ -77,7 +77,7 @@ def prepared_split(
         out=out,
         cache_dir=Path(work).absolute() / "cache",
         overwrite=True,
-        progress=_stage(progress, "prepare"),
+        progress=stage_progress(progress, "prepare"),
     )
     return out, False
 
@@ -138,7 +138,7 @@ def evaluate(
         run_dir,
         runner=runner,
         limits=limits,
-        progress=_stage(progress, f"run {loaded.name}"),
+        progress=stage_progress(progress, f"run {loaded.name}"),
     )
     ran_at = time.monotonic()
     stored = score_and_store(
@@ -148,7 +148,7 @@ def evaluate(
         results=results,
         workers=workers,
         scheduler=scheduler,
-        progress=_stage(progress, "score"),
+        progress=stage_progress(progress, "score"),
     )
     return EvaluateReport(
         stored,
@@ -168,8 +168,8 @@ def _new_run_dir(work: Path, task: str, submission: str, split: str) -> Path:
     return parent / f"{split}-{stamp}"
 
 
-def _stage(progress: ProgressCallback | None, stage: str) -> ProgressCallback | None:
-    """A progress callback that prefixes every description with the stage name."""
+def stage_progress(progress: ProgressCallback | None, stage: str) -> ProgressCallback | None:
+    """A progress callback that prefixes every description with the stage name (None stays None)."""
     if progress is None:
         return None
 

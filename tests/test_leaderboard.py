@@ -272,6 +272,7 @@ def test_cli_build(built, tmp_path):
     failed = CliRunner().invoke(app, ["leaderboard", "build", "--results", str(tmp_path / "none"),
                                       "--out", str(tmp_path / "x")])
     assert failed.exit_code == 2 and "holds no runs" in failed.output
+    assert "0/?" not in failed.output and failed.output.startswith("error:")  # no empty bar first
 
 
 def test_hidden_split_with_enough_cases_draws_bare_boxes(tmp_path):

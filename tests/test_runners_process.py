@@ -220,3 +220,17 @@ def test_cli_reports_a_bad_submission_as_a_message(cls_inputs, tmp_path):
     )
     assert answer.exit_code == 2 and "not a folder with submission.yaml" in answer.output
     assert not os.path.exists(tmp_path / "run")
+
+
+def test_describe_end_is_shared_by_both_runners():
+    from bench.runners import docker, process
+    from bench.runners.result import describe_end
+
+    limits = load_task("ricord-1c-cxr-appearance").limits
+    assert docker.describe_end is describe_end and process.describe_end is describe_end
+    assert describe_end(0, False, False, limits) is None
+    assert describe_end(3, False, False, limits) == "exited with code 3"
+    assert describe_end(-9, False, False, limits) == "killed by signal 9"
+    assert (limits.timeout_s, limits.memory) == (1800, "4g")  # as tasks/ricord-1c-cxr-appearance says
+    assert describe_end(None, True, False, limits) == "killed after the 1800 s wall-clock timeout"
+    assert describe_end(137, False, True, limits) == "killed for running out of memory (limit 4g)"

@@ -18,17 +18,28 @@ console = Console(stderr=True)
 
 @contextmanager
 def progress_bar(label: str) -> Iterator[ProgressCallback]:
-    """Yield a callback that drives one rich progress bar titled ``label``."""
+    """Yield a callback that drives one rich progress bar titled ``label``.
+
+    The bar stays invisible until the first update, so a command that fails early prints
+    its error message alone, not after an empty "0/?" bar.
+    """
     columns = (
         TextColumn("[bold]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
     )
-    with Progress(*columns, console=console, transient=False) as bar:
-        task = bar.add_task(label, total=None)
+    state: dict = {}
 
-        def update(done: int, total: int, description: str = "") -> None:
-            bar.update(task, completed=done, total=total, description=description or label)
+    def update(done: int, total: int, description: str = "") -> None:
+        if not state:  # started on the first update only
+            state["bar"] = Progress(*columns, console=console, transient=False)
+            state["bar"].start()
+            state["task"] = state["bar"].add_task(label, total=None)
+        state["bar"].update(state["task"], completed=done, total=total, description=description or label)
 
+    try:
         yield update
+    finally:
+        if state:
+            state["bar"].stop()

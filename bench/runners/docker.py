@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from bench.errors import RunnerError, SubmissionError
-from bench.runners.result import ExecOutcome
+from bench.runners.result import ExecOutcome, describe_end
 from bench.runners.staging import SUBMISSION_UID
 from bench.submissions import Submission
 from bench.tasks import Limits, parse_memory_bytes
@@ -217,16 +217,3 @@ def _kill(container) -> None:
         container.kill()
     except docker.errors.APIError as error:  # it may have exited between the timeout and the kill
         log.info("kill of %s: %s", container.short_id, error)
-
-
-def describe_end(exit_code: int | None, timed_out: bool, oom_killed: bool, limits: Limits) -> str | None:
-    """One line saying why a run failed, or None when it exited 0 in time."""
-    if timed_out:
-        return f"killed after the {limits.timeout_s} s wall-clock timeout"
-    if oom_killed:
-        return f"killed for running out of memory (limit {limits.memory})"
-    if exit_code not in (0, None):
-        return f"exited with code {exit_code}"
-    if exit_code is None:
-        return "no exit code"
-    return None

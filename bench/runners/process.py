@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 from bench.errors import RunnerError, SubmissionError
-from bench.runners.result import ExecOutcome
+from bench.runners.result import ExecOutcome, describe_end
 from bench.runners.staging import SUBMISSION_UID
 from bench.submissions import Submission
 from bench.tasks import Limits, parse_memory_bytes
@@ -222,11 +222,6 @@ def _execute(
     duration = time.monotonic() - started
     stdout = _read_capped(stdout_path)
     stderr = _read_capped(stderr_path)
-    error = None
-    if timed_out:
-        error = f"killed after the {limits.timeout_s} s wall-clock timeout"
-    elif exit_code != 0:
-        error = f"exited with code {exit_code}" if exit_code > 0 else f"killed by signal {-exit_code}"
     return ExecOutcome(
         exit_code=exit_code,
         timed_out=timed_out,
@@ -234,7 +229,7 @@ def _execute(
         duration_s=duration,
         stdout=stdout,
         stderr=stderr,
-        error=error,
+        error=describe_end(exit_code, timed_out, False, limits),
     )
 
 

@@ -11,6 +11,7 @@ from typing import Literal
 
 from bench.errors import ScoringError
 from bench.io import SCHEMA_VERSION
+from bench.tasks import Limits
 
 CaseState = Literal["ok", "missing", "malformed"]
 
@@ -169,3 +170,18 @@ def read_run(run_dir: str | Path) -> RunResult:
             f"{path}: unreadable run record ({type(error).__name__}: {error}); "
             "re-run the submission with `bench run`."
         ) from error
+
+
+def describe_end(exit_code: int | None, timed_out: bool, oom_killed: bool, limits: Limits) -> str | None:
+    """One line saying why a run failed, or None when it exited 0 in time (both runners)."""
+    if timed_out:
+        return f"killed after the {limits.timeout_s} s wall-clock timeout"
+    if oom_killed:
+        return f"killed for running out of memory (limit {limits.memory})"
+    if exit_code is not None and exit_code < 0:  # subprocess: -N means killed by signal N
+        return f"killed by signal {-exit_code}"
+    if exit_code not in (0, None):
+        return f"exited with code {exit_code}"
+    if exit_code is None:
+        return "no exit code"
+    return None
