@@ -374,6 +374,6 @@ def test_corrupt_run_is_skipped_with_a_warning(built, tmp_path):
     result = CliRunner().invoke(app, ["leaderboard", "build", "--results", str(tmp_path / "results"),
                                       "--out", str(tmp_path / "cli-site")])
     assert result.exit_code == 0, result.output
-    assert "warning: skipped run" in result.output and "not valid JSON" in result.output
+    assert "warning: skipped an unreadable run" in result.output and "not valid JSON" in result.output
     with pytest.raises(StoreError, match="not valid JSON"):  # strict readers still refuse it
         store.runs()

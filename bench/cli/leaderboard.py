@@ -31,7 +31,7 @@ def build(
     console = Console()
     console.print(f"{len(report.tasks)} task(s), {report.boards} board(s), {report.entries} ranked entr"
                   f"{'y' if report.entries == 1 else 'ies'}")
-    for path, message in report.skipped:
-        console.print(f"[yellow]warning:[/yellow] skipped run {escape(path)}: {escape(message)}",
+    for _path, message in report.skipped:
+        console.print(f"[yellow]warning:[/yellow] skipped an unreadable run: {escape(message)}",
                       soft_wrap=True, highlight=False)
     console.print(str(report.index.resolve()), soft_wrap=True)
