@@ -25,6 +25,9 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+from pydicom import dcmread, dcmwrite
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
 from bench.metrics.segmentation import score_case
 from bench.parallel import map_ordered
@@ -62,6 +65,52 @@ def make_case(directory: Path, index: int, *, seed: int = 20240601) -> tuple[str
     return str(pred_path), str(ref_path)
 
 
+def make_ct_series(directory: Path, *, seed: int = 20240601) -> Path:
+    """Write (or reuse) one full-size CT series: 200 DICOM files of 512 x 512 int16 with noise."""
+    series = directory / "dicom"
+    if series.is_dir() and len(list(series.glob("*.dcm"))) == SHAPE[2]:
+        return series
+    series.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    y, x = np.ogrid[: SHAPE[1], : SHAPE[0]]
+    body = ((x - 256) / 230) ** 2 + ((y - 256) / 180) ** 2 <= 1
+    lungs = (((np.abs(x - 256) - 86) / 80) ** 2 + ((y - 250) / 120) ** 2) <= 1
+    base = np.where(lungs, -850, np.where(body, 40, -1000)).astype(np.int16)
+    study, series_uid = generate_uid(), generate_uid()
+    for k in range(SHAPE[2]):
+        meta = FileMetaDataset()
+        meta.MediaStorageSOPClassUID = CTImageStorage
+        meta.MediaStorageSOPInstanceUID = generate_uid()
+        meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds = Dataset()
+        ds.file_meta = meta
+        ds.SOPClassUID, ds.SOPInstanceUID = CTImageStorage, meta.MediaStorageSOPInstanceUID
+        ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.Modality = study, series_uid, "CT"
+        ds.PatientID, ds.InstanceNumber = "SCALING-0001", k + 1
+        ds.ImagePositionPatient = [-192.0, -192.0, -300.0 + SPACING_MM[2] * k]
+        ds.ImageOrientationPatient = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0]
+        ds.PixelSpacing, ds.SliceThickness = [SPACING_MM[1], SPACING_MM[0]], SPACING_MM[2]
+        ds.Rows, ds.Columns, ds.SamplesPerPixel = SHAPE[1], SHAPE[0], 1
+        ds.PhotometricInterpretation = "MONOCHROME2"
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
+        ds.RescaleIntercept, ds.RescaleSlope = -1024, 1
+        stored = base + 1024 + rng.normal(0, 20, size=base.shape).astype(np.int16)
+        ds.PixelData = stored.astype(np.int16).tobytes()
+        dcmwrite(series / f"{k:04d}.dcm", ds, enforce_file_format=True)
+    return series
+
+
+def prepare_case(series: Path, out: Path) -> Path:
+    """The per-case prepare work: read a DICOM series, order it, write it as int16 HU .nii.gz."""
+    slices = [dcmread(path) for path in series.glob("*.dcm")]
+    slices.sort(key=lambda ds: float(ds.ImagePositionPatient[2]))
+    hu = np.stack([ds.pixel_array * float(ds.RescaleSlope) + float(ds.RescaleIntercept) for ds in slices])
+    data = np.ascontiguousarray(np.rint(hu).astype(np.int16).transpose(2, 1, 0))
+    affine = np.diag([-SPACING_MM[0], -SPACING_MM[1], SPACING_MM[2], 1.0])
+    nib.save(nib.Nifti1Image(data, affine), out)
+    return out
+
+
 def _load(path: str) -> tuple[np.ndarray, tuple[float, ...]]:
     image = nib.load(path)
     return np.asanyarray(image.dataobj), tuple(float(z) for z in image.header.get_zooms()[:3])
@@ -82,12 +131,22 @@ def score_files_peak_rss(item: tuple[str, str]) -> float:
 
 def _seconds(call: Callable[[], object], repeats: int) -> float:
     """Median wall time of ``repeats`` calls, in seconds."""
-    times = []
+    return _timed(call, repeats)[0]
+
+
+def _timed(call: Callable[[], object], repeats: int) -> tuple[float, float]:
+    """Median wall and CPU (this process) time of ``repeats`` calls, in seconds.
+
+    On a shared machine the wall time includes waiting for a core; the CPU time does not, so
+    it is the better per-case cost for a capacity plan.
+    """
+    walls, cpus = [], []
     for _ in range(repeats):
-        started = time.perf_counter()
+        wall, cpu = time.perf_counter(), time.process_time()
         call()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
+        walls.append(time.perf_counter() - wall)
+        cpus.append(time.process_time() - cpu)
+    return statistics.median(walls), statistics.median(cpus)
 
 
 def _cluster_seconds(items: list, n_workers: int, expected: list) -> float:
@@ -124,32 +183,32 @@ def _container_start_s(repeats: int) -> tuple[str, float] | None:
     return image, _seconds(run, repeats)
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cases", type=int, default=6, help="full-size cases to score (default 6)")
-    parser.add_argument("--workdir", type=Path, help="where the .nii.gz cases go (reused if present)")
-    parser.add_argument("--repeats", type=int, default=3, help="repeats of the single-case timings")
-    args = parser.parse_args(argv)
-    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="bench-scaling-"))
-    workdir.mkdir(parents=True, exist_ok=True)
-
-    started = time.perf_counter()
-    items = [make_case(workdir, index) for index in range(args.cases)]
-    print(f"{args.cases} full-size cases {SHAPE} in {workdir} ({time.perf_counter() - started:.1f} s to "
-          f"write or find); cpu_count={os.cpu_count()}, load average {os.getloadavg()[0]:.2f}")
-
+def per_case_costs(workdir: Path, items: list[tuple[str, str]], repeats: int) -> None:
+    """Print the single-case costs the capacity plan multiplies out."""
     pred, ref = items[0]
-    load_s = _seconds(lambda: _load(ref), args.repeats)
+    load_s, load_cpu_s = _timed(lambda: _load(ref), repeats)
     ref_array, spacing_mm = _load(ref)
     pred_array, _ = _load(pred)
-    score_s = _seconds(lambda: score_case(pred_array, ref_array, spacing_mm=spacing_mm), args.repeats)
+    score_s, score_cpu_s = _timed(lambda: score_case(pred_array, ref_array, spacing_mm=spacing_mm), repeats)
     rss_mib = map_ordered(score_files_peak_rss, [items[0]], workers=2)[0]
-    print(f"per case: load one mask {load_s:.2f} s, score_case {score_s:.2f} s, "
-          f"peak worker RSS {rss_mib:.0f} MiB, file size {os.path.getsize(ref) / 2**20:.2f} MiB")
-    container = _container_start_s(args.repeats)
+    print(f"per case: load one mask {load_s:.2f} s wall / {load_cpu_s:.2f} s CPU, score_case "
+          f"{score_s:.2f} s wall / {score_cpu_s:.2f} s CPU ({int(ref_array.sum())} reference voxels), "
+          f"peak worker RSS {rss_mib:.0f} MiB, mask file {os.path.getsize(ref) / 2**20:.2f} MiB")
+    series = make_ct_series(workdir)
+    image = workdir / "ct.nii.gz"
+    prepare_s, prepare_cpu_s = _timed(lambda: prepare_case(series, image), 1)
+    dicom_mib = sum(path.stat().st_size for path in series.glob("*.dcm")) / 2**20
+    read_s = _seconds(lambda: np.asanyarray(nib.load(image).dataobj), repeats)
+    print(f"prepare (DICOM series -> int16 .nii.gz): {prepare_s:.2f} s wall / {prepare_cpu_s:.2f} s CPU; "
+          f"DICOM {dicom_mib:.0f} MiB -> NIfTI {image.stat().st_size / 2**20:.1f} MiB; "
+          f"reading that NIfTI {read_s:.2f} s")
+    container = _container_start_s(repeats)
     print("container start-up: " + (f"{container[1]:.2f} s ({container[0]}, docker run --rm --network none "
                                      f"IMAGE true)" if container else "not measured (no local image)"))
 
+
+def throughput(items: list[tuple[str, str]]) -> None:
+    """Print cases/s for 1 and 2 workers on each back end, and the scaling ratios."""
     started = time.perf_counter()
     expected = map_ordered(score_files, items, workers=1)
     rows = [("local, in-process (workers=1)", 1, time.perf_counter() - started)]
@@ -160,13 +219,32 @@ def main(argv: list[str] | None = None) -> None:
     for n_workers in (1, 2):
         rows.append((f"dask LocalCluster (n_workers={n_workers})", n_workers,
                      _cluster_seconds(items, n_workers, expected)))
-
     print(f"\n{'back end':<34} {'workers':>7} {'seconds':>8} {'cases/s':>8}")
     for name, workers, seconds in rows:
         print(f"{name:<34} {workers:>7} {seconds:>8.2f} {len(items) / seconds:>8.3f}")
     print(f"\nscaling ratio, 2 workers / 1 worker (throughput): local pool {rows[0][2] / rows[1][2]:.2f}x, "
-          f"LocalCluster {rows[2][2] / rows[3][2]:.2f}x (ideal 2.00x; {os.cpu_count()} cores shared)")
+          f"LocalCluster {rows[2][2] / rows[3][2]:.2f}x (ideal 2.00x; {os.cpu_count()} cores, "
+          f"load average now {os.getloadavg()[0]:.2f})")
     print("all back ends returned identical per-case results")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cases", type=int, default=6, help="full-size cases to score (default 6)")
+    parser.add_argument("--workdir", type=Path, help="where the generated cases go (reused if present)")
+    parser.add_argument("--repeats", type=int, default=3, help="repeats of the single-case timings")
+    parser.add_argument("--costs-only", action="store_true", help="only the per-case costs")
+    args = parser.parse_args(argv)
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="bench-scaling-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    items = [make_case(workdir, index) for index in range(args.cases)]
+    print(f"{args.cases} full-size cases {SHAPE} in {workdir} ({time.perf_counter() - started:.1f} s to "
+          f"write or find); cpu_count={os.cpu_count()}, load average {os.getloadavg()[0]:.2f}")
+    per_case_costs(workdir, items, args.repeats)
+    if not args.costs_only:
+        throughput(items)
+
 
 if __name__ == "__main__":
     # Run the functions from the importable module, not __main__, so workers import them by name.
