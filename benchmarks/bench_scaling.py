@@ -154,7 +154,7 @@ def _cluster_seconds(items: list, n_workers: int, expected: list) -> float:
     from distributed import Client, LocalCluster
 
     with LocalCluster(n_workers=n_workers, processes=True, threads_per_worker=1,
-                      dashboard_address=None) as cluster:
+                      dashboard_address=":0") as cluster:
         with Client(cluster, set_as_default=False) as client:  # warm up: import the task module
             client.run(importlib.import_module, __name__)
         started = time.perf_counter()

@@ -34,7 +34,7 @@ def expected(case_paths):
 def cluster():
     from distributed import LocalCluster
 
-    with LocalCluster(n_workers=2, processes=True, threads_per_worker=1, dashboard_address=None) as local:
+    with LocalCluster(n_workers=2, processes=True, threads_per_worker=1, dashboard_address=":0") as local:
         yield local
 
 
@@ -148,6 +148,20 @@ def test_local_cluster_survives_a_killed_worker(cluster, case_paths, expected, t
                           scheduler=cluster.scheduler_address)
     assert (tmp_path / "killed-once").exists()
     assert results == expected
+
+
+@pytest.mark.slow
+def test_local_cluster_task_that_keeps_killing_workers_is_a_cluster_error(cluster, case_paths):
+    allowed = cluster.scheduler.allowed_failures
+    cluster.scheduler.allowed_failures = 0  # the first lost worker already marks the task as bad
+    try:
+        with pytest.raises(ClusterError) as caught:
+            map_ordered(tasks.always_die, case_paths[:1], scheduler=cluster.scheduler_address)
+    finally:
+        cluster.scheduler.allowed_failures = allowed
+    message = str(caught.value)
+    assert "always_die on item 1 of 1 ('" in message and "killed every worker that ran it" in message
+    assert "--memory-limit" in message and "allowed-failures" in message
 
 
 def _start_worker(address: str, name: str, *options: str, with_tasks: bool = True) -> subprocess.Popen:
