@@ -69,5 +69,9 @@ class MetricInputError(ScoringError, ValueError):
     """Arrays or options handed to a metric are invalid (shape, spacing, range, NaN)."""
 
 
+class ImageBuildError(RunnerError):
+    """A container image (the local base image or a submission's image) cannot be built or loaded."""
+
+
 class ClusterError(BenchError):
     """Parallel work cannot run: the dask scheduler is unreachable, lacks workers, or workers keep dying."""

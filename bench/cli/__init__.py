@@ -7,27 +7,27 @@ exit code is :class:`_BenchGroup`, so commands never catch it themselves.
 
 import logging
 
-import click
 import typer
+from rich.markup import escape
 from typer.core import TyperGroup
 
+from bench.cli.progress import console
 from bench.errors import BenchError
 
 
-class _UserError(click.ClickException):
-    """A BenchError shown as a plain message (no traceback) with its exit code."""
-
-    def __init__(self, error: BenchError):
-        super().__init__(str(error))
-        self.exit_code = error.exit_code
-
-
 class _BenchGroup(TyperGroup):
-    def invoke(self, ctx: click.Context):
+    """Shows a BenchError as its message on stderr (no traceback) and exits with its code.
+
+    Typer >= 0.29 vendors its own click, so this catches the error and raises ``typer.Exit``
+    (public in every Typer version) instead of subclassing a click exception class.
+    """
+
+    def invoke(self, ctx):
         try:
             return super().invoke(ctx)
         except BenchError as error:
-            raise _UserError(error) from error
+            console.print(f"[bold red]error:[/] {escape(str(error))}", soft_wrap=True)
+            raise typer.Exit(code=error.exit_code) from error
 
 
 app = typer.Typer(
@@ -54,3 +54,4 @@ def main() -> None:
 
 
 # Command modules register themselves on `app` when imported; keep one import per line.
+from bench.cli import run  # noqa: E402,F401

@@ -1,0 +1,78 @@
+"""`bench run` (run a submission on prepared inputs) and `bench images base` (the local base image)."""
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from bench.cli import app
+from bench.cli.progress import console, progress_bar
+
+images_app = typer.Typer(help="Container images the harness builds locally.", no_args_is_help=True)
+app.add_typer(images_app, name="images")
+
+
+@app.command("run")
+def run(
+    submission: Annotated[
+        str,
+        typer.Argument(
+            help="Folder with submission.yaml, a `docker save` tarball, or an image in the engine."
+        ),
+    ],
+    task: Annotated[str, typer.Option("--task", help="Task id (tasks/<id>) or path of a task.yaml.")],
+    inputs: Annotated[
+        Path, typer.Option("--inputs", help="Prepared input folder (`bench prepare` OUT/input).")
+    ],
+    out: Annotated[Path, typer.Option("--out", help="Run directory to create.")],
+    runner: Annotated[str, typer.Option("--runner", help="docker or process.")] = "docker",
+    timeout: Annotated[int | None, typer.Option("--timeout", help="Wall-clock limit, seconds.")] = None,
+    memory: Annotated[str | None, typer.Option("--memory", help="Memory limit, e.g. 8g.")] = None,
+    cpus: Annotated[float | None, typer.Option("--cpus", help="CPU quota.")] = None,
+    gpus: Annotated[int | None, typer.Option("--gpus", help="GPUs (Docker device requests).")] = None,
+) -> None:
+    """Run SUBMISSION on the prepared inputs under the task's limits; validate and keep its outputs."""
+    from bench.runners import run_submission
+    from bench.tasks import load_task
+
+    spec = load_task(task)
+    overrides = {"timeout_s": timeout, "memory": memory, "cpus": cpus, "gpus": gpus}
+    with progress_bar(f"bench run ({runner})") as progress:
+        result = run_submission(
+            submission, spec, inputs, out, runner=runner, limits=overrides, progress=progress
+        )
+    if not result.isolated:
+        console.print(f"[bold red]{result.isolation}[/]")
+    table = Table("case", "status", "reason", title=f"{result.submission['name']} on {result.task}")
+    for case in result.cases:
+        colour = {"ok": "green", "missing": "yellow", "malformed": "red"}[case.status]
+        table.add_row(case.case_id, f"[{colour}]{case.status}[/]", case.reason)
+    console.print(table)
+    for item in result.rejected:
+        console.print(f"[yellow]rejected[/] {item.path}: {item.reason}")
+    counts = ", ".join(f"{n} {status}" for status, n in result.counts.items())
+    ending = result.error or f"exit {result.exit_code}"
+    console.print(f"{counts}; {ending}; {result.duration_s:.1f} s; run directory {result.run_dir}")
+
+
+@images_app.command("base")
+def base(
+    rebuild: Annotated[bool, typer.Option("--rebuild", help="Build even if the image exists.")] = False,
+    tag: Annotated[
+        str, typer.Option("--tag", help="Image reference to create.")
+    ] = "ricord-bench/python:bookworm",
+    keep_tarball: Annotated[
+        Path | None, typer.Option("--keep-tarball", help="Keep the rootfs tarball here.")
+    ] = None,
+) -> None:
+    """Build the local base image (mmdebstrap from the host's Debian sources, then docker import)."""
+    from bench.images import build_base_image
+
+    with progress_bar("base image") as progress:
+        report = build_base_image(tag=tag, rebuild=rebuild, keep_tarball=keep_tarball, progress=progress)
+    verb = "built" if report.built else "exists, kept (use --rebuild to rebuild)"
+    console.print(
+        f"{report.tag} {verb}: {report.image_id} ({report.size_bytes / 1e6:.0f} MB) "
+        f"in {report.duration_s:.1f} s"
+    )

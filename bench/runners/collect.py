@@ -1,0 +1,430 @@
+"""Output collection: validate what a submission left in ``/output``, case by case, and keep the good part.
+
+The output folder is hostile ground. Files are opened relative to directory descriptors with
+``O_NOFOLLOW``, so a symlink (to a host file, or a ``masks`` folder pointing at ``/``) is
+never followed; anything but a regular file is rejected; each file is read at most up to its
+size cap, and the bytes that were validated are the bytes that are copied. A bad case gets
+its own status and reason and never spoils another.
+
+Rules (the task contract, see docs/submissions.md):
+
+- segmentation: ``masks/<case_id>.nii.gz``, a NIfTI-1 image (gzip or plain) with the shape
+  and affine (tolerance 1e-4 mm) of the case's input image, an integer or boolean data type
+  without intensity scaling, and only the values 0 and 1;
+- classification: ``predictions.csv`` with exactly the columns ``spec.output_columns``; one
+  row per case id (duplicates make that case malformed; unknown ids are ignored and listed);
+  every probability a finite number in [0, 1]; each head's probabilities summing to 1 within
+  :data:`SUM_TOLERANCE`.
+"""
+
+import errno
+import io
+import logging
+import os
+import stat
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+
+from bench.io import write_bytes, write_csv
+from bench.runners.result import CaseStatus, Rejected
+from bench.runners.staging import InputCase
+from bench.tasks import TaskSpec
+
+log = logging.getLogger(__name__)
+
+SUM_TOLERANCE = 1e-3
+AFFINE_TOLERANCE_MM = 1e-4
+MAX_REJECTED_LISTED = 100
+_NIFTI_OVERHEAD_BYTES = 352 + (1 << 16)  # header, magic and room for header extensions
+
+
+class OutputInvalid(Exception):
+    """One output file or row breaks the contract; the message is the case's reason."""
+
+    def __init__(self, reason: str, *, status: str = "malformed"):
+        super().__init__(reason)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class Collection:
+    """The result of :func:`collect_outputs`: a status per case, and what was rejected besides."""
+
+    cases: tuple[CaseStatus, ...]
+    rejected: tuple[Rejected, ...]
+    rejected_more: int = 0
+
+
+def collect_outputs(
+    spec: TaskSpec,
+    cases: tuple[InputCase, ...],
+    output_dir: Path,
+    inputs_dir: Path,
+    destination: Path,
+    *,
+    cap_bytes: int,
+) -> Collection:
+    """Validate ``output_dir`` against the task contract; copy the valid outputs to ``destination``.
+
+    Parameters
+    ----------
+    spec
+        The task: its ``kind`` picks the rules, ``output_columns`` and ``heads`` the CSV checks.
+    cases
+        The cases the submission was given (from ``cases.json``).
+    output_dir
+        What the submission wrote (``/output``). Only read, never followed through a symlink.
+    inputs_dir
+        The input folder the submission saw; segmentation masks are checked against its images.
+    destination
+        ``RUN/outputs``: receives ``masks/<case_id>.nii.gz`` or ``predictions.csv``, only valid data.
+    cap_bytes
+        Total bytes read from ``output_dir`` at most (the task's ``output_mb``); a file that
+        would pass it is rejected.
+
+    Returns
+    -------
+    Collection
+        A :class:`CaseStatus` per case (sorted by case id) and the stray or unsafe entries.
+    """
+    budget = _Budget(cap_bytes)
+    if spec.kind == "segmentation":
+        statuses = _collect_masks(cases, output_dir, inputs_dir, destination, budget)
+        expected = {f"masks/{case.case_id}.nii.gz" for case in cases}
+    else:
+        statuses, rejected_rows = _collect_predictions(spec, cases, output_dir, destination, budget)
+        expected = {"predictions.csv"}
+    rejected, more = _stray_entries(output_dir, expected)
+    if spec.kind == "classification":
+        rejected = rejected_rows + rejected
+    listed = tuple(rejected[:MAX_REJECTED_LISTED])
+    return Collection(
+        cases=tuple(sorted(statuses, key=lambda c: c.case_id)),
+        rejected=listed,
+        rejected_more=more + max(0, len(rejected) - MAX_REJECTED_LISTED),
+    )
+
+
+class _Budget:
+    """Bytes still allowed to be read from the output folder."""
+
+    def __init__(self, cap_bytes: int):
+        self.cap_bytes = cap_bytes
+        self.left = cap_bytes
+
+    def take(self, size: int, what: str) -> None:
+        if size > self.left:
+            raise OutputInvalid(
+                f"{what} is {size} bytes; with the outputs before it this passes the total "
+                f"output cap of {self.cap_bytes} bytes"
+            )
+        self.left -= size
+
+
+def read_output_file(
+    output_dir: Path, relative: str, *, max_bytes: int, budget: _Budget | None = None
+) -> bytes:
+    """Read ``output_dir/relative`` without following any symlink, at most ``max_bytes``.
+
+    Raises
+    ------
+    OutputInvalid
+        ``status="missing"`` when the file or a folder on its path does not exist; otherwise
+        (malformed) when a component is a symlink, a folder component is not a folder, the
+        file is not a regular file (device, fifo, socket, folder) or is larger than the cap.
+    """
+    parts = relative.split("/")
+    flags_dir = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+    descriptor = os.open(output_dir, flags_dir)
+    try:
+        for depth, part in enumerate(parts[:-1]):
+            where = "/".join(parts[: depth + 1])
+            _refuse_link(descriptor, part, where)
+            try:
+                child = os.open(part, flags_dir, dir_fd=descriptor)
+            except FileNotFoundError as error:
+                raise OutputInvalid(f"no {relative} (no folder {where}/)", status="missing") from error
+            except NotADirectoryError as error:
+                raise OutputInvalid(f"{where} is not a folder") from error
+            except OSError as error:
+                raise OutputInvalid(f"{where}/ cannot be opened ({error.strerror})") from error
+            os.close(descriptor)
+            descriptor = child
+        name = parts[-1]
+        try:
+            info = os.stat(name, dir_fd=descriptor, follow_symlinks=False)
+        except FileNotFoundError as error:
+            raise OutputInvalid(f"no {relative}", status="missing") from error
+        except OSError as error:
+            raise OutputInvalid(f"{relative} cannot be examined ({error.strerror})") from error
+        _check_regular(info, relative, max_bytes)
+        try:
+            handle = os.open(
+                name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=descriptor
+            )
+        except OSError as error:
+            if error.errno == errno.ELOOP:
+                raise OutputInvalid(f"{relative} is a symlink; symlinks are never followed") from error
+            raise OutputInvalid(f"{relative} cannot be opened ({error.strerror})") from error
+        try:
+            opened = os.fstat(handle)
+            if (opened.st_dev, opened.st_ino) != (info.st_dev, info.st_ino):
+                raise OutputInvalid(f"{relative} changed while it was being read")
+            _check_regular(opened, relative, max_bytes)
+            if budget is not None:
+                budget.take(opened.st_size, relative)
+            with os.fdopen(os.dup(handle), "rb") as reader:
+                data = reader.read(max_bytes + 1)
+        finally:
+            os.close(handle)
+    finally:
+        os.close(descriptor)
+    if len(data) > max_bytes:
+        raise OutputInvalid(f"{relative} is larger than its size cap of {max_bytes} bytes")
+    return data
+
+
+def _refuse_link(descriptor: int, part: str, where: str) -> None:
+    try:
+        info = os.stat(part, dir_fd=descriptor, follow_symlinks=False)
+    except FileNotFoundError:
+        return
+    if stat.S_ISLNK(info.st_mode):
+        raise OutputInvalid(f"{where} is a symlink; symlinks are never followed")
+
+
+def _check_regular(info: os.stat_result, relative: str, max_bytes: int) -> None:
+    if stat.S_ISLNK(info.st_mode):
+        raise OutputInvalid(f"{relative} is a symlink; symlinks are never followed")
+    if not stat.S_ISREG(info.st_mode):
+        raise OutputInvalid(f"{relative} is not a regular file ({_kind(info.st_mode)})")
+    if info.st_size > max_bytes:
+        raise OutputInvalid(f"{relative} is {info.st_size} bytes, over its size cap of {max_bytes} bytes")
+
+
+def _kind(mode: int) -> str:
+    for test, name in (
+        (stat.S_ISDIR, "a folder"),
+        (stat.S_ISFIFO, "a fifo"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISLNK, "a symlink"),
+    ):
+        if test(mode):
+            return name
+    return "unknown file type"
+
+
+# --- segmentation ---------------------------------------------------------------------------
+
+
+def _collect_masks(cases, output_dir: Path, inputs_dir: Path, destination: Path, budget: _Budget):
+    statuses = []
+    for case in sorted(cases, key=lambda c: c.case_id):
+        relative = f"masks/{case.case_id}.nii.gz"
+        try:
+            reference = nib.load(inputs_dir / case.image)
+            raw_cap = _NIFTI_OVERHEAD_BYTES + int(np.prod(reference.shape)) * 8
+            data = read_output_file(
+                output_dir, relative, max_bytes=min(budget.cap_bytes, raw_cap + raw_cap // 50), budget=budget
+            )
+            validate_mask_bytes(data, shape=reference.shape, affine=reference.affine, max_raw_bytes=raw_cap)
+        except OutputInvalid as invalid:
+            statuses.append(CaseStatus(case.case_id, invalid.status, str(invalid)))
+            continue
+        write_bytes(destination / relative, data)
+        statuses.append(CaseStatus(case.case_id, "ok", ""))
+    return statuses
+
+
+def validate_mask_bytes(
+    data: bytes, *, shape: tuple[int, ...], affine: np.ndarray, max_raw_bytes: int
+) -> None:
+    """Check that ``data`` (a .nii.gz or .nii file's bytes) is a binary mask on the given grid.
+
+    Raises
+    ------
+    OutputInvalid
+        With the reason: not gzip / not NIfTI-1, decompresses past ``max_raw_bytes``, wrong
+        shape or affine, non-integer data type or intensity scaling, values other than 0 and 1.
+    """
+    raw = _gunzip(data, max_raw_bytes) if data[:2] == b"\x1f\x8b" else data
+    try:
+        image = nib.Nifti1Image.from_bytes(raw)
+        header = image.header
+        dtype = header.get_data_dtype()
+        # nibabel moves scl_slope/scl_inter from the loaded header into the array proxy
+        slope, inter = float(image.dataobj.slope), float(image.dataobj.inter)
+    except Exception as error:  # nibabel raises many types for a broken header
+        raise OutputInvalid(f"not a readable NIfTI-1 image ({type(error).__name__}: {error})") from error
+    if tuple(image.shape) != tuple(shape):
+        raise OutputInvalid(f"shape {tuple(image.shape)} differs from the input image's {tuple(shape)}")
+    if not np.allclose(image.affine, affine, rtol=0, atol=AFFINE_TOLERANCE_MM):
+        worst = float(np.max(np.abs(image.affine - affine)))
+        raise OutputInvalid(
+            f"affine differs from the input image's by up to {worst:.6g} mm "
+            f"(tolerance {AFFINE_TOLERANCE_MM} mm)"
+        )
+    if dtype.kind not in "iub":
+        raise OutputInvalid(f"data type {dtype} is not an integer type; write uint8 0/1")
+    if slope != 1 or inter != 0:
+        raise OutputInvalid(f"intensity scaling (slope {slope}, intercept {inter}) is set; write plain 0/1")
+    try:
+        values = np.asanyarray(image.dataobj)
+    except Exception as error:
+        raise OutputInvalid(f"voxel data unreadable ({type(error).__name__}: {error})") from error
+    if values.size and (values.min() < 0 or values.max() > 1):
+        found = np.unique(values)[:5].tolist()
+        raise OutputInvalid(f"not binary: values {found}... found, only 0 and 1 allowed")
+
+
+def _gunzip(data: bytes, max_raw_bytes: int) -> bytes:
+    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    try:
+        raw = inflater.decompress(data, max_raw_bytes + 1)
+    except zlib.error as error:
+        raise OutputInvalid(f"not a valid gzip stream ({error})") from error
+    if len(raw) > max_raw_bytes:
+        raise OutputInvalid(
+            f"decompresses to more than {max_raw_bytes} bytes, more than any mask of this grid"
+        )
+    if not inflater.eof:
+        raise OutputInvalid("truncated gzip stream")
+    return raw
+
+
+# --- classification -------------------------------------------------------------------------
+
+
+def _collect_predictions(spec: TaskSpec, cases, output_dir: Path, destination: Path, budget: _Budget):
+    ids = sorted(case.case_id for case in cases)
+    try:
+        data = read_output_file(output_dir, "predictions.csv", max_bytes=budget.cap_bytes, budget=budget)
+        frame = parse_predictions(data, spec)
+    except OutputInvalid as invalid:
+        return [CaseStatus(case_id, invalid.status, f"predictions.csv: {invalid}") for case_id in ids], []
+    valid, statuses, rejected = validate_predictions(frame, spec, ids)
+    if len(valid):
+        write_csv(destination / "predictions.csv", valid)
+    return statuses, rejected
+
+
+def parse_predictions(data: bytes, spec: TaskSpec) -> pd.DataFrame:
+    """Parse ``predictions.csv`` bytes into a frame of strings with exactly the task's columns.
+
+    Raises
+    ------
+    OutputInvalid
+        When the bytes are not UTF-8 CSV, or the header is not ``spec.output_columns`` (in any order).
+    """
+    try:
+        frame = pd.read_csv(io.BytesIO(data), dtype=str, keep_default_na=False, encoding="utf-8")
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as error:
+        raise OutputInvalid(f"not parsable as UTF-8 CSV ({type(error).__name__}: {error})") from error
+    expected = spec.output_columns
+    missing = [c for c in expected if c not in frame.columns]
+    unknown = [c for c in frame.columns if c not in expected]
+    if missing or unknown:
+        raise OutputInvalid(
+            f"columns {list(frame.columns)} do not match the task's {expected} "
+            f"(missing {missing}, unknown {unknown})"
+        )
+    return frame[expected]
+
+
+def validate_predictions(frame: pd.DataFrame, spec: TaskSpec, case_ids: list[str]):
+    """Check each row of a parsed predictions frame; return (valid rows, statuses, rejected rows).
+
+    Valid rows come back as floats in ``spec.output_columns`` order, sorted by case id. Every
+    case in ``case_ids`` gets a status: ``missing`` without a row, ``malformed`` with a row that
+    repeats or breaks a rule (the first broken rule is the reason), ``ok`` otherwise. Rows
+    whose case id is not in ``case_ids`` are ignored and returned as rejected entries.
+    """
+    frame = frame.assign(case_id=frame["case_id"].str.strip())
+    known = set(case_ids)
+    counts = frame["case_id"].value_counts()
+    rejected = [
+        Rejected(f"predictions.csv:{case_id}", "row for a case id that is not in cases.json; ignored")
+        for case_id in sorted(set(frame["case_id"]) - known)
+    ]
+    rows = frame[frame["case_id"].isin(known)]
+    classes = spec.output_columns[1:]
+    numbers = rows[classes].apply(pd.to_numeric, errors="coerce").astype(float)
+    reasons = pd.Series("", index=rows.index, dtype=object)
+
+    def flag(mask: pd.Series, reason_of) -> None:
+        fresh = mask & (reasons == "")
+        for index in rows.index[fresh.to_numpy()]:
+            reasons[index] = reason_of(index)
+
+    for column in classes:
+        spelled_nan = rows[column].str.strip().str.lower().isin(["nan", "+nan", "-nan"])
+        flag(
+            numbers[column].isna() & ~spelled_nan,
+            lambda i, c=column: f"{c} is not a number ({rows.at[i, c]!r})",
+        )
+        flag(~np.isfinite(numbers[column]), lambda i, c=column: f"{c} is not finite ({rows.at[i, c]!r})")
+        flag(
+            (numbers[column] < 0) | (numbers[column] > 1),
+            lambda i, c=column: f"{c} = {numbers.at[i, c]:.6g} is outside [0, 1]",
+        )
+    for head in spec.heads:
+        total = numbers[list(head.classes)].sum(axis=1)
+        flag(
+            (total - 1).abs() > SUM_TOLERANCE,
+            lambda i, h=head, t=total: (
+                f"{h.name} probabilities sum to {t[i]:.6g}, not 1 (tolerance {SUM_TOLERANCE})"
+            ),
+        )
+    duplicated = rows["case_id"].map(counts) > 1
+    reasons[duplicated] = [
+        f"case id appears {counts[c]} times in predictions.csv" for c in rows["case_id"][duplicated]
+    ]
+    statuses = []
+    by_case = dict(zip(rows["case_id"], reasons, strict=True))
+    for case_id in case_ids:
+        if case_id not in by_case:
+            statuses.append(CaseStatus(case_id, "missing", "no row in predictions.csv"))
+        elif by_case[case_id]:
+            statuses.append(CaseStatus(case_id, "malformed", by_case[case_id]))
+        else:
+            statuses.append(CaseStatus(case_id, "ok", ""))
+    good = (reasons == "").to_numpy()
+    valid = pd.concat([rows.loc[good, ["case_id"]], numbers.loc[good]], axis=1)
+    valid = valid.sort_values("case_id", kind="stable").reset_index(drop=True)
+    return valid, statuses, rejected
+
+
+# --- everything else in /output ----------------------------------------------------------------
+
+
+def _stray_entries(output_dir: Path, expected: set[str]) -> tuple[list[Rejected], int]:
+    """List entries of ``output_dir`` that are not expected outputs, without following links."""
+    rejected: list[Rejected] = []
+    more = 0
+    for root, folders, files in os.walk(output_dir, followlinks=False):
+        relative_root = Path(root).relative_to(output_dir)
+        for name in sorted(folders + files):
+            relative = (relative_root / name).as_posix()
+            info = os.lstat(Path(root) / name)
+            if stat.S_ISDIR(info.st_mode) or relative in expected and stat.S_ISREG(info.st_mode):
+                continue
+            if relative in expected:
+                continue  # an expected name that is a link or a device: its case already says so
+            if len(rejected) >= MAX_REJECTED_LISTED:
+                more += 1
+                continue
+            if stat.S_ISLNK(info.st_mode):
+                reason = "symlink; never followed, not kept"
+            elif not stat.S_ISREG(info.st_mode):
+                reason = f"{_kind(info.st_mode)}; not kept"
+            else:
+                reason = "not part of the output contract; not kept"
+            rejected.append(Rejected(relative, reason))
+    return rejected, more

@@ -1,0 +1,232 @@
+"""The Docker runner: one locked-down container per run, through the ``docker`` SDK.
+
+The container gets the prepared inputs read-only at ``/input``, an empty ``/output``, a
+size-limited tmpfs at ``/tmp`` and nothing else of the host: no network (``network_mode
+none``), a read-only root filesystem, an unprivileged user (65534:65534, *nobody*), every
+capability dropped, ``no-new-privileges``, limits on processes, memory (swap equal to memory,
+so none extra) and CPU, GPUs only when asked. A wall-clock timeout kills it; an OOM kill is
+read from the engine's state. Its logs are capped by the engine and again when saved.
+"""
+
+import logging
+import time
+from pathlib import Path
+
+from bench.errors import RunnerError, SubmissionError
+from bench.runners.result import ExecOutcome
+from bench.runners.staging import SUBMISSION_UID
+from bench.submissions import Submission
+from bench.tasks import Limits, parse_memory_bytes
+
+log = logging.getLogger(__name__)
+
+_ENGINE_LOG_MAX = "4m"
+_BUILD_LOG_TAIL = 25
+
+
+def ensure_image(submission: Submission, client, *, limits: Limits | None = None):
+    """The ``docker.models.images.Image`` to run: built, loaded from a tarball, or looked up.
+
+    Builds from ``docker.context`` with no network during the build (no registry is assumed:
+    the base image must already be in the engine), the build containers held to the run's
+    memory limit when ``limits`` is given, and tags the result ``ricord-bench/<name>``.
+
+    Raises
+    ------
+    SubmissionError
+        When the image is not in the engine, the build fails (with the end of the build log)
+        or the tarball cannot be loaded.
+    """
+    import docker.errors
+
+    if submission.docker_context is not None:
+        tag = f"ricord-bench/{submission.name.lower()}:latest"
+        log.info("building %s from %s", tag, submission.docker_context)
+        try:
+            image, _ = client.images.build(
+                path=str(submission.docker_context),
+                dockerfile=submission.dockerfile,
+                tag=tag,
+                rm=True,
+                forcerm=True,
+                pull=False,
+                network_mode="none",
+                buildargs=dict(submission.build_args),
+                container_limits=_build_limits(limits),
+            )
+        except docker.errors.BuildError as error:
+            lines = [
+                str(chunk.get("stream") or chunk.get("error") or "").rstrip() for chunk in error.build_log
+            ]
+            tail = "\n".join(line for line in lines if line)[-4000:].splitlines()[-_BUILD_LOG_TAIL:]
+            raise SubmissionError(
+                f"{submission.source}: docker build failed: {error.msg}\n"
+                + "\n".join(tail)
+                + "\nIf FROM names an image that is not in the engine, build the base image "
+                "(`bench images base`) or pass --build-arg BASE_IMAGE=..."
+            ) from error
+        except docker.errors.APIError as error:
+            raise SubmissionError(f"{submission.source}: the engine refused the build: {error}") from error
+        return image
+    if submission.tarball is not None:
+        try:
+            with open(submission.tarball, "rb") as handle:
+                images = client.images.load(handle)
+        except docker.errors.APIError as error:
+            raise SubmissionError(
+                f"{submission.tarball}: `docker load` failed: {error}. "
+                "Give a file written by `docker save IMAGE -o FILE`."
+            ) from error
+        if len(images) != 1:
+            raise SubmissionError(
+                f"{submission.tarball}: holds {len(images)} images; a submission tarball "
+                "must hold exactly one."
+            )
+        return images[0]
+    if submission.image is not None:
+        try:
+            return client.images.get(submission.image)
+        except docker.errors.ImageNotFound as error:
+            raise SubmissionError(
+                f"image {submission.image!r} is not in the engine; no registry is contacted. "
+                "Build or `docker load` it first."
+            ) from error
+    raise SubmissionError(
+        f"{submission.source}: submission.yaml has no 'docker' or 'image'; it can only run "
+        "with --runner process."
+    )
+
+
+def _build_limits(limits: Limits | None) -> dict:
+    if limits is None:
+        return {}
+    memory = parse_memory_bytes(limits.memory)
+    return {"memory": memory, "memswap": memory}
+
+
+def image_record(image) -> dict:
+    """``{id, digest, tags}`` for run.json.
+
+    ``digest`` is the registry digest when the image came from a registry; for an image built
+    or loaded locally it is the content-addressed image id (the sha256 of its configuration,
+    which names every layer by content), since no registry digest exists.
+    """
+    repo_digests = sorted(image.attrs.get("RepoDigests") or [])
+    digest = repo_digests[0].split("@", 1)[1] if repo_digests else image.id
+    return {"id": image.id, "digest": digest, "tags": sorted(image.tags)}
+
+
+def container_options(image_id: str, input_dir: Path, output_dir: Path, limits: Limits) -> dict:
+    """Keyword arguments for ``client.containers.create``: the whole isolation policy in one place."""
+    from docker.types import DeviceRequest, LogConfig, Ulimit
+
+    memory = parse_memory_bytes(limits.memory)
+    options = {
+        "image": image_id,
+        "user": f"{SUBMISSION_UID}:{SUBMISSION_UID}",
+        "network_mode": "none",
+        "read_only": True,
+        "tmpfs": {"/tmp": f"rw,nosuid,nodev,size={limits.tmpfs_mb}m,mode=1777"},
+        "volumes": {
+            str(input_dir): {"bind": "/input", "mode": "ro"},
+            str(output_dir): {"bind": "/output", "mode": "rw"},
+        },
+        "cap_drop": ["ALL"],
+        "security_opt": ["no-new-privileges"],
+        "pids_limit": limits.pids,
+        "mem_limit": memory,
+        "memswap_limit": memory,
+        "nano_cpus": int(limits.cpus * 1e9),
+        "environment": {
+            "BENCH_INPUT": "/input",
+            "BENCH_OUTPUT": "/output",
+            "HOME": "/tmp",
+            "TMPDIR": "/tmp",
+            "OMP_NUM_THREADS": str(max(1, int(limits.cpus))),
+            "OPENBLAS_NUM_THREADS": str(max(1, int(limits.cpus))),
+        },
+        "hostname": "submission",
+        "ulimits": [Ulimit(name="core", soft=0, hard=0)],
+        "log_config": LogConfig(type="json-file", config={"max-size": _ENGINE_LOG_MAX, "max-file": "1"}),
+        "labels": {"ricord-bench.role": "submission"},
+        "detach": True,
+    }
+    if limits.gpus:
+        options["device_requests"] = [DeviceRequest(count=limits.gpus, capabilities=[["gpu"]])]
+    return options
+
+
+def run_container(image, input_dir: Path, output_dir: Path, limits: Limits, client) -> ExecOutcome:
+    """Run the image once under :func:`container_options`; kill it at ``limits.timeout_s``.
+
+    Raises
+    ------
+    RunnerError
+        When the engine cannot create or start the container (e.g. GPUs asked for and none).
+    """
+    import docker.errors
+    import requests
+
+    try:
+        container = client.containers.create(**container_options(image.id, input_dir, output_dir, limits))
+    except docker.errors.APIError as error:
+        raise RunnerError(f"the engine could not create the container for {image.id}: {error}") from error
+    timed_out = False
+    try:
+        started = time.monotonic()
+        try:
+            container.start()
+        except docker.errors.APIError as error:
+            raise RunnerError(f"the engine could not start the container for {image.id}: {error}") from error
+        try:
+            status = container.wait(timeout=limits.timeout_s)
+        except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError):
+            timed_out = True
+            log.warning(
+                "container %s passed its %d s timeout; killing it", container.short_id, limits.timeout_s
+            )
+            _kill(container)
+            status = container.wait(timeout=60)
+        duration = time.monotonic() - started
+        container.reload()
+        state = container.attrs["State"]
+        stdout = container.logs(stdout=True, stderr=False)
+        stderr = container.logs(stdout=False, stderr=True)
+    finally:
+        try:
+            container.remove(force=True)
+        except docker.errors.APIError as error:
+            log.warning("could not remove container %s: %s", container.short_id, error)
+    exit_code = status.get("StatusCode", state.get("ExitCode"))
+    oom = bool(state.get("OOMKilled"))
+    return ExecOutcome(
+        exit_code=exit_code,
+        timed_out=timed_out,
+        oom_killed=oom,
+        duration_s=duration,
+        stdout=stdout,
+        stderr=stderr,
+        error=describe_end(exit_code, timed_out, oom, limits),
+    )
+
+
+def _kill(container) -> None:
+    import docker.errors
+
+    try:
+        container.kill()
+    except docker.errors.APIError as error:  # it may have exited between the timeout and the kill
+        log.info("kill of %s: %s", container.short_id, error)
+
+
+def describe_end(exit_code: int | None, timed_out: bool, oom_killed: bool, limits: Limits) -> str | None:
+    """One line saying why a run failed, or None when it exited 0 in time."""
+    if timed_out:
+        return f"killed after the {limits.timeout_s} s wall-clock timeout"
+    if oom_killed:
+        return f"killed for running out of memory (limit {limits.memory})"
+    if exit_code not in (0, None):
+        return f"exited with code {exit_code}"
+    if exit_code is None:
+        return "no exit code"
+    return None

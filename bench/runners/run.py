@@ -1,0 +1,216 @@
+"""One run of a submission on a prepared split, end to end, into a run directory written atomically.
+
+Straight line: read the inputs, snapshot them, make an empty capped output folder, run the
+submission (Docker or process), collect and validate its outputs case by case, save the logs
+(capped) and ``run.json``. The run directory appears only when all of that succeeded; a
+failure of the harness itself leaves nothing behind, while a failure of the submission is a
+run like any other, with its statuses and reasons.
+"""
+
+import logging
+import os
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import ValidationError
+
+from bench.errors import RunnerError
+from bench.io import atomic_directory, write_bytes, write_json
+from bench.runners.collect import collect_outputs
+from bench.runners.result import ExecOutcome, RunResult
+from bench.runners.staging import (
+    check_run_dir,
+    output_area,
+    read_inputs,
+    remove_staging,
+    snapshot_inputs,
+    staging_root,
+)
+from bench.submissions import Submission, load_submission
+from bench.tasks import Limits, TaskSpec
+
+log = logging.getLogger(__name__)
+
+LOG_CAP_BYTES = 1 << 20
+Progress = Callable[[int, int, str], None]
+
+
+def resolve_limits(spec: TaskSpec, limits: Limits | Mapping[str, Any] | None) -> Limits:
+    """The task's limits, with ``limits`` (a Limits, or a mapping of overrides; None values ignored) applied.
+
+    Raises
+    ------
+    RunnerError
+        When an override is invalid (e.g. ``memory="lots"``).
+    """
+    if isinstance(limits, Limits):
+        return limits
+    overrides = {key: value for key, value in (limits or {}).items() if value is not None}
+    try:
+        return Limits.model_validate({**spec.limits.model_dump(), **overrides})
+    except ValidationError as error:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
+        raise RunnerError(f"invalid run limits {overrides}: {problems}") from error
+
+
+def run_submission(
+    submission: Submission | str | os.PathLike,
+    spec: TaskSpec,
+    inputs_dir: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    *,
+    runner: Literal["docker", "process"] = "docker",
+    limits: Limits | Mapping[str, Any] | None = None,
+    client=None,
+    progress: Progress | None = None,
+) -> RunResult:
+    """Run ``submission`` on the prepared inputs of ``spec`` and write the run directory ``out_dir``.
+
+    Parameters
+    ----------
+    submission
+        A :class:`Submission` or anything :func:`bench.submissions.load_submission` accepts.
+    spec
+        The task; its ``id`` must match ``cases.json``.
+    inputs_dir
+        The prepared input folder (``OUT/input``; ``OUT`` is accepted and only its ``input``
+        part is used).
+    out_dir
+        The run directory to create (must not exist, or be empty): ``run.json``,
+        ``outputs/`` (validated outputs only) and ``logs/stdout.txt``, ``logs/stderr.txt``.
+    runner
+        ``docker`` (a container per run) or ``process`` (the submission's command, in
+        bubblewrap when installed).
+    limits
+        Overrides of the task's limits (timeout_s, memory, cpus, gpus, pids, tmpfs_mb,
+        output_mb), or a complete :class:`bench.tasks.Limits`.
+    client
+        A ``docker.DockerClient`` for the Docker runner; one from the environment by default.
+    progress
+        Called with (done, total, description) at each step.
+
+    Raises
+    ------
+    SubmissionError
+        The submission cannot be loaded or built (nothing ran).
+    RunnerError
+        The inputs are unusable, ``out_dir`` exists, the engine is unreachable or refuses the
+        container. A submission that crashes, hangs, runs out of memory or writes garbage
+        does not raise: the run records it.
+    """
+    if not isinstance(submission, Submission):
+        submission = load_submission(submission)
+    out_dir = Path(out_dir)
+    check_run_dir(out_dir)
+    inputs = read_inputs(inputs_dir)
+    if inputs.task != spec.id:
+        raise RunnerError(
+            f"{inputs.directory}/cases.json is for task {inputs.task!r}, not {spec.id!r}; "
+            "prepare the inputs for this task (`bench prepare`)."
+        )
+    if runner not in ("docker", "process"):
+        raise RunnerError(f"unknown runner {runner!r}; use 'docker' or 'process'.")
+    limits = resolve_limits(spec, limits)
+    steps = 3 + len(inputs.cases)
+    _step(progress, 0, steps, "preparing")
+    staging = staging_root(out_dir)
+    try:
+        input_dir, output_dir = staging / "input", staging / "output"
+        inputs_sha256 = snapshot_inputs(inputs, input_dir)
+        with output_area(output_dir, size_mb=limits.output_mb):
+            started_at = _now()
+            if runner == "docker":
+                outcome, isolated, isolation, image, command = _run_docker(
+                    submission, input_dir, output_dir, limits, client, progress, steps
+                )
+            else:
+                outcome, isolated, isolation, image, command = _run_process(
+                    submission, input_dir, output_dir, limits, progress, steps
+                )
+            ended_at = _now()
+            _step(progress, 2, steps, "collecting outputs")
+            with atomic_directory(out_dir) as tmp:
+                collection = collect_outputs(
+                    spec,
+                    inputs.cases,
+                    output_dir,
+                    input_dir,
+                    tmp / "outputs",
+                    cap_bytes=limits.output_mb * 1024 * 1024,
+                )
+                (tmp / "outputs").mkdir(exist_ok=True)
+                write_bytes(tmp / "logs" / "stdout.txt", cap_log(outcome.stdout))
+                write_bytes(tmp / "logs" / "stderr.txt", cap_log(outcome.stderr))
+                result = RunResult(
+                    run_dir=out_dir,
+                    task=spec.id,
+                    task_sha256=spec.sha256,
+                    submission=submission.metadata(),
+                    runner=runner,
+                    isolated=isolated,
+                    isolation=isolation,
+                    image=image,
+                    command=command,
+                    limits=limits.model_dump(mode="json"),
+                    started_at=started_at,
+                    ended_at=ended_at,
+                    duration_s=round(outcome.duration_s, 3),
+                    exit_code=outcome.exit_code,
+                    timed_out=outcome.timed_out,
+                    oom_killed=outcome.oom_killed,
+                    error=outcome.error,
+                    inputs_sha256=inputs_sha256,
+                    cases=collection.cases,
+                    rejected=collection.rejected,
+                    rejected_more=collection.rejected_more,
+                )
+                write_json(tmp / "run.json", result.to_json())
+    finally:
+        remove_staging(staging)
+    _step(progress, steps, steps, f"{result.counts['ok']}/{len(result.cases)} cases ok")
+    log.info("run of %s on %s: %s, %s", submission.name, spec.id, result.counts, result.error or "exit 0")
+    return result
+
+
+def _run_docker(submission, input_dir, output_dir, limits, client, progress, steps):
+    from bench.runners.docker import ensure_image, image_record, run_container
+    from bench.runners.engine import docker_client
+
+    client = client or docker_client()
+    _step(progress, 0, steps, "image")
+    image = ensure_image(submission, client, limits=limits)
+    _step(progress, 1, steps, f"running {image.short_id} (timeout {limits.timeout_s} s)")
+    outcome: ExecOutcome = run_container(image, input_dir, output_dir, limits, client)
+    isolation = (
+        "docker: network none, read-only root, uid 65534, all capabilities dropped, no-new-privileges, "
+        f"pids {limits.pids}, memory {limits.memory} (no swap), {limits.cpus} CPUs, {limits.gpus} GPUs"
+    )
+    return outcome, True, isolation, image_record(image), None
+
+
+def _run_process(submission, input_dir, output_dir, limits, progress, steps):
+    from bench.runners.process import ISOLATED, NOT_ISOLATED, run_process
+
+    _step(progress, 1, steps, f"running the command (timeout {limits.timeout_s} s)")
+    outcome, isolated, command = run_process(submission, input_dir, output_dir, limits)
+    return outcome, isolated, ISOLATED if isolated else NOT_ISOLATED, None, command
+
+
+def cap_log(data: bytes, cap_bytes: int = LOG_CAP_BYTES) -> bytes:
+    """Keep the first and last half of ``cap_bytes`` of a log, with a marker where bytes were cut."""
+    if len(data) <= cap_bytes:
+        return data
+    half = cap_bytes // 2
+    marker = f"\n[... {len(data) - 2 * half} bytes cut by ricord-bench ...]\n".encode()
+    return data[:half] + marker + data[-half:]
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _step(progress: Progress | None, done: int, total: int, description: str) -> None:
+    if progress is not None:
+        progress(done, total, description)

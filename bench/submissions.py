@@ -1,0 +1,220 @@
+"""Loading a submission: a folder with ``submission.yaml``, a ``docker save`` tarball, or an image name.
+
+A submission folder describes itself in ``submission.yaml`` (validated field by field, so a
+participant sees every mistake at once); a tarball or an image already in the engine carries
+no description, so its name comes from the file or the image reference. Nothing here talks to
+the engine: building, loading and resolving images is the Docker runner's job.
+"""
+
+import gzip
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from bench.errors import SubmissionError
+
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+# docker reference grammar, simplified: [registry[:port]/]path[:tag][@digest]
+_IMAGE_REF = re.compile(
+    r"^[a-z0-9][a-z0-9._/:-]*(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[0-9a-f]{64})?$"
+)
+_TARBALL_SUFFIXES = (".tar", ".tar.gz", ".tgz")
+
+
+class _Config(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DockerBuild(_Config):
+    """How to build the submission's image: a context folder and a Dockerfile inside it."""
+
+    context: str = "."
+    dockerfile: str = "Dockerfile"
+    build_args: dict[str, str] = {}
+
+
+class SubmissionConfig(_Config):
+    """The model of ``submission.yaml``.
+
+    ``docker`` (build from a Dockerfile) or ``image`` (an image already in the engine) is what
+    the Docker runner runs; ``command`` is what the process runner runs, from the submission
+    folder, with ``{python}`` replaced by the harness's Python interpreter.
+    """
+
+    name: Annotated[str, Field(pattern=NAME_PATTERN)]
+    team: Annotated[str, Field(min_length=1, max_length=200)]
+    description: Annotated[str, Field(max_length=5000)] = ""
+    docker: DockerBuild | None = None
+    image: str | None = None
+    command: Annotated[list[str], Field(min_length=1)] | None = None
+
+    @model_validator(mode="after")
+    def _something_to_run(self) -> "SubmissionConfig":
+        if self.docker is None and self.image is None and self.command is None:
+            raise ValueError("give at least one of 'docker' (a Dockerfile build), 'image' or 'command'")
+        if self.docker is not None and self.image is not None:
+            raise ValueError("give either 'docker' (build) or 'image' (already built), not both")
+        if self.image is not None and not _IMAGE_REF.match(self.image):
+            raise ValueError(f"'image' {self.image!r} is not a Docker image reference")
+        return self
+
+
+@dataclass(frozen=True)
+class Submission:
+    """A loaded submission, ready for a runner.
+
+    ``kind`` says where the code comes from: ``directory`` (``submission.yaml``), ``tarball``
+    (``docker save`` output) or ``image`` (a reference the engine already has). ``source`` is
+    what the user named, recorded in ``run.json``.
+    """
+
+    name: str
+    team: str
+    description: str
+    source: str
+    kind: Literal["directory", "tarball", "image"]
+    directory: Path | None = None
+    docker_context: Path | None = None
+    dockerfile: str | None = None
+    build_args: tuple[tuple[str, str], ...] = ()
+    image: str | None = None
+    tarball: Path | None = None
+    command: tuple[str, ...] | None = None
+
+    def metadata(self) -> dict:
+        """The ``submission`` block of ``run.json``."""
+        return {"name": self.name, "team": self.team, "description": self.description, "source": self.source}
+
+    @property
+    def runs_in_docker(self) -> bool:
+        return self.docker_context is not None or self.image is not None or self.tarball is not None
+
+
+def load_submission(source: str | os.PathLike) -> Submission:
+    """Load a submission from a folder, a ``docker save`` tarball or an image reference.
+
+    Parameters
+    ----------
+    source
+        A folder holding ``submission.yaml``; a ``.tar``/``.tar.gz``/``.tgz`` file written by
+        ``docker save``; or an image reference (``team/model:1``) present in the engine.
+
+    Raises
+    ------
+    SubmissionError
+        When the folder has no or an invalid ``submission.yaml`` (every invalid field listed),
+        when the build context or Dockerfile lies outside the folder, or when ``source`` is
+        none of the three.
+    """
+    text = os.fspath(source)
+    path = Path(text)
+    if path.is_dir():
+        return _from_directory(path)
+    if path.is_file():
+        if not path.name.endswith(_TARBALL_SUFFIXES):
+            raise SubmissionError(
+                f"{path}: a submission file must be a `docker save` tarball "
+                f"({', '.join(_TARBALL_SUFFIXES)}); got {path.name!r}."
+            )
+        _check_tarball(path)
+        stem = re.sub(r"(\.tar\.gz|\.tgz|\.tar)$", "", path.name)
+        return Submission(
+            name=_safe_name(stem),
+            team="",
+            description="",
+            source=str(path.resolve()),
+            kind="tarball",
+            tarball=path.resolve(),
+        )
+    if _IMAGE_REF.match(text):
+        repository = text.split("@")[0].rsplit("/", 1)[-1].split(":")[0]
+        return Submission(
+            name=_safe_name(repository), team="", description="", source=text, kind="image", image=text
+        )
+    raise SubmissionError(
+        f"submission {text!r}: not a folder with submission.yaml, not a `docker save` "
+        "tarball, and not an image reference. Give one of the three."
+    )
+
+
+def _from_directory(path: Path) -> Submission:
+    config_path = path / "submission.yaml"
+    if not config_path.is_file():
+        raise SubmissionError(
+            f"{path}: no submission.yaml. A submission folder needs one with name, team, "
+            "description and docker/image/command; see docs/submissions.md."
+        )
+    try:
+        raw = yaml.safe_load(config_path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as error:
+        raise SubmissionError(f"{config_path}: not valid YAML: {error}") from error
+    if not isinstance(raw, dict):
+        raise SubmissionError(f"{config_path}: expected a mapping of fields, got {type(raw).__name__}.")
+    try:
+        config = SubmissionConfig.model_validate(raw)
+    except ValidationError as error:
+        lines = [f"{config_path}: {error.error_count()} invalid field(s):"]
+        for item in error.errors():
+            where = ".".join(str(part) for part in item["loc"]) or "(top level)"
+            lines.append(f"  - {where}: {item['msg']}")
+        lines.append("Fix the fields above; see docs/submissions.md for the format.")
+        raise SubmissionError("\n".join(lines)) from error
+    root = path.resolve()
+    context = dockerfile = None
+    if config.docker is not None:
+        context = _inside(root, config.docker.context, config_path, "docker.context")
+        dockerfile_path = _inside(context, config.docker.dockerfile, config_path, "docker.dockerfile")
+        if not dockerfile_path.is_file():
+            raise SubmissionError(
+                f"{config_path}: docker.dockerfile {config.docker.dockerfile!r} does not "
+                f"exist in the build context {context}."
+            )
+        dockerfile = dockerfile_path.relative_to(context).as_posix()
+    return Submission(
+        name=config.name,
+        team=config.team,
+        description=config.description,
+        source=str(root),
+        kind="directory",
+        directory=root,
+        docker_context=context,
+        dockerfile=dockerfile,
+        build_args=tuple(sorted(config.docker.build_args.items())) if config.docker else (),
+        image=config.image,
+        command=tuple(config.command) if config.command else None,
+    )
+
+
+def _inside(root: Path, relative: str, config_path: Path, field_name: str) -> Path:
+    target = (root / relative).resolve()
+    if target != root and root not in target.parents:
+        raise SubmissionError(
+            f"{config_path}: {field_name} {relative!r} points outside the submission "
+            f"folder {root}; keep everything the build needs inside it."
+        )
+    return target
+
+
+def _check_tarball(path: Path) -> None:
+    with open(path, "rb") as handle:
+        head = handle.read(512)
+    if head[:2] == b"\x1f\x8b":
+        with gzip.open(path, "rb") as handle:
+            try:
+                head = handle.read(512)
+            except (OSError, EOFError) as error:
+                raise SubmissionError(f"{path}: not a readable gzip file ({error}).") from error
+    if len(head) < 512 or head[257:262] != b"ustar":
+        raise SubmissionError(
+            f"{path}: not a tar archive; expected the output of `docker save IMAGE -o FILE`."
+        )
+
+
+def _safe_name(text: str) -> str:
+    name = re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-._") or "submission"
+    return name[:64]
