@@ -217,3 +217,31 @@ def test_resources_route_tasks_to_the_worker_that_declares_them(cluster):
         _stop(worker)
     assert declared == [{}, {}, {"docker": 1}]  # two idle plain workers could have taken tasks
     assert results == [(item, "docker-host") for item in range(8)]
+
+
+@pytest.mark.slow
+@pytest.mark.docker
+def test_container_runs_go_to_the_docker_worker_and_write_to_the_shared_path(cluster, tmp_path):
+    from runner_inputs import write_prepared
+
+    from bench.images import build_base_image
+
+    build_base_image()  # reused when present (the runners' tests build it)
+    submissions = REPO / "submissions"
+    items = []
+    for name, task in (("threshold-seg", "ricord-1a-lesion-seg"), ("hu-stats-cls", "ricord-ct-covid-cls")):
+        inputs = write_prepared(tmp_path / "prepared" / task, task)
+        items.append({"submission": str(submissions / name), "task": task, "inputs": str(inputs),
+                      "run_dir": str(tmp_path / "runs" / name)})
+    worker = _start_worker(cluster.scheduler_address, "docker-host", "--resources", "docker=1")
+    try:
+        runs = map_ordered(tasks.run_submission_task, items, scheduler=cluster.scheduler_address,
+                           resources={"docker": 1}, connect_timeout_s=60)
+    finally:
+        _stop(worker)
+    assert [run["worker"] for run in runs] == ["docker-host", "docker-host"]
+    assert [run["exit_code"] for run in runs] == [0, 0]
+    assert [run["counts"] for run in runs] == [{"ok": 4, "missing": 0, "malformed": 0}] * 2
+    assert sorted(p.name for p in (tmp_path / "runs/threshold-seg/outputs/masks").iterdir()) == [
+        f"CASE-{i:03d}.nii.gz" for i in range(4)]
+    assert (tmp_path / "runs/hu-stats-cls/outputs/predictions.csv").is_file()
