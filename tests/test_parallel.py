@@ -13,6 +13,7 @@ from pathlib import Path
 
 import parallel_tasks as tasks
 import pytest
+from dask.utils import key_split
 
 from bench.errors import ClusterError, ScoringError
 from bench.parallel import SCHEDULER_ENV, describe_item, map_ordered
@@ -144,10 +145,19 @@ def test_local_cluster_error_propagates_unchanged(cluster):
 @pytest.mark.slow
 def test_local_cluster_survives_a_killed_worker(cluster, case_paths, expected, tmp_path):
     marker = str(tmp_path / "killed-once")
+    seen = len(cluster.scheduler.get_events("all"))
     results = map_ordered(tasks.summarize_or_die_once, [(p, marker) for p in case_paths],
                           scheduler=cluster.scheduler_address)
-    assert (tmp_path / "killed-once").exists()
     assert results == expected
+    assert _lost_while_processing(cluster, seen) == {"summarize_or_die_once"}  # lost mid-task, rerun
+
+
+def _lost_while_processing(cluster, seen: int) -> set[str]:
+    """Task names the scheduler had in flight on workers it lost, from its event log after ``seen``."""
+    events = [event for _, event in cluster.scheduler.get_events("all")[seen:]]
+    keys = [key for event in events if event.get("action") == "remove-worker"
+            for key in event["processing-tasks"]]
+    return {key_split(key) for key in keys}
 
 
 @pytest.mark.slow
