@@ -55,3 +55,4 @@ def main() -> None:
 
 # Command modules register themselves on `app` when imported; keep one import per line.
 from bench.cli import run  # noqa: E402,F401
+from bench.cli import data  # noqa: E402,F401

@@ -1,0 +1,112 @@
+"""`bench data synth|index`: write the synthetic collection; index a download into a manifest."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from bench.cli import app
+from bench.cli.progress import progress_bar
+from bench.data.manifest import write_manifest
+from bench.data.ricord import index_download
+from bench.data.synth import synthesize
+from bench.io import write_json
+
+data_app = typer.Typer(help="RICORD data: synthesize a collection, index a download.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+console = Console()
+
+
+@data_app.command("synth")
+def synth_command(
+    out: Annotated[Path, typer.Option("--out", help="Output folder (must not exist or be empty).")],
+    seed: Annotated[int, typer.Option("--seed", help="Seed: the same seed writes byte-identical files.")] = 0,
+    size: Annotated[
+        str, typer.Option("--size", help="small (tests, demo) or full (512x512x220 CT).")
+    ] = "small",
+) -> None:
+    """Write a synthetic RICORD 1a/1b/1c collection in the real TCIA/MD.ai formats."""
+    with progress_bar("synthesizing") as progress:
+        report = synthesize(out, seed=seed, size=size, progress=progress)
+    table = Table(title=f"synthetic collection (seed {seed}, size {size})")
+    table.add_column("collection")
+    table.add_column("studies", justify="right")
+    for collection, count in report.studies.items():
+        table.add_row(collection, str(count))
+    console.print(table)
+    console.print(f"DICOM files: {report.n_dicom_files} under {report.out_dir}")
+    for path in report.annotations:
+        console.print(f"annotations: {path}")
+    for path in report.clinical:
+        console.print(f"clinical:    {path}")
+    console.print(f"truth masks (tests only): {report.truth_dir}")
+
+
+def _counts_table(title: str, counter: Counter) -> Table:
+    table = Table(title=title)
+    table.add_column("value")
+    table.add_column("cases", justify="right")
+    for key, count in sorted(counter.items()):
+        table.add_row(" / ".join(str(k) if k != "" else "-" for k in key), str(count))
+    return table
+
+
+@data_app.command("index")
+def index_command(
+    root: Annotated[Path, typer.Argument(help="Download folder (collection folders, metadata.csv).")],
+    out: Annotated[Path, typer.Option("--out", help="Manifest CSV to write.")],
+    annotations: Annotated[
+        list[Path] | None, typer.Option("--annotations", help="MD.ai export JSON (repeat for 1a and 1c).")
+    ] = None,
+    clinical: Annotated[
+        list[Path] | None,
+        typer.Option("--clinical", help="Clinical sheet xlsx or csv (repeat per collection)."),
+    ] = None,
+) -> None:
+    """Index a RICORD download (real or synthetic) into a case manifest plus a report."""
+    with progress_bar("indexing") as progress:
+        report = index_download(
+            root, annotations=annotations or [], clinical=clinical or [], progress=progress
+        )
+    write_manifest(report.manifest, out)
+    report_path = out.with_name(out.stem + ".report.json")
+    write_json(report_path, report.to_dict())
+    manifest = report.manifest
+    console.print(
+        _counts_table(
+            "cases per collection / site", Counter(zip(manifest.collection, manifest.site, strict=True))
+        )
+    )
+    console.print(
+        _counts_table(
+            "cases per collection / covid / appearance / grade",
+            Counter(
+                zip(manifest.collection, manifest.covid, manifest.appearance, manifest.grade, strict=True)
+            ),
+        )
+    )
+    ties = int(manifest.appearance_tie.sum() + manifest.grade_tie.sum()) if len(manifest) else 0
+    console.print(f"reader ties resolved by the tie rule: {ties}")
+    if report.skipped:
+        table = Table(title=f"skipped ({len(report.skipped)}; reasons in {report_path.name})")
+        table.add_column("reason")
+        table.add_column("count", justify="right")
+        table.add_column("first item")
+        for kind, items in report.skipped_by_kind().items():
+            table.add_row(kind, str(len(items)), items[0])
+        console.print(table)
+    else:
+        console.print("skipped: nothing")
+    console.print(
+        f"series present but not used (scouts, reformats, other views): {report.counts['series_ignored']}"
+    )
+    for warning in report.warnings[:10]:
+        console.print(f"[yellow]warning[/yellow]: {warning}")
+    if len(report.warnings) > 10:
+        console.print(f"... and {len(report.warnings) - 10} more warnings in {report_path}")
+    console.print(f"manifest: {out} ({len(manifest)} cases); report: {report_path}")

@@ -1,0 +1,649 @@
+"""DICOM: index headers by UID, load CT series in HU and radiographs for display.
+
+Identity is always the Study/Series/SOP Instance UID read from the header, never a folder
+or file name: TCIA ships RICORD in at least two folder layouts and file names that encode
+neither UIDs nor slice order.
+
+Conventions (relied on by prepare and the metrics):
+
+- A CT volume is a float32 array ``(z, y, x)``: ``z`` runs along the slice normal
+  (row direction x column direction of ImageOrientationPatient) in increasing order of the
+  ImagePositionPatient projected onto it; ``y`` is the DICOM row index, ``x`` the column.
+- ``spacing_mm`` is in the same axis order as the array: (slice spacing from the positions,
+  PixelSpacing[0] = row spacing, PixelSpacing[1] = column spacing).
+- ``affine_lps`` maps an index ``(z, y, x, 1)`` to patient LPS millimetres.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pydicom
+from pydicom.datadict import dictionary_VR
+from pydicom.dataelem import RawDataElement
+from pydicom.errors import InvalidDicomError
+from pydicom.pixels import apply_modality_lut, apply_voi_lut
+from pydicom.tag import Tag
+
+from bench.errors import DicomError
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[int, int, str], None]
+
+#: Files whose name ends in one of these are not considered DICOM candidates at all.
+NON_DICOM_SUFFIXES = frozenset(
+    {
+        ".csv",
+        ".json",
+        ".xlsx",
+        ".xls",
+        ".txt",
+        ".md",
+        ".npz",
+        ".npy",
+        ".zip",
+        ".pdf",
+        ".html",
+        ".xml",
+        ".tcia",
+        ".nii",
+        ".gz",
+        ".yaml",
+        ".yml",
+        ".png",
+        ".jpg",
+        ".log",
+    }
+)
+
+#: TCIA's private tag carrying the collection name.
+TCIA_COLLECTION_TAG = Tag(0x0013, 0x1010)
+
+HEADER_COLUMNS = (
+    "path",
+    "rel_path",
+    "file_size",
+    "study_uid",
+    "series_uid",
+    "sop_uid",
+    "patient_id",
+    "modality",
+    "sop_class_uid",
+    "series_number",
+    "instance_number",
+    "study_description",
+    "series_description",
+    "study_date",
+    "image_type",
+    "rows",
+    "cols",
+    "position",
+    "orientation",
+    "pixel_spacing",
+    "imager_pixel_spacing",
+    "slice_thickness",
+    "view_position",
+    "photometric",
+    "number_of_frames",
+    "patient_sex",
+    "patient_age",
+    "tcia_collection",
+)
+
+# Relative and absolute slack when comparing slice gaps (positions are printed with ~6 decimals).
+_GAP_RTOL = 0.01
+_GAP_ATOL_MM = 0.01
+
+
+@dataclass(frozen=True, eq=False)
+class HeaderScan:
+    """Result of walking a tree: one row per readable instance, and what was skipped."""
+
+    instances: pd.DataFrame
+    skipped: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True, eq=False)
+class CtVolume:
+    """A CT series in HU, sorted along the slice normal (see the module docstring)."""
+
+    hu: np.ndarray
+    spacing_mm: tuple[float, float, float]
+    affine_lps: np.ndarray
+    sop_uids: tuple[str, ...]
+    study_uid: str
+    series_uid: str
+
+
+@dataclass(frozen=True, eq=False)
+class Radiograph:
+    """A radiograph, modality + VOI LUT applied, MONOCHROME1 inverted (bright = dense)."""
+
+    pixels: np.ndarray
+    spacing_mm: tuple[float, float]
+    sop_uid: str
+    study_uid: str
+    series_uid: str
+    photometric: str
+    spacing_source: str
+
+
+@dataclass(frozen=True, eq=False)
+class SeriesOrder:
+    """Slice order and spacing of a series, derived from its headers alone."""
+
+    order: np.ndarray
+    slice_spacing_mm: float
+    step_lps: np.ndarray
+
+
+def is_candidate(path: Path) -> bool:
+    """True for files that may be DICOM: not hidden and not a known non-DICOM suffix."""
+    name = path.name
+    if name.startswith("."):
+        return False
+    return not any(name.lower().endswith(suffix) for suffix in NON_DICOM_SUFFIXES)
+
+
+def _floats(value) -> tuple[float, ...] | None:
+    if value is None or value == "":
+        return None
+    try:
+        return tuple(float(v) for v in value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _text(ds, keyword: str) -> str:
+    value = ds.get(keyword)
+    if value is None:
+        return ""
+    if isinstance(value, pydicom.multival.MultiValue):
+        return "\\".join(str(v) for v in value)
+    return str(value).strip()
+
+
+def _int(ds, keyword: str, default: int = 0) -> int:
+    value = ds.get(keyword)
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return default
+
+
+_TEXT_VRS = frozenset(
+    {"AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "LT", "PN", "SH", "ST", "TM", "UI", "UT"}
+)
+_TAGS = {
+    keyword: Tag(keyword)
+    for keyword in (
+        "StudyInstanceUID",
+        "SeriesInstanceUID",
+        "SOPInstanceUID",
+        "PatientID",
+        "Modality",
+        "SOPClassUID",
+        "SeriesNumber",
+        "InstanceNumber",
+        "StudyDescription",
+        "SeriesDescription",
+        "StudyDate",
+        "ImageType",
+        "Rows",
+        "Columns",
+        "ImagePositionPatient",
+        "ImageOrientationPatient",
+        "PixelSpacing",
+        "ImagerPixelSpacing",
+        "SliceThickness",
+        "ViewPosition",
+        "PhotometricInterpretation",
+        "NumberOfFrames",
+        "PatientSex",
+        "PatientAge",
+        "BitsAllocated",
+        "SamplesPerPixel",
+    )
+}
+
+
+_VRS = {keyword: dictionary_VR(tag) for keyword, tag in _TAGS.items()}
+
+
+class _Fields:
+    """Header values read from the raw elements, skipping pydicom's value conversion.
+
+    Indexing reads ~30 elements of every file; converting them through the Dataset API
+    costs several times the parse itself. Raw text VRs (from the file, or from the data
+    dictionary for implicit-VR files) are decoded directly (Latin-1: only identifiers and
+    descriptions are read); anything else goes through pydicom.
+    """
+
+    def __init__(self, ds):
+        self.ds = ds
+
+    def _elem(self, keyword: str):
+        return self.ds.get_item(_TAGS[keyword])
+
+    @staticmethod
+    def _vr(keyword: str, elem) -> str | None:
+        return elem.VR if elem.VR is not None else _VRS[keyword]
+
+    def text(self, keyword: str) -> str:
+        elem = self._elem(keyword)
+        if elem is None:
+            return ""
+        if isinstance(elem, RawDataElement) and self._vr(keyword, elem) in _TEXT_VRS:
+            return "" if elem.value is None else elem.value.decode("latin-1").strip("\x00 ")
+        value = self.ds[_TAGS[keyword]].value
+        if value is None:
+            return ""
+        if isinstance(value, list | pydicom.multival.MultiValue):
+            return "\\".join(str(v) for v in value)
+        return str(value).strip()
+
+    def floats(self, keyword: str) -> tuple[float, ...] | None:
+        text = self.text(keyword)
+        if not text:
+            return None
+        try:
+            return tuple(float(v) for v in text.split("\\"))
+        except ValueError:
+            return None
+
+    def integer(self, keyword: str, default: int = 0) -> int:
+        elem = self._elem(keyword)
+        raw = isinstance(elem, RawDataElement)
+        if raw and self._vr(keyword, elem) == "US" and elem.value and len(elem.value) >= 2:
+            return int.from_bytes(elem.value[:2], "little" if elem.is_little_endian else "big")
+        if elem is None:
+            return default
+        if raw and self._vr(keyword, elem) in _TEXT_VRS:
+            text = self.text(keyword)
+        else:
+            text = str(self.ds[_TAGS[keyword]].value)
+        try:
+            return int(float(text))
+        except (TypeError, ValueError):
+            return default
+
+
+def _decoded(value) -> str:
+    """Text of an element value; bytes (private tags read as UN in implicit VR) as Latin-1."""
+    if isinstance(value, bytes):
+        return value.decode("latin-1").strip("\x00 ")
+    return "" if value is None else str(value).strip()
+
+
+def _expected_pixel_bytes(ds, fields: _Fields) -> int | None:
+    """Bytes of native (uncompressed) pixel data, or None for encapsulated syntaxes."""
+    meta = getattr(ds, "file_meta", None)
+    syntax = getattr(meta, "TransferSyntaxUID", None) if meta is not None else None
+    if syntax is not None and syntax.is_compressed:
+        return None
+    rows, bits = fields.integer("Rows"), fields.integer("BitsAllocated")
+    if not rows or not bits:
+        return None
+    frames = fields.integer("NumberOfFrames", 1) or 1
+    samples = fields.integer("SamplesPerPixel", 1) or 1
+    return rows * fields.integer("Columns") * samples * frames * bits // 8
+
+
+def read_header(path: str | os.PathLike) -> dict:
+    """Read one file's header (no pixels) into an index row.
+
+    Raises
+    ------
+    DicomError
+        When the file is not DICOM, is truncated, or lacks one of the three instance UIDs.
+    """
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as handle:
+            ds = pydicom.dcmread(handle, stop_before_pixels=True)
+            remaining = size - handle.tell()
+    except InvalidDicomError as error:
+        raise DicomError(
+            f"{path}: not a DICOM file ({error}). Remove it from the download or re-download the series."
+        ) from error
+    except (EOFError, OSError, ValueError, KeyError, TypeError) as error:
+        raise DicomError(
+            f"{path}: unreadable or truncated DICOM header ({type(error).__name__}: "
+            f"{error}). Re-download this file."
+        ) from error
+    fields = _Fields(ds)
+    uids = {k: fields.text(k) for k in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID")}
+    missing = [k for k, v in uids.items() if not v]
+    if missing:
+        raise DicomError(
+            f"{path}: DICOM header lacks {', '.join(missing)} (truncated or incomplete header); "
+            "cannot identify the instance. Re-download it or remove it."
+        )
+    expected = _expected_pixel_bytes(ds, fields)
+    if expected is not None:
+        # dcmread stops at the (7FE0,0010) tag: its tag + VR + length take 12 bytes (explicit VR)
+        # or 8 (implicit VR) before the values.
+        syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+        remaining -= 8 if syntax is not None and syntax.is_implicit_VR else 12
+    if expected is not None and remaining < expected:
+        raise DicomError(
+            f"{path}: truncated DICOM file: {remaining} bytes left for pixel data, "
+            f"{expected} expected ({fields.integer('Rows')}x{fields.integer('Columns')}). "
+            "Re-download this file."
+        )
+    collection = ds.get(TCIA_COLLECTION_TAG)
+    thickness = fields.floats("SliceThickness")
+    return {
+        "path": str(path),
+        "rel_path": "",
+        "file_size": size,
+        "study_uid": uids["StudyInstanceUID"],
+        "series_uid": uids["SeriesInstanceUID"],
+        "sop_uid": uids["SOPInstanceUID"],
+        "patient_id": fields.text("PatientID"),
+        "modality": fields.text("Modality"),
+        "sop_class_uid": fields.text("SOPClassUID"),
+        "series_number": fields.integer("SeriesNumber"),
+        "instance_number": fields.integer("InstanceNumber"),
+        "study_description": fields.text("StudyDescription"),
+        "series_description": fields.text("SeriesDescription"),
+        "study_date": fields.text("StudyDate"),
+        "image_type": fields.text("ImageType").upper(),
+        "rows": fields.integer("Rows"),
+        "cols": fields.integer("Columns"),
+        "position": fields.floats("ImagePositionPatient"),
+        "orientation": fields.floats("ImageOrientationPatient"),
+        "pixel_spacing": fields.floats("PixelSpacing"),
+        "imager_pixel_spacing": fields.floats("ImagerPixelSpacing"),
+        "slice_thickness": thickness[0] if thickness else 0.0,
+        "view_position": fields.text("ViewPosition").upper(),
+        "photometric": fields.text("PhotometricInterpretation"),
+        "number_of_frames": fields.integer("NumberOfFrames", 1) or 1,
+        "patient_sex": fields.text("PatientSex"),
+        "patient_age": fields.text("PatientAge"),
+        "tcia_collection": _decoded(collection.value) if collection is not None else "",
+    }
+
+
+def scan_headers(root: str | os.PathLike, *, progress: Progress | None = None) -> HeaderScan:
+    """Walk ``root`` and read every candidate file's header (``stop_before_pixels``).
+
+    Files that fail (not DICOM, truncated, no UIDs) are listed in ``skipped`` with the
+    reason instead of stopping the walk. Duplicate SOPInstanceUIDs keep the first path in
+    sorted order and list the others as skipped.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise DicomError(
+            f"{root}: download root is not a directory. Pass the folder that holds "
+            "the collection folders (and metadata.csv)."
+        )
+    files = sorted(p for p in root.rglob("*") if p.is_file() and is_candidate(p.relative_to(root)))
+    rows: list[dict] = []
+    skipped: list[tuple[str, str]] = []
+    total = len(files)
+    for done, path in enumerate(files, start=1):
+        try:
+            row = read_header(path)
+        except DicomError as error:
+            log.warning("%s", error)
+            reason = str(error)
+            skipped.append((path.relative_to(root).as_posix(), reason.removeprefix(f"{path}: ")))
+        else:
+            row["rel_path"] = path.relative_to(root).as_posix()
+            rows.append(row)
+        if progress is not None:
+            progress(done, total, "reading DICOM headers")
+    frame = pd.DataFrame(rows, columns=list(HEADER_COLUMNS))
+    duplicated = frame.duplicated("sop_uid", keep="first")
+    for _, row in frame[duplicated].iterrows():
+        skipped.append((row["rel_path"], f"duplicate SOPInstanceUID {row['sop_uid']} (first copy kept)"))
+    frame = frame[~duplicated].reset_index(drop=True)
+    return HeaderScan(instances=frame, skipped=tuple(skipped))
+
+
+def index_headers(root: str | os.PathLike, *, progress: Progress | None = None) -> pd.DataFrame:
+    """One row per readable DICOM instance under ``root`` (columns :data:`HEADER_COLUMNS`).
+
+    ``path`` is the file path as found (root joined with the relative path), ``rel_path`` the
+    POSIX path relative to ``root``. Unreadable files are left out; use :func:`scan_headers`
+    to see them with their reasons.
+    """
+    return scan_headers(root, progress=progress).instances
+
+
+def slice_normal(orientation: Sequence[float]) -> np.ndarray:
+    """Unit normal (row direction x column direction) of an ImageOrientationPatient."""
+    row_dir = np.asarray(orientation[:3], dtype=float)
+    col_dir = np.asarray(orientation[3:6], dtype=float)
+    normal = np.cross(row_dir, col_dir)
+    return normal / np.linalg.norm(normal)
+
+
+def order_slices(
+    positions: np.ndarray,
+    orientation: Sequence[float],
+    *,
+    sop_uids: Sequence[str],
+    where: str,
+    slice_thickness_mm: float = 0.0,
+) -> SeriesOrder:
+    """Sort slices along the normal and check that they are evenly spaced.
+
+    Parameters
+    ----------
+    positions : (n, 3) array
+        ImagePositionPatient of each slice, in file order.
+    orientation : sequence of 6 floats
+        The shared ImageOrientationPatient.
+    sop_uids : sequence of str
+        SOPInstanceUID of each slice (named in error messages).
+    where : str
+        Series UID or directory, named in error messages.
+    slice_thickness_mm : float
+        Used as the slice spacing of a single-slice series.
+
+    Raises
+    ------
+    DicomError
+        Duplicate positions, a missing slice (a gap that is a multiple of the usual one),
+        or otherwise uneven spacing.
+    """
+    positions = np.asarray(positions, dtype=float)
+    normal = slice_normal(orientation)
+    along = positions @ normal
+    order = np.argsort(along, kind="stable")
+    n = len(order)
+    if n == 1:
+        spacing = float(slice_thickness_mm) if slice_thickness_mm > 0 else 1.0
+        return SeriesOrder(order=order, slice_spacing_mm=spacing, step_lps=normal * spacing)
+    gaps = np.diff(along[order])
+    spacing = float(np.median(gaps))
+    tolerance = _GAP_ATOL_MM + _GAP_RTOL * abs(spacing)
+    if np.any(gaps <= tolerance):
+        k = int(np.argmax(gaps <= tolerance))
+        raise DicomError(
+            f"series {where}: slices {sop_uids[order[k]]} and {sop_uids[order[k + 1]]} share the "
+            f"position {along[order[k]]:.3f} mm along the normal; two series are mixed or a slice is "
+            "duplicated. Remove the duplicate files."
+        )
+    bad = np.flatnonzero(np.abs(gaps - spacing) > tolerance)
+    if bad.size:
+        k = int(bad[0])
+        ratio = gaps[k] / spacing
+        if abs(ratio - round(ratio)) * spacing <= tolerance and round(ratio) >= 2:
+            raise DicomError(
+                f"series {where}: missing slice: gap of {gaps[k]:.3f} mm between slices "
+                f"{sop_uids[order[k]]} and {sop_uids[order[k + 1]]}, {round(ratio) - 1} slice(s) of "
+                f"{spacing:.3f} mm expected there. Re-download the series."
+            )
+        raise DicomError(
+            f"series {where}: uneven slice spacing: gap of {gaps[k]:.3f} mm between slices "
+            f"{sop_uids[order[k]]} and {sop_uids[order[k + 1]]}, {spacing:.3f} mm expected "
+            f"(tolerance {tolerance:.3f} mm). The series cannot be used as one volume."
+        )
+    step = (positions[order[-1]] - positions[order[0]]) / (n - 1)
+    return SeriesOrder(order=order, slice_spacing_mm=spacing, step_lps=step)
+
+
+def _same(values: list, what: str, where: str, paths: Sequence) -> None:
+    first = values[0]
+    for value, path in zip(values, paths, strict=True):
+        if value != first and not (
+            isinstance(value, tuple)
+            and isinstance(first, tuple)
+            and len(value) == len(first)
+            and np.allclose(value, first, atol=1e-4)
+        ):
+            raise DicomError(
+                f"series {where}: {path} has {what} {value}, other slices {first}. "
+                "A series must share one grid; remove the odd file."
+            )
+
+
+def load_ct_series(paths: Sequence[str | os.PathLike]) -> CtVolume:
+    """Load the files of one CT series into a volume in HU (see the module docstring).
+
+    HU = stored value x RescaleSlope + RescaleIntercept, per slice.
+
+    Raises
+    ------
+    DicomError
+        Unreadable files, mixed series, inconsistent grids, a missing slice or uneven spacing.
+    """
+    if not paths:
+        raise DicomError("load_ct_series: no files given; the series has no instances in the index.")
+    datasets = []
+    for path in paths:
+        try:
+            ds = pydicom.dcmread(path)
+            pixels = ds.pixel_array
+        except InvalidDicomError as error:
+            raise DicomError(f"{path}: not a DICOM file ({error}). Re-download the series.") from error
+        except (EOFError, OSError, ValueError, KeyError, TypeError, AttributeError) as error:
+            raise DicomError(
+                f"{path}: cannot read pixel data ({type(error).__name__}: {error}); "
+                "the file is truncated or its encoding unsupported. Re-download it."
+            ) from error
+        datasets.append((ds, pixels))
+    first = datasets[0][0]
+    where = _text(first, "SeriesInstanceUID")
+    _same([_text(ds, "SeriesInstanceUID") for ds, _ in datasets], "SeriesInstanceUID", where, paths)
+    _same([(int(ds.Rows), int(ds.Columns)) for ds, _ in datasets], "matrix", where, paths)
+    orientations = [_floats(ds.get("ImageOrientationPatient")) for ds, _ in datasets]
+    positions = [_floats(ds.get("ImagePositionPatient")) for ds, _ in datasets]
+    spacings = [_floats(ds.get("PixelSpacing")) for ds, _ in datasets]
+    for name, values in (
+        ("ImageOrientationPatient", orientations),
+        ("ImagePositionPatient", positions),
+        ("PixelSpacing", spacings),
+    ):
+        for value, path in zip(values, paths, strict=True):
+            if value is None:
+                raise DicomError(
+                    f"{path}: CT slice lacks {name}; cannot place it in 3D. "
+                    "This series cannot be loaded as a volume."
+                )
+    _same(orientations, "ImageOrientationPatient", where, paths)
+    _same(spacings, "PixelSpacing", where, paths)
+    sop_uids = [_text(ds, "SOPInstanceUID") for ds, _ in datasets]
+    geometry = order_slices(
+        np.array(positions),
+        orientations[0],
+        sop_uids=sop_uids,
+        where=where,
+        slice_thickness_mm=float(first.get("SliceThickness") or 0.0),
+    )
+    hu = np.empty((len(datasets), int(first.Rows), int(first.Columns)), dtype=np.float32)
+    for k, index in enumerate(geometry.order):
+        ds, pixels = datasets[index]
+        slope = float(ds.get("RescaleSlope", 1.0) or 1.0)
+        intercept = float(ds.get("RescaleIntercept", 0.0) or 0.0)
+        hu[k] = pixels.astype(np.float32) * np.float32(slope) + np.float32(intercept)
+    row_spacing, col_spacing = spacings[0]
+    orientation = np.asarray(orientations[0], dtype=float)
+    affine = np.eye(4)
+    affine[:3, 0] = geometry.step_lps
+    affine[:3, 1] = orientation[3:6] * row_spacing
+    affine[:3, 2] = orientation[:3] * col_spacing
+    affine[:3, 3] = positions[geometry.order[0]]
+    return CtVolume(
+        hu=hu,
+        spacing_mm=(geometry.slice_spacing_mm, float(row_spacing), float(col_spacing)),
+        affine_lps=affine,
+        sop_uids=tuple(sop_uids[i] for i in geometry.order),
+        study_uid=_text(first, "StudyInstanceUID"),
+        series_uid=where,
+    )
+
+
+def radiograph_spacing(pixel_spacing, imager_pixel_spacing) -> tuple[tuple[float, float], str]:
+    """(row, column) spacing in mm and where it came from.
+
+    PixelSpacing first, then ImagerPixelSpacing; when neither holds two positive numbers,
+    1.0 mm is assumed (and reported as ``"assumed"``).
+    """
+    for value, source in ((pixel_spacing, "PixelSpacing"), (imager_pixel_spacing, "ImagerPixelSpacing")):
+        if value is not None and len(value) == 2 and min(value) > 0:
+            return (float(value[0]), float(value[1])), source
+    return (1.0, 1.0), "assumed"
+
+
+def load_radiograph(path: str | os.PathLike) -> Radiograph:
+    """Load a CR/DX image for viewing: modality LUT, then VOI LUT, then MONOCHROME1 inversion.
+
+    The VOI step uses pydicom's :func:`~pydicom.pixels.apply_voi_lut` (a VOI LUT Sequence is
+    preferred over WindowCenter/Width) and is skipped when the header has neither.
+    MONOCHROME1 images are inverted as ``min + max - value`` so that, as in MONOCHROME2,
+    higher values are brighter (denser). Returns float32 ``(y, x)``.
+
+    Raises
+    ------
+    DicomError
+        Not DICOM, truncated or undecodable pixel data, colour or multi-frame images.
+    """
+    path = Path(path)
+    try:
+        ds = pydicom.dcmread(path)
+        pixels = ds.pixel_array
+    except InvalidDicomError as error:
+        raise DicomError(f"{path}: not a DICOM file ({error}). Re-download it.") from error
+    except (EOFError, OSError, ValueError, KeyError, TypeError, AttributeError) as error:
+        raise DicomError(
+            f"{path}: cannot read pixel data ({type(error).__name__}: {error}); the "
+            "file is truncated or its encoding unsupported. Re-download it."
+        ) from error
+    photometric = _text(ds, "PhotometricInterpretation")
+    if photometric not in ("MONOCHROME1", "MONOCHROME2") or pixels.ndim != 2:
+        raise DicomError(
+            f"{path}: radiograph must be one grayscale frame, got {photometric} with "
+            f"pixel array shape {pixels.shape}. Remove it or pick another image."
+        )
+    values = apply_modality_lut(pixels, ds)
+    if "VOILUTSequence" in ds or "WindowCenter" in ds:
+        values = apply_voi_lut(values, ds, prefer_lut=True)
+    values = np.asarray(values, dtype=np.float32)
+    if photometric == "MONOCHROME1":
+        values = np.float32(values.min() + values.max()) - values
+    spacing, source = radiograph_spacing(
+        _floats(ds.get("PixelSpacing")), _floats(ds.get("ImagerPixelSpacing"))
+    )
+    if source == "assumed":
+        log.warning("%s: no usable PixelSpacing/ImagerPixelSpacing; assuming 1.0 mm", path)
+    return Radiograph(
+        pixels=values,
+        spacing_mm=spacing,
+        sop_uid=_text(ds, "SOPInstanceUID"),
+        study_uid=_text(ds, "StudyInstanceUID"),
+        series_uid=_text(ds, "SeriesInstanceUID"),
+        photometric=photometric,
+        spacing_source=source,
+    )

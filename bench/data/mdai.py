@@ -1,0 +1,527 @@
+"""The MD.ai annotation export (JSON) as RICORD ships it, polygon rasterization, readers.
+
+The export holds ``labelGroups[].labels[]`` (id, name, scope, annotationMode, type) and
+``datasets[].annotations[]`` (labelId, Study/Series/SOPInstanceUID, data, createdById, ...).
+Label names are read from the file; nothing here depends on label ids.
+
+Conventions:
+
+- A *reader* is the annotation's ``createdById`` (the label group id when that is null).
+- ``data.vertices`` are ``[x = column, y = row]`` in pixel-centre coordinates of the slice
+  named by ``SOPInstanceUID`` (pixel ``(row r, column c)`` has its centre at ``x=c, y=r``);
+  a polygon covers the pixels whose centres fall inside it (:func:`skimage.draw.polygon`).
+  Several polygons of one label and reader on a slice are OR-ed.
+- Rows whose label needs geometry (freeform, polygon, bbox, ...) but whose ``data`` is null
+  (or whose polygon has no vertices) are skipped and counted (``n_null_data``); study-level
+  labels carry null data by design and are kept.
+- Readers combine by ``union`` (any reader) or ``majority`` (more than half of the readers
+  who annotated anything in the study; with two readers that is their intersection).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from skimage.draw import polygon as draw_polygon
+
+from bench.errors import AnnotationError
+
+log = logging.getLogger(__name__)
+
+#: annotationMode values whose rows must carry ``data``.
+GEOMETRIC_MODES = frozenset({"freeform", "polygon", "bbox", "line", "location", "mask"})
+#: annotationMode values rasterized into masks.
+AREA_MODES = frozenset({"freeform", "polygon", "bbox"})
+
+LABEL_COLUMNS = (
+    "label_id",
+    "label_name",
+    "scope",
+    "annotation_mode",
+    "label_type",
+    "group_id",
+    "group_name",
+    "source",
+)
+ANNOTATION_COLUMNS = (
+    "annotation_id",
+    "label_id",
+    "label_name",
+    "scope",
+    "annotation_mode",
+    "group_id",
+    "group_name",
+    "study_uid",
+    "series_uid",
+    "sop_uid",
+    "reader",
+    "vertices",
+    "height",
+    "width",
+    "created_at",
+    "dataset_id",
+    "source",
+)
+
+#: Canonical appearance values, ordered from least to most COVID-typical (the tie rule's scale).
+APPEARANCE_ORDER = ("negative", "atypical", "indeterminate", "typical")
+#: Canonical severity grades in increasing order.
+GRADE_ORDER = ("mild", "moderate", "severe")
+READER_RULES = ("union", "majority")
+
+
+@dataclass(frozen=True, eq=False)
+class MdaiExport:
+    """One or more parsed MD.ai exports.
+
+    ``labels``: one row per label (:data:`LABEL_COLUMNS`). ``annotations``: one row per kept
+    annotation (:data:`ANNOTATION_COLUMNS`; ``vertices`` is an ``(n, 2)`` float array of
+    ``[x, y]`` or None). ``null_data``: ids of the skipped rows without data.
+    """
+
+    sources: tuple[str, ...]
+    labels: pd.DataFrame
+    annotations: pd.DataFrame
+    null_data: tuple[str, ...]
+
+    @property
+    def n_null_data(self) -> int:
+        """Rows skipped because their geometric label had null ``data``."""
+        return len(self.null_data)
+
+
+def _load_json(path: Path):
+    if not path.is_file():
+        raise AnnotationError(
+            f"{path}: annotation export not found. Pass the MD.ai JSON from the "
+            "collection's TCIA page (unzipped) with --annotations."
+        )
+    text = path.read_text(encoding="utf-8-sig", errors="replace")
+    if not text.strip():
+        raise AnnotationError(
+            f"{path}: annotation export is empty (0 bytes of JSON). Re-download and unzip the MD.ai export."
+        )
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise AnnotationError(
+            f"{path}: not valid JSON (line {error.lineno}, column {error.colno}: "
+            f"{error.msg}). The file is truncated or not an MD.ai export; "
+            "re-download it."
+        ) from error
+
+
+def _vertices(data, mode: str, where: str) -> np.ndarray | None:
+    if mode in ("freeform", "polygon"):
+        raw = data.get("vertices") if isinstance(data, dict) else None
+        try:
+            vertices = np.asarray(raw, dtype=float)
+        except (TypeError, ValueError):
+            vertices = None
+        if (
+            vertices is None
+            or vertices.ndim != 2
+            or vertices.shape[1] != 2
+            or not np.isfinite(vertices).all()
+        ):
+            raise AnnotationError(
+                f"{where}: data.vertices must be a list of [x, y] number pairs, got "
+                f"{str(raw)[:80]!r}. The export is malformed; re-download it."
+            )
+        return vertices
+    if mode == "bbox":
+        try:
+            x, y = float(data["x"]), float(data["y"])
+            w, h = float(data["width"]), float(data["height"])
+        except (TypeError, KeyError, ValueError) as error:
+            raise AnnotationError(
+                f"{where}: bbox data needs numeric x, y, width, height, got {str(data)[:80]!r}."
+            ) from error
+        return np.array([[x, y], [x + w, y], [x + w, y + h], [x, y + h]])
+    return None
+
+
+def _label_rows(doc: dict, source: str) -> list[dict]:
+    rows = []
+    for g, group in enumerate(doc["labelGroups"]):
+        if not isinstance(group, dict) or not isinstance(group.get("labels", []), list):
+            raise AnnotationError(f"{source}: labelGroups[{g}] is not an object with a labels list.")
+        for label in group.get("labels", []):
+            if not isinstance(label, dict) or not label.get("id") or label.get("name") is None:
+                raise AnnotationError(
+                    f"{source}: labelGroups[{g}] has a label without id or name: {str(label)[:80]!r}."
+                )
+            rows.append(
+                {
+                    "label_id": str(label["id"]),
+                    "label_name": str(label["name"]).strip(),
+                    "scope": str(label.get("scope") or "").upper(),
+                    "annotation_mode": str(label.get("annotationMode") or "").lower(),
+                    "label_type": str(label.get("type") or ""),
+                    "group_id": str(group.get("id") or ""),
+                    "group_name": str(group.get("name") or ""),
+                    "source": source,
+                }
+            )
+    return rows
+
+
+def _annotation_rows(doc: dict, labels: dict[str, dict], source: str) -> tuple[list[dict], list[str]]:
+    rows, null_data, unknown = [], [], []
+    for d, dataset in enumerate(doc["datasets"]):
+        if not isinstance(dataset, dict) or not isinstance(dataset.get("annotations", []), list):
+            raise AnnotationError(f"{source}: datasets[{d}] is not an object with an annotations list.")
+        for a, ann in enumerate(dataset.get("annotations", [])):
+            ident = str(ann.get("id") or f"datasets[{d}].annotations[{a}]") if isinstance(ann, dict) else ""
+            where = f"{source}: annotation {ident}"
+            if not isinstance(ann, dict) or not ann.get("labelId") or not ann.get("StudyInstanceUID"):
+                raise AnnotationError(
+                    f"{source}: datasets[{d}].annotations[{a}] lacks labelId or "
+                    "StudyInstanceUID; the export is malformed."
+                )
+            label = labels.get(str(ann["labelId"]))
+            if label is None:
+                unknown.append((ident, str(ann["labelId"])))
+                continue
+            mode = label["annotation_mode"]
+            data = ann.get("data")
+            empty = data is None or (
+                mode in ("freeform", "polygon") and isinstance(data, dict) and not data.get("vertices")
+            )
+            if mode in GEOMETRIC_MODES and empty:
+                null_data.append(ident)
+                continue
+            vertices = _vertices(data, mode, where) if data is not None else None
+            if label["scope"] == "INSTANCE" and vertices is not None and not ann.get("SOPInstanceUID"):
+                raise AnnotationError(
+                    f"{where}: INSTANCE-scope polygon without SOPInstanceUID; cannot place it on a slice."
+                )
+            rows.append(
+                {
+                    "annotation_id": ident,
+                    "label_id": label["label_id"],
+                    "label_name": label["label_name"],
+                    "scope": label["scope"],
+                    "annotation_mode": mode,
+                    "group_id": label["group_id"],
+                    "group_name": label["group_name"],
+                    "study_uid": str(ann["StudyInstanceUID"]),
+                    "series_uid": str(ann.get("SeriesInstanceUID") or ""),
+                    "sop_uid": str(ann.get("SOPInstanceUID") or ""),
+                    "reader": str(ann.get("createdById") or label["group_id"]),
+                    "vertices": vertices,
+                    "height": int(ann.get("height") or 0),
+                    "width": int(ann.get("width") or 0),
+                    "created_at": str(ann.get("createdAt") or ""),
+                    "dataset_id": str(dataset.get("id") or ""),
+                    "source": source,
+                }
+            )
+    if unknown:
+        shown = ", ".join(f"{ident} -> {label_id}" for ident, label_id in unknown[:5])
+        raise AnnotationError(
+            f"{source}: {len(unknown)} annotation(s) use a labelId that no labelGroups entry defines "
+            f"({shown}{', ...' if len(unknown) > 5 else ''}). The export is incomplete or mixed with "
+            "another project's; use the matching labelgroup_all export."
+        )
+    return rows, null_data
+
+
+def read_export(path: str | os.PathLike) -> MdaiExport:
+    """Parse one MD.ai export JSON.
+
+    Raises
+    ------
+    AnnotationError
+        Missing, empty or malformed file; missing ``labelGroups``/``datasets``; an annotation
+        whose labelId is not defined; malformed polygon data.
+    """
+    path = Path(path)
+    doc = _load_json(path)
+    source = path.name
+    if (
+        not isinstance(doc, dict)
+        or not isinstance(doc.get("labelGroups"), list)
+        or not isinstance(doc.get("datasets"), list)
+    ):
+        keys = sorted(doc)[:8] if isinstance(doc, dict) else type(doc).__name__
+        raise AnnotationError(
+            f"{path}: not an MD.ai export: expected top-level 'labelGroups' and "
+            f"'datasets' lists, got {keys}. Pass the *_annotations_labelgroup_all_*.json file."
+        )
+    label_rows = _label_rows(doc, source)
+    by_id = {row["label_id"]: row for row in label_rows}
+    rows, null_data = _annotation_rows(doc, by_id, source)
+    if null_data:
+        log.warning("%s: skipped %d annotation(s) with null data", path, len(null_data))
+    return MdaiExport(
+        sources=(str(path),),
+        labels=pd.DataFrame(label_rows, columns=list(LABEL_COLUMNS)),
+        annotations=pd.DataFrame(rows, columns=list(ANNOTATION_COLUMNS)),
+        null_data=tuple(null_data),
+    )
+
+
+def merge_exports(exports: Iterable[MdaiExport]) -> MdaiExport:
+    """Concatenate several exports (e.g. the 1a and the 1c file) into one.
+
+    Raises
+    ------
+    AnnotationError
+        When one label id is defined with two different names.
+    """
+    exports = list(exports)
+    labels = (
+        pd.concat([e.labels for e in exports], ignore_index=True)
+        if exports
+        else pd.DataFrame(columns=list(LABEL_COLUMNS))
+    )
+    clash = labels.groupby("label_id")["label_name"].nunique()
+    if (clash > 1).any():
+        label_id = clash[clash > 1].index[0]
+        raise AnnotationError(
+            f"label id {label_id} has different names in "
+            f"{sorted(labels.loc[labels.label_id == label_id, 'source'])}; these exports "
+            "cannot be combined."
+        )
+    annotations = (
+        pd.concat([e.annotations for e in exports], ignore_index=True)
+        if exports
+        else pd.DataFrame(columns=list(ANNOTATION_COLUMNS))
+    )
+    return MdaiExport(
+        sources=tuple(s for e in exports for s in e.sources),
+        labels=labels.drop_duplicates(["label_id", "source"]).reset_index(drop=True),
+        annotations=annotations,
+        null_data=tuple(i for e in exports for i in e.null_data),
+    )
+
+
+def read_exports(paths: Sequence[str | os.PathLike]) -> MdaiExport:
+    """Parse and merge several exports (see :func:`read_export`, :func:`merge_exports`)."""
+    return merge_exports(read_export(p) for p in paths)
+
+
+def polygon_label_names(export: MdaiExport) -> list[str]:
+    """Names of the INSTANCE-scope area labels (the 1a lesion polygons), sorted."""
+    labels = export.labels
+    keep = (labels.scope == "INSTANCE") & labels.annotation_mode.isin(AREA_MODES)
+    return sorted(set(labels.loc[keep, "label_name"]))
+
+
+def rasterize_polygon(vertices: np.ndarray, shape_yx: tuple[int, int]) -> np.ndarray:
+    """Boolean ``(y, x)`` mask of the pixels whose centres lie inside the polygon.
+
+    ``vertices`` is ``(n, 2)`` of ``[x = column, y = row]``; the polygon closes itself.
+    """
+    mask = np.zeros(shape_yx, dtype=bool)
+    vertices = np.asarray(vertices, dtype=float)
+    rr, cc = draw_polygon(vertices[:, 1], vertices[:, 0], shape=shape_yx)
+    mask[rr, cc] = True
+    return mask
+
+
+def _select_labels(export: MdaiExport, labels: Sequence[str] | None) -> list[str]:
+    available = polygon_label_names(export)
+    if labels is None:
+        return available
+    wanted = [str(name).strip() for name in labels]
+    unknown = [name for name in wanted if name not in available]
+    if unknown:
+        raise AnnotationError(
+            f"label(s) {unknown} are not polygon labels of {list(export.sources)}; available: {available}."
+        )
+    return wanted
+
+
+def _case_rows(export: MdaiExport, sop_uids: Sequence[str], series_uid: str | None) -> pd.DataFrame:
+    table = export.annotations
+    sop_set = set(sop_uids)
+    hit = table.sop_uid.isin(sop_set)
+    if series_uid:
+        hit |= table.series_uid == series_uid
+    rows = table[hit]
+    stray = rows[(rows.scope == "INSTANCE") & (rows.sop_uid != "") & ~rows.sop_uid.isin(sop_set)]
+    if len(stray):
+        first = stray.iloc[0]
+        raise AnnotationError(
+            f"annotation {first.annotation_id} ({first.label_name}) refers to SOPInstanceUID "
+            f"{first.sop_uid} of series {first.series_uid}, which is not among the {len(sop_set)} loaded "
+            f"slices ({len(stray)} such annotation(s)). The series is incomplete; re-download it."
+        )
+    return rows
+
+
+def reader_masks(
+    export: MdaiExport,
+    volume_sop_uids: Sequence[str],
+    shape_yx: tuple[int, int],
+    *,
+    labels: Sequence[str] | None = None,
+    series_uid: str | None = None,
+) -> dict[str, np.ndarray]:
+    """One boolean ``(z, y, x)`` mask per reader of the study the volume belongs to.
+
+    Parameters
+    ----------
+    export : MdaiExport
+    volume_sop_uids : sequence of str
+        SOPInstanceUID of each slice in array order (``CtVolume.sop_uids``).
+    shape_yx : (int, int)
+        Rows and columns of a slice.
+    labels : sequence of str, optional
+        Label names to rasterize (OR-ed); default every INSTANCE-scope polygon label.
+    series_uid : str, optional
+        Also pull in this series' annotations, so that one on a slice that is not in the
+        volume raises instead of being ignored.
+
+    Returns
+    -------
+    dict
+        reader id -> mask, for every reader with any annotation in the study (readers who
+        drew nothing of the chosen labels get an empty mask, and still count for majority).
+
+    Raises
+    ------
+    AnnotationError
+        Unknown label names, or polygons on slices that are not in the volume.
+    """
+    names = _select_labels(export, labels)
+    rows = _case_rows(export, volume_sop_uids, series_uid)
+    studies = set(rows.study_uid)
+    table = export.annotations
+    readers = sorted(set(table.loc[table.study_uid.isin(studies), "reader"]))
+    index = {uid: k for k, uid in enumerate(volume_sop_uids)}
+    shape = (len(volume_sop_uids), int(shape_yx[0]), int(shape_yx[1]))
+    masks = {reader: np.zeros(shape, dtype=bool) for reader in readers}
+    drawn = rows[rows.label_name.isin(names) & rows.annotation_mode.isin(AREA_MODES) & (rows.sop_uid != "")]
+    for row in drawn.itertuples(index=False):
+        if row.vertices is None:
+            continue
+        k = index[row.sop_uid]
+        rr, cc = draw_polygon(row.vertices[:, 1], row.vertices[:, 0], shape=shape[1:])
+        masks[row.reader][k, rr, cc] = True
+    return masks
+
+
+def combine_readers(
+    masks: Sequence[np.ndarray], *, readers: str = "union", shape: tuple[int, ...] | None = None
+) -> np.ndarray:
+    """Combine per-reader masks: ``union`` (any) or ``majority`` (count * 2 > number of readers).
+
+    With no readers the result is an all-False array of ``shape``.
+    """
+    if readers not in READER_RULES:
+        raise AnnotationError(f"readers must be one of {READER_RULES}, got {readers!r}.")
+    masks = list(masks)
+    if not masks:
+        if shape is None:
+            raise AnnotationError("combine_readers: no reader masks and no shape given.")
+        return np.zeros(shape, dtype=bool)
+    stack = np.stack(masks)
+    if readers == "union":
+        return stack.any(axis=0)
+    return stack.sum(axis=0, dtype=np.int32) * 2 > len(masks)
+
+
+def rasterize_case(
+    export: MdaiExport,
+    volume_sop_uids: Sequence[str],
+    shape_yx: tuple[int, int],
+    *,
+    labels: Sequence[str] | None = None,
+    readers: str = "union",
+    series_uid: str | None = None,
+) -> np.ndarray:
+    """Boolean ``(z, y, x)`` lesion mask of one case, readers combined (see :func:`reader_masks`)."""
+    per_reader = reader_masks(export, volume_sop_uids, shape_yx, labels=labels, series_uid=series_uid)
+    shape = (len(volume_sop_uids), int(shape_yx[0]), int(shape_yx[1]))
+    return combine_readers(list(per_reader.values()), readers=readers, shape=shape)
+
+
+def canonical_appearance(name: str) -> str | None:
+    """Map an appearance label name (1a or 1c spelling) to APPEARANCE_ORDER, else None."""
+    text = " ".join(str(name).lower().split())
+    if text.endswith(" appearance"):
+        text = text[: -len(" appearance")]
+    if text in ("typical", "indeterminate", "atypical"):
+        return text
+    if text == "negative for pneumonia":
+        return "negative"
+    return None
+
+
+def canonical_grade(name: str) -> str | None:
+    """Map a severity label name (containing Mild/Moderate/Severe as a word) to GRADE_ORDER."""
+    words = str(name).lower().replace("(", " ").replace(")", " ").split()
+    found = [grade for grade in GRADE_ORDER if grade in words]
+    return found[0] if len(found) == 1 else None
+
+
+def study_votes(export: MdaiExport) -> pd.DataFrame:
+    """Each reader's study-level appearance and grade votes: one row per (study, reader).
+
+    A reader with several labels of one family on a study votes with the latest (by
+    ``createdAt``, then file order). Columns: study_uid, reader, appearance, grade.
+    """
+    table = export.annotations[export.annotations.scope.isin(["STUDY", "SERIES"])].copy()
+    table["order"] = np.arange(len(table))
+    table["appearance"] = table.label_name.map(canonical_appearance)
+    table["grade"] = table.label_name.map(canonical_grade)
+    columns = ["study_uid", "reader", "appearance", "grade"]
+    parts = []
+    for family in ("appearance", "grade"):
+        votes = table.dropna(subset=[family]).sort_values(["created_at", "order"], kind="stable")
+        parts.append(votes.groupby(["study_uid", "reader"], as_index=False)[family].last())
+    frame = parts[0].merge(parts[1], on=["study_uid", "reader"], how="outer")
+    return frame.reindex(columns=columns).sort_values(["study_uid", "reader"]).reset_index(drop=True)
+
+
+def majority_vote(values: Sequence[str], order: Sequence[str]) -> tuple[str, bool]:
+    """Most frequent value and whether the top count was tied.
+
+    Tie rule: among the tied values, the lower median on the ordinal scale ``order``
+    (three-way typical/indeterminate/atypical -> indeterminate; mild vs severe -> mild).
+    Returns ``("", False)`` for no votes.
+    """
+    values = [v for v in values if isinstance(v, str) and v]
+    if not values:
+        return "", False
+    counts = Counter(values)
+    best = max(counts.values())
+    top = [value for value, count in counts.items() if count == best]
+    if len(top) == 1:
+        return top[0], False
+    tied = sorted(top, key=order.index)
+    return tied[(len(tied) - 1) // 2], True
+
+
+def annotation_records(export: MdaiExport, study_uid: str) -> list[dict]:
+    """A study's annotations as JSON-ready records in a stable order (for fingerprints).
+
+    Keys: annotation_id, label_name, scope, reader, series_uid, sop_uid, vertices (list of
+    ``[x, y]`` or None). Sorted by (sop_uid, reader, label_name, annotation_id); label ids
+    are left out so that re-exports with new ids fingerprint the same.
+    """
+    rows = export.annotations[export.annotations.study_uid == study_uid]
+    records = [
+        {
+            "annotation_id": row.annotation_id,
+            "label_name": row.label_name,
+            "scope": row.scope,
+            "reader": row.reader,
+            "series_uid": row.series_uid,
+            "sop_uid": row.sop_uid,
+            "vertices": None if row.vertices is None else row.vertices.tolist(),
+        }
+        for row in rows.itertuples(index=False)
+    ]
+    return sorted(records, key=lambda r: (r["sop_uid"], r["reader"], r["label_name"], r["annotation_id"]))

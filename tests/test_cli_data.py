@@ -1,0 +1,67 @@
+"""`bench data synth|index` through Typer's CliRunner on bench.cli.app."""
+
+import json
+import re
+
+from typer.testing import CliRunner
+
+from bench.cli import app
+from bench.data.manifest import read_manifest
+
+runner = CliRunner()
+
+
+def _squash(text: str) -> str:
+    """Text without whitespace and rich's box drawing (messages wrap inside a panel)."""
+    return re.sub(r"[\s│╭╮╰╯─]", "", text)
+
+
+def test_synth_then_index(tmp_path):
+    out = tmp_path / "ricord"
+    result = runner.invoke(app, ["data", "synth", "--out", str(out), "--seed", "5", "--size", "tiny"])
+    assert result.exit_code == 0, result.output
+    assert "MIDRC-RICORD-1C" in result.output and "DICOM files:" in result.output
+    annotations = sorted((out / "annotations").glob("*.json"))
+    clinical = sorted((out / "clinical").glob("*.xlsx"))
+    args = ["data", "index", str(out), "--out", str(tmp_path / "manifest.csv")]
+    for path in annotations:
+        args += ["--annotations", str(path)]
+    for path in clinical:
+        args += ["--clinical", str(path)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "cases per collection / site" in result.output
+    assert "annotation with null data" in result.output
+    manifest = read_manifest(tmp_path / "manifest.csv")
+    assert len(manifest) == 22
+    report = json.loads((tmp_path / "manifest.report.json").read_text())
+    assert report["schema_version"] == 1 and report["counts"]["cases"] == 22
+    assert len(report["skipped"]) == 3 and report["counts"]["series_ignored"] > 0
+
+
+def test_index_bad_annotation_file_is_a_message_not_a_traceback(tmp_path):
+    (tmp_path / "dl").mkdir()
+    (tmp_path / "bad.json").write_text("{not json")
+    result = runner.invoke(
+        app,
+        [
+            "data",
+            "index",
+            str(tmp_path / "dl"),
+            "--annotations",
+            str(tmp_path / "bad.json"),
+            "--out",
+            str(tmp_path / "m.csv"),
+        ],
+    )
+    assert result.exit_code == 2
+    assert _squash("bad.json: not valid JSON (line 1, column 2") in _squash(result.output)
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "m.csv").exists()
+
+
+def test_synth_into_non_empty_folder(tmp_path):
+    (tmp_path / "f").write_text("x")
+    result = runner.invoke(app, ["data", "synth", "--out", str(tmp_path), "--seed", "1", "--size", "tiny"])
+    assert result.exit_code == 2
+    assert _squash("exists and is not empty") in _squash(result.output)

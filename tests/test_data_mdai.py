@@ -1,0 +1,279 @@
+"""MD.ai export parsing, polygon rasterization, reader combination, study votes.
+
+Masks are checked against hand-drawn expectations; the [x=column, y=row] convention is
+pinned by a non-square rectangle.
+"""
+
+import json
+
+import numpy as np
+import pytest
+
+from bench.data.mdai import (
+    APPEARANCE_ORDER,
+    GRADE_ORDER,
+    annotation_records,
+    combine_readers,
+    majority_vote,
+    polygon_label_names,
+    rasterize_case,
+    rasterize_polygon,
+    read_export,
+    read_exports,
+    reader_masks,
+    study_votes,
+)
+from bench.errors import AnnotationError
+
+
+def _label(label_id, name, scope="INSTANCE", mode="freeform"):
+    return {"id": label_id, "name": name, "scope": scope, "annotationMode": mode, "type": "LOCAL"}
+
+
+def _ann(ident, label_id, reader, *, sop=None, vertices=None, study="S1", series="SE1", created="", data=...):
+    if data is ...:
+        data = {"vertices": vertices} if vertices is not None else None
+    return {
+        "id": ident,
+        "labelId": label_id,
+        "StudyInstanceUID": study,
+        "SeriesInstanceUID": series,
+        "SOPInstanceUID": sop,
+        "data": data,
+        "createdById": reader,
+        "createdAt": created,
+    }
+
+
+SQUARE = [[1, 1], [3, 1], [3, 3], [1, 3]]
+
+
+def _export(tmp_path, annotations, *, groups=None, name="export.json"):
+    groups = groups or [
+        {
+            "id": "G_1",
+            "name": "Team 1",
+            "labels": [
+                _label("L_op", "Infectious opacity"),
+                _label("L_at", "Atelectasis"),
+                _label("L_typ", "Typical", "STUDY", None),
+                _label("L_ind", "Indeterminate Appearance", "STUDY", None),
+                _label("L_neg", "Negative for pneumonia", "STUDY", None),
+                _label("L_mild", "Mild Airspace Disease", "STUDY", None),
+                _label("L_sev", "Severe Airspace Disease", "STUDY", None),
+            ],
+        },
+    ]
+    path = tmp_path / name
+    path.write_text(
+        json.dumps({"labelGroups": groups, "datasets": [{"id": "D_1", "annotations": annotations}]})
+    )
+    return path
+
+
+def test_rasterize_polygon_square_by_hand():
+    mask = rasterize_polygon(np.array(SQUARE), (5, 5))
+    expected = np.zeros((5, 5), dtype=bool)
+    expected[1:4, 1:4] = True
+    assert np.array_equal(mask, expected)
+
+
+def test_rasterize_polygon_x_is_column_y_is_row():
+    # x spans 0..4 (columns), y spans 1..2 (rows): a wide, short rectangle.
+    mask = rasterize_polygon(np.array([[0, 1], [4, 1], [4, 2], [0, 2]]), (4, 6))
+    assert mask.sum() == 10
+    assert mask[1:3, 0:5].all() and not mask[0].any() and not mask[:, 5].any()
+
+
+def test_read_export_tables_and_null_data(tmp_path):
+    path = _export(
+        tmp_path,
+        [
+            _ann("a1", "L_op", "U1", sop="I1", vertices=SQUARE),
+            _ann("a2", "L_op", "U1", sop="I2", data=None),
+            _ann("a3", "L_typ", "U1", series=None, data=None),
+        ],
+    )
+    export = read_export(path)
+    assert export.n_null_data == 1 and export.null_data == ("a2",)
+    assert list(export.annotations.annotation_id) == ["a1", "a3"]  # study label kept despite null data
+    assert export.annotations.set_index("annotation_id").loc["a1", "label_name"] == "Infectious opacity"
+    assert polygon_label_names(export) == ["Atelectasis", "Infectious opacity"]
+    assert set(export.labels.label_name) >= {"Typical", "Negative for pneumonia"}
+
+
+def test_reader_masks_union_and_majority(tmp_path):
+    sops = ["I0", "I1"]
+    path = _export(
+        tmp_path,
+        [
+            _ann("a", "L_op", "U1", sop="I0", vertices=SQUARE),
+            _ann("b", "L_op", "U2", sop="I0", vertices=[[2, 2], [4, 2], [4, 4], [2, 4]]),
+            _ann("c", "L_op", "U3", sop="I0", vertices=[[2, 1], [3, 1], [3, 3], [2, 3]]),
+            _ann("d", "L_at", "U3", sop="I1", vertices=SQUARE),
+        ],
+    )
+    export = read_export(path)
+    masks = reader_masks(export, sops, (5, 5), labels=["Infectious opacity"])
+    assert sorted(masks) == ["U1", "U2", "U3"]
+    assert masks["U3"][1].sum() == 0  # Atelectasis not selected
+    union = rasterize_case(export, sops, (5, 5), labels=["Infectious opacity"], readers="union")
+    majority = rasterize_case(export, sops, (5, 5), labels=["Infectious opacity"], readers="majority")
+    expected_union = np.zeros((2, 5, 5), dtype=bool)
+    expected_union[0, 1:4, 1:4] = True
+    expected_union[0, 2:5, 2:5] = True
+    expected_majority = np.zeros((2, 5, 5), dtype=bool)
+    expected_majority[0, 1:4, 2:4] = True  # rows 1-3, cols 2-3: U1 and U3 (rows 2-3 also U2)
+    assert np.array_equal(union, expected_union)
+    assert np.array_equal(majority, expected_majority)
+    both = rasterize_case(export, sops, (5, 5), readers="union")  # default: every polygon label
+    assert both[1].sum() == 9
+
+
+def test_majority_of_two_readers_is_intersection():
+    a = np.array([True, True, False, False])
+    b = np.array([True, False, True, False])
+    assert combine_readers([a, b], readers="majority").tolist() == [True, False, False, False]
+    assert combine_readers([a, b], readers="union").tolist() == [True, True, True, False]
+    assert combine_readers([], readers="majority", shape=(2,)).tolist() == [False, False]
+    with pytest.raises(AnnotationError, match="readers must be one of"):
+        combine_readers([a], readers="vote")
+
+
+def test_reader_without_polygons_counts_for_majority(tmp_path):
+    path = _export(
+        tmp_path,
+        [
+            _ann("a", "L_op", "U1", sop="I0", vertices=SQUARE),
+            _ann("b", "L_typ", "U2", series=None, data=None),
+        ],
+    )
+    export = read_export(path)
+    assert rasterize_case(export, ["I0"], (5, 5), readers="majority").sum() == 0
+    assert rasterize_case(export, ["I0"], (5, 5), readers="union").sum() == 9
+
+
+def test_majority_vote_and_tie_rule():
+    assert majority_vote(["typical", "typical", "atypical"], APPEARANCE_ORDER) == ("typical", False)
+    assert majority_vote(["typical", "indeterminate", "atypical"], APPEARANCE_ORDER) == (
+        "indeterminate",
+        True,
+    )
+    assert majority_vote(["typical", "negative"], APPEARANCE_ORDER) == ("negative", True)
+    assert majority_vote(["severe", "mild"], GRADE_ORDER) == ("mild", True)
+    assert majority_vote(["mild", "moderate", "severe"], GRADE_ORDER) == ("moderate", True)
+    assert majority_vote([], GRADE_ORDER) == ("", False)
+
+
+def test_study_votes_latest_label_wins(tmp_path):
+    path = _export(
+        tmp_path,
+        [
+            _ann("a", "L_typ", "U1", series=None, data=None, created="2020-01-01T10:00:00Z"),
+            _ann("b", "L_ind", "U1", series=None, data=None, created="2020-01-02T10:00:00Z"),
+            _ann("c", "L_mild", "U1", series=None, data=None, created="2020-01-01T10:00:00Z"),
+            _ann("d", "L_neg", "U2", series=None, data=None, created="2020-01-01T10:00:00Z"),
+        ],
+    )
+    votes = study_votes(read_export(path)).set_index("reader")
+    assert votes.loc["U1", "appearance"] == "indeterminate"
+    assert votes.loc["U1", "grade"] == "mild"
+    assert votes.loc["U2", "appearance"] == "negative"
+    assert votes.loc["U2", "grade"] is None or votes.loc["U2", "grade"] != votes.loc["U2", "grade"]
+
+
+def test_polygon_without_vertices_counts_as_null_data(tmp_path):
+    path = _export(
+        tmp_path,
+        [
+            _ann("a1", "L_op", "U1", sop="I0", data={"vertices": []}),
+            _ann("a2", "L_op", "U1", sop="I0", vertices=SQUARE),
+        ],
+    )
+    export = read_export(path)
+    assert export.null_data == ("a1",)
+
+
+def test_annotation_records_are_json_ready_and_sorted(tmp_path):
+    path = _export(
+        tmp_path,
+        [
+            _ann("b", "L_op", "U2", sop="I1", vertices=SQUARE),
+            _ann("a", "L_op", "U1", sop="I1", vertices=SQUARE),
+            _ann("c", "L_typ", "U1", series=None, data=None),
+            _ann("z", "L_op", "U1", sop="I1", vertices=SQUARE, study="S2"),
+        ],
+    )
+    records = annotation_records(read_export(path), "S1")
+    assert [r["annotation_id"] for r in records] == ["c", "a", "b"]
+    assert records[1]["vertices"] == SQUARE and records[0]["vertices"] is None
+    json.dumps(records)
+
+
+def test_merge_two_files(tmp_path):
+    a = _export(tmp_path, [_ann("a", "L_op", "U1", sop="I0", vertices=SQUARE)], name="a.json")
+    b = _export(tmp_path, [_ann("b", "L_op", "U2", sop="I0", vertices=SQUARE)], name="b.json")
+    merged = read_exports([a, b])
+    assert list(merged.annotations.annotation_id) == ["a", "b"]
+
+
+# --- bad input -----------------------------------------------------------------------------------
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(AnnotationError, match=r"nope\.json: annotation export not found"):
+        read_export(tmp_path / "nope.json")
+
+
+def test_empty_file(tmp_path):
+    (tmp_path / "e.json").write_text("  \n")
+    with pytest.raises(AnnotationError, match=r"e\.json: annotation export is empty"):
+        read_export(tmp_path / "e.json")
+
+
+def test_malformed_json(tmp_path):
+    (tmp_path / "m.json").write_text('{"labelGroups": [\n  {"id": 1,}\n]}')
+    with pytest.raises(AnnotationError, match=r"m\.json: not valid JSON \(line 2, column"):
+        read_export(tmp_path / "m.json")
+
+
+def test_not_an_export(tmp_path):
+    (tmp_path / "x.json").write_text('{"studies": []}')
+    with pytest.raises(AnnotationError, match="not an MD.ai export: expected top-level 'labelGroups'"):
+        read_export(tmp_path / "x.json")
+
+
+def test_unknown_label_id(tmp_path):
+    path = _export(tmp_path, [_ann("a9", "L_missing", "U1", sop="I0", vertices=SQUARE)])
+    with pytest.raises(
+        AnnotationError,
+        match=r"1 annotation\(s\) use a labelId that no labelGroups entry defines "
+        r"\(a9 -> L_missing\)",
+    ):
+        read_export(path)
+
+
+def test_malformed_vertices(tmp_path):
+    path = _export(tmp_path, [_ann("a1", "L_op", "U1", sop="I0", vertices=[[1, 2, 3]])])
+    with pytest.raises(AnnotationError, match="annotation a1: data.vertices must be a list of"):
+        read_export(path)
+
+
+def test_unknown_label_name(tmp_path):
+    export = read_export(_export(tmp_path, [_ann("a", "L_op", "U1", sop="I0", vertices=SQUARE)]))
+    with pytest.raises(AnnotationError, match=r"label\(s\) \['Consolidation'\] are not polygon labels"):
+        rasterize_case(export, ["I0"], (5, 5), labels=["Consolidation"])
+
+
+def test_polygon_on_a_slice_not_in_the_volume(tmp_path):
+    export = read_export(
+        _export(
+            tmp_path,
+            [
+                _ann("a", "L_op", "U1", sop="I0", vertices=SQUARE),
+                _ann("z", "L_op", "U1", sop="I7", vertices=SQUARE),
+            ],
+        )
+    )
+    with pytest.raises(AnnotationError, match="annotation z .* refers to SOPInstanceUID I7 of series SE1"):
+        rasterize_case(export, ["I0"], (5, 5), series_uid="SE1")
