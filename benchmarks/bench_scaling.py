@@ -25,10 +25,11 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
-from pydicom import dcmread, dcmwrite
+from pydicom import dcmwrite
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
+from bench.data.dicom import load_ct_series
 from bench.metrics.segmentation import score_case
 from bench.parallel import map_ordered
 
@@ -101,13 +102,12 @@ def make_ct_series(directory: Path, *, seed: int = 20240601) -> Path:
 
 
 def prepare_case(series: Path, out: Path) -> Path:
-    """The per-case prepare work: read a DICOM series, order it, write it as int16 HU .nii.gz."""
-    slices = [dcmread(path) for path in series.glob("*.dcm")]
-    slices.sort(key=lambda ds: float(ds.ImagePositionPatient[2]))
-    hu = np.stack([ds.pixel_array * float(ds.RescaleSlope) + float(ds.RescaleIntercept) for ds in slices])
-    data = np.ascontiguousarray(np.rint(hu).astype(np.int16).transpose(2, 1, 0))
-    affine = np.diag([-SPACING_MM[0], -SPACING_MM[1], SPACING_MM[2], 1.0])
-    nib.save(nib.Nifti1Image(data, affine), out)
+    """The per-case prepare work: load the DICOM series (bench.data.dicom), write int16 HU .nii.gz."""
+    volume = load_ct_series(sorted(series.glob("*.dcm")))
+    hu = np.clip(np.rint(volume.hu), -32768, 32767).astype(np.int16)
+    data = np.ascontiguousarray(hu.transpose(2, 1, 0))
+    affine_ras = np.diag([-1.0, -1.0, 1.0, 1.0]) @ volume.affine_lps[:, [2, 1, 0, 3]]
+    nib.save(nib.Nifti1Image(data, affine_ras), out)
     return out
 
 
