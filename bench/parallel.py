@@ -25,7 +25,7 @@ import logging
 import multiprocessing
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
@@ -117,7 +117,9 @@ def map_ordered(
 
 
 def describe_item(item: Any) -> str:
-    """A short label for an item in progress descriptions: a file name, or a clipped repr."""
+    """A short label for an item in progress descriptions: a case id, a file name, or a clipped repr."""
+    if isinstance(item, Mapping) and "case_id" in item:
+        return str(item["case_id"])
     if isinstance(item, str | os.PathLike):
         return os.path.basename(os.fspath(item).rstrip("/")) or os.fspath(item)
     text = repr(item)

@@ -101,7 +101,8 @@ def test_invalid_workers_and_retries_are_user_errors():
 
 def test_describe_item():
     assert describe_item("/data/cases/case-001.nii.gz") == "case-001.nii.gz"
-    assert describe_item({"case_id": "c1"}) == "{'case_id': 'c1'}"
+    assert describe_item({"case_id": "c1", "reference": "/long/path/c1.nii.gz"}) == "c1"
+    assert describe_item({"run_dir": "r1"}) == "{'run_dir': 'r1'}"
     assert describe_item(tuple(range(40))).endswith("...")
 
 
