@@ -21,7 +21,10 @@ test-fast: $(VENV)/.installed
 	$(PY) -m pytest -m "not slow and not docker and not browser"
 
 benchmarks: $(VENV)/.installed
-	$(PY) -m benchmarks
+	$(PY) -m benchmarks.bench_metrics
+	$(PY) -m benchmarks.bench_ingest
+	$(PY) -m benchmarks.bench_containers
+	$(PY) -m benchmarks.bench_scaling
 
 lint: $(VENV)/.installed
 	$(PY) -m ruff check bench tests benchmarks

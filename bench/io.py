@@ -32,11 +32,16 @@ def sha256_json(obj: Any) -> str:
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically: a temporary file beside it, then a rename."""
+    """Write ``data`` to ``path`` atomically: a temporary file beside it, then a rename.
+
+    The file gets the permissions an ordinary ``open()`` would give (0666 less the umask),
+    not mkstemp's 0600, so prepared inputs and published sites are readable by others.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
@@ -65,6 +70,13 @@ def write_csv(path: str | os.PathLike, frame: pd.DataFrame) -> Path:
     return write_text(path, text)
 
 
+def _umask() -> int:
+    """The process umask (read by setting and restoring it: the only portable way)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextmanager
 def atomic_directory(final_path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary directory that is renamed to ``final_path`` only if the block succeeds.
@@ -77,6 +89,7 @@ def atomic_directory(final_path: str | os.PathLike) -> Iterator[Path]:
     final_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=final_path.parent, prefix=f".{final_path.name}.", suffix=".tmp"))
     try:
+        tmp.chmod(0o777 & ~_umask())
         yield tmp
         os.replace(tmp, final_path)
     except BaseException:

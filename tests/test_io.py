@@ -45,3 +45,17 @@ def test_atomic_directory_leaves_nothing_on_interrupt(tmp_path):
             (tmp / "half.csv").write_text("case_id\n")
             raise KeyboardInterrupt
     assert list(tmp_path.iterdir()) == []
+
+
+def test_files_and_directories_get_ordinary_permissions(tmp_path):
+    import os
+
+    mask = os.umask(0o022)
+    try:
+        path = write_json(tmp_path / "x.json", {})
+        with atomic_directory(tmp_path / "d") as tmp:
+            (tmp / "f").write_text("")
+    finally:
+        os.umask(mask)
+    assert path.stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "d").stat().st_mode & 0o777 == 0o755

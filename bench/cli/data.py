@@ -12,10 +12,6 @@ from rich.table import Table
 
 from bench.cli import app
 from bench.cli.progress import progress_bar
-from bench.data.manifest import write_manifest
-from bench.data.ricord import index_download
-from bench.data.synth import synthesize
-from bench.io import write_json
 
 data_app = typer.Typer(help="RICORD data: synthesize a collection, index a download.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
@@ -32,6 +28,8 @@ def synth_command(
 ) -> None:
     """Write a synthetic RICORD 1a/1b/1c collection in the real TCIA/MD.ai formats."""
     with progress_bar("synthesizing") as progress:
+        from bench.data.synth import synthesize  # imported here: keeps `bench --help` fast
+
         report = synthesize(out, seed=seed, size=size, progress=progress)
     table = Table(title=f"synthetic collection (seed {seed}, size {size})")
     table.add_column("collection")
@@ -69,6 +67,10 @@ def index_command(
     ] = None,
 ) -> None:
     """Index a RICORD download (real or synthetic) into a case manifest plus a report."""
+    from bench.data.manifest import write_manifest
+    from bench.data.ricord import index_download
+    from bench.io import write_json
+
     with progress_bar("indexing") as progress:
         report = index_download(
             root, annotations=annotations or [], clinical=clinical or [], progress=progress

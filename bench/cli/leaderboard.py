@@ -1,0 +1,33 @@
+"""`bench leaderboard build`: the static leaderboard site from the results store."""
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from bench.cli import app
+from bench.cli.progress import progress_bar
+
+leaderboard_app = typer.Typer(help="Build the static leaderboard from the results store.",
+                              no_args_is_help=True)
+app.add_typer(leaderboard_app, name="leaderboard")
+
+
+@leaderboard_app.command("build")
+def build(
+    results: Annotated[Path, typer.Option("--results", help="Root of the results store.")] = Path("results"),
+    out: Annotated[Path, typer.Option("--out", help="Folder for the site (replaced when it is a previous "
+                                      "leaderboard).")] = Path("leaderboard"),
+    tasks_dir: Annotated[Path | None, typer.Option("--tasks-dir", help="Folder of task definitions "
+                                                   "(default: the repository's tasks/).")] = None,
+) -> None:
+    """Rank every task's entries and write the site (HTML, SVG plots, leaderboard.json, CSVs)."""
+    with progress_bar("leaderboard") as progress:
+        from bench.leaderboard import build_leaderboard  # imported here: matplotlib is slow to load
+
+        report = build_leaderboard(results, out, tasks_dir=tasks_dir, progress=progress)
+    console = Console()
+    console.print(f"{len(report.tasks)} task(s), {report.boards} board(s), {report.entries} ranked entr"
+                  f"{'y' if report.entries == 1 else 'ies'}")
+    console.print(str(report.index.resolve()), soft_wrap=True)

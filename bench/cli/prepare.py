@@ -1,0 +1,54 @@
+"""`bench prepare`: materialize one split into a container input tree and a reference tree."""
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from bench.cli import app
+from bench.cli.progress import console, progress_bar
+from bench.prepare import prepare_split
+from bench.tasks import load_task
+
+
+def default_cache_dir() -> Path:
+    """``$BENCH_CACHE_DIR``, else ``$XDG_CACHE_HOME/ricord-bench``, else ``~/.cache/ricord-bench``."""
+    if os.environ.get("BENCH_CACHE_DIR"):
+        return Path(os.environ["BENCH_CACHE_DIR"])
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "ricord-bench"
+
+
+Out = Annotated[Path, typer.Option("--out", help="Output folder: OUT/input (container) and OUT/reference.")]
+Manifest = Annotated[Path | None, typer.Option("--manifest", help="Manifest CSV (default ROOT/manifest.csv)")]
+Annotations = Annotated[list[Path] | None, typer.Option(
+    "--annotations", help="MD.ai export file or folder (repeatable; default ROOT/annotations/*.json).")]
+Cache = Annotated[Path | None, typer.Option(
+    "--cache", help="Cache of converted images (default $BENCH_CACHE_DIR, else ~/.cache/ricord-bench).")]
+
+
+@app.command("prepare")
+def prepare(
+    task: Annotated[str, typer.Option("--task", help="Task id (tasks/<id>/task.yaml).")],
+    name: Annotated[str, typer.Option("--name", help="Pinned split name (tasks/<id>/splits/<name>.json).")],
+    root: Annotated[Path, typer.Option("--root", help="Root of the download the split was pinned from.")],
+    out: Out,
+    split: Annotated[str, typer.Option("--split", help="train, validation or test.")] = "test",
+    manifest: Manifest = None,
+    annotations: Annotations = None,
+    cache: Cache = None,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Convert every image; cache nothing.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUT/input, OUT/reference.")] = False,
+) -> None:
+    """Write OUT/input (cases.json, task.json, images/) and OUT/reference (labels or masks)."""
+    spec = load_task(task)
+    with progress_bar(f"preparing {split}") as progress:
+        prepared = prepare_split(spec, name, split, root=root, out=out, manifest=manifest,
+                                 annotations=annotations or (), overwrite=overwrite, progress=progress,
+                                 cache_dir=None if no_cache else (cache or default_cache_dir()))
+    console.print(f"{len(prepared.case_ids)} {split} cases ({prepared.cache_hits} images from the cache)")
+    typer.echo(f"input: {prepared.input_dir}")
+    typer.echo(f"reference: {prepared.reference_dir}")
+    typer.echo(f"split sha256:{prepared.split_sha256}")
+    typer.echo(f"reference sha256:{prepared.reference_sha256}")

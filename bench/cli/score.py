@@ -1,0 +1,162 @@
+"""`bench score`, `bench evaluate`, `bench rescore` and `bench demo`: parse, call one function, print."""
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from bench.cli import app
+from bench.cli.progress import progress_bar
+
+console = Console()
+
+Workers = Annotated[
+    int | None,
+    typer.Option("--workers", "-j", min=1, help="Local processes for per-case scoring (default: all cores)."),
+]
+Scheduler = Annotated[
+    str | None,
+    typer.Option(
+        "--scheduler",
+        envvar="BENCH_SCHEDULER",
+        help="dask.distributed scheduler address, e.g. tcp://host:8786.",
+    ),
+]
+
+
+@app.command("score")
+def score(
+    task: Annotated[str, typer.Option("--task", help="Task id (tasks/<id>/task.yaml) or a task.yaml path.")],
+    predictions: Annotated[Path, typer.Option("--predictions", help="Run directory written by `bench run`.")],
+    reference: Annotated[
+        Path, typer.Option("--reference", help="<prepared>/reference from `bench prepare`.")
+    ],
+    out: Annotated[Path, typer.Option("--out", help="Results store root.")] = Path("results"),
+    workers: Workers = None,
+    scheduler: Scheduler = None,
+) -> None:
+    """Score a run against a reference and store per-case scores, aggregates and a receipt."""
+    from bench.scoring import score_and_store
+    from bench.tasks import load_task
+
+    spec = load_task(task)
+    with progress_bar(f"scoring {spec.id}") as progress:
+        stored = score_and_store(
+            spec, predictions, reference, results=out, workers=workers, scheduler=scheduler, progress=progress
+        )
+    _print_stored(stored)
+
+
+@app.command("evaluate")
+def evaluate(
+    submission: Annotated[
+        Path, typer.Argument(help="Submission directory (submission.yaml), image tarball or image name.")
+    ],
+    task: Annotated[str, typer.Option("--task", help="Task id.")],
+    root: Annotated[Path, typer.Option("--root", help="The RICORD download (or synthetic collection).")],
+    name: Annotated[
+        str, typer.Option("--name", help="Pinned split name (tasks/<id>/splits/<name>.json).")
+    ] = "synthetic",
+    split: Annotated[str, typer.Option("--split", help="validation or test.")] = "test",
+    runner: Annotated[str, typer.Option("--runner", help="docker or process.")] = "docker",
+    results: Annotated[Path, typer.Option("--results", help="Results store root.")] = Path("results"),
+    work: Annotated[
+        Path | None,
+        typer.Option("--work", help="Prepared splits and run outputs (default: <results>/.work)."),
+    ] = None,
+    workers: Workers = None,
+    scheduler: Scheduler = None,
+) -> None:
+    """Prepare (cached), run, score and store one submission: what an organizer runs per entry."""
+    from bench.evaluate import evaluate as evaluate_submission
+    from bench.tasks import load_task
+
+    spec = load_task(task)
+    with progress_bar(f"evaluating on {spec.id}") as progress:
+        report = evaluate_submission(
+            submission,
+            spec,
+            root=root,
+            name=name,
+            split=split,
+            runner=runner,
+            results=results,
+            work=work,
+            workers=workers,
+            scheduler=scheduler,
+            progress=progress,
+        )
+    _print_stored(report.stored)
+    console.print(f"prepare {report.prepare_s:.1f} s, run {report.run_s:.1f} s, score {report.score_s:.1f} s")
+
+
+@app.command("rescore")
+def rescore(
+    results: Annotated[Path, typer.Option("--results", help="Results store root.")] = Path("results"),
+    workers: Workers = None,
+    scheduler: Scheduler = None,
+) -> None:
+    """Recompute every stored run with this harness; print any score or rank that changed."""
+    from bench.rescore import rescore_store
+
+    with progress_bar("rescoring") as progress:
+        report = rescore_store(results, workers=workers, scheduler=scheduler, progress=progress)
+    for entry, reason in report.skipped:
+        console.print(f"[yellow]skipped[/] {entry}: {reason}")
+    if not report.changes:
+        console.print(f"[green]no changes[/] in {report.checked} stored run(s).")
+        return
+    table = Table(title=f"{len(report.changes)} change(s) in {report.checked} stored run(s)")
+    for column in ("task", "submission", "run", "what", "stored", "now"):
+        table.add_column(column, overflow="fold")
+    for change in report.changes:
+        table.add_row(change.task, change.submission, change.run_id, change.what, change.stored, change.now)
+    console.print(table)
+    raise typer.Exit(1)
+
+
+@app.command("demo")
+def demo(
+    out: Annotated[Path, typer.Option("--out", help="Where the collection, store and site go.")] = Path(
+        "demo"
+    ),
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the synthetic collection.")] = 0,
+    runner: Annotated[str, typer.Option("--runner", help="auto, docker or process.")] = "auto",
+    workers: Workers = None,
+) -> None:
+    """Synthesize, index, verify splits, prepare, run every reference submission, score, publish."""
+    from bench.demo import run_demo
+
+    with progress_bar("demo") as progress:
+        report = run_demo(out, seed=seed, runner=runner, workers=workers, progress=progress)
+    console.print(f"runner: [bold]{report.runner}[/] ({report.runner_reason})")
+    for line in report.timings():
+        console.print(line, soft_wrap=True)
+    console.print(f"leaderboard: {report.index_html}", soft_wrap=True)
+
+
+def _print_stored(stored) -> None:
+    scores = stored.scores
+    table = Table(title=f"{stored.task} / {stored.name} / {stored.run_id}")
+    for column in ("metric", "value", "95% CI"):
+        table.add_column(column)
+    for key, entry in scores["metrics"].items():
+        value = entry.get("value")
+        if not isinstance(value, int | float):
+            continue
+        low, high = entry.get("ci_low"), entry.get("ci_high")
+        interval = (
+            f"[{low:.4g}, {high:.4g}]"
+            if isinstance(low, int | float) and isinstance(high, int | float)
+            else ""
+        )
+        marker = " (primary)" if key == scores["primary_metric"] else ""
+        table.add_row(key + marker, f"{value:.4g}", interval)
+    console.print(table)
+    counts = scores["counts"]
+    console.print(
+        ", ".join(f"{key} {counts[key]}" for key in ("cases", "ok", "missing", "malformed", "error"))
+    )
+    console.print(f"stored: {stored.path}", soft_wrap=True)

@@ -1,0 +1,78 @@
+"""`bench splits pin | verify | show`: pinned, citable splits (see docs/splits.md)."""
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from bench.cli import app
+from bench.cli.progress import console, progress_bar
+from bench.split_checks import summarize_split, verify_split
+from bench.splits import load_split, pin_split
+from bench.tasks import load_task
+
+splits_app = typer.Typer(help="Pin, verify and show the train / validation / test splits of a task.",
+                         no_args_is_help=True)
+app.add_typer(splits_app, name="splits")
+
+Task = Annotated[str, typer.Option("--task", help="Task id (tasks/<id>/task.yaml).")]
+Name = Annotated[str, typer.Option("--name", help="Pinned split name, one per download: synthetic, tcia...")]
+Root = Annotated[Path, typer.Option("--root", help="Root of the RICORD download (or of `bench data synth`).")]
+Annotations = Annotated[list[Path] | None, typer.Option(
+    "--annotations", help="MD.ai export JSON file or folder (repeatable; default ROOT/annotations/*.json).")]
+
+
+@splits_app.command("pin")
+def pin(task: Task, name: Name, root: Root,
+        manifest: Annotated[Path, typer.Option("--manifest", help="Manifest CSV from `bench data index`.")],
+        annotations: Annotations = None) -> None:
+    """Assign patients to splits, fingerprint every case and write tasks/<task>/splits/<name>.json."""
+    spec = load_task(task)
+    with progress_bar("pinning") as progress:
+        split = pin_split(spec, manifest, root=root, name=name, annotations=annotations or (),
+                          progress=progress)
+    counts = {s: len(split.cases(s)) for s in ("train", "validation", "test")}
+    console.print(f"[bold]{split.path}[/]: {len(split.records)} cases "
+                  + ", ".join(f"{s} {n}" for s, n in counts.items()))
+    typer.echo(f"split sha256:{split.sha256}")
+
+
+@splits_app.command("verify")
+def verify(task: Task, name: Name, root: Root, annotations: Annotations = None) -> None:
+    """Recompute every case's fingerprint from a download; exit 1 on any missing or changed case."""
+    split = load_split(task, name)
+    with progress_bar("verifying") as progress:
+        report = verify_split(split, root=root, annotations=annotations or (), progress=progress)
+    if report.mismatches:
+        table = Table("case_id", "split", "status", title=f"{task}/{name}: cases that do not match")
+        for check in report.mismatches:
+            table.add_row(check.case_id, check.split, check.label)
+        console.print(table)
+    summary = ", ".join(f"{label} {n}" for label, n in report.counts().items())
+    typer.echo(f"{task}/{name} sha256:{split.sha256}: {len(report.checks)} cases: {summary}")
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+@splits_app.command("show")
+def show(task: Task, name: Name) -> None:
+    """Print cases and patients per split x strata, and confirm that no patient is in two splits."""
+    summary = summarize_split(load_split(task, name))
+    console.print(_table(summary.counts, f"{task}/{name}: cases and patients per split x strata"))
+    console.print(_table(summary.totals, "per split"))
+    typer.echo(f"split sha256:{summary.sha256}")
+    if summary.leaked_patients:
+        typer.echo(f"LEAKAGE: patients in more than one split: {', '.join(summary.leaked_patients)}")
+        raise typer.Exit(1)
+    patients = summary.totals["patients"].sum()
+    typer.echo(f"no patient leakage: each of {patients} patients is in exactly one split")
+
+
+def _table(frame, title: str) -> Table:
+    table = Table(title=title)
+    for column in frame.columns:
+        table.add_column(str(column), justify="right" if column in ("cases", "patients") else "left")
+    for row in frame.itertuples(index=False):
+        table.add_row(*(str(value) for value in row))
+    return table

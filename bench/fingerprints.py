@@ -1,0 +1,212 @@
+"""Content fingerprints of a case: what a pinned split promises about each case's data.
+
+A split is only citable if anyone can check that their download holds the same cases with the
+same content. A case's fingerprint has three parts, each a hex sha256:
+
+``images``
+    sha256 of the canonical JSON of ``[[SOPInstanceUID, sha256(PixelData)], ...]`` over every
+    instance of the case's series, sorted by SOPInstanceUID. The pixel hash is over the
+    PixelData element's bytes exactly as stored in the file (encapsulated bytes for compressed
+    transfer syntaxes), so it does not depend on any decoder or library version; header edits
+    (re-anonymization, private tags) do not change it, a changed pixel does.
+``annotations``
+    sha256 of the canonical JSON of the case's MD.ai annotation records (every record whose
+    StudyInstanceUID is the case's study), each reduced to the fields that carry meaning
+    (:data:`ANNOTATION_FIELDS`) and sorted by its own canonical JSON. Volatile fields that an
+    export rewrites without a change of content (record ids, timestamps, review counters,
+    update history) are left out, label ids are replaced by label names, and integral numbers
+    are written as integers (``47.0`` and ``47`` hash alike). A study without records hashes
+    the empty list.
+``case``
+    sha256 of the canonical JSON of ``{"annotations": ..., "images": ...}``.
+"""
+
+import hashlib
+import json
+import os
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pydicom
+from pydicom.errors import InvalidDicomError
+
+from bench.errors import AnnotationError, DicomError
+from bench.io import canonical_json, sha256_json
+
+Progress = Callable[[int, int, str], None]
+
+#: Keys of each reduced annotation record in the annotation fingerprint (see ``_record``).
+ANNOTATION_FIELDS = ("label", "scope", "reader", "study_uid", "series_uid", "sop_uid", "frame", "data")
+
+#: sha256 of a study with no annotation records.
+EMPTY_ANNOTATIONS = sha256_json([])
+
+
+@dataclass(frozen=True)
+class Fingerprint:
+    """The three content hashes of one case (see the module docstring)."""
+
+    images: str
+    annotations: str
+
+    @property
+    def case(self) -> str:
+        """sha256 over both parts: the one hash that changes whenever the case does."""
+        return sha256_json({"annotations": self.annotations, "images": self.images})
+
+    def as_dict(self) -> dict:
+        return {"annotations": self.annotations, "case": self.case, "images": self.images}
+
+
+def pixel_sha256(path: str | os.PathLike) -> tuple[str, str]:
+    """(SOPInstanceUID, sha256 of the stored PixelData bytes) of one DICOM file.
+
+    Raises
+    ------
+    DicomError
+        The file is not DICOM, is truncated, or has no pixel data.
+    """
+    try:
+        ds = pydicom.dcmread(path)
+        sop_uid = str(ds.SOPInstanceUID)
+        data = ds.PixelData
+    except InvalidDicomError as error:
+        raise DicomError(f"{path}: not a DICOM file ({error}). Re-download it.") from error
+    except AttributeError as error:
+        raise DicomError(f"{path}: DICOM file without SOPInstanceUID or PixelData ({error}); it cannot "
+                         "be fingerprinted. Re-download it.") from error
+    except (EOFError, OSError, ValueError, KeyError, TypeError) as error:
+        raise DicomError(f"{path}: unreadable or truncated DICOM file ({type(error).__name__}: {error}). "
+                         "Re-download it.") from error
+    return sop_uid, hashlib.sha256(bytes(data)).hexdigest()
+
+
+def images_fingerprint(paths: Sequence[str | os.PathLike]) -> str:
+    """sha256 over the sorted (SOPInstanceUID, pixel sha256) pairs of a series' files."""
+    pairs = sorted(pixel_sha256(path) for path in paths)
+    return sha256_json([list(pair) for pair in pairs])
+
+
+def annotation_files(paths: Iterable[str | os.PathLike], *,
+                     root: str | os.PathLike | None = None) -> list[Path]:
+    """The MD.ai export files to use: each given file, every ``*.json`` of each given directory.
+
+    With nothing given, ``root/annotations/*.json`` (where ``bench data synth`` writes them) when
+    that directory exists; otherwise no file. The result is sorted and free of duplicates.
+    """
+    found: set[Path] = set()
+    given = [Path(p) for p in paths]
+    if not given and root is not None and (Path(root) / "annotations").is_dir():
+        given = [Path(root) / "annotations"]
+    for path in given:
+        if path.is_dir():
+            found.update(p for p in path.glob("*.json") if p.is_file())
+        elif path.is_file():
+            found.add(path)
+        else:
+            raise AnnotationError(f"{path}: annotation export not found. Pass the MD.ai JSON file(s) "
+                                  "(or the folder holding them) with --annotations.")
+    return sorted(found)
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8-sig"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise AnnotationError(f"{path}: not a readable JSON file ({error}). Re-download and unzip the "
+                              "MD.ai export.") from error
+    if not isinstance(doc, dict) or not isinstance(doc.get("labelGroups"), list) \
+            or not isinstance(doc.get("datasets"), list):
+        raise AnnotationError(f"{path}: not an MD.ai export (expected top-level 'labelGroups' and "
+                              "'datasets' lists). Pass the *_annotations_labelgroup_all_*.json file.")
+    return doc
+
+
+def _record(annotation: Mapping, labels: Mapping[str, tuple[str, str]], where: str) -> dict:
+    label_id = str(annotation.get("labelId") or "")
+    if label_id not in labels:
+        raise AnnotationError(f"{where}: annotation {annotation.get('id')!r} uses labelId {label_id!r} "
+                              "that no labelGroups entry defines; the export is incomplete.")
+    name, scope = labels[label_id]
+    return {
+        "label": name,
+        "scope": scope,
+        "reader": annotation.get("createdById"),
+        "study_uid": annotation.get("StudyInstanceUID"),
+        "series_uid": annotation.get("SeriesInstanceUID"),
+        "sop_uid": annotation.get("SOPInstanceUID"),
+        "frame": annotation.get("frameNumber"),
+        "data": _plain_numbers(annotation.get("data")),
+    }
+
+
+def _plain_numbers(value):
+    """Integral floats as ints (``47.0`` -> ``47``), so a re-serialized export hashes the same."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, list):
+        return [_plain_numbers(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _plain_numbers(item) for key, item in value.items()}
+    return value
+
+
+def read_annotation_records(paths: Sequence[str | os.PathLike]) -> dict[str, list[dict]]:
+    """Every annotation record of the given MD.ai exports, reduced and grouped by StudyInstanceUID.
+
+    Label ids are resolved to label names (ids differ between projects, names carry the meaning).
+
+    Raises
+    ------
+    AnnotationError
+        A file is missing, not JSON, not an MD.ai export, or uses an undefined label id.
+    """
+    by_study: dict[str, list[dict]] = {}
+    for path in map(Path, paths):
+        doc = _read_json(path)
+        labels = {str(label.get("id")): (str(label.get("name") or "").strip(),
+                                         str(label.get("scope") or "").upper())
+                  for group in doc["labelGroups"] if isinstance(group, dict)
+                  for label in group.get("labels", []) if isinstance(label, dict)}
+        for dataset in doc["datasets"]:
+            for annotation in (dataset or {}).get("annotations", []) or []:
+                if not isinstance(annotation, dict) or not annotation.get("StudyInstanceUID"):
+                    raise AnnotationError(f"{path}: an annotation lacks StudyInstanceUID "
+                                          f"({str(annotation)[:80]!r}); the export is malformed.")
+                record = _record(annotation, labels, str(path))
+                by_study.setdefault(str(record["study_uid"]), []).append(record)
+    return by_study
+
+
+def annotations_fingerprint(records: Sequence[Mapping]) -> str:
+    """sha256 of one study's reduced records, sorted by their canonical JSON."""
+    return sha256_json(sorted(records, key=canonical_json))
+
+
+def locate_series(root: str | os.PathLike, series_uids: Iterable[str], *, hint_dirs: Iterable[str] = (),
+                  progress: Progress | None = None) -> dict[str, list[Path]]:
+    """Files of each wanted series under ``root``, found by the SeriesInstanceUID in their headers.
+
+    ``hint_dirs`` (paths relative to ``root``, e.g. the manifest's ``series_dir``) are read first;
+    series not found there are looked for in a scan of the whole tree. Folder names are only a
+    shortcut, never the identity. Series that are nowhere are absent from the result.
+    """
+    from bench.data.dicom import index_headers
+
+    root = Path(root)
+    wanted = set(series_uids)
+    found: dict[str, set[Path]] = {}
+
+    def take(instances) -> None:
+        for series_uid, group in instances[instances["series_uid"].isin(wanted)].groupby("series_uid"):
+            found.setdefault(str(series_uid), set()).update(Path(p) for p in group["path"])
+
+    dirs = sorted({root / d for d in hint_dirs if isinstance(d, str) and d and (root / d).is_dir()})
+    for done, directory in enumerate(dirs, start=1):
+        take(index_headers(directory))
+        if progress is not None:
+            progress(done, len(dirs), "locating series")
+    if wanted - set(found):
+        take(index_headers(root, progress=progress))
+    return {uid: sorted(paths) for uid, paths in found.items()}

@@ -1,0 +1,146 @@
+"""SVG plots of a board, drawn with matplotlib's object API (no pyplot, no global state).
+
+Output is deterministic (fixed ``svg.hashsalt``, no date in the metadata, seeded jitter) so
+that the same store builds the same bytes. Text is written as SVG ``<text>`` (``svg.fonttype
+none``), which matplotlib XML-escapes; entry names are also stripped of mathtext (``$``) so a
+name can never be parsed as a formula, and shortened to fit.
+"""
+
+import io
+
+import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
+
+from bench.leaderboard.boards import Board
+
+PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+           "#bcbd22", "#17becf"]
+_RC = {"svg.hashsalt": "ricord-bench", "svg.fonttype": "none", "font.size": 9,
+       "font.family": "DejaVu Sans", "axes.spines.top": False, "axes.spines.right": False}
+
+
+def label(name: str, limit: int = 32) -> str:
+    """A display name safe for matplotlib: no mathtext, at most ``limit`` characters."""
+    text = name if len(name) <= limit else name[: limit - 1] + "…"
+    return text.replace("$", r"\$")
+
+
+def _svg(figure: Figure) -> bytes:
+    buffer = io.BytesIO()
+    with matplotlib.rc_context(_RC):
+        figure.savefig(buffer, format="svg", metadata={"Date": None}, bbox_inches="tight")
+    return buffer.getvalue()
+
+
+def _figure(width: float, height: float) -> Figure:
+    with matplotlib.rc_context(_RC):
+        return Figure(figsize=(width, height), layout="constrained")
+
+
+def distribution_svg(board: Board) -> bytes | None:
+    """Per-case distribution of the primary metric per entry: box plot plus jittered cases.
+
+    Where the task hides per-case scores on this split only the boxes are drawn (no case
+    points, no outliers), so no single case value can be read off the plot.
+    """
+    if board.matrix is None:
+        return None
+    entries = board.entries
+    with matplotlib.rc_context(_RC):
+        figure = _figure(6.0, 0.55 * len(entries) + 1.2)
+        axes = figure.add_subplot()
+        data = [board.matrix[e.run.submission].dropna().to_numpy() for e in entries]
+        positions = np.arange(len(entries))[::-1]
+        box = axes.boxplot([d if d.size else [np.nan] for d in data], positions=positions,
+                           orientation="horizontal",
+                           widths=0.5, showfliers=False, patch_artist=True,
+                           medianprops={"color": "#222222"})
+        for patch, index in zip(box["boxes"], range(len(entries)), strict=True):
+            patch.set_facecolor(PALETTE[index % len(PALETTE)] + "55")
+            patch.set_edgecolor(PALETTE[index % len(PALETTE)])
+        if not board.hide_per_case:
+            rng = np.random.default_rng(0)
+            for index, (values, y) in enumerate(zip(data, positions, strict=True)):
+                jitter = rng.uniform(-0.18, 0.18, size=values.size)
+                axes.scatter(values, y + jitter, s=12, color=PALETTE[index % len(PALETTE)],
+                             alpha=0.8, linewidths=0, zorder=3)
+        axes.set_yticks(positions, [f"{e.rank}. {label(e.run.name)}" for e in entries])
+        axes.set_xlabel(f"{board.spec.primary_key} per case ({board.spec.primary_direction} is better)")
+        axes.grid(axis="x", color="#dddddd", linewidth=0.6)
+        axes.set_axisbelow(True)
+        return _svg(figure)
+
+
+def blob_svg(board: Board) -> bytes | None:
+    """challengeR-style blob plot: how often each entry takes each rank over the bootstrap.
+
+    Entries run along x in full-data rank order; circle area is the share of resamples in
+    which the entry has that rank; the black point and bar are the median rank and the rank
+    interval.
+    """
+    boot = board.bootstrap
+    if boot is None or boot.ranks.shape[0] == 0 or len(board.entries) < 2:
+        return None
+    entries = board.entries
+    n = len(entries)
+    index_of = {name: i for i, name in enumerate(boot.entries)}
+    with matplotlib.rc_context(_RC):
+        figure = _figure(max(3.5, 0.9 * n + 1.5), max(2.8, 0.45 * n + 1.6))
+        axes = figure.add_subplot()
+        for x, entry in enumerate(entries):
+            row = boot.frequencies[index_of[entry.run.submission]]
+            ranks = np.flatnonzero(row) + 1
+            axes.scatter(np.full(ranks.size, x), ranks, s=row[ranks - 1] * 900, alpha=0.55,
+                         color=PALETTE[x % len(PALETTE)], linewidths=0)
+            axes.vlines(x, entry.rank_low, entry.rank_high, color="#222222", linewidth=1.2)
+            axes.scatter([x], [entry.median_rank], s=14, color="#222222", zorder=3)
+        axes.set_xticks(range(n), [label(e.run.name, 20) for e in entries], rotation=30, ha="right")
+        axes.set_yticks(range(1, n + 1))
+        axes.set_ylim(n + 0.6, 0.4)
+        axes.set_xlim(-0.6, n - 0.4)
+        axes.set_ylabel("rank in bootstrap resamples")
+        axes.grid(axis="y", color="#eeeeee", linewidth=0.6)
+        axes.set_axisbelow(True)
+        return _svg(figure)
+
+
+def roc_svg(board: Board) -> bytes | None:
+    """ROC curves of the primary head per entry (one panel per class; binary: the positive)."""
+    spec = board.spec
+    if spec.kind != "classification":
+        return None
+    from sklearn.metrics import roc_curve
+
+    head = next(h for h in spec.heads if h.name == spec.primary_key.split(".")[0])
+    classes = [head.positive] if len(head.classes) == 2 else list(head.classes)
+    with matplotlib.rc_context(_RC):
+        columns = min(len(classes), 2)
+        rows = int(np.ceil(len(classes) / columns))
+        figure = _figure(3.4 * columns + 1.8, 3.2 * rows)
+        grid = figure.subplots(rows, columns, squeeze=False)
+        for axes, cls in zip(grid.flat, classes, strict=False):
+            for index, entry in enumerate(board.entries):
+                table = entry.run.per_case
+                if head.name not in table.columns or cls not in table.columns:
+                    continue
+                scores = table[cls].astype(float).to_numpy()
+                truth = (table[head.name].astype(str) == cls).to_numpy()
+                keep = ~np.isnan(scores)
+                if truth[keep].all() or not truth[keep].any():
+                    continue
+                fpr, tpr, _ = roc_curve(truth[keep], scores[keep])
+                axes.plot(fpr, tpr, color=PALETTE[index % len(PALETTE)], linewidth=1.4,
+                          label=f"{entry.rank}. {label(entry.run.name, 24)}", drawstyle="default")
+            axes.plot([0, 1], [0, 1], color="#999999", linestyle="--", linewidth=0.8)
+            axes.set_title(f"{label(cls)} vs rest" if len(classes) > 1 else f"{label(cls)} (positive class)",
+                           fontsize=9)
+            axes.set_xlabel("false positive rate")
+            axes.set_ylabel("true positive rate")
+            axes.set_aspect("equal")
+        for axes in list(grid.flat)[len(classes):]:
+            axes.set_visible(False)
+        handles, labels = grid.flat[0].get_legend_handles_labels()
+        if handles:
+            figure.legend(handles, labels, loc="outside right upper", frameon=False)
+        return _svg(figure)

@@ -1,0 +1,280 @@
+"""Build the static leaderboard site from the results store.
+
+The site works from ``file://`` and from any static host: relative links only, no external
+fetches, no server. Layout::
+
+    index.html                      tasks, with their boards
+    leaderboard.json                every board, machine-readable
+    static/style.css, static/sort.js
+    <task>/index.html               the task's boards: ranked tables, plots, policies
+    <task>/<task>.csv               every board of the task as one table
+    <task>/<board>-*.svg            plots of each board
+    <task>/<board>/<slug>.html      one page per submission and board
+
+All user-supplied text (names, teams, descriptions, receipts, case ids) goes through
+Jinja2's autoescaping; nothing is marked safe. The same store gives the same bytes.
+"""
+
+import json
+import logging
+import math
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import pandas as pd
+
+from bench.errors import LeaderboardError, TaskSpecError
+from bench.io import SCHEMA_VERSION, write_bytes, write_csv, write_json, write_text
+from bench.leaderboard import plots
+from bench.leaderboard.boards import Board, BoardEntry, build_boards
+from bench.metrics.registry import METRICS
+from bench.store import Store, plain
+from bench.tasks import TaskSpec, load_task
+
+log = logging.getLogger(__name__)
+
+METHOD_TEXT = {
+    "aggregate-then-rank": "aggregate-then-rank: each entry's {aggregate} over cases, then ranked",
+    "rank-then-aggregate": "rank-then-aggregate: entries ranked within every case, then by mean rank",
+    "test-then-rank": ("test-then-rank: one-sided Wilcoxon signed-rank tests between every pair, "
+                       "Holm-corrected at alpha {alpha}; ranked by the number of entries beaten"),
+}
+SCORE_LABEL = {"aggregate-then-rank": "Ranked by", "rank-then-aggregate": "Mean rank",
+               "test-then-rank": "Wins"}
+
+
+@dataclass(frozen=True)
+class LeaderboardReport:
+    """What :func:`build_leaderboard` built."""
+
+    index: Path
+    tasks: tuple[str, ...]
+    boards: int
+    entries: int
+
+
+def build_leaderboard(results: str | os.PathLike, out: str | os.PathLike, *,
+                      tasks_dir: str | os.PathLike | None = None,
+                      progress: Callable[[int, int, str], None] | None = None) -> LeaderboardReport:
+    """Build the static site for every task in the store ``results`` into ``out``.
+
+    The site is assembled in a temporary directory beside ``out`` and renamed into place at
+    the end, so a failed or interrupted build leaves the previous site untouched. ``out`` may
+    be a previous leaderboard (it has ``leaderboard.json``) or an empty or missing directory;
+    anything else is refused.
+
+    Parameters
+    ----------
+    results : path
+        Root of the results store (see :mod:`bench.store`).
+    out : path
+        Where the site goes.
+    tasks_dir : path, optional
+        Folder of task definitions (default: the repository's ``tasks/``).
+    progress : callable, optional
+        ``progress(done, total, description)`` per task.
+
+    Raises
+    ------
+    LeaderboardError
+        No runs in the store, a task without a definition, inconsistent runs, or an ``out``
+        that is not a leaderboard.
+    """
+    store, out = Store(results), Path(out)
+    _check_out(out)
+    runs = store.latest_runs()
+    if not runs:
+        raise LeaderboardError(f"{store.root}: the results store holds no runs; score a submission "
+                               "first (bench score / bench evaluate)")
+    task_ids = sorted({run.task for run in runs})
+    env = _environment()
+    tasks = []
+    out.parent.mkdir(parents=True, exist_ok=True)
+    site = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
+    try:
+        _copy_static(site / "static")
+        for done, task_id in enumerate(task_ids):
+            if progress:
+                progress(done, len(task_ids), f"task {task_id}")
+            spec = _load_spec(task_id, tasks_dir)
+            boards = build_boards(spec, [run for run in runs if run.task == task_id])
+            _write_task(env, site / task_id, spec, boards)
+            tasks.append((spec, boards))
+        write_text(site / "index.html", env.get_template("index.html").render(
+            root="", tasks=tasks, page_title="Leaderboard"))
+        write_json(site / "leaderboard.json", {"schema_version": SCHEMA_VERSION,
+                                               "tasks": [_task_json(spec, boards) for spec, boards in tasks]})
+        _swap(site, out)
+    except BaseException:
+        shutil.rmtree(site, ignore_errors=True)
+        raise
+    if progress:
+        progress(len(task_ids), len(task_ids), "done")
+    return LeaderboardReport(out / "index.html", tuple(task_ids), sum(len(b) for _, b in tasks),
+                             sum(len(board.entries) for _, b in tasks for board in b))
+
+
+def _check_out(out: Path) -> None:
+    foreign = out.is_dir() and any(out.iterdir()) and not (out / "leaderboard.json").exists()
+    if out.exists() and (not out.is_dir() or foreign):
+        raise LeaderboardError(f"{out} exists and is not a leaderboard built by bench (no leaderboard.json); "
+                               "choose an empty or new --out directory")
+
+
+def _swap(site: Path, out: Path) -> None:
+    """Put the finished ``site`` at ``out``: two renames, the previous site removed after."""
+    old = None
+    if out.exists():
+        old = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".old"))
+        os.replace(out, old / out.name)
+    os.replace(site, out)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _load_spec(task_id: str, tasks_dir) -> TaskSpec:
+    try:
+        return load_task(task_id, directory=Path(tasks_dir) if tasks_dir else None)
+    except TaskSpecError as error:
+        raise LeaderboardError(f"the store has runs of task {task_id!r} but its definition cannot be "
+                               f"loaded; pass --tasks-dir pointing at its folder. {error}") from error
+
+
+def _environment() -> jinja2.Environment:
+    env = jinja2.Environment(loader=jinja2.PackageLoader("bench.leaderboard", "templates"),
+                             autoescape=True, undefined=jinja2.StrictUndefined,
+                             trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
+    env.filters["num"] = _num
+    env.filters["sortkey"] = _sortkey
+    env.filters["pretty"] = lambda value: json.dumps(plain(value), indent=1, sort_keys=True,
+                                                     ensure_ascii=False)
+    env.globals.update(METHOD_TEXT=METHOD_TEXT, SCORE_LABEL=SCORE_LABEL, METRICS=METRICS,
+                       flatten=_flatten)
+    return env
+
+
+def _copy_static(target: Path) -> None:
+    target.mkdir(parents=True)
+    for item in sorted(resources.files("bench.leaderboard").joinpath("static").iterdir(),
+                       key=lambda p: p.name):
+        write_bytes(target / item.name, item.read_bytes())
+
+
+def _write_task(env: jinja2.Environment, folder: Path, spec: TaskSpec, boards: list[Board]) -> None:
+    plots_of = {}
+    for board in boards:
+        drawn = {"distribution": plots.distribution_svg(board), "ranks": plots.blob_svg(board),
+                 "roc": plots.roc_svg(board)}
+        plots_of[board.key] = {}
+        for kind, svg in drawn.items():
+            if svg is not None:
+                write_bytes(folder / f"{board.key}-{kind}.svg", svg)
+                plots_of[board.key][kind] = f"{board.key}-{kind}.svg"
+        for entry in board.entries:
+            write_text(folder / board.key / entry.page, env.get_template("submission.html").render(
+                root="../../", spec=spec, board=board, entry=entry,
+                page_title=f"{entry.run.name} · {spec.title}",
+                per_case=None if board.hide_per_case else _per_case_rows(entry.run.per_case)))
+    write_text(folder / "index.html", env.get_template("task.html").render(
+        root="../", spec=spec, boards=boards, plots=plots_of, csv=f"{spec.id}.csv",
+        page_title=spec.title))
+    write_csv(folder / f"{spec.id}.csv", _task_table(spec, boards))
+
+
+def _per_case_rows(table: pd.DataFrame) -> dict[str, Any]:
+    """Columns (name, ``number`` or ``text`` for sorting) and rows with missing values as None."""
+    types = ["number" if pd.api.types.is_numeric_dtype(table[c]) and not pd.api.types.is_bool_dtype(table[c])
+             else "text" for c in table.columns]
+    return {"columns": list(zip(table.columns, types, strict=True)),
+            "rows": [[None if _missing(v) else v for v in row] for row in table.itertuples(index=False)]}
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def _entry_json(entry: BoardEntry, spec: TaskSpec) -> dict[str, Any]:
+    return {
+        "rank": entry.rank, "submission": entry.run.name, "slug": entry.run.submission,
+        "team": entry.run.team, "run_id": entry.run.run_id, "primary_metric": spec.primary_key,
+        "value": _json_number(entry.value), "ci_low": _json_number(entry.ci_low),
+        "ci_high": _json_number(entry.ci_high), "ranking_score": _json_number(entry.ranking_score),
+        "rank_low": entry.rank_low, "rank_high": entry.rank_high,
+        "median_rank": _json_number(entry.median_rank), "tied_group": entry.group,
+        "cases": entry.cases, "ok": entry.ok, "failures": entry.failures,
+        "task_sha256": entry.run.task_sha256, "task_spec_matches": entry.spec_matches,
+    }
+
+
+def _task_json(spec: TaskSpec, boards: list[Board]) -> dict[str, Any]:
+    return {
+        "id": spec.id, "title": spec.title, "kind": spec.kind, "task_sha256": spec.sha256,
+        "primary_metric": spec.primary_key, "direction": spec.primary_direction,
+        "ranking": spec.ranking.model_dump(mode="json"),
+        "policies": spec.policies.model_dump(mode="json"),
+        "boards": [{
+            "key": board.key, "split_name": board.split_name, "split": board.split,
+            "split_sha256": board.split_sha256, "per_case_hidden": board.hide_per_case,
+            "note": board.note,
+            "bootstrap": None if board.bootstrap is None else {
+                "resamples": board.bootstrap.resamples, "kept": int(board.bootstrap.ranks.shape[0]),
+                "seed": board.bootstrap.seed, "confidence": board.bootstrap.confidence,
+                "unit": board.clusters,
+                "kendall_tau": {k: _json_number(v) for k, v in board.bootstrap.tau_summary.items()}},
+            "entries": [_entry_json(entry, spec) for entry in board.entries],
+        } for board in boards],
+    }
+
+
+def _task_table(spec: TaskSpec, boards: list[Board]) -> pd.DataFrame:
+    rows = []
+    for board in boards:
+        for entry in board.entries:
+            row = {"task": spec.id, "split_name": board.split_name, "split": board.split,
+                   "split_sha256": board.split_sha256}
+            row.update(_entry_json(entry, spec))
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _json_number(value: float | None) -> float | None:
+    return None if value is None or not math.isfinite(value) else float(value)
+
+
+def _num(value: Any, digits: int = 3) -> str:
+    """Format a number for a table cell; an en dash for missing values."""
+    if value is None or isinstance(value, bool):
+        return "–" if value is None else str(value)
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return "–"
+        return f"{value:.{digits}f}" if abs(value) < 1e5 else f"{value:.{digits}g}"
+    return str(value)
+
+
+def _sortkey(value: Any) -> str:
+    """``data-sort`` attribute value: numbers as plain decimals, text as is, missing as empty."""
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return ""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return repr(float(value))
+    return str(value)
+
+
+def _flatten(obj: Any, prefix: str = "") -> list[tuple[str, Any]]:
+    """Nested mappings as (dotted key, leaf) pairs, sorted by key; lists stay leaves."""
+    if hasattr(obj, "items"):
+        pairs = []
+        for key in sorted(obj):
+            pairs.extend(_flatten(obj[key], f"{prefix}{key}."))
+        return pairs
+    return [(prefix[:-1], plain(obj))]

@@ -1,0 +1,130 @@
+"""Per-case segmentation scoring, the unit of work handed to :func:`bench.parallel.map_ordered`.
+
+Workers get a small dict of file paths and options (never arrays), load both NIfTI masks
+themselves, and return a small dict: status, reason and every field of
+:func:`bench.metrics.segmentation.score_case`. The missing-prediction policy is applied here,
+the same way in every worker: ``worst`` gives a missing or unusable prediction every metric at
+its worst value (:func:`bench.metrics.segmentation.worst_case_scores`, whatever the reference
+holds); ``empty_mask`` scores it as an all-zero mask on the reference grid (then the task's
+empty-mask policy decides the values, so it is perfect where the reference is empty too);
+``exclude`` returns no values, and the case is left out of the aggregates but kept in the table.
+"""
+
+from pathlib import Path
+from typing import Any
+
+import nibabel as nib
+import numpy as np
+
+from bench.errors import BenchError
+from bench.metrics.segmentation import SCORE_FIELDS, EmptyMaskPolicy, score_case, worst_case_scores
+from bench.tasks import TaskSpec
+
+AFFINE_TOLERANCE = 1e-4
+"""Largest absolute difference between prediction and reference affines (mm), as the runner checks."""
+
+
+def metric_policy(spec: TaskSpec) -> EmptyMaskPolicy:
+    """The metrics engine's :class:`EmptyMaskPolicy` for the task's declared ``policies.empty_mask``.
+
+    ``both_empty: perfect`` means overlap 1 and distance 0 mm; ``one_empty_distance: diagonal``
+    means the image diagonal in mm, a number means that many mm.
+    """
+    declared = spec.policies.empty_mask
+    worst = None if declared.one_empty_distance == "diagonal" else float(declared.one_empty_distance)
+    return EmptyMaskPolicy(both_empty_score=1.0, both_empty_distance_mm=0.0, worst_distance_mm=worst)
+
+
+def case_item(
+    spec: TaskSpec, case_id: str, reference_mask: Path, prediction: Path | None, status: str, reason: str
+) -> dict[str, Any]:
+    """The picklable work item for one case: paths, runner status and the task's options."""
+    policy = metric_policy(spec)
+    return {
+        "case_id": case_id,
+        "reference": str(reference_mask),
+        "prediction": None if prediction is None else str(prediction),
+        "status": status,
+        "reason": reason,
+        "missing_prediction": spec.policies.missing_prediction,
+        "tolerance_mm": float(spec.metric_options.get("tolerance_mm", 1.0)),
+        "policy": {
+            "both_empty_score": policy.both_empty_score,
+            "both_empty_distance_mm": policy.both_empty_distance_mm,
+            "worst_distance_mm": policy.worst_distance_mm,
+        },
+    }
+
+
+def _load_mask(path: str) -> tuple[np.ndarray, tuple[float, ...], np.ndarray]:
+    image = nib.load(path)
+    data = np.asanyarray(image.dataobj)
+    zooms = tuple(float(z) for z in image.header.get_zooms()[: data.ndim])
+    return data, zooms, np.asarray(image.affine, dtype=np.float64)
+
+
+def _unusable(pred: np.ndarray, pred_affine: np.ndarray, ref: np.ndarray, ref_affine: np.ndarray) -> str:
+    """Why a prediction cannot be scored on the reference grid, or '' when it can."""
+    if pred.shape != ref.shape:
+        return f"prediction shape {pred.shape} differs from the reference grid {ref.shape}"
+    if not np.allclose(pred_affine, ref_affine, atol=AFFINE_TOLERANCE, rtol=0):
+        return "prediction affine differs from the reference affine by more than 1e-4 mm"
+    if pred.dtype.kind not in "biu" or not np.isin(np.unique(pred), (0, 1)).all():
+        return f"prediction is not a 0/1 mask (dtype {pred.dtype})"
+    return ""
+
+
+def score_segmentation_case(item: dict[str, Any]) -> dict[str, Any]:
+    """Score one case from file paths; module-level so process pools and dask can pickle it.
+
+    Returns
+    -------
+    dict
+        ``case_id``, ``status`` (ok, missing, malformed or error), ``reason`` and ``metrics``:
+        every :data:`SCORE_FIELDS` value, or None when the case is excluded by the policy.
+    """
+    ref, spacing_mm, ref_affine = _load_mask(item["reference"])
+    status, reason = item["status"], item["reason"]
+    pred = None
+    if item["prediction"] is not None:
+        try:
+            pred_raw, _, pred_affine = _load_mask(item["prediction"])
+        except (OSError, ValueError, nib.filebasedimages.ImageFileError) as error:
+            status, reason = "error", f"prediction unreadable at scoring time: {error}"
+        else:
+            why = _unusable(pred_raw, pred_affine, ref, ref_affine)
+            if why:
+                status, reason = "error", why
+            else:
+                pred = pred_raw
+    policy = EmptyMaskPolicy(**item["policy"])
+    options = {"spacing_mm": spacing_mm, "tolerance_mm": item["tolerance_mm"], "policy": policy}
+    rule = item["missing_prediction"]
+    try:
+        if pred is not None:
+            scores = score_case(pred, ref, **options)
+        elif rule == "exclude":
+            reason = _with_rule(reason, "left out of the aggregates (policy missing_prediction=exclude)")
+            return {"case_id": item["case_id"], "status": status, "reason": reason, "metrics": None}
+        elif rule == "worst":
+            reason = _with_rule(
+                reason, "scored with every metric at its worst value (policy missing_prediction=worst)"
+            )
+            scores = worst_case_scores(ref, **options)
+        else:
+            reason = _with_rule(reason, "scored as an empty mask (policy missing_prediction=empty_mask)")
+            scores = score_case(np.zeros(ref.shape, dtype=bool), ref, **options)
+    except BenchError as error:
+        error.add_note(f"while scoring case {item['case_id']} against {item['reference']}")
+        raise
+    metrics = scores.as_dict()
+    return {
+        "case_id": item["case_id"],
+        "status": status,
+        "reason": reason,
+        "metrics": {name: metrics[name] for name in SCORE_FIELDS},
+    }
+
+
+def _with_rule(reason: str, rule: str) -> str:
+    return f"{reason}; {rule}" if reason else rule
