@@ -113,7 +113,7 @@ def test_unreachable_scheduler_names_address_and_remedy(monkeypatch):
         map_ordered(tasks.summarize, ["x"], scheduler=address, connect_timeout_s=1)
     assert time.monotonic() - started < 15
     message = str(caught.value)
-    assert f"cannot reach the dask scheduler at '{address}' within 1 s" in message
+    assert f"cannot reach the dask scheduler at '{address}' (ConnectionRefusedError" in message
     assert "`dask scheduler`" in message and SCHEDULER_ENV in message
 
 
