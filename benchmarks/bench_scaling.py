@@ -7,7 +7,8 @@ Run from the repository root::
 
 Full-size synthetic segmentation cases (512 x 512 x 200 uint8 masks, 0.75 x 0.75 x 1.5 mm, a
 few COVID-like lesions per case, the prediction a perturbed copy with one false positive) are
-written as .nii.gz; workers get the two paths and load their own data, exactly as scoring does.
+written as .nii.gz, and scored by `bench score`'s own per-case task
+(``bench.score_segmentation.score_segmentation_case``): workers get the paths, load their own data.
 It prints cases/s per back end, the 2-worker / 1-worker scaling ratio, and the per-case costs
 (NIfTI load, score_case, peak worker memory, container start-up when a local image exists)
 that docs/scaling.md's capacity plan is built from.
@@ -32,6 +33,8 @@ from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 from bench.data.dicom import load_ct_series
 from bench.metrics.segmentation import score_case
 from bench.parallel import map_ordered
+from bench.score_segmentation import case_item, score_segmentation_case
+from bench.tasks import load_task
 
 SHAPE = (512, 512, 200)
 """NIfTI (i, j, k) = (x, y, z) shape of a full-size chest CT."""
@@ -116,16 +119,16 @@ def _load(path: str) -> tuple[np.ndarray, tuple[float, ...]]:
     return np.asanyarray(image.dataobj), tuple(float(z) for z in image.header.get_zooms()[:3])
 
 
-def score_files(item: tuple[str, str]) -> dict:
-    """The per-case unit of work: load prediction and reference from their paths, score them."""
-    pred, _ = _load(item[0])
-    ref, spacing_mm = _load(item[1])
-    return score_case(pred, ref, spacing_mm=spacing_mm, tolerance_mm=1.0).as_dict()
+def scoring_items(cases: list[tuple[str, str]]) -> list[dict]:
+    """The work items `bench score` hands to map_ordered for these (prediction, reference) pairs."""
+    spec = load_task("ricord-1a-lesion-seg")
+    return [case_item(spec, f"case-{index:03d}", Path(ref), Path(pred), "ok", "")
+            for index, (pred, ref) in enumerate(cases)]
 
 
-def score_files_peak_rss(item: tuple[str, str]) -> float:
+def score_peak_rss(item: dict) -> float:
     """Score one case in a fresh worker process and return that process's peak RSS in MiB."""
-    score_files(item)
+    score_segmentation_case(item)
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
@@ -158,7 +161,7 @@ def _cluster_seconds(items: list, n_workers: int, expected: list) -> float:
         with Client(cluster, set_as_default=False) as client:  # warm up: import the task module
             client.run(importlib.import_module, __name__)
         started = time.perf_counter()
-        results = map_ordered(score_files, items, scheduler=cluster.scheduler_address)
+        results = map_ordered(score_segmentation_case, items, scheduler=cluster.scheduler_address)
         elapsed = time.perf_counter() - started
     if results != expected:
         raise RuntimeError(f"LocalCluster({n_workers}) results differ from the in-process run")
@@ -190,7 +193,7 @@ def per_case_costs(workdir: Path, items: list[tuple[str, str]], repeats: int) ->
     ref_array, spacing_mm = _load(ref)
     pred_array, _ = _load(pred)
     score_s, score_cpu_s = _timed(lambda: score_case(pred_array, ref_array, spacing_mm=spacing_mm), repeats)
-    rss_mib = map_ordered(score_files_peak_rss, [items[0]], workers=2)[0]
+    rss_mib = map_ordered(score_peak_rss, scoring_items(items[:1]), workers=2)[0]
     print(f"per case: load one mask {load_s:.2f} s wall / {load_cpu_s:.2f} s CPU, score_case "
           f"{score_s:.2f} s wall / {score_cpu_s:.2f} s CPU ({int(ref_array.sum())} reference voxels), "
           f"peak worker RSS {rss_mib:.0f} MiB, mask file {os.path.getsize(ref) / 2**20:.2f} MiB")
@@ -207,13 +210,14 @@ def per_case_costs(workdir: Path, items: list[tuple[str, str]], repeats: int) ->
                                      f"IMAGE true)" if container else "not measured (no local image)"))
 
 
-def throughput(items: list[tuple[str, str]]) -> None:
+def throughput(cases: list[tuple[str, str]]) -> None:
     """Print cases/s for 1 and 2 workers on each back end, and the scaling ratios."""
+    items = scoring_items(cases)
     started = time.perf_counter()
-    expected = map_ordered(score_files, items, workers=1)
+    expected = map_ordered(score_segmentation_case, items, workers=1)
     rows = [("local, in-process (workers=1)", 1, time.perf_counter() - started)]
     started = time.perf_counter()
-    if map_ordered(score_files, items, workers=2) != expected:
+    if map_ordered(score_segmentation_case, items, workers=2) != expected:
         raise RuntimeError("local pool results differ from the in-process run")
     rows.append(("local process pool (workers=2)", 2, time.perf_counter() - started))
     for n_workers in (1, 2):
