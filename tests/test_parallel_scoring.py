@@ -1,10 +1,12 @@
-"""A worker killed during a real `bench score` on a dask cluster: the store is complete and
-identical to a local run's (issue 7's fault-tolerance test, end to end)."""
+"""A worker killed during a real scoring run, on a dask cluster or the local pool: the store is
+complete and identical to a run without the loss (issue 7's fault-tolerance tests, end to end)."""
 
 import json
+import logging
 import socket
 
 import numpy as np
+import psutil
 import pytest
 from cluster_plugins import KillFirstExecution
 from dask.utils import key_split
@@ -49,6 +51,11 @@ def _seg_setup(tmp_path, monkeypatch, n_cases: int = 8):
     return load_task(SEG), run, reference
 
 
+def _scores_without_run_id(stored) -> dict:
+    """scores.json of a stored run; the run id (start time + inputs hash) is the one field that differs."""
+    return {**json.loads((stored.path / "scores.json").read_text()), "run_id": ""}
+
+
 @pytest.mark.slow
 def test_worker_killed_during_scoring_still_gives_a_complete_identical_store(tmp_path, monkeypatch):
     from distributed import Client, LocalCluster
@@ -70,8 +77,7 @@ def test_worker_killed_during_scoring_still_gives_a_complete_identical_store(tmp
     assert lost == {"score_segmentation_case"}  # the worker died mid-task, inside real scoring
     assert (remote.path / "per_case.csv").read_bytes() == (local.path / "per_case.csv").read_bytes()
     assert len(remote.per_case) == 8 and set(remote.per_case["status"]) == {"ok"}
-    remote_scores, local_scores = (json.loads((s.path / "scores.json").read_text()) for s in (remote, local))
-    assert {**remote_scores, "run_id": ""} == {**local_scores, "run_id": ""}
+    assert _scores_without_run_id(remote) == _scores_without_run_id(local)
 
 
 def test_cli_score_with_an_unreachable_scheduler_says_what_to_do(tmp_path, monkeypatch):
@@ -85,3 +91,25 @@ def test_cli_score_with_an_unreachable_scheduler_says_what_to_do(tmp_path, monke
     assert result.exit_code == 2
     assert f"cannot reach the dask scheduler at '{address}'" in result.output
     assert "dask scheduler" in result.output and not (tmp_path / "results").exists()
+
+
+@pytest.mark.slow
+def test_local_pool_worker_killed_during_scoring_gives_an_identical_store(tmp_path, monkeypatch, caplog):
+    spec, run, reference = _seg_setup(tmp_path, monkeypatch)
+    serial = score_and_store(spec, run, reference, results=tmp_path / "serial", workers=1)
+    killed = []
+
+    def kill_a_pool_worker(done, total, text):
+        """After the first case comes back, SIGKILL one of the pool's worker processes."""
+        workers = [child for child in psutil.Process().children()
+                   if "spawn_main" in " ".join(child.cmdline())]
+        if not killed and workers:
+            workers[0].kill()
+            killed.append(workers[0].pid)
+
+    with caplog.at_level(logging.WARNING, logger="bench.parallel"):
+        pooled = score_and_store(spec, run, reference, results=tmp_path / "pool", workers=2,
+                                 progress=kill_a_pool_worker)
+    assert killed and "a worker process died; resubmitting" in caplog.text
+    assert (pooled.path / "per_case.csv").read_bytes() == (serial.path / "per_case.csv").read_bytes()
+    assert _scores_without_run_id(pooled) == _scores_without_run_id(serial)
