@@ -77,16 +77,3 @@ def worker_name(item: int) -> tuple[int, str]:
 
     time.sleep(0.05)
     return item, str(get_worker().name)
-
-
-def run_submission_task(item: dict) -> dict:
-    """One Docker run as a cluster task: paths in, a small summary (and the worker's name) out."""
-    from distributed import get_worker
-
-    from bench.runners import run_submission
-    from bench.tasks import load_task
-
-    result = run_submission(item["submission"], load_task(item["task"]), item["inputs"], item["run_dir"],
-                            runner="docker", limits={"timeout_s": 120})
-    return {"worker": str(get_worker().name), "exit_code": result.exit_code, "counts": result.counts,
-            "run_dir": str(result.run_dir)}

@@ -235,18 +235,21 @@ def test_resources_route_tasks_to_the_worker_that_declares_them(cluster):
 def test_container_runs_go_to_the_docker_worker_and_write_to_the_shared_path(cluster, tmp_path):
     from runner_inputs import write_prepared
 
+    from bench.evaluate import run_on_worker
     from bench.images import build_base_image
+    from bench.tasks import load_task
 
     build_base_image()  # reused when present (the runners' tests build it)
     submissions = REPO / "submissions"
     items = []
     for name, task in (("threshold-seg", "ricord-1a-lesion-seg"), ("hu-stats-cls", "ricord-ct-covid-cls")):
         inputs = write_prepared(tmp_path / "prepared" / task, task)
-        items.append({"submission": str(submissions / name), "task": task, "inputs": str(inputs),
-                      "run_dir": str(tmp_path / "runs" / name)})
+        items.append({"submission": str(submissions / name), "spec": load_task(task),
+                      "inputs": str(inputs), "run_dir": str(tmp_path / "runs" / name),
+                      "runner": "docker", "limits": {"timeout_s": 120}})
     worker = _start_worker(cluster.scheduler_address, "docker-host", "--resources", "docker=1")
     try:
-        runs = map_ordered(tasks.run_submission_task, items, scheduler=cluster.scheduler_address,
+        runs = map_ordered(run_on_worker, items, scheduler=cluster.scheduler_address,
                            resources={"docker": 1}, connect_timeout_s=60)
     finally:
         _stop(worker)
