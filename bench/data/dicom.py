@@ -145,10 +145,14 @@ class SeriesOrder:
 
 
 def is_candidate(path: Path) -> bool:
-    """True for files that may be DICOM: not hidden and not a known non-DICOM suffix."""
-    name = path.name
-    if name.startswith("."):
+    """True for files that may be DICOM: not hidden, not in a hidden folder, not a known non-DICOM suffix.
+
+    ``path`` is relative to the download root. Hidden folders hold tool state, not images
+    (e.g. the case-id salt in ``.ricord-bench/``).
+    """
+    if any(part.startswith(".") for part in path.parts):
         return False
+    name = path.name
     return not any(name.lower().endswith(suffix) for suffix in NON_DICOM_SUFFIXES)
 
 
