@@ -174,50 +174,39 @@ def _text(ds, keyword: str) -> str:
     return str(value).strip()
 
 
-def _int(ds, keyword: str, default: int = 0) -> int:
-    value = ds.get(keyword)
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return default
-
-
 _TEXT_VRS = frozenset(
     {"AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "LT", "PN", "SH", "ST", "TM", "UI", "UT"}
 )
-_TAGS = {
-    keyword: Tag(keyword)
-    for keyword in (
-        "StudyInstanceUID",
-        "SeriesInstanceUID",
-        "SOPInstanceUID",
-        "PatientID",
-        "Modality",
-        "SOPClassUID",
-        "SeriesNumber",
-        "InstanceNumber",
-        "StudyDescription",
-        "SeriesDescription",
-        "StudyDate",
-        "ImageType",
-        "Rows",
-        "Columns",
-        "ImagePositionPatient",
-        "ImageOrientationPatient",
-        "PixelSpacing",
-        "ImagerPixelSpacing",
-        "SliceThickness",
-        "ViewPosition",
-        "PhotometricInterpretation",
-        "NumberOfFrames",
-        "PatientSex",
-        "PatientAge",
-        "BitsAllocated",
-        "SamplesPerPixel",
-    )
-}
-
-
+#: The header elements every indexed instance is read for (the columns of :func:`scan_headers`).
+HEADER_KEYWORDS = (
+    "StudyInstanceUID",
+    "SeriesInstanceUID",
+    "SOPInstanceUID",
+    "PatientID",
+    "Modality",
+    "SOPClassUID",
+    "SeriesNumber",
+    "InstanceNumber",
+    "StudyDescription",
+    "SeriesDescription",
+    "StudyDate",
+    "ImageType",
+    "Rows",
+    "Columns",
+    "ImagePositionPatient",
+    "ImageOrientationPatient",
+    "PixelSpacing",
+    "ImagerPixelSpacing",
+    "SliceThickness",
+    "ViewPosition",
+    "PhotometricInterpretation",
+    "NumberOfFrames",
+    "PatientSex",
+    "PatientAge",
+    "BitsAllocated",
+    "SamplesPerPixel",
+)
+_TAGS = {keyword: Tag(keyword) for keyword in HEADER_KEYWORDS}
 _VRS = {keyword: dictionary_VR(tag) for keyword, tag in _TAGS.items()}
 
 
