@@ -201,7 +201,8 @@ def _collection(out: Path, *, seed: int, size: str, progress) -> tuple[Path, lis
     if marker.is_file() and data.is_dir():
         recorded = json.loads(marker.read_text(encoding="utf-8"))
         if recorded.get("seed") == seed and recorded.get("size") == size:
-            return data, [data / p for p in recorded["annotations"]], [data / p for p in recorded["clinical"]]
+            clinical = _one_format(data / p for p in recorded["clinical"])
+            return data, [data / p for p in recorded["annotations"]], clinical
         raise DataError(
             f"{out} holds a demo collection with seed {recorded.get('seed')} / size "
             f"{recorded.get('size')}, not {seed} / {size}; pass another --out."
@@ -217,7 +218,13 @@ def _collection(out: Path, *, seed: int, size: str, progress) -> tuple[Path, lis
             "clinical": [str(p.relative_to(data)) for p in synth.clinical],
         },
     )
-    return data, list(synth.annotations), list(synth.clinical)
+    return data, list(synth.annotations), _one_format(synth.clinical)
+
+
+def _one_format(clinical) -> list[Path]:
+    """The csv copies of the clinical sheets: synth writes each sheet as xlsx and csv, and
+    reading both lists every study twice. csv is what the pinned synthetic splits were indexed from."""
+    return [Path(p) for p in clinical if Path(p).suffix == ".csv"]
 
 
 def _pinned(task: str, name: str, data: Path, annotations: list[Path], progress) -> dict:

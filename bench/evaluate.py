@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bench.errors import BenchError
+from bench.parallel import map_ordered
 from bench.prepare import prepare_split, read_reference
 from bench.runners import run_submission
 from bench.scoring import score_and_store
@@ -121,7 +122,10 @@ def evaluate(
     limits : dict, optional
         Overrides of the task's run limits.
     workers, scheduler
-        Per-case scoring parallelism (:func:`bench.scoring.score_run`).
+        Per-case scoring parallelism (:func:`bench.scoring.score_run`). With a ``scheduler``
+        the container run, too, is a task on that cluster, on a worker that declares the
+        resource ``docker=1`` (for the Docker runner); ``work`` must then be a path every
+        worker shares.
     progress : callable, optional
         ``progress(done, total, description)``; descriptions name the stage.
     """
@@ -131,15 +135,23 @@ def evaluate(
     prepared, cached = prepared_split(spec, root=root, name=name, split=split, work=work, progress=progress)
     prepared_at = time.monotonic()
     run_dir = _new_run_dir(work, spec.id, loaded.name, split)
-    run_submission(
-        loaded,
-        spec,
-        prepared / "input",
-        run_dir,
-        runner=runner,
-        limits=limits,
-        progress=stage_progress(progress, f"run {loaded.name}"),
-    )
+    if scheduler:
+        # The container runs as one task on a cluster worker that declares a Docker engine; the
+        # work folder must be on a filesystem shared by that worker (docs/scaling.md).
+        item = {"submission": str(submission), "spec": spec, "inputs": str(prepared / "input"),
+                "run_dir": str(run_dir), "runner": runner, "limits": limits}
+        resources = {"docker": 1} if runner == "docker" else None
+        map_ordered(run_on_worker, [item], scheduler=scheduler, resources=resources)
+    else:
+        run_submission(
+            loaded,
+            spec,
+            prepared / "input",
+            run_dir,
+            runner=runner,
+            limits=limits,
+            progress=stage_progress(progress, f"run {loaded.name}"),
+        )
     ran_at = time.monotonic()
     stored = score_and_store(
         spec,
@@ -159,6 +171,26 @@ def evaluate(
         ran_at - prepared_at,
         time.monotonic() - ran_at,
     )
+
+
+def run_on_worker(item: dict) -> dict:
+    """Run one submission where this function is called: a cluster task of :func:`evaluate`.
+
+    ``item`` holds only paths and small values (``submission``, ``spec``, ``inputs``,
+    ``run_dir``, ``runner``, ``limits``); the worker reads the inputs and writes the run
+    directory on the shared filesystem. Returns a small summary naming the worker.
+    """
+    from distributed import get_worker
+
+    submission = load_submission(item["submission"])
+    result = run_submission(submission, item["spec"], item["inputs"], item["run_dir"],
+                            runner=item["runner"], limits=item["limits"])
+    try:
+        worker = str(get_worker().name)
+    except ValueError:  # called outside a dask worker (tests, in-process runs)
+        worker = "local"
+    return {"worker": worker, "exit_code": result.exit_code, "counts": result.counts,
+            "run_dir": str(result.run_dir)}
 
 
 def _new_run_dir(work: Path, task: str, submission: str, split: str) -> Path:

@@ -2,9 +2,11 @@
 
 ``OUT/input`` is what a submission sees (mounted read-only): ``cases.json``, ``task.json`` (the
 public part of the task) and ``images/<case_id>.nii.gz``. It holds no label: case ids are
-opaque (``case-`` + 12 hex of ``sha256("<task>/<manifest case_id>")``) because manifest ids
-name the collection, and for the CT COVID task the collection *is* the label; cases.json lists
-ids and image paths only, NIfTI headers carry no free text. ``OUT/reference`` holds the
+opaque (``case-`` + 12 hex of ``HMAC-SHA256(salt, "<task>/<manifest case_id>")``) because
+manifest ids name the collection (for the CT COVID task the collection *is* the label) and the
+public split file lists every case's manifest id and strata; without the secret salt, kept by
+whoever prepares (:func:`case_id_salt`), an opaque id cannot be matched to a split-file row.
+cases.json lists ids and image paths only, NIfTI headers carry no free text. ``OUT/reference`` holds the
 labels and masks and ``reference.json`` with its own sha256 (:func:`reference_sha256`) and the
 split's sha256; it is never written under the input tree.
 
@@ -14,9 +16,12 @@ second prepare reads no DICOM at all. NIfTI conventions: :mod:`bench.nifti`.
 """
 
 import hashlib
+import hmac
 import json
 import logging
 import os
+import re
+import secrets
 import shutil
 import tempfile
 from collections.abc import Callable, Iterable, Mapping
@@ -50,6 +55,18 @@ Progress = Callable[[int, int, str], None]
 CONVERSION = "nifti-v1"
 DEMOGRAPHICS = ("site", "sex", "age", "age_band")
 _CACHE_FILES = ("image.nii.gz", "geometry.json")
+#: Where the case-id salt of a download is kept by default, relative to the download root (a
+#: hidden folder: `bench data index` and `bench splits verify` skip it).
+SALT_PATH = Path(".ricord-bench") / "salt"
+_SALT_PATTERN = re.compile(r"[0-9a-f]{32,}")
+
+
+def default_cache_dir() -> Path:
+    """``$BENCH_CACHE_DIR``, else ``$XDG_CACHE_HOME/ricord-bench``, else ``~/.cache/ricord-bench``."""
+    if os.environ.get("BENCH_CACHE_DIR"):
+        return Path(os.environ["BENCH_CACHE_DIR"])
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "ricord-bench"
 
 
 @dataclass(frozen=True)
@@ -102,9 +119,64 @@ class Reference:
         return self.directory / "masks" / f"{case_id}.nii.gz"
 
 
-def prepared_case_id(task_id: str, case_id: str) -> str:
-    """The opaque id of a manifest case in a prepared split of ``task_id``."""
-    return "case-" + hashlib.sha256(f"{task_id}/{case_id}".encode()).hexdigest()[:12]
+def case_id_salt(root: str | os.PathLike, *, salt_file: str | os.PathLike | None = None) -> str:
+    """The secret salt of the opaque case ids, created on first use.
+
+    The split file is public and lists every case's manifest id and strata, so an unsalted
+    hash of the manifest id would let anyone map a prepared id back to its label. The salt is
+    read from ``salt_file`` (default ``root/.ricord-bench/salt``); when that file does not exist a
+    new one is written with :func:`secrets.token_hex` (128 bits, mode 0600). Reruns on the same
+    download therefore give the same ids. The salt must stay with whoever prepares: it is never
+    written to the input tree, the split file or the reference.
+
+    Raises
+    ------
+    PrepareError
+        The salt file is unreadable, not at least 32 lowercase hex digits, or cannot be created
+        (a read-only download: pass ``salt_file`` in a writable place).
+    """
+    path = Path(salt_file) if salt_file is not None else Path(root) / SALT_PATH
+    if not path.exists():
+        _create_salt(path)
+    try:
+        salt = path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as error:
+        raise PrepareError(f"{path}: unreadable case-id salt ({error}). Restore it from your backup, or "
+                           "delete it to start a new salt (prepared ids will change).") from error
+    if not _SALT_PATTERN.fullmatch(salt):
+        raise PrepareError(f"{path}: the case-id salt must be at least 32 lowercase hex digits (got "
+                           f"{len(salt)} characters). Write one with "
+                           "`python -c 'import secrets; print(secrets.token_hex(16))'`.")
+    return salt
+
+
+def _create_salt(path: Path) -> None:
+    """Write a new salt without ever replacing one (two prepares racing agree on the winner's)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".salt-")
+    except OSError as error:
+        raise PrepareError(f"{path}: cannot create the case-id salt ({error}). Pass --salt-file with a "
+                           "path you can write (keep it private and reuse it for this download).") from error
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(secrets.token_hex(16) + "\n")
+        os.link(tmp, path)
+        log.info("created the case-id salt %s", path)
+    except FileExistsError:
+        pass
+    finally:
+        os.unlink(tmp)
+
+
+def prepared_case_id(task_id: str, case_id: str, *, salt: str) -> str:
+    """The opaque id of a manifest case in a prepared split of ``task_id``.
+
+    ``case-`` + the first 12 hex of ``HMAC-SHA256(key=salt, "<task id>/<case_id>")``; ``salt``
+    from :func:`case_id_salt`.
+    """
+    digest = hmac.new(salt.encode(), f"{task_id}/{case_id}".encode(), hashlib.sha256).hexdigest()
+    return "case-" + digest[:12]
 
 
 def reference_sha256(document: Mapping) -> str:
@@ -223,7 +295,8 @@ class _ImageSource:
 
 def prepare_split(spec: TaskSpec, name: str, split: str, *, root: str | os.PathLike, out: str | os.PathLike,
                   manifest: str | os.PathLike | None = None, annotations: Iterable[str | os.PathLike] = (),
-                  cache_dir: str | os.PathLike | None = None, overwrite: bool = False,
+                  cache_dir: str | os.PathLike | None = None, cache: bool = True,
+                  salt_file: str | os.PathLike | None = None, overwrite: bool = False,
                   directory: Path | None = None, progress: Progress | None = None) -> PreparedSplit:
     """Write ``out/input`` and ``out/reference`` for split ``split`` of the pinned split ``name``.
 
@@ -244,7 +317,13 @@ def prepare_split(spec: TaskSpec, name: str, split: str, *, root: str | os.PathL
     annotations : paths
         MD.ai export files or folders (default ``root/annotations/*.json``).
     cache_dir : path, optional
-        Converted images are kept here by pinned fingerprint (nothing cached when None).
+        Converted images are kept here by pinned fingerprint (default :func:`default_cache_dir`,
+        the same as the CLI's).
+    cache : bool
+        False: convert every image and cache nothing (``--no-cache``).
+    salt_file : path, optional
+        The secret salt of the opaque case ids (:func:`case_id_salt`; default
+        ``root/.ricord-bench/salt``, created on first use). Keep it private.
     overwrite : bool
         Replace existing ``out/input`` and ``out/reference``.
     directory : path, optional
@@ -260,6 +339,10 @@ def prepare_split(spec: TaskSpec, name: str, split: str, *, root: str | os.PathL
         raise PrepareError(f"--split {split!r} is not one of {list(SPLITS)}.")
     root, out = Path(root), Path(out).absolute()
     _check_out(out, overwrite=overwrite)
+    salt_path = (Path(salt_file) if salt_file is not None else root / SALT_PATH).absolute()
+    if salt_path.is_relative_to(out / "input"):
+        raise PrepareError(f"--salt-file {salt_path} lies inside the container input tree {out / 'input'}; "
+                           "submissions would see it. Keep the salt outside OUT/input.")
     pinned = load_split(spec.id, name, directory=directory)
     cases = pinned.cases(split)
     if not cases:
@@ -282,10 +365,13 @@ def prepare_split(spec: TaskSpec, name: str, split: str, *, root: str | os.PathL
         from bench.data.mdai import read_exports
 
         export = read_exports(files)
-    ids = {case.case_id: prepared_case_id(spec.id, case.case_id) for case in cases}
+    salt = case_id_salt(root, salt_file=salt_file)
+    ids = {case.case_id: prepared_case_id(spec.id, case.case_id, salt=salt) for case in cases}
     if len(set(ids.values())) != len(ids):
         raise PrepareError(f"two cases of {spec.id}/{name} share an opaque id; report this as a bug.")
-    images = _ImageSource(spec, root, Path(cache_dir) if cache_dir is not None else None, rows, cases)
+    if cache:
+        cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    images = _ImageSource(spec, root, cache_dir if cache else None, rows, cases)
     ordered = sorted(cases, key=lambda c: ids[c.case_id])
     out.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=out, prefix=".prepare-"))

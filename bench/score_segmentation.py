@@ -69,7 +69,8 @@ def _unusable(pred: np.ndarray, pred_affine: np.ndarray, ref: np.ndarray, ref_af
         return f"prediction shape {pred.shape} differs from the reference grid {ref.shape}"
     if not np.allclose(pred_affine, ref_affine, atol=AFFINE_TOLERANCE, rtol=0):
         return "prediction affine differs from the reference affine by more than 1e-4 mm"
-    if pred.dtype.kind not in "biu" or not np.isin(np.unique(pred), (0, 1)).all():
+    # min/max instead of np.unique: the same answer for integer masks, 100x cheaper on a CT
+    if pred.dtype.kind not in "biu" or (pred.size and (pred.min() < 0 or pred.max() > 1)):
         return f"prediction is not a 0/1 mask (dtype {pred.dtype})"
     return ""
 

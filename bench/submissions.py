@@ -90,10 +90,6 @@ class Submission:
         """The ``submission`` block of ``run.json``."""
         return {"name": self.name, "team": self.team, "description": self.description, "source": self.source}
 
-    @property
-    def runs_in_docker(self) -> bool:
-        return self.docker_context is not None or self.image is not None or self.tarball is not None
-
 
 def load_submission(source: str | os.PathLike) -> Submission:
     """Load a submission from a folder, a ``docker save`` tarball or an image reference.

@@ -24,39 +24,10 @@ import numpy as np
 import pydicom
 from matplotlib.path import Path as MplPath
 
-from bench.data.dicom import is_candidate, scan_headers
+from bench.data.dicom import HEADER_KEYWORDS, is_candidate, scan_headers
 from bench.data.mdai import read_exports, reader_masks
 from bench.data.ricord import case_instances, index_download, load_case_image
 from bench.data.synth import ANNOTATIONS_1A, ANNOTATIONS_1C, synthesize
-
-_FIELDS = (
-    "StudyInstanceUID",
-    "SeriesInstanceUID",
-    "SOPInstanceUID",
-    "PatientID",
-    "Modality",
-    "SOPClassUID",
-    "SeriesNumber",
-    "InstanceNumber",
-    "StudyDescription",
-    "SeriesDescription",
-    "StudyDate",
-    "ImageType",
-    "Rows",
-    "Columns",
-    "ImagePositionPatient",
-    "ImageOrientationPatient",
-    "PixelSpacing",
-    "ImagerPixelSpacing",
-    "SliceThickness",
-    "ViewPosition",
-    "PhotometricInterpretation",
-    "NumberOfFrames",
-    "PatientSex",
-    "PatientAge",
-    "BitsAllocated",
-    "SamplesPerPixel",
-)
 
 
 def _peer_headers(root: Path, *, fields: bool) -> int:
@@ -66,7 +37,7 @@ def _peer_headers(root: Path, *, fields: bool) -> int:
     for path in files:
         ds = pydicom.dcmread(path, stop_before_pixels=True)
         if fields:
-            [ds.get(name) for name in _FIELDS]
+            [ds.get(name) for name in HEADER_KEYWORDS]
     return len(files)
 
 

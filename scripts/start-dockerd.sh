@@ -6,6 +6,10 @@ set -euo pipefail
 
 if docker info >/dev/null 2>&1; then
     echo "start-dockerd: engine already running"
+    if docker network ls --format '{{.Driver}}' | grep -qx bridge; then
+        echo "start-dockerd: note: this engine has a bridge network; ricord-bench still runs every" \
+             "container with --network none" >&2
+    fi
     exit 0
 fi
 

@@ -15,6 +15,12 @@ def _app() -> typer.Typer:
         raise TaskSpecError(f"task {name!r}: no task.yaml [here]")
 
     @app.command()
+    def noted() -> None:
+        error = TaskSpecError("scoring failed")
+        error.add_note("while scoring case case-0001")
+        raise error
+
+    @app.command()
     def ok() -> None:
         print("fine")
 
@@ -39,3 +45,9 @@ def test_bench_help_lists_commands():
 
     result = CliRunner().invoke(app, ["--help"])
     assert result.exit_code == 0 and "RICORD" in result.output
+
+
+def test_notes_attached_to_the_error_are_shown():
+    result = CliRunner().invoke(_app(), ["noted"])
+    assert result.exit_code == 2
+    assert "error: scoring failed" in result.output and "while scoring case case-0001" in result.output

@@ -65,3 +65,38 @@ def test_synth_into_non_empty_folder(tmp_path):
     result = runner.invoke(app, ["data", "synth", "--out", str(tmp_path), "--seed", "1", "--size", "tiny"])
     assert result.exit_code == 2
     assert _squash("exists and is not empty") in _squash(result.output)
+
+
+def test_index_takes_folders_of_exports_and_sheets(tmp_path, caplog):
+    """`--annotations DIR --clinical DIR` is the file form: every *.json, every sheet once (the
+    xlsx of a sheet that is also there as csv, said in the output); repeated flags still work."""
+    out = tmp_path / "ricord"
+    synth = runner.invoke(app, ["data", "synth", "--out", str(out), "--seed", "5", "--size", "tiny"])
+    assert synth.exit_code == 0, synth.output
+    files = ["data", "index", str(out), "--out", str(tmp_path / "files.csv")]
+    for path in sorted((out / "annotations").glob("*.json")):
+        files += ["--annotations", str(path)]
+    for path in sorted((out / "clinical").glob("*.xlsx")):
+        files += ["--clinical", str(path)]
+    assert runner.invoke(app, files).exit_code == 0
+    folders = ["data", "index", str(out), "--out", str(tmp_path / "folders.csv"),
+               "--annotations", str(out / "annotations"), "--clinical", str(out / "clinical")]
+    result = runner.invoke(app, folders)
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "folders.csv").read_bytes() == (tmp_path / "files.csv").read_bytes()
+    warnings = json.loads((tmp_path / "folders.report.json").read_text())["warnings"]
+    skipped_csv = sorted(w.split(": skipped;")[0] for w in warnings if "skipped; the folder holds" in w)
+    assert skipped_csv == sorted(str(p) for p in (out / "clinical").glob("*.csv"))
+    assert "samesheetas" in _squash(result.output)
+    assert "twice" not in caplog.text
+    mixed = ["data", "index", str(out), "--out", str(tmp_path / "mixed.csv"),
+             "--annotations", str(out / "annotations"), "--clinical", str(out / "clinical"),
+             "--clinical", str(next((out / "clinical").glob("*.csv")))]
+    result = runner.invoke(app, mixed)
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "mixed.csv").read_bytes() == (tmp_path / "files.csv").read_bytes()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = runner.invoke(app, ["data", "index", str(out), "--out", str(tmp_path / "e.csv"),
+                                 "--clinical", str(empty)])
+    assert result.exit_code == 2 and _squash("no .xlsx or .csv clinical sheet") in _squash(result.output)

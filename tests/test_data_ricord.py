@@ -18,6 +18,7 @@ import pandas as pd
 import pydicom
 import pytest
 from pydicom.data import get_testdata_file
+from sklearn.metrics import roc_auc_score
 
 from bench.data.dicom import load_ct_series, scan_headers
 from bench.data.manifest import MANIFEST_COLUMNS, read_manifest, write_manifest
@@ -534,7 +535,7 @@ def test_small_collection_has_every_stratum(tmp_path):
     assert not index.warnings
     by = manifest.groupby("collection")
     assert by.size().to_dict() == {"MIDRC-RICORD-1A": 24, "MIDRC-RICORD-1B": 24, "MIDRC-RICORD-1C": 60}
-    assert by.site.nunique().to_dict() == {"MIDRC-RICORD-1A": 2, "MIDRC-RICORD-1B": 1, "MIDRC-RICORD-1C": 3}
+    assert by.site.nunique().to_dict() == {"MIDRC-RICORD-1A": 2, "MIDRC-RICORD-1B": 2, "MIDRC-RICORD-1C": 3}
     assert (by.sex.nunique() == 2).all()
     assert (by.patient_id.nunique() < by.size()).all()  # every collection has patients with two studies
     for collection in ("MIDRC-RICORD-1A", "MIDRC-RICORD-1C"):
@@ -554,3 +555,29 @@ def test_small_collection_has_every_stratum(tmp_path):
         "Noninfectious nodule/mass",
         "Other noninfectious opacity",
     }
+
+
+@pytest.mark.slow
+def test_ct_storage_and_site_do_not_give_away_the_covid_label(tmp_path):
+    """Both CT sites and both storage conventions (int16 with intercept 0, uint16 with -1024)
+    occur half and half in 1A and in 1B, so "HU below -1024 exists" (only signed storage can
+    hold it) and the site are no better than chance at telling COVID-positive from negative."""
+    report = synthesize(tmp_path / "small", seed=0)
+    manifest = index_download(report.out_dir, annotations=report.annotations,
+                              clinical=report.clinical[::2]).manifest
+    ct = manifest[manifest.modality == "CT"].reset_index(drop=True)
+    conventions, below = [], []
+    for row in ct.itertuples():
+        series = sorted((report.out_dir / row.series_dir).iterdir())
+        ds = next(d for d in (pydicom.dcmread(p, stop_before_pixels=True) for p in series)
+                  if d.SeriesInstanceUID == row.series_uid)
+        conventions.append((int(ds.PixelRepresentation), float(ds.RescaleIntercept)))
+        below.append(float(load_case_image(report.out_dir, ct.loc[row.Index]).hu.min()) < -1024)
+    ct["convention"], ct["below"] = conventions, below
+    assert set(conventions) == {(1, 0.0), (0, -1024.0)}
+    groups = ct.groupby(["collection", "site"]).convention.value_counts().unstack()
+    assert groups.shape == (4, 2) and (groups.max(axis=1) - groups.min(axis=1) <= 1).all()
+    assert (ct.below == (ct.convention == (1, 0.0))).all()  # the feature is the storage convention
+    positive = ct.covid == "positive"
+    assert roc_auc_score(positive, ct.below) == pytest.approx(0.5, abs=0.05)
+    assert roc_auc_score(positive, ct.site == "660042") == pytest.approx(0.5, abs=0.05)

@@ -84,6 +84,23 @@ def test_evaluate_process_runner_caches_prepare_and_rescores_clean(collection, t
     assert rescored.checked == 2 and rescored.changes == () and rescored.skipped == ()
 
 
+def test_evaluate_on_a_cluster_runs_the_submission_on_a_worker(collection, tasks, tmp_path):
+    """With a scheduler, the run and the scoring are cluster tasks; the result equals a local one."""
+    from distributed import LocalCluster
+
+    root, annotations = collection
+    _pin(COVID, root, annotations)
+    spec = load_task(COVID)
+    local = evaluate(REPO / "submissions" / "hu-stats-cls", spec, root=root, name="evaluate-test",
+                     results=tmp_path / "local", runner="process")
+    with LocalCluster(n_workers=1, processes=True, threads_per_worker=1, dashboard_address=":0") as cluster:
+        remote = evaluate(REPO / "submissions" / "hu-stats-cls", spec, root=root, name="evaluate-test",
+                          results=tmp_path / "cluster", runner="process", scheduler=cluster.scheduler_address)
+    assert (remote.run_dir / "run.json").is_file() and remote.run_dir.is_relative_to(tmp_path / "cluster")
+    assert remote.stored.per_case.equals(local.stored.per_case)
+    assert remote.stored.scores["metrics"] == local.stored.scores["metrics"]
+
+
 def test_cli_evaluate_segmentation_with_process_runner(collection, tasks, tmp_path):
     root, annotations = collection
     _pin(SEG, root, annotations)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import parallel_tasks as tasks
 import pytest
+from dask.utils import key_split
 
 from bench.errors import ClusterError, ScoringError
 from bench.parallel import SCHEDULER_ENV, describe_item, map_ordered
@@ -34,7 +35,7 @@ def expected(case_paths):
 def cluster():
     from distributed import LocalCluster
 
-    with LocalCluster(n_workers=2, processes=True, threads_per_worker=1, dashboard_address=None) as local:
+    with LocalCluster(n_workers=2, processes=True, threads_per_worker=1, dashboard_address=":0") as local:
         yield local
 
 
@@ -100,7 +101,8 @@ def test_invalid_workers_and_retries_are_user_errors():
 
 def test_describe_item():
     assert describe_item("/data/cases/case-001.nii.gz") == "case-001.nii.gz"
-    assert describe_item({"case_id": "c1"}) == "{'case_id': 'c1'}"
+    assert describe_item({"case_id": "c1", "reference": "/long/path/c1.nii.gz"}) == "c1"
+    assert describe_item({"run_dir": "r1"}) == "{'run_dir': 'r1'}"
     assert describe_item(tuple(range(40))).endswith("...")
 
 
@@ -111,7 +113,7 @@ def test_unreachable_scheduler_names_address_and_remedy(monkeypatch):
         map_ordered(tasks.summarize, ["x"], scheduler=address, connect_timeout_s=1)
     assert time.monotonic() - started < 15
     message = str(caught.value)
-    assert f"cannot reach the dask scheduler at '{address}' within 1 s" in message
+    assert f"cannot reach the dask scheduler at '{address}' (ConnectionRefusedError" in message
     assert "`dask scheduler`" in message and SCHEDULER_ENV in message
 
 
@@ -144,10 +146,33 @@ def test_local_cluster_error_propagates_unchanged(cluster):
 @pytest.mark.slow
 def test_local_cluster_survives_a_killed_worker(cluster, case_paths, expected, tmp_path):
     marker = str(tmp_path / "killed-once")
+    seen = len(cluster.scheduler.get_events("all"))
     results = map_ordered(tasks.summarize_or_die_once, [(p, marker) for p in case_paths],
                           scheduler=cluster.scheduler_address)
-    assert (tmp_path / "killed-once").exists()
     assert results == expected
+    assert _lost_while_processing(cluster, seen) == {"summarize_or_die_once"}  # lost mid-task, rerun
+
+
+def _lost_while_processing(cluster, seen: int) -> set[str]:
+    """Task names the scheduler had in flight on workers it lost, from its event log after ``seen``."""
+    events = [event for _, event in cluster.scheduler.get_events("all")[seen:]]
+    keys = [key for event in events if event.get("action") == "remove-worker"
+            for key in event["processing-tasks"]]
+    return {key_split(key) for key in keys}
+
+
+@pytest.mark.slow
+def test_local_cluster_task_that_keeps_killing_workers_is_a_cluster_error(cluster, case_paths):
+    allowed = cluster.scheduler.allowed_failures
+    cluster.scheduler.allowed_failures = 0  # the first lost worker already marks the task as bad
+    try:
+        with pytest.raises(ClusterError) as caught:
+            map_ordered(tasks.always_die, case_paths[:1], scheduler=cluster.scheduler_address)
+    finally:
+        cluster.scheduler.allowed_failures = allowed
+    message = str(caught.value)
+    assert "always_die on item 1 of 1 ('" in message and "killed every worker that ran it" in message
+    assert "--memory-limit" in message and "allowed-failures" in message
 
 
 def _start_worker(address: str, name: str, *options: str, with_tasks: bool = True) -> subprocess.Popen:
@@ -203,3 +228,34 @@ def test_resources_route_tasks_to_the_worker_that_declares_them(cluster):
         _stop(worker)
     assert declared == [{}, {}, {"docker": 1}]  # two idle plain workers could have taken tasks
     assert results == [(item, "docker-host") for item in range(8)]
+
+
+@pytest.mark.slow
+@pytest.mark.docker
+def test_container_runs_go_to_the_docker_worker_and_write_to_the_shared_path(cluster, tmp_path):
+    from runner_inputs import write_prepared
+
+    from bench.evaluate import run_on_worker
+    from bench.images import build_base_image
+    from bench.tasks import load_task
+
+    build_base_image()  # reused when present (the runners' tests build it)
+    submissions = REPO / "submissions"
+    items = []
+    for name, task in (("threshold-seg", "ricord-1a-lesion-seg"), ("hu-stats-cls", "ricord-ct-covid-cls")):
+        inputs = write_prepared(tmp_path / "prepared" / task, task)
+        items.append({"submission": str(submissions / name), "spec": load_task(task),
+                      "inputs": str(inputs), "run_dir": str(tmp_path / "runs" / name),
+                      "runner": "docker", "limits": {"timeout_s": 120}})
+    worker = _start_worker(cluster.scheduler_address, "docker-host", "--resources", "docker=1")
+    try:
+        runs = map_ordered(run_on_worker, items, scheduler=cluster.scheduler_address,
+                           resources={"docker": 1}, connect_timeout_s=60)
+    finally:
+        _stop(worker)
+    assert [run["worker"] for run in runs] == ["docker-host", "docker-host"]
+    assert [run["exit_code"] for run in runs] == [0, 0]
+    assert [run["counts"] for run in runs] == [{"ok": 4, "missing": 0, "malformed": 0}] * 2
+    assert sorted(p.name for p in (tmp_path / "runs/threshold-seg/outputs/masks").iterdir()) == [
+        f"CASE-{i:03d}.nii.gz" for i in range(4)]
+    assert (tmp_path / "runs/hu-stats-cls/outputs/predictions.csv").is_file()

@@ -15,13 +15,20 @@ from splits_fixtures import synthetic
 from typer.testing import CliRunner
 
 from bench.cli import app
+from bench.data.dicom import scan_headers
 from bench.errors import PrepareError, SplitError
-from bench.prepare import prepare_split, read_reference
+from bench.prepare import SALT_PATH, prepare_split, read_reference
 from bench.tasks import load_task
 
 pytestmark = pytest.mark.slow
 
 SEG, CLS, CXR = "ricord-1a-lesion-seg", "ricord-ct-covid-cls", "ricord-1c-cxr-appearance"
+
+
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path, monkeypatch):
+    """The default image cache (``$BENCH_CACHE_DIR``) of every test is its own folder."""
+    monkeypatch.setenv("BENCH_CACHE_DIR", str(tmp_path / "default-cache"))
 
 
 @pytest.fixture(scope="session")
@@ -76,6 +83,78 @@ def test_input_tree_holds_no_label_data(synth, prepared, task_id):
     # readable by the unprivileged user a container runs as
     for path in [result.input_dir, *result.input_dir.rglob("*")]:
         assert path.stat().st_mode & 0o777 == (0o755 if path.is_dir() else 0o644), path
+
+
+def _inversion_table(task_id: str, split_file: dict, cases_json: dict) -> dict[str, str]:
+    """What a participant can compute from public files: candidate opaque id -> manifest case_id.
+
+    Every string of every split-file case (ids, UIDs, strata, fingerprints), alone and prefixed
+    with the task id, hashed with sha256, sha1 and md5, read from both ends, 12 hex long.
+    """
+    table = {}
+    for case in split_file["cases"]:
+        strings = [value for value in case.values() if isinstance(value, str)]
+        strings += [*case["strata"].values(), *case["fingerprint"].values()]
+        for text in strings:
+            for message in (text, f"{task_id}/{text}", f"{task_id}:{text}", f"{cases_json['split']}/{text}"):
+                for algorithm in ("sha256", "sha1", "md5"):
+                    digest = hashlib.new(algorithm, message.encode()).hexdigest()
+                    for part in (digest[:12], digest[-12:]):
+                        table[f"case-{part}"] = case["case_id"]
+    return table
+
+
+@pytest.mark.parametrize("task_id", [SEG, CLS, CXR])
+def test_prepared_ids_cannot_be_inverted_from_public_files(synth, prepared, task_id):
+    """The split file names every case's collection and strata (for 1c the label itself):
+    an opaque id that could be recomputed from it would hand out the test labels."""
+    result = prepared[task_id]
+    split_file = json.loads((synth.tasks / task_id / "splits" / "synthetic.json").read_text())
+    cases_json = json.loads((result.input_dir / "cases.json").read_text())
+    table = _inversion_table(task_id, split_file, cases_json)
+    assert len(table) > 100 * len(split_file["cases"])
+    prepared_ids = [case["case_id"] for case in cases_json["cases"]]
+    assert prepared_ids and not set(prepared_ids) & set(table)
+    # the attack that worked before the salt: the opaque id was "case-" + sha256("<task>/<case_id>")[:12]
+    unsalted = {"case-" + hashlib.sha256(f"{task_id}/{c['case_id']}".encode()).hexdigest()[:12]
+                for c in split_file["cases"]}
+    assert unsalted <= set(table) and not unsalted & set(prepared_ids)
+    # the salt itself reaches neither the input tree, nor the split file, nor the reference
+    salt = (synth.root / SALT_PATH).read_text().strip()
+    for tree in (result.input_dir, result.reference_dir, synth.tasks / task_id):
+        for path in tree.rglob("*"):
+            if path.is_file():
+                data = path.read_bytes()
+                assert salt.encode() not in (gzip.decompress(data) if path.suffix == ".gz" else data), path
+
+
+def test_the_salt_is_kept_with_the_download_and_decides_the_ids(synth, prepared, tmp_path):
+    salt_path = synth.root / SALT_PATH
+    assert salt_path.stat().st_mode & 0o777 == 0o600
+    assert re.fullmatch(r"[0-9a-f]{32}\n", salt_path.read_text())
+    # the index and verify walks skip the hidden folder: the salt is no "not a DICOM file"
+    assert not [item for item, _ in scan_headers(synth.root).skipped if ".ricord-bench" in item]
+    first = prepared[CXR]
+    spec = load_task(CXR, directory=synth.tasks)
+    own = tmp_path / "organizer" / "salt"
+    other = prepare_split(spec, "synthetic", "test", root=synth.root, out=tmp_path / "other",
+                          salt_file=own, directory=synth.tasks)
+    assert own.is_file() and own.read_text() != salt_path.read_text()
+    # no cache_dir: the library's default is the CLI's, $BENCH_CACHE_DIR
+    assert len(list((tmp_path / "default-cache" / "nifti-v1").iterdir())) == len(other.case_ids)
+    assert not set(other.case_ids) & set(first.case_ids)
+    assert sorted(other.source_case_ids.values()) == sorted(first.source_case_ids.values())
+    again = prepare_split(spec, "synthetic", "test", root=synth.root, out=tmp_path / "again",
+                          salt_file=own, directory=synth.tasks)
+    assert again.case_ids == other.case_ids and again.reference_sha256 == other.reference_sha256
+    with pytest.raises(PrepareError, match="inside the container input tree"):
+        prepare_split(spec, "synthetic", "test", root=synth.root, out=tmp_path / "leak",
+                      salt_file=tmp_path / "leak" / "input" / "salt", directory=synth.tasks)
+    short = tmp_path / "short"
+    short.write_text("0123\n")
+    with pytest.raises(PrepareError, match="at least 32 lowercase hex digits"):
+        prepare_split(spec, "synthetic", "test", root=synth.root, out=tmp_path / "bad", salt_file=short,
+                      directory=synth.tasks)
 
 
 def test_prepared_ct_grid_matches_the_dicom_geometry(synth, prepared):
@@ -212,6 +291,17 @@ def test_cli_prepare_writes_both_trees(synth, tmp_path):
     assert f"reference sha256:{reference.reference_sha256}" in result.output
     assert len(reference.case_ids) == len(synth.splits[CXR].cases("validation"))
     assert (tmp_path / "out" / "reference" / "labels.csv").is_file()
+    salt = tmp_path / "salt"
+    again = CliRunner().invoke(app, ["prepare", "--task", CXR, "--name", "synthetic",
+                                     "--split", "validation", "--root", str(synth.root),
+                                     "--out", str(tmp_path / "salted"), "--salt-file", str(salt),
+                                     "--cache", str(tmp_path / "cache")],
+                               env={"BENCH_TASKS_DIR": str(synth.tasks)})
+    assert again.exit_code == 0, again.output
+    assert salt.is_file()
+    salted = read_reference(tmp_path / "salted" / "reference")
+    assert sorted(salted.cases.source_case_id) == sorted(reference.cases.source_case_id)
+    assert not set(salted.case_ids) & set(reference.case_ids)
 
 
 def test_prepare_refuses_pixels_that_differ_from_the_pin(synth, tmp_path):

@@ -94,23 +94,22 @@ def test_fit_scripts_fit_on_a_train_split(tmp_path, name):
         labels.write_text("\n".join(rows) + "\n")
     folder = tmp_path / name
     shutil.copytree(SUBMISSIONS / name, folder)
-    done = subprocess.run(
-        [
-            sys.executable,
-            "fit.py",
-            "--inputs",
-            str(inputs),
-            "--labels",
-            str(tmp_path / "prepared/reference/labels.csv"),
-        ],
-        cwd=folder,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    labels = tmp_path / "prepared/reference/labels.csv"
+    fit = [sys.executable, "fit.py", "--inputs", str(inputs), "--labels", str(labels)]
+    refused = subprocess.run(fit, cwd=folder, capture_output=True, text=True, check=False)
+    assert refused.returncode != 0 and "fit only on the train split" in refused.stderr  # a test split
+    ids = [case["case_id"] for case in json.loads((inputs / "cases.json").read_text())["cases"]]
+    for path, extra in ((inputs / "cases.json", {}),
+                        (tmp_path / "prepared/reference/reference.json",
+                         {"split_name": "synthetic", "split_sha256": "ab" * 32,
+                          "cases": [{"case_id": case_id} for case_id in ids]})):
+        path.write_text(json.dumps({**json.loads(path.read_text()), "split": "train", **extra}))
+    done = subprocess.run(fit, cwd=folder, capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
     params = json.loads((folder / "params.json").read_text())
     assert params["n"] == 6
+    assert params["fitted_on"] == {"task": task, "split_name": "synthetic", "split": "train",
+                                   "split_sha256": "ab" * 32}
     result = _run(folder, task, inputs, tmp_path / "run")
     assert result.counts["ok"] == 6
     if task == CLS:  # fitted on the same separable cases, the model ranks them perfectly

@@ -161,6 +161,19 @@ def test_ok_without_file_and_wrong_grid_are_errors_scored_by_the_policy(tmp_path
     assert table.loc["a", "dice"] == 0.0 and table.loc["e", "dice"] == 0.0
 
 
+@pytest.mark.parametrize("values", [(0, 2), (-1, 1)])
+def test_a_mask_that_is_not_0_1_at_scoring_time_is_an_error(tmp_path, monkeypatch, values):
+    spec, run, reference = seg_case_setup(tmp_path, monkeypatch)
+    from tests.scoring_fixtures import _save_mask, affine_for
+
+    mask = REF_BLOCK.astype(np.int16) * values[1]
+    mask[3, 3, 1] = values[0]
+    _save_mask(run / "outputs" / "masks" / "e.nii.gz", mask, affine_for((1, 1, 1)))
+    table = score_run(spec, run, reference, workers=1).per_case.set_index("case_id")
+    assert table.loc["e", "status"] == "error" and "not a 0/1 mask" in table.loc["e", "reason"]
+    assert table.loc["e", "dice"] == 0.0
+
+
 def test_refuses_reference_of_another_split_or_spec(tmp_path, monkeypatch):
     spec, run, reference = seg_case_setup(tmp_path, monkeypatch)
     pin_fixture_split(SEG, [("a", "p1"), ("b", "p2")])  # the pinned split changed

@@ -27,6 +27,8 @@ class _BenchGroup(TyperGroup):
             return super().invoke(ctx)
         except BenchError as error:
             console.print(f"[bold red]error:[/] {escape(str(error))}", soft_wrap=True)
+            for note in getattr(error, "__notes__", ()):
+                console.print(f"  {escape(note)}", soft_wrap=True)
             raise typer.Exit(code=error.exit_code) from error
 
 

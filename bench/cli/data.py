@@ -23,7 +23,7 @@ def synth_command(
     out: Annotated[Path, typer.Option("--out", help="Output folder (must not exist or be empty).")],
     seed: Annotated[int, typer.Option("--seed", help="Seed: the same seed writes byte-identical files.")] = 0,
     size: Annotated[
-        str, typer.Option("--size", help="small (tests, demo) or full (512x512x220 CT).")
+        str, typer.Option("--size", help="tiny (unit tests), small (demo, splits) or full (512x512x220 CT).")
     ] = "small",
 ) -> None:
     """Write a synthetic RICORD 1a/1b/1c collection in the real TCIA/MD.ai formats."""
@@ -59,11 +59,16 @@ def index_command(
     root: Annotated[Path, typer.Argument(help="Download folder (collection folders, metadata.csv).")],
     out: Annotated[Path, typer.Option("--out", help="Manifest CSV to write.")],
     annotations: Annotated[
-        list[Path] | None, typer.Option("--annotations", help="MD.ai export JSON (repeat for 1a and 1c).")
+        list[Path] | None,
+        typer.Option("--annotations", help="MD.ai export JSON, or a folder of them (*.json); repeatable."),
     ] = None,
     clinical: Annotated[
         list[Path] | None,
-        typer.Option("--clinical", help="Clinical sheet xlsx or csv (repeat per collection)."),
+        typer.Option(
+            "--clinical",
+            help="Clinical sheet xlsx or csv, or a folder of them (a sheet in both formats is read from "
+            "the xlsx); repeatable.",
+        ),
     ] = None,
 ) -> None:
     """Index a RICORD download (real or synthetic) into a case manifest plus a report."""

@@ -1,6 +1,5 @@
 """`bench prepare`: materialize one split into a container input tree and a reference tree."""
 
-import os
 from pathlib import Path
 from typing import Annotated
 
@@ -11,21 +10,15 @@ from bench.cli.progress import console, progress_bar
 from bench.prepare import prepare_split
 from bench.tasks import load_task
 
-
-def default_cache_dir() -> Path:
-    """``$BENCH_CACHE_DIR``, else ``$XDG_CACHE_HOME/ricord-bench``, else ``~/.cache/ricord-bench``."""
-    if os.environ.get("BENCH_CACHE_DIR"):
-        return Path(os.environ["BENCH_CACHE_DIR"])
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return base / "ricord-bench"
-
-
 Out = Annotated[Path, typer.Option("--out", help="Output folder: OUT/input (container) and OUT/reference.")]
 Manifest = Annotated[Path | None, typer.Option("--manifest", help="Manifest CSV (default ROOT/manifest.csv)")]
 Annotations = Annotated[list[Path] | None, typer.Option(
     "--annotations", help="MD.ai export file or folder (repeatable; default ROOT/annotations/*.json).")]
 Cache = Annotated[Path | None, typer.Option(
     "--cache", help="Cache of converted images (default $BENCH_CACHE_DIR, else ~/.cache/ricord-bench).")]
+SaltFile = Annotated[Path | None, typer.Option(
+    "--salt-file", help="Secret salt of the opaque case ids (default ROOT/.ricord-bench/salt, created on "
+                        "first use). Keep it private; reuse it to get the same ids.")]
 
 
 @app.command("prepare")
@@ -38,6 +31,7 @@ def prepare(
     manifest: Manifest = None,
     annotations: Annotations = None,
     cache: Cache = None,
+    salt_file: SaltFile = None,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Convert every image; cache nothing.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUT/input, OUT/reference.")] = False,
 ) -> None:
@@ -46,7 +40,7 @@ def prepare(
     with progress_bar(f"preparing {split}") as progress:
         prepared = prepare_split(spec, name, split, root=root, out=out, manifest=manifest,
                                  annotations=annotations or (), overwrite=overwrite, progress=progress,
-                                 cache_dir=None if no_cache else (cache or default_cache_dir()))
+                                 salt_file=salt_file, cache_dir=cache, cache=not no_cache)
     console.print(f"{len(prepared.case_ids)} {split} cases ({prepared.cache_hits} images from the cache)")
     typer.echo(f"input: {prepared.input_dir}")
     typer.echo(f"reference: {prepared.reference_dir}")

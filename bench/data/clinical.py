@@ -108,6 +108,56 @@ def _parse(where: str, frame: pd.DataFrame) -> pd.DataFrame | None:
     return out[out.study_uid != ""]
 
 
+SHEET_SUFFIXES = (".xlsx", ".csv")
+
+
+def _sheet_key(path: Path) -> str:
+    """The sheet a file holds, whatever its format: RICORD names the 1c workbook with a stray
+    space before ``.xlsx``, which a csv export of it does not keep."""
+    return " ".join(path.stem.split()).casefold()
+
+
+def clinical_files(paths: Sequence[str | os.PathLike]) -> tuple[list[Path], list[str]]:
+    """The clinical sheets to read: each given file, and every xlsx/csv sheet of each given folder.
+
+    A folder that holds one sheet as both ``.xlsx`` and ``.csv`` (as ``bench data synth``
+    writes them) would list every study twice; the xlsx, the format TCIA publishes, is used
+    and the csv skipped. Returns the files (given order; a folder's files sorted) and one note
+    per skipped copy.
+
+    Raises
+    ------
+    ClinicalSheetError
+        A path that does not exist, or a folder without any xlsx or csv file.
+    """
+    files: list[Path] = []
+    notes: list[str] = []
+    for path in map(Path, paths):
+        if path.is_file():
+            files.append(path)
+            continue
+        if not path.is_dir():
+            raise ClinicalSheetError(
+                f"{path}: clinical sheet not found. Pass the collection's clinical data xlsx (or csv) "
+                "from its TCIA page, or the folder holding them, with --clinical."
+            )
+        sheets = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in SHEET_SUFFIXES)
+        if not sheets:
+            raise ClinicalSheetError(f"{path}: no .xlsx or .csv clinical sheet in this folder.")
+        by_key: dict[str, list[Path]] = {}
+        for sheet in sheets:
+            by_key.setdefault(_sheet_key(sheet), []).append(sheet)
+        for sheet in sheets:
+            twins = by_key[_sheet_key(sheet)]
+            if sheet.suffix.lower() == ".csv" and any(t.suffix.lower() == ".xlsx" for t in twins):
+                kept = next(t for t in twins if t.suffix.lower() == ".xlsx")
+                notes.append(f"{sheet}: skipped; the folder holds the same sheet as {kept.name}, "
+                             "which is used")
+                continue
+            files.append(sheet)
+    return files, notes
+
+
 def read_clinical(paths: Sequence[str | os.PathLike]) -> pd.DataFrame:
     """Read clinical sheets into one table (:data:`CLINICAL_COLUMNS`), one row per study UID.
 

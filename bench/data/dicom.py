@@ -145,10 +145,14 @@ class SeriesOrder:
 
 
 def is_candidate(path: Path) -> bool:
-    """True for files that may be DICOM: not hidden and not a known non-DICOM suffix."""
-    name = path.name
-    if name.startswith("."):
+    """True for files that may be DICOM: not hidden, not in a hidden folder, not a known non-DICOM suffix.
+
+    ``path`` is relative to the download root. Hidden folders hold tool state, not images
+    (e.g. the case-id salt in ``.ricord-bench/``).
+    """
+    if any(part.startswith(".") for part in path.parts):
         return False
+    name = path.name
     return not any(name.lower().endswith(suffix) for suffix in NON_DICOM_SUFFIXES)
 
 
@@ -170,50 +174,39 @@ def _text(ds, keyword: str) -> str:
     return str(value).strip()
 
 
-def _int(ds, keyword: str, default: int = 0) -> int:
-    value = ds.get(keyword)
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return default
-
-
 _TEXT_VRS = frozenset(
     {"AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "LT", "PN", "SH", "ST", "TM", "UI", "UT"}
 )
-_TAGS = {
-    keyword: Tag(keyword)
-    for keyword in (
-        "StudyInstanceUID",
-        "SeriesInstanceUID",
-        "SOPInstanceUID",
-        "PatientID",
-        "Modality",
-        "SOPClassUID",
-        "SeriesNumber",
-        "InstanceNumber",
-        "StudyDescription",
-        "SeriesDescription",
-        "StudyDate",
-        "ImageType",
-        "Rows",
-        "Columns",
-        "ImagePositionPatient",
-        "ImageOrientationPatient",
-        "PixelSpacing",
-        "ImagerPixelSpacing",
-        "SliceThickness",
-        "ViewPosition",
-        "PhotometricInterpretation",
-        "NumberOfFrames",
-        "PatientSex",
-        "PatientAge",
-        "BitsAllocated",
-        "SamplesPerPixel",
-    )
-}
-
-
+#: The header elements every indexed instance is read for (the columns of :func:`scan_headers`).
+HEADER_KEYWORDS = (
+    "StudyInstanceUID",
+    "SeriesInstanceUID",
+    "SOPInstanceUID",
+    "PatientID",
+    "Modality",
+    "SOPClassUID",
+    "SeriesNumber",
+    "InstanceNumber",
+    "StudyDescription",
+    "SeriesDescription",
+    "StudyDate",
+    "ImageType",
+    "Rows",
+    "Columns",
+    "ImagePositionPatient",
+    "ImageOrientationPatient",
+    "PixelSpacing",
+    "ImagerPixelSpacing",
+    "SliceThickness",
+    "ViewPosition",
+    "PhotometricInterpretation",
+    "NumberOfFrames",
+    "PatientSex",
+    "PatientAge",
+    "BitsAllocated",
+    "SamplesPerPixel",
+)
+_TAGS = {keyword: Tag(keyword) for keyword in HEADER_KEYWORDS}
 _VRS = {keyword: dictionary_VR(tag) for keyword, tag in _TAGS.items()}
 
 

@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench.data.clinical import read_clinical
+from bench.data.clinical import clinical_files, read_clinical
 from bench.data.dicom import (
     CtVolume,
     Radiograph,
@@ -501,9 +501,12 @@ def index_download(root: str | os.PathLike, *, annotations=(), clinical=(), prog
     root : path
         The download folder (collection folders and ``metadata.csv``; any layout).
     annotations : path or sequence of paths
-        MD.ai export JSON file(s); merged. May be empty (1b has none).
+        MD.ai export JSON file(s), or folders of them (every ``*.json``); merged. May be empty
+        (1b has none).
     clinical : path or sequence of paths
-        Clinical sheet(s), xlsx or csv. May be empty.
+        Clinical sheet(s), xlsx or csv, or folders of them (:func:`bench.data.clinical.clinical_files`:
+        a sheet present as both xlsx and csv is read once, from the xlsx, with a warning). May
+        be empty.
     progress : callable, optional
         ``progress(done, total, description)``.
 
@@ -517,11 +520,16 @@ def index_download(root: str | os.PathLike, *, annotations=(), clinical=(), prog
         Unreadable annotation export or clinical sheet, or a root that is not a directory.
         Bad DICOM files, incomplete series and dangling annotations are skipped and listed.
     """
+    from bench.fingerprints import annotation_files
+
     root = Path(root)
-    export = read_exports(_as_list(annotations)) if _as_list(annotations) else merge_exports([])
-    table = read_clinical(_as_list(clinical))
+    exports = annotation_files(_as_list(annotations))
+    export = read_exports(exports) if exports else merge_exports([])
+    sheets, notes = clinical_files(_as_list(clinical))
+    table = read_clinical(sheets)
     scan = scan_headers(root, progress=progress)
     indexer = _Indexer(root, export, table)
+    indexer.warnings.extend(notes)
     indexer.skipped.extend(scan.skipped)
     indexer.metadata = _metadata_collections(root, indexer.warnings)
     instances = scan.instances

@@ -55,7 +55,7 @@ from bench.data.synth_phantom import (
     random_vessels,
     trace_polygons,
 )
-from bench.data.synth_plan import UID_ROOT, SeedIds, plan_1a, plan_1c, plan_studies
+from bench.data.synth_plan import UID_ROOT, SeedIds, plan_1a, plan_1c, plan_storage, plan_studies
 from bench.errors import DataError
 from bench.io import atomic_directory
 
@@ -142,7 +142,7 @@ def _write_ct(
     nz, ny, nx = preset.ct_shape
     pixel_mm = preset.fov_mm / nx
     slice_mm = preset.slice_mm[index % len(preset.slice_mm)]
-    signed = study["site"] == "660042"
+    signed = study["signed"]
     intercept = 0.0 if signed else -1024.0
     origin = (
         -preset.fov_mm / 2 + pixel_mm / 2,
@@ -350,7 +350,7 @@ def synthesize(
     rng = np.random.default_rng(seed)
     ids = SeedIds(seed)
     studies_1a = plan_studies(rng, ids, "MIDRC-RICORD-1A", ["419639", "660042"], preset.n_1a)
-    studies_1b = plan_studies(rng, ids, "MIDRC-RICORD-1B", ["419639"], preset.n_1b)
+    studies_1b = plan_studies(rng, ids, "MIDRC-RICORD-1B", ["419639", "660042"], preset.n_1b)
     studies_1c = plan_studies(rng, ids, "MIDRC-RICORD-1C", ["419639", "440808", "SITE2"], preset.n_1c)
     readers_1a = [
         ("Team 1", ids.short("U", "1a", 1)),
@@ -361,6 +361,7 @@ def synthesize(
     for study in studies_1b:
         study["description"] = "CT CHEST HIGH RESOLUTION"
     plan_1c(rng, studies_1c)
+    plan_storage(rng, studies_1a + studies_1b)
     total = len(studies_1a) + len(studies_1b) + len(studies_1c)
     with atomic_directory(out_dir) as tmp:
         writer = MetadataWriter(tmp)

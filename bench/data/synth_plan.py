@@ -80,6 +80,25 @@ def plan_studies(
     return studies
 
 
+def plan_storage(rng: np.random.Generator, studies: list[dict]) -> None:
+    """Give each CT study a pixel storage convention, independently of its label and site.
+
+    ``signed``: int16 with RescaleIntercept 0; otherwise uint16 with intercept -1024, which
+    clips air at -1024 HU. Half of each (collection, site) group gets each convention, in a
+    seeded random order, so neither "HU below -1024 exists" nor the site says which collection
+    (= COVID label) a study comes from.
+    """
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for study in studies:
+        groups.setdefault((study["collection"], study["site"]), []).append(study)
+    for key in sorted(groups):
+        members = groups[key]
+        conventions = [k % 2 == 0 for k in range(len(members))]
+        rng.shuffle(conventions)
+        for study, signed in zip(members, conventions, strict=True):
+            study["signed"] = bool(signed)
+
+
 def plan_1a(rng, studies: list[dict], readers: list[tuple[str, str]]) -> None:
     appearances = spread(
         len(studies), {"typical": 0.5, "indeterminate": 0.2, "atypical": 0.15, "negative": 0.15}

@@ -188,10 +188,6 @@ def _check_inputs(pred, ref, spacing_mm, tolerance_mm, policy) -> tuple[np.ndarr
     return pred.astype(bool, copy=False), ref.astype(bool, copy=False), spacing
 
 
-def _ratio(numerator: float, denominator: float, undefined: float) -> float:
-    return float(numerator) / float(denominator) if denominator else float(undefined)
-
-
 def _harmonic(a: float, b: float) -> float:
     return 2.0 * a * b / (a + b) if a + b > 0 else 0.0
 
