@@ -377,3 +377,10 @@ def test_corrupt_run_is_skipped_with_a_warning(built, tmp_path):
     assert "warning: skipped an unreadable run" in result.output and "not valid JSON" in result.output
     with pytest.raises(StoreError, match="not valid JSON"):  # strict readers still refuse it
         store.runs()
+
+
+def test_binary_roc_title_names_both_classes():
+    from bench.leaderboard.plots import _binary_title
+
+    head = load_task("ricord-ct-covid-cls").heads[0]
+    assert _binary_title(head) == "covid: positive vs negative"
