@@ -502,6 +502,20 @@ def _same(values: list, what: str, where: str, paths: Sequence) -> None:
             )
 
 
+def _read_with_pixels(path) -> tuple[pydicom.Dataset, np.ndarray]:
+    """Read one instance with its decoded pixels; any failure is a DicomError naming the file."""
+    try:
+        ds = pydicom.dcmread(path)
+        return ds, ds.pixel_array
+    except InvalidDicomError as error:
+        raise DicomError(f"{path}: not a DICOM file ({error}). Re-download it.") from error
+    except (EOFError, OSError, ValueError, KeyError, TypeError, AttributeError) as error:
+        raise DicomError(
+            f"{path}: cannot read pixel data ({type(error).__name__}: {error}); the "
+            "file is truncated or its encoding unsupported. Re-download it."
+        ) from error
+
+
 def load_ct_series(paths: Sequence[str | os.PathLike]) -> CtVolume:
     """Load the files of one CT series into a volume in HU (see the module docstring).
 
@@ -514,19 +528,7 @@ def load_ct_series(paths: Sequence[str | os.PathLike]) -> CtVolume:
     """
     if not paths:
         raise DicomError("load_ct_series: no files given; the series has no instances in the index.")
-    datasets = []
-    for path in paths:
-        try:
-            ds = pydicom.dcmread(path)
-            pixels = ds.pixel_array
-        except InvalidDicomError as error:
-            raise DicomError(f"{path}: not a DICOM file ({error}). Re-download the series.") from error
-        except (EOFError, OSError, ValueError, KeyError, TypeError, AttributeError) as error:
-            raise DicomError(
-                f"{path}: cannot read pixel data ({type(error).__name__}: {error}); "
-                "the file is truncated or its encoding unsupported. Re-download it."
-            ) from error
-        datasets.append((ds, pixels))
+    datasets = [_read_with_pixels(path) for path in paths]
     first = datasets[0][0]
     where = _text(first, "SeriesInstanceUID")
     _same([_text(ds, "SeriesInstanceUID") for ds, _ in datasets], "SeriesInstanceUID", where, paths)
@@ -604,16 +606,7 @@ def load_radiograph(path: str | os.PathLike) -> Radiograph:
         Not DICOM, truncated or undecodable pixel data, colour or multi-frame images.
     """
     path = Path(path)
-    try:
-        ds = pydicom.dcmread(path)
-        pixels = ds.pixel_array
-    except InvalidDicomError as error:
-        raise DicomError(f"{path}: not a DICOM file ({error}). Re-download it.") from error
-    except (EOFError, OSError, ValueError, KeyError, TypeError, AttributeError) as error:
-        raise DicomError(
-            f"{path}: cannot read pixel data ({type(error).__name__}: {error}); the "
-            "file is truncated or its encoding unsupported. Re-download it."
-        ) from error
+    ds, pixels = _read_with_pixels(path)
     photometric = _text(ds, "PhotometricInterpretation")
     if photometric not in ("MONOCHROME1", "MONOCHROME2") or pixels.ndim != 2:
         raise DicomError(
