@@ -71,12 +71,15 @@ class VerifyReport:
 
 def verify_split(split: PinnedSplit, *, root: str | os.PathLike,
                  annotations: Iterable[str | os.PathLike] = (),
-                 progress: Progress | None = None) -> VerifyReport:
+                 progress: Progress | None = None, workers: int | None = None,
+                 scheduler: str | None = None) -> VerifyReport:
     """Recompute every case's fingerprint from the download at ``root`` and compare.
 
     Series are found by SeriesInstanceUID in a scan of the whole tree, so any folder layout
     works. A case whose series is absent is ``missing``; a case whose pixel hash or annotation
-    hash differs is ``changed`` with the part(s) named.
+    hash differs is ``changed`` with the part(s) named. ``workers`` and ``scheduler`` say where
+    the pixel hashing runs (see :func:`bench.splits.case_fingerprints`; default: in this process
+    below 256 MiB of DICOM files, else all cores); the report is the same either way.
 
     Raises
     ------
@@ -91,7 +94,8 @@ def verify_split(split: PinnedSplit, *, root: str | os.PathLike,
                          f"given and {root / 'annotations'} has none. Pass the export(s) with --annotations.")
     cases = pd.DataFrame([{"case_id": c.case_id, "study_uid": c.study_uid, "series_uid": c.series_uid}
                           for c in split.records])
-    prints = case_fingerprints(cases, root=root, annotations=files, use_series_dir=False, progress=progress)
+    prints = case_fingerprints(cases, root=root, annotations=files, use_series_dir=False, progress=progress,
+                               workers=workers, scheduler=scheduler)
     checks = []
     for case in split.records:
         found = prints[case.case_id]

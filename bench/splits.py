@@ -45,11 +45,13 @@ from bench.fingerprints import (
     Fingerprint,
     annotation_files,
     annotations_fingerprint,
-    images_fingerprint,
+    default_fingerprint_workers,
+    fingerprint_images_item,
     locate_series,
     read_annotation_records,
 )
 from bench.io import SCHEMA_VERSION, sha256_json, write_json
+from bench.parallel import SCHEDULER_ENV, map_ordered
 from bench.tasks import SPLITS, SplitStrategy, TaskSpec, load_task, tasks_dir
 
 log = logging.getLogger(__name__)
@@ -249,8 +251,23 @@ def file_sha256(path: str | os.PathLike) -> str:
 
 def case_fingerprints(cases: pd.DataFrame, *, root: str | os.PathLike,
                       annotations: Iterable[str | os.PathLike] = (), use_series_dir: bool = True,
-                      progress: Progress | None = None) -> dict[str, Fingerprint | None]:
+                      progress: Progress | None = None, workers: int | None = None,
+                      scheduler: str | None = None) -> dict[str, Fingerprint | None]:
     """Fingerprint each case (``case_id``, ``study_uid``, ``series_uid`` columns) from a download.
+
+    Series are located in this process (header scan); the pixel hashing then runs one case per
+    task through :func:`bench.parallel.map_ordered`, and the annotation hashes are computed here
+    from the exports read once. Results are keyed by case_id and do not depend on ``workers``.
+
+    Parameters
+    ----------
+    workers : int, optional
+        Local processes for the pixel hashing. Default (no ``scheduler``, no ``BENCH_SCHEDULER``):
+        in this process when the cases' DICOM files total less than
+        :data:`bench.fingerprints.INLINE_BYTES` (256 MiB), else one process per core
+        (:func:`bench.fingerprints.default_fingerprint_workers`).
+    scheduler : str, optional
+        A dask.distributed scheduler address; its workers must see ``root`` at the same path.
 
     A case whose series is nowhere under ``root`` maps to None. Raises SplitError when ``root``
     holds none of the series at all (not the download these cases come from).
@@ -263,25 +280,32 @@ def case_fingerprints(cases: pd.DataFrame, *, root: str | os.PathLike,
         raise SplitError(f"{root}: none of the {len(cases)} series of these cases is there (read by "
                          "SeriesInstanceUID from the DICOM headers). Pass the root of the RICORD download "
                          "(the folder with the MIDRC-RICORD-* collection folders and metadata.csv).")
-    result: dict[str, Fingerprint | None] = {}
-    total = len(cases)
-    for done, row in enumerate(cases.itertuples(index=False), start=1):
-        paths = located.get(str(row.series_uid))
-        if paths is None:
-            result[row.case_id] = None
-        else:
-            result[row.case_id] = Fingerprint(
-                images=images_fingerprint(paths),
-                annotations=annotations_fingerprint(records.get(str(row.study_uid), [])),
-            )
+    items = [{"case_id": str(row.case_id), "paths": [str(p) for p in located[str(row.series_uid)]]}
+             for row in cases.itertuples(index=False) if str(row.series_uid) in located]
+    if workers is None and scheduler is None and not os.environ.get(SCHEDULER_ENV):
+        workers = default_fingerprint_workers(items)
+
+    def report(done: int, total: int, _: str) -> None:
         if progress is not None:
             progress(done, total, "fingerprinting cases")
+
+    images = map_ordered(fingerprint_images_item, items, workers=workers, scheduler=scheduler,
+                         progress=report)
+    images_of = {item["case_id"]: fingerprint for item, fingerprint in zip(items, images, strict=True)}
+    result: dict[str, Fingerprint | None] = {}
+    for row in cases.itertuples(index=False):
+        case_id = str(row.case_id)
+        result[case_id] = None if case_id not in images_of else Fingerprint(
+            images=images_of[case_id],
+            annotations=annotations_fingerprint(records.get(str(row.study_uid), [])),
+        )
     return result
 
 
 def pin_split(spec: TaskSpec, manifest: str | os.PathLike, *, root: str | os.PathLike, name: str,
               annotations: Iterable[str | os.PathLike] = (), directory: Path | None = None,
-              progress: Progress | None = None) -> PinnedSplit:
+              progress: Progress | None = None, workers: int | None = None,
+              scheduler: str | None = None) -> PinnedSplit:
     """Assign, fingerprint and write ``tasks/<task>/splits/<name>.json``; return it as loaded.
 
     Parameters
@@ -298,6 +322,9 @@ def pin_split(spec: TaskSpec, manifest: str | os.PathLike, *, root: str | os.Pat
         MD.ai export files or folders (default: ``root/annotations/*.json`` if present).
     directory : path, optional
         The tasks folder to write into (default: :func:`bench.tasks.tasks_dir`).
+    workers, scheduler : optional
+        Where the pixel hashing runs (see :func:`case_fingerprints`; default: in this process
+        below 256 MiB of DICOM files, else all cores). The file is byte-identical either way.
 
     Raises
     ------
@@ -311,7 +338,8 @@ def pin_split(spec: TaskSpec, manifest: str | os.PathLike, *, root: str | os.Pat
     manifest = Path(manifest)
     cases = task_cases(read_manifest(manifest), spec, source=str(manifest))
     assigned = assign_splits(cases, spec.split)
-    prints = case_fingerprints(cases, root=root, annotations=annotations, progress=progress)
+    prints = case_fingerprints(cases, root=root, annotations=annotations, progress=progress,
+                               workers=workers, scheduler=scheduler)
     absent = [case_id for case_id, fingerprint in prints.items() if fingerprint is None]
     if absent:
         raise SplitError(f"{root}: {len(absent)} case(s) of manifest {manifest} have no DICOM files there "

@@ -14,10 +14,13 @@ from bench.fingerprints import (
     EMPTY_ANNOTATIONS,
     annotation_files,
     annotations_fingerprint,
+    default_fingerprint_workers,
+    fingerprint_images_item,
     images_fingerprint,
     pixel_sha256,
     read_annotation_records,
 )
+from bench.parallel import map_ordered
 
 STUDY = "1.2.3.4"
 
@@ -125,3 +128,37 @@ def test_images_hash_is_over_sorted_uid_and_pixel_hash_pairs(tmp_path):
     broken.write_bytes(b"not dicom at all")
     with pytest.raises(DicomError, match="broken.dcm"):
         images_fingerprint([broken])
+
+
+def test_small_jobs_stay_in_this_process_and_large_ones_use_a_pool(tmp_path):
+    files = []
+    for name, size in (("a.dcm", 300), ("b.dcm", 500), ("c.dcm", 200)):
+        (tmp_path / name).write_bytes(b"\0" * size)
+        files.append(str(tmp_path / name))
+    items = [{"case_id": "x", "paths": files[:2]}, {"case_id": "y", "paths": [files[2], str(tmp_path / "gone")]}]
+    assert default_fingerprint_workers(items, inline_bytes=1001) == 1  # 1000 bytes in all
+    assert default_fingerprint_workers(items, inline_bytes=1000) is None
+    assert default_fingerprint_workers(items[:1], inline_bytes=801) == 1
+    assert default_fingerprint_workers([]) == 1
+
+
+def test_case_items_hash_alike_in_this_process_and_in_two_worker_processes():
+    items = [{"case_id": "ct", "paths": [get_testdata_file("CT_small.dcm")]},
+             {"case_id": "two", "paths": [get_testdata_file("MR_small.dcm"), get_testdata_file("CT_small.dcm")]},
+             {"case_id": "jpeg", "paths": [get_testdata_file("JPEG2000.dcm")]}]
+    expected = []
+    for item in items:
+        datasets = [pydicom.dcmread(path) for path in item["paths"]]
+        pairs = sorted([ds.SOPInstanceUID, hashlib.sha256(ds.PixelData).hexdigest()] for ds in datasets)
+        expected.append(hashlib.sha256(json.dumps(pairs, separators=(",", ":")).encode()).hexdigest())
+    assert map_ordered(fingerprint_images_item, items, workers=1) == expected
+    assert map_ordered(fingerprint_images_item, items, workers=2) == expected
+
+
+def test_an_unreadable_file_in_a_worker_raises_the_dicom_error_naming_it(tmp_path):
+    broken = tmp_path / "broken.dcm"
+    broken.write_bytes(b"not dicom at all")
+    items = [{"case_id": "ok", "paths": [get_testdata_file("CT_small.dcm")]},
+             {"case_id": "bad", "paths": [str(broken)]}]
+    with pytest.raises(DicomError, match="broken.dcm: not a DICOM file"):
+        map_ordered(fingerprint_images_item, items, workers=2)

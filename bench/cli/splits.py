@@ -21,17 +21,23 @@ Name = Annotated[str, typer.Option("--name", help="Pinned split name, one per do
 Root = Annotated[Path, typer.Option("--root", help="Root of the RICORD download (or of `bench data synth`).")]
 Annotations = Annotated[list[Path] | None, typer.Option(
     "--annotations", help="MD.ai export JSON file or folder (repeatable; default ROOT/annotations/*.json).")]
+Workers = Annotated[int | None, typer.Option(
+    "--workers", "-j", min=1,
+    help="Local processes for pixel hashing (default: this process below 256 MiB of DICOM, else all cores).")]
+Scheduler = Annotated[str | None, typer.Option(
+    "--scheduler", envvar="BENCH_SCHEDULER",
+    help="dask.distributed scheduler address, e.g. tcp://host:8786 (workers must see ROOT).")]
 
 
 @splits_app.command("pin")
 def pin(task: Task, name: Name, root: Root,
         manifest: Annotated[Path, typer.Option("--manifest", help="Manifest CSV from `bench data index`.")],
-        annotations: Annotations = None) -> None:
+        annotations: Annotations = None, workers: Workers = None, scheduler: Scheduler = None) -> None:
     """Assign patients to splits, fingerprint every case and write tasks/<task>/splits/<name>.json."""
     spec = load_task(task)
     with progress_bar("pinning") as progress:
         split = pin_split(spec, manifest, root=root, name=name, annotations=annotations or (),
-                          progress=progress)
+                          progress=progress, workers=workers, scheduler=scheduler)
     counts = {s: len(split.cases(s)) for s in ("train", "validation", "test")}
     console.print(f"[bold]{split.path}[/]: {len(split.records)} cases "
                   + ", ".join(f"{s} {n}" for s, n in counts.items()))
@@ -39,11 +45,13 @@ def pin(task: Task, name: Name, root: Root,
 
 
 @splits_app.command("verify")
-def verify(task: Task, name: Name, root: Root, annotations: Annotations = None) -> None:
+def verify(task: Task, name: Name, root: Root, annotations: Annotations = None, workers: Workers = None,
+           scheduler: Scheduler = None) -> None:
     """Recompute every case's fingerprint from a download; exit 1 on any missing or changed case."""
     split = load_split(task, name)
     with progress_bar("verifying") as progress:
-        report = verify_split(split, root=root, annotations=annotations or (), progress=progress)
+        report = verify_split(split, root=root, annotations=annotations or (), progress=progress,
+                              workers=workers, scheduler=scheduler)
     if report.mismatches:
         table = Table("case_id", "split", "status", title=f"{task}/{name}: cases that do not match")
         for check in report.mismatches:
