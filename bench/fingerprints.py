@@ -98,16 +98,29 @@ def images_fingerprint(paths: Sequence[str | os.PathLike]) -> str:
     return sha256_json([list(pair) for pair in pairs])
 
 
-def fingerprint_images_item(item: Mapping) -> str:
-    """:func:`images_fingerprint` of one case for :func:`bench.parallel.map_ordered`.
+@dataclass(frozen=True)
+class CaseFiles:
+    """One case's DICOM files: the work item of :func:`fingerprint_images_item`.
 
-    ``item`` is ``{"case_id": str, "paths": [str, ...]}``: the case's DICOM file paths, which
-    the worker reads itself (the case id only names the item in progress and error notes).
+    Paths only, never pixels: the worker reads the files itself. Its repr names the case and
+    the number of files, so an error note from :func:`bench.parallel.map_ordered` stays one line
+    instead of listing hundreds of paths.
     """
-    return images_fingerprint(item["paths"])
+
+    case_id: str
+    paths: tuple[str, ...]
+
+    def __repr__(self) -> str:
+        return f"<case {self.case_id}: {len(self.paths)} DICOM files>"
 
 
-def default_fingerprint_workers(items: Sequence[Mapping], *, inline_bytes: int = INLINE_BYTES) -> int | None:
+def fingerprint_images_item(item: CaseFiles) -> str:
+    """:func:`images_fingerprint` of one case; the module-level task for ``map_ordered``."""
+    return images_fingerprint(item.paths)
+
+
+def default_fingerprint_workers(items: Sequence[CaseFiles], *,
+                                inline_bytes: int = INLINE_BYTES) -> int | None:
     """Workers when none were asked for: 1 (this process) below ``inline_bytes``, else None (all cores).
 
     The amount of work is the total size of the items' files on disk (``os.stat``, no reading):
@@ -117,7 +130,7 @@ def default_fingerprint_workers(items: Sequence[Mapping], *, inline_bytes: int =
     """
     total = 0
     for item in items:
-        for path in item["paths"]:
+        for path in item.paths:
             try:
                 total += os.stat(path).st_size
             except OSError:

@@ -42,6 +42,7 @@ import pandas as pd
 from bench.errors import ManifestError, SplitError
 from bench.fingerprints import (
     EMPTY_ANNOTATIONS,
+    CaseFiles,
     Fingerprint,
     annotation_files,
     annotations_fingerprint,
@@ -280,7 +281,7 @@ def case_fingerprints(cases: pd.DataFrame, *, root: str | os.PathLike,
         raise SplitError(f"{root}: none of the {len(cases)} series of these cases is there (read by "
                          "SeriesInstanceUID from the DICOM headers). Pass the root of the RICORD download "
                          "(the folder with the MIDRC-RICORD-* collection folders and metadata.csv).")
-    items = [{"case_id": str(row.case_id), "paths": [str(p) for p in located[str(row.series_uid)]]}
+    items = [CaseFiles(str(row.case_id), tuple(str(p) for p in located[str(row.series_uid)]))
              for row in cases.itertuples(index=False) if str(row.series_uid) in located]
     if workers is None and scheduler is None and not os.environ.get(SCHEDULER_ENV):
         workers = default_fingerprint_workers(items)
@@ -291,7 +292,7 @@ def case_fingerprints(cases: pd.DataFrame, *, root: str | os.PathLike,
 
     images = map_ordered(fingerprint_images_item, items, workers=workers, scheduler=scheduler,
                          progress=report)
-    images_of = {item["case_id"]: fingerprint for item, fingerprint in zip(items, images, strict=True)}
+    images_of = {item.case_id: fingerprint for item, fingerprint in zip(items, images, strict=True)}
     result: dict[str, Fingerprint | None] = {}
     for row in cases.itertuples(index=False):
         case_id = str(row.case_id)

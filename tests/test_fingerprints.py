@@ -12,6 +12,7 @@ from pydicom.data import get_testdata_file
 from bench.errors import AnnotationError, DicomError
 from bench.fingerprints import (
     EMPTY_ANNOTATIONS,
+    CaseFiles,
     annotation_files,
     annotations_fingerprint,
     default_fingerprint_workers,
@@ -135,7 +136,7 @@ def test_small_jobs_stay_in_this_process_and_large_ones_use_a_pool(tmp_path):
     for name, size in (("a.dcm", 300), ("b.dcm", 500), ("c.dcm", 200)):
         (tmp_path / name).write_bytes(b"\0" * size)
         files.append(str(tmp_path / name))
-    items = [{"case_id": "x", "paths": files[:2]}, {"case_id": "y", "paths": [files[2], str(tmp_path / "gone")]}]
+    items = [CaseFiles("x", tuple(files[:2])), CaseFiles("y", (files[2], str(tmp_path / "gone")))]
     assert default_fingerprint_workers(items, inline_bytes=1001) == 1  # 1000 bytes in all
     assert default_fingerprint_workers(items, inline_bytes=1000) is None
     assert default_fingerprint_workers(items[:1], inline_bytes=801) == 1
@@ -143,12 +144,12 @@ def test_small_jobs_stay_in_this_process_and_large_ones_use_a_pool(tmp_path):
 
 
 def test_case_items_hash_alike_in_this_process_and_in_two_worker_processes():
-    items = [{"case_id": "ct", "paths": [get_testdata_file("CT_small.dcm")]},
-             {"case_id": "two", "paths": [get_testdata_file("MR_small.dcm"), get_testdata_file("CT_small.dcm")]},
-             {"case_id": "jpeg", "paths": [get_testdata_file("JPEG2000.dcm")]}]
+    items = [CaseFiles("ct", (get_testdata_file("CT_small.dcm"),)),
+             CaseFiles("two", (get_testdata_file("MR_small.dcm"), get_testdata_file("CT_small.dcm"))),
+             CaseFiles("jpeg", (get_testdata_file("JPEG2000.dcm"),))]
     expected = []
     for item in items:
-        datasets = [pydicom.dcmread(path) for path in item["paths"]]
+        datasets = [pydicom.dcmread(path) for path in item.paths]
         pairs = sorted([ds.SOPInstanceUID, hashlib.sha256(ds.PixelData).hexdigest()] for ds in datasets)
         expected.append(hashlib.sha256(json.dumps(pairs, separators=(",", ":")).encode()).hexdigest())
     assert map_ordered(fingerprint_images_item, items, workers=1) == expected
@@ -158,7 +159,8 @@ def test_case_items_hash_alike_in_this_process_and_in_two_worker_processes():
 def test_an_unreadable_file_in_a_worker_raises_the_dicom_error_naming_it(tmp_path):
     broken = tmp_path / "broken.dcm"
     broken.write_bytes(b"not dicom at all")
-    items = [{"case_id": "ok", "paths": [get_testdata_file("CT_small.dcm")]},
-             {"case_id": "bad", "paths": [str(broken)]}]
-    with pytest.raises(DicomError, match="broken.dcm: not a DICOM file"):
+    items = [CaseFiles("ok", (get_testdata_file("CT_small.dcm"),)), CaseFiles("bad", (str(broken),))]
+    with pytest.raises(DicomError, match="broken.dcm: not a DICOM file") as raised:
         map_ordered(fingerprint_images_item, items, workers=2)
+    assert raised.value.__notes__ == ["while running fingerprint_images_item on item 2 of 2: "
+                                      "<case bad: 1 DICOM files>"]

@@ -41,6 +41,16 @@ def test_pinning_again_gives_a_byte_identical_file(synth, tmp_path):
     assert first == (synth.tasks / SEG / "splits" / "synthetic.json").read_bytes()
 
 
+def test_pinning_with_one_or_two_workers_writes_the_same_bytes(synth, tmp_path):
+    written = {}
+    for workers in (1, 2):
+        tasks = copy_task_specs(tmp_path / f"tasks-{workers}")
+        pin_split(load_task(SEG, directory=tasks), synth.manifest, root=synth.root, name="synthetic",
+                  directory=tasks, workers=workers)
+        written[workers] = (tasks / SEG / "splits" / "synthetic.json").read_bytes()
+    assert written[1] == written[2] == (synth.tasks / SEG / "splits" / "synthetic.json").read_bytes()
+
+
 @pytest.mark.parametrize("task_id", TASKS)
 def test_committed_synthetic_split_is_reproduced_byte_for_byte(synth, task_id):
     committed = tasks_dir() / task_id / "splits" / "synthetic.json"
@@ -138,9 +148,10 @@ def test_verify_catches_a_changed_pixel_a_moved_vertex_and_a_missing_case(synth,
     assert status[missing_case.case_id] == "missing"
     assert sorted(status.values()).count("ok") == 21
     assert not report.ok
+    assert verify_split(split, root=root, workers=2) == report
 
     result = CliRunner().invoke(app, ["splits", "verify", "--task", SEG, "--name", "synthetic",
-                                      "--root", str(root)],
+                                      "--root", str(root), "--workers", "2"],
                                 env={"BENCH_TASKS_DIR": str(synth.tasks)})
     assert result.exit_code == 1, result.output
     assert "changed (pixels)" in result.output and "missing 1" in result.output
@@ -229,7 +240,8 @@ def test_cli_pin_and_show(synth, tmp_path):
     runner = CliRunner()
     env = {"BENCH_TASKS_DIR": str(tasks)}
     result = runner.invoke(app, ["splits", "pin", "--task", "ricord-1c-cxr-appearance", "--name", "synthetic",
-                                 "--manifest", str(synth.manifest), "--root", str(synth.root)], env=env)
+                                 "--manifest", str(synth.manifest), "--root", str(synth.root),
+                                 "--workers", "2"], env=env)
     assert result.exit_code == 0, result.output
     assert f"split sha256:{synth.splits['ricord-1c-cxr-appearance'].sha256}" in result.output
     result = runner.invoke(app, ["splits", "show", "--task", "ricord-1c-cxr-appearance",

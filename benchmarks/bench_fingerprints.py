@@ -1,0 +1,96 @@
+"""Wall time of `bench splits pin` / `verify` fingerprinting with 1 and 2 workers, on one download.
+
+Run from the repository root on an indexed download (``bench data synth`` + ``bench data index``)::
+
+    python -m benchmarks.bench_fingerprints --root /tmp/ricord-synth
+    python -m benchmarks.bench_fingerprints --root /tmp/ricord-full --repeat 3
+
+It pins ``--task`` (default the segmentation task) into a temporary copy of the task specs (the
+repository's ``tasks/`` is never written), then verifies that split against the same download,
+each with ``workers=1`` (the former single-process loop, the peer), ``workers=2`` and the
+default (in-process below :data:`bench.fingerprints.INLINE_BYTES`). One unmeasured pin first
+warms the page cache; each figure is the median of ``--repeat`` runs. It checks that every pin
+wrote the same bytes and that every verify found all cases ok, and prints the 1-worker /
+2-worker ratio.
+"""
+
+import argparse
+import shutil
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from bench.fingerprints import INLINE_BYTES
+from bench.split_checks import verify_split
+from bench.splits import pin_split
+from bench.tasks import list_tasks, load_task, tasks_dir
+
+CONFIGS = (("workers=1", 1), ("workers=2", 2), ("default", None))
+
+
+def _task_specs(target: Path) -> Path:
+    for task_id in list_tasks():
+        (target / task_id).mkdir(parents=True)
+        shutil.copyfile(tasks_dir() / task_id / "task.yaml", target / task_id / "task.yaml")
+    return target
+
+
+def _median_s(run, repeat: int) -> float:
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def _pin(spec, manifest: Path, root: Path, tasks: Path, workers: int | None, reference: bytes,
+         label: str) -> None:
+    pin_split(spec, manifest, root=root, name="bench", directory=tasks, workers=workers)
+    if (tasks / spec.id / "splits" / "bench.json").read_bytes() != reference:
+        raise SystemExit(f"pin with {label} wrote other bytes than workers=1")
+
+
+def _verify(split, root: Path, workers: int | None, label: str) -> None:
+    report = verify_split(split, root=root, workers=workers)
+    if not report.ok:
+        raise SystemExit(f"verify with {label} found {report.counts()}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--root", type=Path, required=True, help="An indexed download.")
+    parser.add_argument("--manifest", type=Path, help="Default ROOT/manifest.csv.")
+    parser.add_argument("--task", default="ricord-1a-lesion-seg")
+    parser.add_argument("--repeat", type=int, default=2)
+    args = parser.parse_args(argv)
+    manifest = args.manifest or args.root / "manifest.csv"
+    with tempfile.TemporaryDirectory(prefix="bench-fingerprints-") as scratch:
+        tasks = _task_specs(Path(scratch) / "tasks")
+        spec = load_task(args.task, directory=tasks)
+        path = tasks / args.task / "splits" / "bench.json"
+        split = pin_split(spec, manifest, root=args.root, name="bench", directory=tasks, workers=1)
+        reference = path.read_bytes()
+        n_bytes = sum(p.stat().st_size for p in args.root.rglob("*.dcm")
+                      if "MIDRC-RICORD-1" in str(p))
+        print(f"{args.task} on {args.root}: {len(split.records)} cases; {n_bytes / 2**20:.0f} MiB of DICOM "
+              f"under the collection folders (in-process default below {INLINE_BYTES / 2**20:.0f} MiB "
+              f"of the task's series); median of {args.repeat}")
+        figures: dict[tuple[str, str], float] = {}
+        for label, workers in CONFIGS:
+            figures["pin", label] = _median_s(
+                lambda w=workers, k=label: _pin(spec, manifest, args.root, tasks, w, reference, k),
+                args.repeat)
+            figures["verify", label] = _median_s(
+                lambda w=workers, k=label: _verify(split, args.root, w, k), args.repeat)
+            print(f"  {label:10s} pin {figures['pin', label]:6.2f} s   "
+                  f"verify {figures['verify', label]:6.2f} s")
+        for step in ("pin", "verify"):
+            ratio = figures[step, "workers=1"] / figures[step, "workers=2"]
+            print(f"  {step}: workers=1 / workers=2 = {ratio:.2f}x")
+        print("  every pin wrote the same bytes; every verify: all cases ok")
+
+
+if __name__ == "__main__":
+    main()
