@@ -23,7 +23,7 @@ same content. A case's fingerprint has three parts, each a hex sha256:
 Pixel hashing is the slow part (the real RICORD download is ~54,000 instances), so it runs one
 case per task through :func:`bench.parallel.map_ordered` (:func:`fingerprint_images_item`);
 :func:`default_fingerprint_workers` keeps small jobs in this process, where a process pool's
-start-up would cost more than it saves.
+start-up would cost more than it saves (in-process below 1 GiB of estimated work).
 """
 
 import hashlib
@@ -47,10 +47,14 @@ ANNOTATION_FIELDS = ("label", "scope", "reader", "study_uid", "series_uid", "sop
 #: sha256 of a study with no annotation records.
 EMPTY_ANNOTATIONS = sha256_json([])
 
-#: Below this many bytes of DICOM files in total, fingerprinting runs in this process by default.
-#: Hashing runs at roughly 100-200 MB/s per core here, while a spawned worker pool costs about
-#: two seconds before its first result, so a pool pays off only well above this.
-INLINE_BYTES = 256 * 1024 * 1024
+#: Fingerprinting runs in this process by default below this much estimated work, in bytes
+#: (file sizes plus :data:`PER_FILE_BYTES` per file). Measured on a 2-core machine with a warm
+#: page cache: one process hashes ~400 MiB/s of full-size CT files and spends ~0.6 ms opening
+#: each file, while a spawned pool costs ~2 s before its first result; 1 GiB is ~2.5 s of
+#: hashing, about where two workers start to pay off (docs/splits.md, "Costs").
+INLINE_BYTES = 1024 * 1024 * 1024
+#: What opening and parsing one DICOM file costs, expressed in bytes of pixel hashing (~0.6 ms).
+PER_FILE_BYTES = 256 * 1024
 
 
 @dataclass(frozen=True)
@@ -121,20 +125,22 @@ def fingerprint_images_item(item: CaseFiles) -> str:
 
 def default_fingerprint_workers(items: Sequence[CaseFiles], *,
                                 inline_bytes: int = INLINE_BYTES) -> int | None:
-    """Workers when none were asked for: 1 (this process) below ``inline_bytes``, else None (all cores).
+    """Workers when none were asked for: 1 (this process) for small jobs, else None (all cores).
 
-    The amount of work is the total size of the items' files on disk (``os.stat``, no reading):
-    pixel hashing time grows with it, and a process pool's start-up of a few seconds only pays
-    off on a few hundred megabytes (a handful of full-size CT series). A file that cannot be
-    stat-ed counts nothing here; reading it raises later with a message that names it.
+    The rule: estimated work = the items' file sizes (``os.stat``, nothing is read) plus
+    :data:`PER_FILE_BYTES` (256 KiB) per file; below ``inline_bytes`` (:data:`INLINE_BYTES`,
+    1 GiB) the job runs in this process, because a process pool's start-up of about two seconds
+    would cost more than it saves. So the built-in synthetic collections (``small`` and ``full``)
+    pin in-process, and the real RICORD download (tens of GB) on every core. A file that
+    cannot be stat-ed counts only its per-file cost; reading it raises later, naming it.
     """
     total = 0
     for item in items:
         for path in item.paths:
             try:
-                total += os.stat(path).st_size
+                total += os.stat(path).st_size + PER_FILE_BYTES
             except OSError:
-                continue
+                total += PER_FILE_BYTES
             if total >= inline_bytes:
                 return None
     return 1

@@ -79,7 +79,7 @@ def verify_split(split: PinnedSplit, *, root: str | os.PathLike,
     works. A case whose series is absent is ``missing``; a case whose pixel hash or annotation
     hash differs is ``changed`` with the part(s) named. ``workers`` and ``scheduler`` say where
     the pixel hashing runs (see :func:`bench.splits.case_fingerprints`; default: in this process
-    below 256 MiB of DICOM files, else all cores); the report is the same either way.
+    below 1 GiB of DICOM files, else all cores); the report is the same either way.
 
     Raises
     ------

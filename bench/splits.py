@@ -264,8 +264,8 @@ def case_fingerprints(cases: pd.DataFrame, *, root: str | os.PathLike,
     ----------
     workers : int, optional
         Local processes for the pixel hashing. Default (no ``scheduler``, no ``BENCH_SCHEDULER``):
-        in this process when the cases' DICOM files total less than
-        :data:`bench.fingerprints.INLINE_BYTES` (256 MiB), else one process per core
+        in this process when the estimated work (file sizes plus 256 KiB per file) is below
+        :data:`bench.fingerprints.INLINE_BYTES` (1 GiB), else one process per core
         (:func:`bench.fingerprints.default_fingerprint_workers`).
     scheduler : str, optional
         A dask.distributed scheduler address; its workers must see ``root`` at the same path.
@@ -325,7 +325,7 @@ def pin_split(spec: TaskSpec, manifest: str | os.PathLike, *, root: str | os.Pat
         The tasks folder to write into (default: :func:`bench.tasks.tasks_dir`).
     workers, scheduler : optional
         Where the pixel hashing runs (see :func:`case_fingerprints`; default: in this process
-        below 256 MiB of DICOM files, else all cores). The file is byte-identical either way.
+        below 1 GiB of DICOM files, else all cores). The file is byte-identical either way.
 
     Raises
     ------

@@ -8,10 +8,12 @@ Run from the repository root on an indexed download (``bench data synth`` + ``be
 It pins ``--task`` (default the segmentation task) into a temporary copy of the task specs (the
 repository's ``tasks/`` is never written), then verifies that split against the same download,
 each with ``workers=1`` (the former single-process loop, the peer), ``workers=2`` and the
-default (in-process below :data:`bench.fingerprints.INLINE_BYTES`). One unmeasured pin first
-warms the page cache; each figure is the median of ``--repeat`` runs. It checks that every pin
-wrote the same bytes and that every verify found all cases ok, and prints the 1-worker /
-2-worker ratio.
+default (in-process below :data:`bench.fingerprints.INLINE_BYTES` of estimated work). One
+unmeasured pin first warms the page cache; each figure is the median of ``--repeat`` runs. It
+checks that every pin wrote the same bytes and that every verify found all cases ok, and prints
+the 1-worker / 2-worker ratio. Then it times the pixel hashing alone (the part that
+``map_ordered`` spreads) on the task's series listed ``--replicate`` times, to show where a
+pool starts to pay off on larger downloads than the synthetic ones.
 """
 
 import argparse
@@ -21,7 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.fingerprints import INLINE_BYTES
+from bench.fingerprints import INLINE_BYTES, PER_FILE_BYTES, CaseFiles, fingerprint_images_item, locate_series
+from bench.parallel import map_ordered
 from bench.split_checks import verify_split
 from bench.splits import pin_split
 from bench.tasks import list_tasks, load_task, tasks_dir
@@ -64,6 +67,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--manifest", type=Path, help="Default ROOT/manifest.csv.")
     parser.add_argument("--task", default="ricord-1a-lesion-seg")
     parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--replicate", type=int, default=4, help="Copies of the series list to hash.")
     args = parser.parse_args(argv)
     manifest = args.manifest or args.root / "manifest.csv"
     with tempfile.TemporaryDirectory(prefix="bench-fingerprints-") as scratch:
@@ -72,11 +76,8 @@ def main(argv: list[str] | None = None) -> None:
         path = tasks / args.task / "splits" / "bench.json"
         split = pin_split(spec, manifest, root=args.root, name="bench", directory=tasks, workers=1)
         reference = path.read_bytes()
-        n_bytes = sum(p.stat().st_size for p in args.root.rglob("*.dcm")
-                      if "MIDRC-RICORD-1" in str(p))
-        print(f"{args.task} on {args.root}: {len(split.records)} cases; {n_bytes / 2**20:.0f} MiB of DICOM "
-              f"under the collection folders (in-process default below {INLINE_BYTES / 2**20:.0f} MiB "
-              f"of the task's series); median of {args.repeat}")
+        print(f"{args.task} on {args.root}: {len(split.records)} cases; in-process default below "
+              f"{INLINE_BYTES / 2**30:.0f} GiB of estimated work; median of {args.repeat}")
         figures: dict[tuple[str, str], float] = {}
         for label, workers in CONFIGS:
             figures["pin", label] = _median_s(
@@ -90,6 +91,25 @@ def main(argv: list[str] | None = None) -> None:
             ratio = figures[step, "workers=1"] / figures[step, "workers=2"]
             print(f"  {step}: workers=1 / workers=2 = {ratio:.2f}x")
         print("  every pin wrote the same bytes; every verify: all cases ok")
+        _hashing_only(split, args.root, args.replicate, args.repeat)
+
+
+def _hashing_only(split, root: Path, replicate: int, repeat: int) -> None:
+    located = locate_series(root, [case.series_uid for case in split.records])
+    items = [CaseFiles(case.case_id, tuple(str(p) for p in located[case.series_uid]))
+             for case in split.records] * replicate
+    files = sum(len(item.paths) for item in items)
+    size = sum(Path(path).stat().st_size for item in items for path in item.paths)
+    work = size + files * PER_FILE_BYTES
+    print(f"  pixel hashing only, series x{replicate}: {len(items)} items, {files} files, "
+          f"{size / 2**20:.0f} MiB (estimated work {work / 2**30:.2f} GiB)")
+    seconds = {}
+    for workers in (1, 2):
+        seconds[workers] = _median_s(
+            lambda w=workers: map_ordered(fingerprint_images_item, items, workers=w), repeat)
+        rate = size / 2**20 / seconds[workers]
+        print(f"    workers={workers}: {seconds[workers]:6.2f} s ({rate:.0f} MiB/s)")
+    print(f"    workers=1 / workers=2 = {seconds[1] / seconds[2]:.2f}x")
 
 
 if __name__ == "__main__":

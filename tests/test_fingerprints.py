@@ -137,10 +137,13 @@ def test_small_jobs_stay_in_this_process_and_large_ones_use_a_pool(tmp_path):
         (tmp_path / name).write_bytes(b"\0" * size)
         files.append(str(tmp_path / name))
     items = [CaseFiles("x", tuple(files[:2])), CaseFiles("y", (files[2], str(tmp_path / "gone")))]
-    assert default_fingerprint_workers(items, inline_bytes=1001) == 1  # 1000 bytes in all
-    assert default_fingerprint_workers(items, inline_bytes=1000) is None
-    assert default_fingerprint_workers(items[:1], inline_bytes=801) == 1
+    per_file = 256 * 1024  # 1000 bytes of files and 4 files (one of them gone) in all
+    assert default_fingerprint_workers(items, inline_bytes=1000 + 4 * per_file + 1) == 1
+    assert default_fingerprint_workers(items, inline_bytes=1000 + 4 * per_file) is None
+    assert default_fingerprint_workers(items[:1], inline_bytes=800 + 2 * per_file + 1) == 1
     assert default_fingerprint_workers([]) == 1
+    many = [CaseFiles("z", (files[0],) * 4096)]  # 4096 small files: 1 GiB of estimated work
+    assert default_fingerprint_workers(many) is None and default_fingerprint_workers(many[:0]) == 1
 
 
 def test_case_items_hash_alike_in_this_process_and_in_two_worker_processes():
