@@ -260,3 +260,19 @@ def test_cli_shows_a_bad_task_yaml_field_by_field(synth, tmp_path):
     assert result.exit_code == 2
     assert "unknown metric(s) ['sharpness']" in result.output
     assert "Traceback" not in result.output
+
+
+def test_cli_pin_on_a_dask_cluster_writes_the_same_bytes(synth, tmp_path):
+    from distributed import LocalCluster
+
+    tasks = copy_task_specs(tmp_path / "tasks")
+    with LocalCluster(n_workers=2, processes=True, threads_per_worker=1, dashboard_address=":0") as cluster:
+        result = CliRunner().invoke(app, ["splits", "pin", "--task", SEG, "--name", "synthetic",
+                                          "--manifest", str(synth.manifest), "--root", str(synth.root),
+                                          "--scheduler", cluster.scheduler_address],
+                                    env={"BENCH_TASKS_DIR": str(tasks)})
+        assert result.exit_code == 0, result.output
+        prefix = cluster.scheduler.task_prefixes.get("fingerprint_images_item")
+        assert prefix is not None and prefix.all_durations["compute"] > 0  # the hashing ran there
+    assert (tasks / SEG / "splits" / "synthetic.json").read_bytes() == \
+        (synth.tasks / SEG / "splits" / "synthetic.json").read_bytes()
