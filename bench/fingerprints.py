@@ -51,7 +51,8 @@ EMPTY_ANNOTATIONS = sha256_json([])
 #: (file sizes plus :data:`PER_FILE_BYTES` per file). Measured on a 2-core machine with a warm
 #: page cache: one process hashes ~400 MiB/s of full-size CT files and spends ~0.6 ms opening
 #: each file, while a spawned pool costs ~2 s before its first result; 1 GiB is ~2.5 s of
-#: hashing, about where two workers start to pay off (docs/splits.md, "Costs").
+#: hashing, about what a pool on two free cores would save (docs/splits.md, "Costs": on the
+#: busy build machine no job size gained from a second worker).
 INLINE_BYTES = 1024 * 1024 * 1024
 #: What opening and parsing one DICOM file costs, expressed in bytes of pixel hashing (~0.6 ms).
 PER_FILE_BYTES = 256 * 1024
