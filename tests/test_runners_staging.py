@@ -165,6 +165,16 @@ def test_an_image_without_the_snapshot_mode_is_copied_and_its_mode_kept(prepared
     assert snapshot.inputs_sha256 == _expected_hash(prepared)
 
 
+def test_cases_sharing_an_image_stage_it_once(prepared, tmp_path):
+    body = json.loads((prepared / "cases.json").read_text())
+    body["cases"].append({"case_id": "CASE-SAME", "image": "images/./CASE-000.nii.gz"})
+    (prepared / "cases.json").write_text(json.dumps(body))
+    snapshot = stage_inputs(read_inputs(prepared), tmp_path / "input")
+    assert (snapshot.staging, snapshot.linked, snapshot.copied) == ("hardlink", 5, 0)
+    assert (prepared / "images/CASE-000.nii.gz").stat().st_nlink == 2
+    assert snapshot.inputs_sha256 == _expected_hash(prepared)
+
+
 def test_shareable_modes():
     regular = stat.S_IFREG
     for mode in (0o644, 0o444, 0o755):

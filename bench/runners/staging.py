@@ -132,24 +132,28 @@ def stage_inputs(inputs: PreparedInputs, destination: Path) -> Snapshot:
         (read from the snapshot) and of task.json, the value ``run.json`` records.
     """
     destination.mkdir(mode=0o755)
-    digests = {}
+    # by path inside the snapshot: cases may share an image, and a file is staged once
+    staged: dict[Path, tuple[str, bool]] = {}
     for name in ("cases.json", "task.json"):
         if (inputs.directory / name).is_file():
-            digests[name] = _copy(inputs.directory / name, destination / name)
+            staged[Path(name)] = (_copy(inputs.directory / name, destination / name), False)
     images, linked = [], 0
     for case in inputs.cases:
-        target = destination / case.image
-        for parent in reversed(target.relative_to(destination).parents[:-1]):
-            (destination / parent).mkdir(mode=0o755, exist_ok=True)
-        digest, is_link = _link_or_copy(inputs.directory / case.image, target)
+        image = Path(case.image)
+        if image not in staged:
+            for parent in reversed(image.parents[:-1]):
+                (destination / parent).mkdir(mode=0o755, exist_ok=True)
+            staged[image] = _link_or_copy(inputs.directory / image, destination / image)
+        digest, is_link = staged[image]
         linked += is_link
         images.append({"case_id": case.case_id, "image_sha256": digest})
     os.chmod(destination, 0o755)
+    task_json_sha256 = staged[Path("task.json")][0] if Path("task.json") in staged else None
     copied = len(images) - linked
     staging = "hardlink" if copied == 0 and linked else "copy" if linked == 0 else "mixed"
     log.info("input snapshot %s: %d images hard-linked, %d copied", destination, linked, copied)
     return Snapshot(
-        inputs_sha256=sha256_json({"task_json_sha256": digests.get("task.json"), "cases": images}),
+        inputs_sha256=sha256_json({"task_json_sha256": task_json_sha256, "cases": images}),
         staging=staging,
         linked=linked,
         copied=copied,
