@@ -14,7 +14,10 @@ harness never changes a linked file's mode: an image that is not readable by eve
 writable by anyone but its owner, is copied instead. The submission cannot write through a
 link (``/input`` is mounted read-only and it runs as another user); removing the snapshot
 removes the links only. The hash is computed from the snapshot's file, the bytes the
-submission reads, whichever way it got there.
+submission reads, whichever way it got there. What a link gives up: a prepared image rewritten
+in place during a run would change under the submission. ``bench prepare`` never does that
+(``--overwrite`` removes the old tree and renames the new one in, so running snapshots keep
+the old inodes); nothing else should write to a prepared folder.
 """
 
 import errno
