@@ -19,7 +19,6 @@ from bench.runners.staging import (
     read_inputs,
     remove_staging,
     shareable_mode,
-    snapshot_inputs,
     stage_inputs,
 )
 from bench.tasks import Limits, load_task
@@ -148,7 +147,7 @@ def test_link_refused_falls_back_to_a_copy(prepared, tmp_path, monkeypatch, code
 def test_other_link_errors_are_not_hidden(prepared, tmp_path, monkeypatch):
     monkeypatch.setattr(os, "link", _failing_link(errno.EIO))
     with pytest.raises(OSError, match="Input/output error"):
-        snapshot_inputs(read_inputs(prepared), tmp_path / "input")
+        stage_inputs(read_inputs(prepared), tmp_path / "input")
 
 
 @pytest.mark.parametrize("mode", [0o600, 0o640, 0o664, 0o666, 0o4755])
@@ -215,7 +214,8 @@ def test_sandboxed_run_reads_the_linked_originals_and_cannot_write_them(prepared
         probe, load_task(CLS), prepared, tmp_path / "runs/one", runner="process", limits={"timeout_s": 60}
     )
     stats, attempts = _probe_lines(tmp_path / "runs/one")
-    assert result.isolated and result.counts["ok"] == 4
+    assert result.isolated and result.counts["ok"] == 4 and result.inputs_staging == "hardlink"
+    assert json.loads((tmp_path / "runs/one/run.json").read_text())["inputs_staging"] == "hardlink"
     for case_id, (inode, links, mode) in stats.items():
         assert (inode, links, mode) == (before[f"{case_id}.nii.gz"][3], 2, "0o644")
     assert attempts == {"write": "refused", "chmod": "refused"}
@@ -231,7 +231,7 @@ def test_unsandboxed_run_gets_private_copies(prepared, probe, tmp_path, monkeypa
         probe, load_task(CLS), prepared, tmp_path / "run", runner="process", limits={"timeout_s": 60}
     )
     stats, attempts = _probe_lines(tmp_path / "run")
-    assert not result.isolated and result.counts["ok"] == 4
+    assert not result.isolated and result.counts["ok"] == 4 and result.inputs_staging == "copy"
     for case_id, (inode, links, _) in stats.items():
         assert inode != before[f"{case_id}.nii.gz"][3] and links == 1
     # it runs as the owner, so it may change its own copy, never the prepared file

@@ -163,11 +163,6 @@ def stage_inputs(inputs: PreparedInputs, destination: Path) -> Snapshot:
     )
 
 
-def snapshot_inputs(inputs: PreparedInputs, destination: Path) -> str:
-    """:func:`stage_inputs`, returning only ``inputs_sha256`` (what ``run.json`` records today)."""
-    return stage_inputs(inputs, destination).inputs_sha256
-
-
 def detach_links(directory: Path) -> int:
     """Replace every hard-linked file under ``directory`` by a private 0644 copy; return how many.
 
