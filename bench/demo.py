@@ -20,7 +20,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.data.manifest import write_manifest
 from bench.data.ricord import index_download
 from bench.data.synth import synthesize
 from bench.errors import BenchError, DataError, RunnerError, SplitError
@@ -152,7 +151,7 @@ def run_demo(
     report = index_download(
         data, annotations=annotations, clinical=clinical, progress=stage_progress(progress, "index")
     )
-    write_manifest(report.manifest, data / "manifest.csv")
+    report.write(data / "manifest.csv")
     lap("index")
     name = "synthetic" if (seed, size) == (0, "small") else f"synthetic-seed{seed}-{size}"
     tasks = [task for task in list_tasks() if task in ENTRIES]

@@ -12,7 +12,7 @@ from runner_inputs import write_prepared
 from bench.errors import RunnerError, ScoringError, SubmissionError
 from bench.runners import CaseStatus, Rejected, RunResult, read_run, resolve_limits
 from bench.runners.run import cap_log
-from bench.runners.staging import read_inputs, snapshot_inputs
+from bench.runners.staging import read_inputs, stage_inputs
 from bench.submissions import load_submission
 from bench.tasks import Limits, load_task
 
@@ -95,15 +95,15 @@ def test_snapshot_holds_only_the_listed_files_world_readable(tmp_path):
     inputs = write_prepared(tmp_path / "p", "ricord-ct-covid-cls", n_cases=2)
     (inputs / "images" / "stray.nii.gz").write_bytes(b"x")
     (inputs / "images" / "CASE-000.nii.gz").chmod(0o600)
-    digest = snapshot_inputs(read_inputs(inputs), tmp_path / "snap")
+    digest = stage_inputs(read_inputs(inputs), tmp_path / "snap").inputs_sha256
     files = sorted(
         str(p.relative_to(tmp_path / "snap")) for p in (tmp_path / "snap").rglob("*") if p.is_file()
     )
     assert files == ["cases.json", "images/CASE-000.nii.gz", "images/CASE-001.nii.gz", "task.json"]
     assert all(oct(p.stat().st_mode)[-3:] == "644" for p in (tmp_path / "snap").rglob("*") if p.is_file())
-    assert digest == snapshot_inputs(read_inputs(inputs), tmp_path / "snap2")
+    assert digest == stage_inputs(read_inputs(inputs), tmp_path / "snap2").inputs_sha256
     (inputs / "images" / "CASE-001.nii.gz").write_bytes(b"changed")
-    assert digest != snapshot_inputs(read_inputs(inputs), tmp_path / "snap3")
+    assert digest != stage_inputs(read_inputs(inputs), tmp_path / "snap3").inputs_sha256
 
 
 def test_limits_overrides_and_log_cap():

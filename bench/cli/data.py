@@ -72,17 +72,13 @@ def index_command(
     ] = None,
 ) -> None:
     """Index a RICORD download (real or synthetic) into a case manifest plus a report."""
-    from bench.data.manifest import write_manifest
     from bench.data.ricord import index_download
-    from bench.io import write_json
 
     with progress_bar("indexing") as progress:
         report = index_download(
             root, annotations=annotations or [], clinical=clinical or [], progress=progress
         )
-    write_manifest(report.manifest, out)
-    report_path = out.with_name(out.stem + ".report.json")
-    write_json(report_path, report.to_dict())
+    report_path = report.write(out)
     manifest = report.manifest
     console.print(
         _counts_table(

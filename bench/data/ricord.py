@@ -45,7 +45,7 @@ from bench.data.dicom import (
     scan_headers,
     slice_normal,
 )
-from bench.data.manifest import MANIFEST_COLUMNS
+from bench.data.manifest import MANIFEST_COLUMNS, write_manifest
 from bench.data.mdai import (
     APPEARANCE_ORDER,
     GRADE_ORDER,
@@ -57,7 +57,7 @@ from bench.data.mdai import (
     study_votes,
 )
 from bench.errors import DataError, DicomError
-from bench.io import SCHEMA_VERSION
+from bench.io import SCHEMA_VERSION, write_json
 
 log = logging.getLogger(__name__)
 
@@ -131,6 +131,18 @@ class IndexReport:
             "ignored": [{"item": item, "reason": reason} for item, reason in self.ignored],
             "warnings": list(self.warnings),
         }
+
+    def write(self, manifest_path: str | os.PathLike) -> Path:
+        """Write the manifest CSV and, beside it, ``<stem>.report.json``; return the report's path.
+
+        Both are written atomically, so a reader never sees a manifest without its report's
+        account of what was skipped.
+        """
+        manifest_path = Path(manifest_path)
+        report_path = manifest_path.with_name(manifest_path.stem + ".report.json")
+        write_manifest(self.manifest, manifest_path)
+        write_json(report_path, self.to_dict())
+        return report_path
 
 
 def _as_list(value) -> list:

@@ -6,7 +6,9 @@ set. Where bubblewrap (``bwrap``) is installed it runs in a sandbox: every names
 folder (read-only, at ``/submission``), the input snapshot (read-only, at ``/input``), the
 output folder (at ``/output``) and a size-limited ``/tmp`` visible. Without bwrap the command
 runs as the calling user with full access to the host, and the run says so plainly
-(``isolated: false``). In both cases ``setrlimit`` bounds address space, file size and core
+(``isolated: false``); it would own the snapshot's files, so the images the snapshot
+hard-linked are first replaced by private copies (writing through a link would change the
+prepared original). In both cases ``setrlimit`` bounds address space, file size and core
 dumps, and a wall-clock timeout kills the whole process group.
 """
 
@@ -23,7 +25,7 @@ from pathlib import Path
 
 from bench.errors import RunnerError, SubmissionError
 from bench.runners.result import ExecOutcome, describe_end
-from bench.runners.staging import SUBMISSION_UID
+from bench.runners.staging import SUBMISSION_UID, detach_links
 from bench.submissions import Submission
 from bench.tasks import Limits, parse_memory_bytes
 
@@ -153,6 +155,8 @@ def run_process(
             cwd = None
         else:
             log.warning(NOT_ISOLATED)
+            if detached := detach_links(input_dir):
+                log.info("copied %d hard-linked inputs: the command runs as their owner", detached)
             argv = list(command)
             environment = _environment(str(input_dir), str(output_dir), scratch, limits)
             cwd = submission.directory

@@ -55,7 +55,8 @@ class RunResult:
     the argument list for process runs. ``limits`` are the limits in force (the task's, with
     overrides). ``error`` is a one-line reason when the run itself failed (non-zero exit,
     timeout, OOM kill), else None. ``inputs_sha256`` hashes the case ids and image bytes the
-    submission saw.
+    submission saw; ``inputs_staging`` says how its images reached the snapshot (``hardlink``,
+    ``copy`` or ``mixed``; ``copy`` for runs recorded before the field existed).
     """
 
     run_dir: Path
@@ -79,6 +80,7 @@ class RunResult:
     cases: tuple[CaseStatus, ...]
     rejected: tuple[Rejected, ...] = ()
     rejected_more: int = 0
+    inputs_staging: Literal["hardlink", "copy", "mixed"] = "copy"
 
     @property
     def counts(self) -> dict[str, int]:
@@ -116,6 +118,7 @@ class RunResult:
             "oom_killed": self.oom_killed,
             "error": self.error,
             "inputs_sha256": self.inputs_sha256,
+            "inputs_staging": self.inputs_staging,
             "counts": self.counts,
             "cases": [
                 {"case_id": c.case_id, "status": c.status, "reason": c.reason}
@@ -160,6 +163,7 @@ def read_run(run_dir: str | Path) -> RunResult:
             cases=tuple(CaseStatus(c["case_id"], c["status"], c["reason"]) for c in body["cases"]),
             rejected=tuple(Rejected(r["path"], r["reason"]) for r in body.get("rejected", [])),
             rejected_more=body.get("rejected_more", 0),
+            inputs_staging=body.get("inputs_staging", "copy"),
         )
     except FileNotFoundError as error:
         raise ScoringError(

@@ -25,7 +25,7 @@ from bench.runners.staging import (
     output_area,
     read_inputs,
     remove_staging,
-    snapshot_inputs,
+    stage_inputs,
     staging_root,
 )
 from bench.submissions import Submission, load_submission
@@ -118,7 +118,7 @@ def run_submission(
     staging = staging_root(out_dir)
     try:
         input_dir, output_dir = staging / "input", staging / "output"
-        inputs_sha256 = snapshot_inputs(inputs, input_dir)
+        snapshot = stage_inputs(inputs, input_dir)
         with output_area(output_dir, size_mb=limits.output_mb):
             started_at = _now()
             if runner == "docker":
@@ -161,7 +161,9 @@ def run_submission(
                     timed_out=outcome.timed_out,
                     oom_killed=outcome.oom_killed,
                     error=outcome.error,
-                    inputs_sha256=inputs_sha256,
+                    inputs_sha256=snapshot.inputs_sha256,
+                    # the process runner without bubblewrap replaced the links by copies
+                    inputs_staging=snapshot.staging if isolated else "copy",
                     cases=collection.cases,
                     rejected=collection.rejected,
                     rejected_more=collection.rejected_more,

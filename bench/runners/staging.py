@@ -5,20 +5,36 @@ world-readable (the submission runs as an unprivileged user), so nothing else th
 sit in the prepared folder, above all the reference, can reach the submission. The output
 folder is a tmpfs of the task's output size when the harness runs as root, so a submission
 that floods its output fills the tmpfs, not the host disk.
+
+Images are hard-linked into the snapshot when they can be, so a run does not write a second
+copy of every image across a shared filesystem: a link needs the same filesystem (else
+EXDEV), the right to link (``fs.protected_hardlinks`` may refuse with EPERM) and a source
+that already has the mode a copy would get. A link shares the original's inode, so the
+harness never changes a linked file's mode: an image that is not readable by everyone, or
+writable by anyone but its owner, is copied instead. The submission cannot write through a
+link (``/input`` is mounted read-only and it runs as another user); removing the snapshot
+removes the links only. The hash is computed from the snapshot's file, the bytes the
+submission reads, whichever way it got there. What a link gives up: a prepared image rewritten
+in place during a run would change under the submission. ``bench prepare`` never does that
+(``--overwrite`` removes the old tree and renames the new one in, so running snapshots keep
+the old inodes); nothing else should write to a prepared folder.
 """
 
+import errno
 import hashlib
 import json
 import logging
 import os
 import re
 import shutil
+import stat
 import subprocess
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from bench.errors import RunnerError
 from bench.io import sha256_json
@@ -27,6 +43,9 @@ log = logging.getLogger(__name__)
 
 SUBMISSION_UID = 65534
 _CASE_ID = re.compile(r"^[A-Za-z0-9._-]+$")
+# os.link failures that mean "copy instead": another filesystem, linking not permitted
+# (protected_hardlinks, some network filesystems), too many links, no hard links at all
+_COPY_INSTEAD = frozenset({errno.EXDEV, errno.EPERM, errno.EMLINK, errno.EOPNOTSUPP, errno.ENOTSUP})
 
 
 @dataclass(frozen=True)
@@ -87,25 +106,104 @@ def read_inputs(directory: str | os.PathLike) -> PreparedInputs:
     return PreparedInputs(directory=directory.resolve(), task=task, split=split, cases=cases)
 
 
-def snapshot_inputs(inputs: PreparedInputs, destination: Path) -> str:
-    """Copy cases.json, task.json and the listed images to ``destination``, world-readable.
+@dataclass(frozen=True)
+class Snapshot:
+    """The per-run input snapshot: its hash, and how its images got there.
 
-    Returns the inputs hash: sha256 over the case ids with the sha256 of each image's bytes
-    and of task.json, the value ``run.json`` records as ``inputs_sha256``.
+    ``staging`` is ``hardlink`` when every image is a hard link to the prepared file,
+    ``copy`` when every image is a private copy, ``mixed`` otherwise (e.g. some images not
+    world-readable). ``linked`` and ``copied`` count images.
+    """
+
+    inputs_sha256: str
+    staging: Literal["hardlink", "copy", "mixed"]
+    linked: int
+    copied: int
+
+
+def stage_inputs(inputs: PreparedInputs, destination: Path) -> Snapshot:
+    """Put cases.json, task.json and the listed images in ``destination``, world-readable.
+
+    Each image is hard-linked when ``destination`` is on its filesystem, linking is permitted
+    and the image is already readable by everyone and writable by nobody but its owner;
+    otherwise it is copied and the copy made 0644. The prepared files are never modified.
+
+    Returns
+    -------
+    Snapshot
+        ``inputs_sha256`` is sha256 over the case ids with the sha256 of each image's bytes
+        (read from the snapshot) and of task.json, the value ``run.json`` records.
     """
     destination.mkdir(mode=0o755)
-    digests = {}
+    # by path inside the snapshot: cases may share an image, and a file is staged once
+    staged: dict[Path, tuple[str, bool]] = {}
     for name in ("cases.json", "task.json"):
         if (inputs.directory / name).is_file():
-            digests[name] = _copy(inputs.directory / name, destination / name)
-    images = []
+            staged[Path(name)] = (_copy(inputs.directory / name, destination / name), False)
+    images, linked = [], 0
     for case in inputs.cases:
-        target = destination / case.image
-        for parent in reversed(target.relative_to(destination).parents[:-1]):
-            (destination / parent).mkdir(mode=0o755, exist_ok=True)
-        images.append({"case_id": case.case_id, "image_sha256": _copy(inputs.directory / case.image, target)})
+        image = Path(case.image)
+        if image not in staged:
+            for parent in reversed(image.parents[:-1]):
+                (destination / parent).mkdir(mode=0o755, exist_ok=True)
+            staged[image] = _link_or_copy(inputs.directory / image, destination / image)
+        digest, is_link = staged[image]
+        linked += is_link
+        images.append({"case_id": case.case_id, "image_sha256": digest})
     os.chmod(destination, 0o755)
-    return sha256_json({"task_json_sha256": digests.get("task.json"), "cases": images})
+    task_json_sha256 = staged[Path("task.json")][0] if Path("task.json") in staged else None
+    copied = len(images) - linked
+    staging = "hardlink" if copied == 0 and linked else "copy" if linked == 0 else "mixed"
+    log.info("input snapshot %s: %d images hard-linked, %d copied", destination, linked, copied)
+    return Snapshot(
+        inputs_sha256=sha256_json({"task_json_sha256": task_json_sha256, "cases": images}),
+        staging=staging,
+        linked=linked,
+        copied=copied,
+    )
+
+
+def detach_links(directory: Path) -> int:
+    """Replace every hard-linked file under ``directory`` by a private 0644 copy; return how many.
+
+    For a submission that runs as the calling user (the process runner without bubblewrap):
+    it could write to a file it owns, and through a link that would change the prepared
+    original. Each copy is written beside the link and renamed over it.
+    """
+    detached = 0
+    for path in sorted(directory.rglob("*")):
+        info = path.lstat()
+        if stat.S_ISREG(info.st_mode) and info.st_nlink > 1:
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+            os.close(fd)
+            _copy(path, Path(tmp))
+            os.replace(tmp, path)
+            detached += 1
+    return detached
+
+
+def shareable_mode(mode: int) -> bool:
+    """Whether a file of ``mode`` may be hard-linked into a snapshot as it is: a regular file
+    readable by everyone, writable by nobody but its owner, without setuid/setgid/sticky bits."""
+    return stat.S_ISREG(mode) and mode & 0o444 == 0o444 and mode & 0o7022 == 0
+
+
+def _link_or_copy(source: Path, target: Path) -> tuple[str, bool]:
+    """Hard-link ``source`` to ``target`` (or copy it); return (sha256 of target's bytes, linked)."""
+    try:
+        os.link(source, target)
+    except OSError as error:
+        if error.errno not in _COPY_INSTEAD:
+            raise
+        log.debug("cannot hard-link %s into the snapshot (%s); copying", source, error.strerror)
+        return _copy(source, target), False
+    with open(os.open(target, os.O_RDONLY | os.O_NOFOLLOW), "rb") as reader:
+        # the mode of the inode the submission will read, checked after linking, not before
+        if shareable_mode(os.fstat(reader.fileno()).st_mode):
+            return hashlib.file_digest(reader, "sha256").hexdigest(), True
+    os.unlink(target)
+    log.debug("%s is not world-readable or is writable by others; copying it", source)
+    return _copy(source, target), False
 
 
 def _copy(source: Path, target: Path) -> str:
