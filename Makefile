@@ -25,6 +25,7 @@ benchmarks: $(VENV)/.installed
 	$(PY) -m benchmarks.bench_ingest
 	$(PY) -m benchmarks.bench_containers
 	$(PY) -m benchmarks.bench_scaling
+	$(PY) -m benchmarks.bench_snapshot
 
 lint: $(VENV)/.installed
 	$(PY) -m ruff check bench tests benchmarks
