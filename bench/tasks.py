@@ -100,7 +100,7 @@ class SplitStrategy(_Spec):
 
 
 class Ranking(_Spec):
-    """Ranking scheme (see bench.ranking) and its significance level."""
+    """Ranking scheme (see bench.ranking.schemes) and its significance level."""
 
     method: Literal["aggregate-then-rank", "rank-then-aggregate", "test-then-rank"] = "aggregate-then-rank"
     aggregate: Literal["mean", "median"] = "mean"

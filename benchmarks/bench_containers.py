@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.images import BASE_IMAGE, build_base_image
+from bench.runners.base_image import BASE_IMAGE, build_base_image
 from bench.runners.docker import container_options
 from bench.runners.engine import docker_client
 from bench.runners.process import bwrap_arguments, bwrap_path

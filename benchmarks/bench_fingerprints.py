@@ -8,7 +8,7 @@ Run from the repository root on an indexed download (``bench data synth`` + ``be
 It pins ``--task`` (default the segmentation task) into a temporary copy of the task specs (the
 repository's ``tasks/`` is never written), then verifies that split against the same download,
 each with ``workers=1`` (the former single-process loop, the peer), ``workers=2`` and the
-default (in-process below :data:`bench.fingerprints.INLINE_BYTES` of estimated work). One
+default (in-process below :data:`bench.splits.fingerprints.INLINE_BYTES` of estimated work). One
 unmeasured pin first warms the page cache; each figure is the median of ``--repeat`` runs. It
 checks that every pin wrote the same bytes and that every verify found all cases ok, and prints
 the 1-worker / 2-worker ratio. Then it times the pixel hashing alone (the part that
@@ -23,10 +23,16 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.fingerprints import INLINE_BYTES, PER_FILE_BYTES, CaseFiles, fingerprint_images_item, locate_series
 from bench.parallel import map_ordered
-from bench.split_checks import verify_split
-from bench.splits import pin_split
+from bench.splits.fingerprints import (
+    INLINE_BYTES,
+    PER_FILE_BYTES,
+    CaseFiles,
+    fingerprint_images_item,
+    locate_series,
+)
+from bench.splits.pin import pin_split
+from bench.splits.verify import verify_split
 from bench.tasks import list_tasks, load_task, tasks_dir
 
 CONFIGS = (("workers=1", 1), ("workers=2", 2), ("default", None))

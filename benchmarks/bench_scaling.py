@@ -8,7 +8,7 @@ Run from the repository root::
 Full-size synthetic segmentation cases (512 x 512 x 200 uint8 masks, 0.75 x 0.75 x 1.5 mm, a
 few COVID-like lesions per case, the prediction a perturbed copy with one false positive) are
 written as .nii.gz, and scored by `bench score`'s own per-case task
-(``bench.score_segmentation.score_segmentation_case``): workers get the paths, load their own data.
+(``bench.scoring.segmentation.score_segmentation_case``): workers get the paths, load their own data.
 It prints cases/s per back end, the 2-worker / 1-worker scaling ratio, and the per-case costs
 (NIfTI load, score_case, peak worker memory, container start-up when a local image exists)
 that docs/scaling.md's capacity plan is built from.
@@ -33,7 +33,7 @@ from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 from bench.data.dicom import load_ct_series
 from bench.metrics.segmentation import score_case
 from bench.parallel import map_ordered
-from bench.score_segmentation import case_item, score_segmentation_case
+from bench.scoring.segmentation import case_item, score_segmentation_case
 from bench.tasks import load_task
 
 SHAPE = (512, 512, 200)

@@ -8,13 +8,14 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
-import parallel_tasks as tasks
 import pytest
 from dask.utils import key_split
 
+import tests.helpers.parallel_tasks as tasks
 from bench.errors import ClusterError, ScoringError
 from bench.parallel import SCHEDULER_ENV, describe_item, map_ordered
 
@@ -40,9 +41,16 @@ def cluster():
 
 
 def _worker_env(*, with_tasks: bool = True) -> dict[str, str]:
-    """Environment for a `dask worker` subprocess: the package (and the test tasks) importable."""
-    paths = [str(REPO), str(REPO / "tests")] if with_tasks else [str(REPO)]
-    return {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
+    """Environment for a `dask worker` subprocess: the package, and the test tasks unless told not.
+
+    Without the tasks, only a folder holding a link to ``bench`` is on the path, so the
+    ``tests`` package (and with it ``tests.helpers.parallel_tasks``) cannot be imported.
+    """
+    if with_tasks:
+        return {**os.environ, "PYTHONPATH": str(REPO)}
+    bare = Path(tempfile.mkdtemp(prefix="bench-bare-worker-"))
+    (bare / "bench").symlink_to(REPO / "bench")
+    return {**os.environ, "PYTHONPATH": str(bare)}
 
 
 def _free_port() -> int:
@@ -209,7 +217,7 @@ def test_worker_without_the_task_module_is_reported_not_waited_on(cluster, case_
     finally:
         _stop(worker)
     message = str(caught.value)
-    assert "1 of 3 worker(s)" in message and "cannot import 'parallel_tasks'" in message
+    assert "1 of 3 worker(s)" in message and "cannot import 'tests.helpers.parallel_tasks'" in message
     assert "Install the same ricord-bench version" in message
 
 
@@ -233,11 +241,10 @@ def test_resources_route_tasks_to_the_worker_that_declares_them(cluster):
 @pytest.mark.slow
 @pytest.mark.docker
 def test_container_runs_go_to_the_docker_worker_and_write_to_the_shared_path(cluster, tmp_path):
-    from runner_inputs import write_prepared
-
-    from bench.evaluate import run_on_worker
-    from bench.images import build_base_image
+    from bench.pipeline.evaluate import run_on_worker
+    from bench.runners.base_image import build_base_image
     from bench.tasks import load_task
+    from tests.helpers.runner_inputs import write_prepared
 
     build_base_image()  # reused when present (the runners' tests build it)
     submissions = REPO / "submissions"

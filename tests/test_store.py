@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from board_fixtures import EVIL, SEG_TASK, build_fake_store, receipt, seg_run
 
 from bench.errors import StoreError
 from bench.store import Store, make_run_id, plain, slugify
 from bench.tasks import load_task
+from tests.helpers.board_fixtures import EVIL, SEG_TASK, build_fake_store, receipt, seg_run
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -144,7 +144,7 @@ def test_sigkill_mid_write_leaves_no_entry_and_rerun_completes(tmp_path):
         import sys
         from pathlib import Path
         sys.path.insert(0, {str(REPO / "tests")!r})
-        from board_fixtures import seg_run
+        from tests.helpers.board_fixtures import seg_run
         from bench.store import Store
         from bench.tasks import load_task
         spec = load_task({SEG_TASK!r})

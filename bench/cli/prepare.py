@@ -7,7 +7,7 @@ import typer
 
 from bench.cli import app
 from bench.cli.progress import console, progress_bar
-from bench.prepare import prepare_split
+from bench.prepare.materialize import prepare_split
 from bench.tasks import load_task
 
 Out = Annotated[Path, typer.Option("--out", help="Output folder: OUT/input (container) and OUT/reference.")]

@@ -67,7 +67,7 @@ def base(
     ] = None,
 ) -> None:
     """Build the local base image (mmdebstrap from the host's Debian sources, then docker import)."""
-    from bench.images import build_base_image
+    from bench.runners.base_image import build_base_image
 
     with progress_bar("base image") as progress:
         report = build_base_image(tag=tag, rebuild=rebuild, keep_tarball=keep_tarball, progress=progress)

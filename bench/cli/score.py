@@ -38,7 +38,7 @@ def score(
     scheduler: Scheduler = None,
 ) -> None:
     """Score a run against a reference and store per-case scores, aggregates and a receipt."""
-    from bench.scoring import score_and_store
+    from bench.scoring.score import score_and_store
     from bench.tasks import load_task
 
     spec = load_task(task)
@@ -70,7 +70,7 @@ def evaluate(
     scheduler: Scheduler = None,
 ) -> None:
     """Prepare (cached), run, score and store one submission: what an organizer runs per entry."""
-    from bench.evaluate import evaluate as evaluate_submission
+    from bench.pipeline.evaluate import evaluate as evaluate_submission
     from bench.tasks import load_task
 
     spec = load_task(task)
@@ -99,7 +99,7 @@ def rescore(
     scheduler: Scheduler = None,
 ) -> None:
     """Recompute every stored run with this harness; print any score or rank that changed."""
-    from bench.rescore import rescore_store
+    from bench.pipeline.rescore import rescore_store
 
     with progress_bar("rescoring") as progress:
         report = rescore_store(results, workers=workers, scheduler=scheduler, progress=progress)
@@ -127,7 +127,7 @@ def demo(
     workers: Workers = None,
 ) -> None:
     """Synthesize, index, verify splits, prepare, run every reference submission, score, publish."""
-    from bench.demo import run_demo
+    from bench.pipeline.demo import run_demo
 
     with progress_bar("demo") as progress:
         report = run_demo(out, seed=seed, runner=runner, workers=workers, progress=progress)

@@ -8,8 +8,9 @@ from rich.table import Table
 
 from bench.cli import app
 from bench.cli.progress import console, progress_bar
-from bench.split_checks import summarize_split, verify_split
-from bench.splits import load_split, pin_split
+from bench.splits.pin import pin_split
+from bench.splits.pinned import load_split
+from bench.splits.verify import summarize_split, verify_split
 from bench.tasks import load_task
 
 splits_app = typer.Typer(help="Pin, verify and show the train / validation / test splits of a task.",

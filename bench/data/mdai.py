@@ -525,3 +525,25 @@ def annotation_records(export: MdaiExport, study_uid: str) -> list[dict]:
         for row in rows.itertuples(index=False)
     ]
     return sorted(records, key=lambda r: (r["sop_uid"], r["reader"], r["label_name"], r["annotation_id"]))
+
+
+def annotation_files(paths: Iterable[str | os.PathLike], *,
+                     root: str | os.PathLike | None = None) -> list[Path]:
+    """The MD.ai export files to use: each given file, every ``*.json`` of each given directory.
+
+    With nothing given, ``root/annotations/*.json`` (where ``bench data synth`` writes them) when
+    that directory exists; otherwise no file. The result is sorted and free of duplicates.
+    """
+    found: set[Path] = set()
+    given = [Path(p) for p in paths]
+    if not given and root is not None and (Path(root) / "annotations").is_dir():
+        given = [Path(root) / "annotations"]
+    for path in given:
+        if path.is_dir():
+            found.update(p for p in path.glob("*.json") if p.is_file())
+        elif path.is_file():
+            found.add(path)
+        else:
+            raise AnnotationError(f"{path}: annotation export not found. Pass the MD.ai JSON file(s) "
+                                  "(or the folder holding them) with --annotations.")
+    return sorted(found)

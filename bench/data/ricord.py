@@ -532,7 +532,7 @@ def index_download(root: str | os.PathLike, *, annotations=(), clinical=(), prog
         Unreadable annotation export or clinical sheet, or a root that is not a directory.
         Bad DICOM files, incomplete series and dangling annotations are skipped and listed.
     """
-    from bench.fingerprints import annotation_files
+    from bench.data.mdai import annotation_files
 
     root = Path(root)
     exports = annotation_files(_as_list(annotations))

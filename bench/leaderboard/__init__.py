@@ -1,4 +1,6 @@
-"""The static leaderboard: boards from the results store, SVG plots, a Jinja2 site.
+"""Stage 7, publish: ranked boards -> a static site (Jinja2 pages, SVG plots, JSON and CSV exports).
+
+Site only: the boards themselves come from :mod:`bench.ranking.board`.
 
 Entry point: :func:`bench.leaderboard.site.build_leaderboard` (re-exported here).
 """

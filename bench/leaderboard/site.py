@@ -33,8 +33,8 @@ import pandas as pd
 from bench.errors import LeaderboardError, TaskSpecError
 from bench.io import SCHEMA_VERSION, write_bytes, write_csv, write_json, write_text
 from bench.leaderboard import pages, plots
-from bench.leaderboard.boards import Board, BoardEntry, build_boards
 from bench.metrics.registry import METRICS
+from bench.ranking.board import Board, BoardEntry, build_boards
 from bench.store import Store, plain
 from bench.tasks import TaskSpec, load_task
 

@@ -1,5 +1,8 @@
 """Metric functions: pure, arrays in, numbers or small frozen dataclasses out.
 
+No stage of its own: the lowest layer above errors and io, used by scoring, ranking and the
+leaderboard; it knows nothing of tasks, files or the store.
+
 Modules: :mod:`segmentation` (per-case overlap, surface distance and lesion detection, built on
 :mod:`surface`),
 :mod:`classification` (dataset-level ranking, threshold, agreement and calibration metrics),

@@ -26,7 +26,7 @@ from pathlib import Path
 from bench.errors import RunnerError, SubmissionError
 from bench.runners.result import ExecOutcome, describe_end
 from bench.runners.staging import SUBMISSION_UID, detach_links
-from bench.submissions import Submission
+from bench.runners.submission import Submission
 from bench.tasks import Limits, parse_memory_bytes
 
 log = logging.getLogger(__name__)

@@ -28,7 +28,7 @@ from bench.runners.staging import (
     stage_inputs,
     staging_root,
 )
-from bench.submissions import Submission, load_submission
+from bench.runners.submission import Submission, load_submission
 from bench.tasks import Limits, TaskSpec
 
 log = logging.getLogger(__name__)
@@ -71,7 +71,7 @@ def run_submission(
     Parameters
     ----------
     submission
-        A :class:`Submission` or anything :func:`bench.submissions.load_submission` accepts.
+        A :class:`Submission` or anything :func:`bench.runners.submission.load_submission` accepts.
     spec
         The task; its ``id`` must match ``cases.json``.
     inputs_dir

@@ -1,0 +1,201 @@
+"""Recompute every stored run with the current harness and report what changed.
+
+The reproducibility check an organizer runs after upgrading: each stored run is scored again
+from the run directory and the reference its receipt names (``receipt.run.path``,
+``receipt.reference.path``; ``bench evaluate`` keeps both under ``<results>/.work``), and the
+fresh aggregates, counts, per-case values and ranks are compared with the stored ones. Nothing
+in the store is modified. A run whose inputs are gone, or whose reference no longer matches the
+task spec or pinned split, is listed as skipped with the reason, never silently passed.
+
+Values are compared in their stored form (10 significant digits), so a change shows up exactly
+when a stored file would be written differently.
+"""
+
+import io
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from bench.errors import BenchError, ScoringError
+from bench.ranking.schemes import rank_entries, rank_values
+from bench.scoring.score import ScoreResult, score_run
+from bench.store import Store, StoredRun, plain
+from bench.tasks import load_task
+
+log = logging.getLogger(__name__)
+
+ProgressCallback = Callable[[int, int, str], None]
+
+
+@dataclass(frozen=True)
+class Change:
+    """One difference between a stored run and its rescoring (values as text)."""
+
+    task: str
+    submission: str
+    run_id: str
+    what: str
+    stored: str
+    now: str
+
+
+@dataclass(frozen=True)
+class RescoreReport:
+    """``checked`` runs rescored, the ``changes`` found, and runs ``skipped`` with the reason."""
+
+    checked: int
+    changes: tuple[Change, ...]
+    skipped: tuple[tuple[str, str], ...]
+
+
+def rescore_store(
+    results: str | Path,
+    *,
+    workers: int | None = None,
+    scheduler: str | None = None,
+    progress: ProgressCallback | None = None,
+) -> RescoreReport:
+    """Rescore every run in the store at ``results``; report changed scores, counts, cases and ranks.
+
+    Parameters
+    ----------
+    results : path
+        Root of the results store.
+    workers, scheduler
+        As for :func:`bench.scoring.score.score_run` (per-case scoring of each run).
+    progress : callable, optional
+        ``progress(done, total, description)`` per run.
+    """
+    runs = Store(results).runs()
+    changes: list[Change] = []
+    skipped: list[tuple[str, str]] = []
+    fresh: dict[Path, ScoreResult] = {}
+    for done, stored in enumerate(runs, start=1):
+        label = f"{stored.task}/{stored.submission}/{stored.run_id}"
+        try:
+            result = _rescore_one(stored, workers=workers, scheduler=scheduler)
+        except BenchError as error:
+            log.warning("cannot rescore %s: %s", label, error)
+            skipped.append((label, str(error)))
+        else:
+            fresh[stored.path] = result
+            changes.extend(_compare(stored, result))
+        if progress is not None:
+            progress(done, len(runs), label)
+    changes.extend(_rank_changes(Store(results), fresh))
+    return RescoreReport(len(fresh), tuple(changes), tuple(skipped))
+
+
+def _rescore_one(stored: StoredRun, *, workers, scheduler) -> ScoreResult:
+    receipt = plain(stored.receipt)
+    run_dir = receipt.get("run", {}).get("path")
+    reference_dir = receipt.get("reference", {}).get("path")
+    for what, path in (("run directory", run_dir), ("reference", reference_dir)):
+        if not path or not Path(path).is_dir():
+            raise ScoringError(
+                f"the {what} named in its receipt ({path}) is not there; restore it to rescore"
+            )
+    return score_run(load_task(stored.task), run_dir, reference_dir, workers=workers, scheduler=scheduler)
+
+
+def _text(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.10g}"
+    return "" if value is None else str(value)
+
+
+def _compare(stored: StoredRun, result: ScoreResult) -> list[Change]:
+    def change(what, old, new):
+        return Change(stored.task, stored.name, stored.run_id, what, _text(old), _text(new))
+
+    out = []
+    old_metrics, new_metrics = plain(stored.scores["metrics"]), result.scores["metrics"]
+    for key in sorted(set(old_metrics) | set(new_metrics)):
+        old, new = old_metrics.get(key, {}), new_metrics.get(key, {})
+        for part in ("value", "ci_low", "ci_high"):
+            if old.get(part) != new.get(part):
+                out.append(change(f"{key}.{part}" if part != "value" else key, old.get(part), new.get(part)))
+    old_counts, new_counts = plain(stored.scores["counts"]), result.scores["counts"]
+    for key in sorted(set(old_counts) | set(new_counts)):
+        if old_counts.get(key) != new_counts.get(key):
+            out.append(change(f"counts.{key}", old_counts.get(key), new_counts.get(key)))
+    out.extend(_per_case_changes(stored, _as_stored(result.per_case), change))
+    return out
+
+
+def _as_stored(per_case: pd.DataFrame) -> pd.DataFrame:
+    """The per-case table as it reads back from per_case.csv (same float format, same dtypes)."""
+    text = per_case.to_csv(index=False, lineterminator="\n", float_format="%.10g")
+    return (
+        pd.read_csv(io.StringIO(text), dtype={"case_id": str}).sort_values("case_id").reset_index(drop=True)
+    )
+
+
+def _per_case_changes(stored: StoredRun, now: pd.DataFrame, change) -> list[Change]:
+    old = stored.per_case
+    if list(old["case_id"]) != list(now["case_id"]):
+        return [change("per_case.case_id", f"{len(old)} cases", f"{len(now)} cases")]
+    out = []
+    for column in sorted(set(old.columns) | set(now.columns)):
+        if column not in old.columns or column not in now.columns:
+            out.append(
+                change(
+                    f"per_case.{column}",
+                    "present" if column in old else "absent",
+                    "present" if column in now else "absent",
+                )
+            )
+            continue
+        a, b = old[column], now[column]
+        same = (a == b) | (a.isna() & b.isna())
+        if not same.all():
+            first = int(np.flatnonzero(~same.to_numpy())[0])
+            out.append(
+                change(
+                    f"per_case.{column} ({int((~same).sum())} cases, e.g. {old['case_id'][first]})",
+                    a.iloc[first],
+                    b.iloc[first],
+                )
+            )
+    return out
+
+
+def _rank_changes(store: Store, fresh: dict[Path, ScoreResult]) -> list[Change]:
+    """Ranks of the latest run of each submission, per task and split, before and after."""
+    groups: dict[tuple[str, str, str], list[StoredRun]] = {}
+    for stored in store.latest_runs():
+        if stored.path in fresh:
+            groups.setdefault((stored.task, stored.split_name, stored.split), []).append(stored)
+    out = []
+    for (task, _, split), runs in sorted(groups.items()):
+        if len(runs) < 2:
+            continue
+        spec = load_task(task)
+        old = _ranks(spec, [(r.name, r.scores, r.per_case) for r in runs])
+        new = _ranks(spec, [(r.name, fresh[r.path].scores, _as_stored(fresh[r.path].per_case)) for r in runs])
+        for run, before, after in zip(runs, old, new, strict=True):
+            if before != after:
+                out.append(Change(task, run.name, run.run_id, f"rank ({split})", str(before), str(after)))
+    return out
+
+
+def _ranks(spec, entries) -> list[int]:
+    """Ranks by the task's scheme: per-case matrix (segmentation) or the primary metric value."""
+    if spec.kind == "segmentation":
+        matrix = pd.DataFrame(
+            {str(i): table.set_index("case_id")[spec.primary_key] for i, (_, _, table) in enumerate(entries)}
+        )
+        result = rank_entries(
+            matrix,
+            method=spec.ranking.method,
+            aggregate=spec.ranking.aggregate,
+            direction=spec.primary_direction,
+            alpha=spec.ranking.alpha,
+        )
+        return [int(r) for r in result.ranks]
+    values = np.array([scores["metrics"][spec.primary_key]["value"] for _, scores, _ in entries], dtype=float)
+    return [int(r) for r in rank_values(values, better=spec.primary_direction)]

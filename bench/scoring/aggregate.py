@@ -1,0 +1,257 @@
+"""Aggregates of a scored case table: bootstrap CIs, subgroup tables and fairness gaps.
+
+Segmentation metrics are per-case values aggregated by their mean over the cases that count
+(``exclude`` leaves missing cases out; ``empty_mask`` has already scored them); classification
+metrics are computed once over each head's cases. Intervals are percentile bootstraps from one
+(B, n) resample count matrix per case set (:func:`bench.metrics.uncertainty.bootstrap_counts`),
+seeded by the task, clustered by patient when ``bootstrap.cluster`` names a column and stratified
+by the true class when ``bootstrap.stratify`` is set (segmentation: by whether the reference is
+empty). Subgroups and fairness reuse the same matrix, so a group's value and its difference to
+the whole set come from the same resamples (:mod:`bench.metrics.subgroups`).
+
+Point estimates are always the registry's metric functions on the full set; the bootstrap only
+supplies the intervals.
+"""
+
+import logging
+import math
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from bench.metrics import UndefinedMetricWarning
+from bench.metrics.classification import weighted_auroc
+from bench.metrics.registry import METRICS
+from bench.metrics.subgroups import (
+    BinaryAuroc,
+    CallableMetric,
+    CaseMean,
+    Kappa,
+    fairness_gaps,
+    ordinal_gaps,
+    subgroup_analysis,
+)
+from bench.metrics.uncertainty import bootstrap_counts, json_number, percentile_interval
+from bench.scoring.classification import HeadData, compute_metric
+from bench.tasks import TaskSpec
+
+log = logging.getLogger(__name__)
+
+NON_SCALAR = ("auroc_per_class", "confusion_matrix")
+
+
+@dataclass(frozen=True)
+class MacroAuroc:
+    """One-vs-rest macro AUROC over K classes, as a :class:`bench.metrics.subgroups.Statistic`.
+
+    NaN where a subset or resample lacks a class, like :func:`bench.metrics.classification.auroc`.
+    """
+
+    y_true: np.ndarray
+    proba: np.ndarray
+
+    def _per_class(self, weights: np.ndarray | None) -> np.ndarray:
+        columns = [
+            weighted_auroc((self.y_true == k).astype(np.int64), self.proba[:, k], weights)
+            for k in range(self.proba.shape[1])
+        ]
+        return np.stack([np.asarray(c, dtype=np.float64) for c in columns], axis=-1)
+
+    def value(self, mask: np.ndarray) -> float:
+        return float(np.mean(self._per_class(mask.astype(np.float64)[None, :])[0]))
+
+    def resampled(self, counts: np.ndarray) -> np.ndarray:
+        return np.mean(self._per_class(np.asarray(counts, dtype=np.float64)), axis=-1)
+
+
+def aggregate(spec: TaskSpec, per_case: pd.DataFrame, heads: dict[str, HeadData]) -> dict[str, Any]:
+    """The ``metrics``, ``subgroups`` and ``fairness`` sections of scores.json."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UndefinedMetricWarning)
+        if spec.kind == "segmentation":
+            body = _segmentation(spec, per_case)
+        else:
+            body = _classification(spec, per_case, heads)
+    for warning in caught:
+        log.warning("%s", warning.message)
+    return body
+
+
+def _counts(spec: TaskSpec, n: int, *, clusters: np.ndarray | None, strata: np.ndarray | None) -> np.ndarray:
+    boot = spec.bootstrap
+    return bootstrap_counts(
+        n,
+        n_resamples=boot.resamples,
+        seed=boot.seed,
+        strata=strata if boot.stratify else None,
+        clusters=clusters if boot.cluster else None,
+    )
+
+
+def _entry(interval_value: float, low: float, high: float, direction: str | None, n: int) -> dict[str, Any]:
+    return {
+        "value": json_number(interval_value),
+        "ci_low": json_number(low),
+        "ci_high": json_number(high),
+        "direction": direction,
+        "n": n,
+    }
+
+
+def _clusters(spec: TaskSpec, table: pd.DataFrame) -> np.ndarray | None:
+    column = spec.bootstrap.cluster
+    if not column:
+        return None
+    values = table[column] if column in table.columns else table["case_id"]
+    return values.astype(str).to_numpy()
+
+
+def _subgroups(spec: TaskSpec, statistic, table: pd.DataFrame, counts: np.ndarray) -> dict[str, Any]:
+    out = {}
+    for attribute in spec.subgroups.attributes:
+        groups = table[attribute].to_numpy() if attribute in table.columns else np.full(len(table), "")
+        result = subgroup_analysis(
+            statistic,
+            groups,
+            counts=counts,
+            min_size=spec.subgroups.min_size,
+            confidence=spec.bootstrap.confidence,
+        )
+        out[attribute] = {group: value.as_dict() for group, value in result.items()}
+    return out
+
+
+def _segmentation(spec: TaskSpec, per_case: pd.DataFrame) -> dict[str, Any]:
+    scored = per_case[per_case[spec.metrics[0]].notna()].reset_index(drop=True)
+    n = len(scored)
+    metrics: dict[str, Any] = {}
+    if n == 0:
+        for name in spec.metrics:
+            metrics[name] = _entry(math.nan, math.nan, math.nan, METRICS[name].direction, 0)
+        return {"metrics": metrics, "subgroups": {}, "fairness": {}}
+    empty_ref = (scored["volume_ref_ml"] == 0).to_numpy()
+    counts = _counts(spec, n, clusters=_clusters(spec, scored), strata=empty_ref)
+    for name in spec.metrics:
+        statistic = CaseMean(scored[name].to_numpy(dtype=np.float64))
+        estimate = statistic.value(np.ones(n, dtype=bool))
+        interval = percentile_interval(
+            estimate, statistic.resampled(counts), confidence=spec.bootstrap.confidence
+        )
+        metrics[name] = _entry(interval.estimate, interval.low, interval.high, METRICS[name].direction, n)
+    primary = CaseMean(scored[spec.primary_key].to_numpy(dtype=np.float64))
+    return {"metrics": metrics, "subgroups": _subgroups(spec, primary, scored, counts), "fairness": {}}
+
+
+def _statistic(name: str, data: HeadData):
+    """A vectorized (or looping) statistic for the CI of a scalar metric of one head."""
+    k = len(data.head.classes)
+    if name == "auroc":
+        return BinaryAuroc(data.y_true, data.y_score) if data.binary else MacroAuroc(data.y_true, data.proba)
+    if name in ("quadratic_weighted_kappa", "cohen_kappa"):
+        return Kappa(data.y_true, data.y_pred, 2 if data.binary else k, quadratic=name != "cohen_kappa")
+    info = METRICS[name]
+    if info.inputs == "labels":
+        return CallableMetric(info.func, data.y_true, data.y_pred, (("n_classes", 2 if data.binary else k),))
+    if info.inputs == "scores_threshold":
+        return CallableMetric(info.func, data.y_true, data.y_score, (("threshold", data.head.threshold),))
+    return CallableMetric(info.func, data.y_true, data.y_score)
+
+
+def _per_class_ci(data: HeadData, counts: np.ndarray, confidence: float) -> tuple[dict, dict]:
+    lows, highs = {}, {}
+    for k, cls in enumerate(data.head.classes):
+        statistic = BinaryAuroc((data.y_true == k).astype(np.int64), data.proba[:, k])
+        interval = percentile_interval(
+            statistic.value(np.ones(len(data.y_true), dtype=bool)),
+            statistic.resampled(counts),
+            confidence=confidence,
+        )
+        lows[cls], highs[cls] = json_number(interval.low), json_number(interval.high)
+    return lows, highs
+
+
+def _head_metrics(spec: TaskSpec, data: HeadData, counts: np.ndarray | None) -> dict[str, Any]:
+    out = {}
+    n = len(data.y_true)
+    confidence = spec.bootstrap.confidence
+    for name in data.head.metrics:
+        key = f"{data.head.name}.{name}"
+        direction = METRICS[name].direction
+        if n == 0:
+            out[key] = _entry(math.nan, math.nan, math.nan, direction, 0)
+            continue
+        value = compute_metric(name, data)
+        if name == "auroc_per_class":
+            lows, highs = _per_class_ci(data, counts, confidence)
+            out[key] = {
+                "value": {c: json_number(v) for c, v in value.items()},
+                "ci_low": lows,
+                "ci_high": highs,
+                "direction": direction,
+                "n": n,
+            }
+        elif name in NON_SCALAR:
+            out[key] = {
+                "value": value,
+                "ci_low": None,
+                "ci_high": None,
+                "direction": direction,
+                "n": n,
+                "labels": list(data.head.classes),
+            }
+        else:
+            interval = percentile_interval(
+                value, _statistic(name, data).resampled(counts), confidence=confidence
+            )
+            out[key] = _entry(interval.estimate, interval.low, interval.high, direction, n)
+    return out
+
+
+def _classification(spec: TaskSpec, per_case: pd.DataFrame, heads: dict[str, HeadData]) -> dict[str, Any]:
+    metrics: dict[str, Any] = {}
+    subgroups: dict[str, Any] = {}
+    fairness: dict[str, Any] = {}
+    primary_head, _, primary_metric = spec.primary_key.partition(".")
+    for head in spec.heads:
+        data = heads[head.name]
+        table = per_case.iloc[data.index].reset_index(drop=True)
+        counts = None
+        if len(data.y_true):
+            counts = _counts(spec, len(data.y_true), clusters=_clusters(spec, table), strata=data.y_true)
+        metrics.update(_head_metrics(spec, data, counts))
+        if counts is None:
+            continue
+        if head.name == primary_head:
+            subgroups = _subgroups(spec, _statistic(primary_metric, data), table, counts)
+        gaps = _fairness(spec, data, table, counts)
+        if gaps:
+            fairness[head.name] = gaps
+    return {"metrics": metrics, "subgroups": subgroups, "fairness": fairness}
+
+
+def _fairness(spec: TaskSpec, data: HeadData, table: pd.DataFrame, counts: np.ndarray) -> dict[str, Any]:
+    """MELODY gaps: EOD/AAOD for a binary head, delta QWK for an ordinal one; {} otherwise."""
+    if not (data.binary or data.head.ordinal):
+        return {}
+    options = {"counts": counts, "min_size": spec.subgroups.min_size, "confidence": spec.bootstrap.confidence}
+    by_attribute = {}
+    for attribute in spec.subgroups.attributes:
+        groups = table[attribute].to_numpy() if attribute in table.columns else np.full(len(table), "")
+        if data.binary:
+            result = fairness_gaps(
+                data.y_true, data.y_score, groups, threshold=data.head.threshold, **options
+            )
+        else:
+            result = ordinal_gaps(
+                data.y_true, data.y_pred, groups, n_classes=len(data.head.classes), **options
+            )
+        by_attribute[attribute] = {group: value.as_dict() for group, value in result.items()}
+    measure = (
+        "equal_opportunity_difference+average_absolute_odds_difference"
+        if data.binary
+        else "delta_quadratic_weighted_kappa"
+    )
+    return {"measure": measure, "reference": "largest group", "attributes": by_attribute}

@@ -1,0 +1,380 @@
+"""Score a run against a reference under the task's policies, and store the result with a receipt.
+
+``score_run`` is a straight line: verify the reference (its own hash, then its split and task
+hashes against the pinned split and the task spec), read the run's per-case statuses, score every
+case (segmentation: one worker task per case through :func:`bench.parallel.map_ordered`, each
+loading its own NIfTI files; classification: one prediction matrix per head), apply the
+missing-prediction policy uniformly, then aggregate with bootstrap CIs, subgroup tables and
+fairness gaps (:mod:`bench.scoring.aggregate`). The result is data; ``score_and_store`` writes it
+through :mod:`bench.store`, atomically, with a copy of the run's logs; the receipt records the
+paths of the run directory and the reference, from which ``bench rescore`` recomputes it later.
+
+Determinism: rows are sorted by case id, worker results come back in case order, the bootstrap
+is seeded from the task, and every float in scores.json is rounded to 10 significant digits, so
+scoring the same inputs twice gives the same bytes apart from the times (started_at, ended_at,
+and the run id, which starts with the time).
+"""
+
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+
+from bench.errors import ScoringError
+from bench.io import SCHEMA_VERSION, sha256_json
+from bench.metrics.segmentation import SCORE_FIELDS
+from bench.parallel import SCHEDULER_ENV, map_ordered
+from bench.prepare.reference import read_reference
+from bench.provenance import hardware, harness, run_id_for, utc_now
+from bench.runners.record import RunRecord, outputs_sha256, read_run, receipt_run_fields
+from bench.scoring.aggregate import aggregate
+from bench.scoring.classification import head_data, head_probabilities, predicted_class, read_predictions
+from bench.scoring.segmentation import case_item, score_segmentation_case
+from bench.splits.pinned import load_split
+from bench.store import Store, StoredRun
+from bench.tasks import TaskSpec
+
+log = logging.getLogger(__name__)
+
+ProgressCallback = Callable[[int, int, str], None]
+INLINE_VOXELS = 3 * 512 * 512 * 200
+"""Below this many reference voxels in a run, per-case scoring runs in-process by default."""
+BASE_COLUMNS = ("case_id", "patient_id", "site", "sex", "age_band", "status", "reason")
+
+
+@dataclass(frozen=True)
+class ScoreResult:
+    """Everything one scoring produces; :meth:`files` gives the bytes the store keeps.
+
+    Attributes
+    ----------
+    task, submission, run_id : str
+        Where the result goes in the store (``results/<task>/<submission>/<run_id>/``).
+    inputs_sha256 : str
+        Hash of what decides the scores: task spec, split, reference and run outputs.
+    per_case : pandas.DataFrame
+        One row per reference case, sorted by case id (CONTRACTS section 7).
+    scores : dict
+        The scores.json body.
+    receipt : dict
+        The receipt.json body.
+    """
+
+    task: str
+    submission: str
+    run_id: str
+    inputs_sha256: str
+    per_case: pd.DataFrame = field(repr=False)
+    scores: dict = field(repr=False)
+    receipt: dict = field(repr=False)
+
+
+def score_run(
+    spec: TaskSpec,
+    run_dir: str | Path,
+    reference_dir: str | Path,
+    *,
+    workers: int | None = None,
+    scheduler: str | None = None,
+    progress: ProgressCallback | None = None,
+) -> ScoreResult:
+    """Score the run in ``run_dir`` against the prepared reference in ``reference_dir``.
+
+    Parameters
+    ----------
+    spec : TaskSpec
+        The task; its policies, metrics, bootstrap and subgroups decide the scores.
+    run_dir : path
+        A run directory written by ``bench run`` (``run.json`` + ``outputs/``).
+    reference_dir : path
+        ``<prepared>/reference`` written by ``bench prepare``.
+    workers : int, optional
+        Local processes for per-case segmentation scoring; 1 runs in this process. Default:
+        in this process for small runs (:func:`default_workers`), else one per core.
+    scheduler : str, optional
+        A dask.distributed scheduler address; per-case scoring becomes tasks on that cluster.
+    progress : callable, optional
+        ``progress(done, total, description)`` per scored case.
+
+    Raises
+    ------
+    ScoringError
+        The reference does not match the pinned split or the task spec, or the run dir is not
+        a run of this task.
+    """
+    started_at = utc_now()
+    reference_dir = Path(reference_dir).resolve()
+    reference = read_reference(reference_dir)
+    _check_reference(spec, reference, reference_dir)
+    run = read_run(run_dir, task_id=spec.id)
+    if run.meta.get("task_sha256") not in (None, spec.sha256):
+        log.warning(
+            "%s was produced with task spec %s, scoring with %s",
+            run.run_dir,
+            run.meta.get("task_sha256"),
+            spec.sha256,
+        )
+    cases = _reference_cases(reference)
+    statuses = _statuses(cases["case_id"].tolist(), run, spec)
+    if spec.kind == "segmentation":
+        per_case = _score_segmentation(
+            spec, cases, statuses, run, reference_dir, workers=workers, scheduler=scheduler, progress=progress
+        )
+        heads = {}
+    else:
+        per_case, heads = _score_classification(spec, cases, statuses, run)
+        if progress is not None:
+            progress(len(cases), len(cases), "classification")
+    inputs_sha256 = sha256_json(
+        {
+            "task_sha256": spec.sha256,
+            "split_sha256": reference.split_sha256,
+            "reference_sha256": reference.reference_sha256,
+            "outputs_sha256": outputs_sha256(run),
+        }
+    )
+    run_id = run_id_for(started_at, inputs_sha256)
+    submission = run.submission_name or Path(run_dir).name
+    body = aggregate(spec, per_case, heads)
+    scores = _round(
+        {
+            "schema_version": SCHEMA_VERSION,
+            "task": spec.id,
+            "submission": submission,
+            "run_id": run_id,
+            "primary_metric": spec.primary_key,
+            **body,
+            "counts": _counts(per_case),
+            "policies": spec.policies.model_dump(mode="json"),
+            "split": {
+                "name": reference.split_name,
+                "split": reference.split,
+                "sha256": reference.split_sha256,
+            },
+        }
+    )
+    receipt = _receipt(spec, reference, reference_dir, run, per_case, run_id, inputs_sha256, started_at)
+    receipt["submission"]["name"] = submission
+    return ScoreResult(spec.id, submission, run_id, inputs_sha256, per_case, scores, receipt)
+
+
+def score_and_store(
+    spec: TaskSpec,
+    run_dir: str | Path,
+    reference_dir: str | Path,
+    *,
+    results: str | Path,
+    workers: int | None = None,
+    scheduler: str | None = None,
+    progress: ProgressCallback | None = None,
+) -> StoredRun:
+    """Score a run (see :func:`score_run`) and write it into the results store at ``results``.
+
+    The store entry holds receipt.json, per_case.csv, scores.json and a copy of the run's logs;
+    the receipt records the absolute paths of the run directory and the reference, which
+    ``bench rescore`` reads to recompute the entry. Written atomically by :class:`bench.store.Store`:
+    an interruption at any point leaves no entry.
+    """
+    result = score_run(spec, run_dir, reference_dir, workers=workers, scheduler=scheduler, progress=progress)
+    logs_dir = Path(run_dir) / "logs"
+    logs = (
+        {path.name: path for path in sorted(logs_dir.iterdir()) if path.is_file()}
+        if logs_dir.is_dir()
+        else {}
+    )
+    return Store(results).write_run(
+        result.task,
+        result.submission,
+        result.run_id,
+        receipt=result.receipt,
+        scores=result.scores,
+        per_case=result.per_case,
+        logs=logs,
+    )
+
+
+def _check_reference(spec: TaskSpec, reference, reference_dir: Path) -> None:
+    """Refuse a reference made for another task, another spec version or another split."""
+    if reference.task != spec.id:
+        raise ScoringError(
+            f"{reference_dir}: the reference is for task {reference.task!r}, not {spec.id!r}; "
+            f"pass the reference prepared for {spec.id}."
+        )
+    if reference.task_sha256 != spec.sha256:
+        raise ScoringError(
+            f"{reference_dir}: the reference was prepared with task spec sha256 "
+            f"{reference.task_sha256}, but tasks/{spec.id}/task.yaml now hashes to "
+            f"{spec.sha256}. Prepare the split again with `bench prepare` so reference and "
+            f"spec agree."
+        )
+    pinned = load_split(spec.id, reference.split_name).sha256
+    if reference.split_sha256 != pinned:
+        raise ScoringError(
+            f"{reference_dir}: the reference's split sha256 {reference.split_sha256} does not "
+            f"match the pinned split tasks/{spec.id}/splits/{reference.split_name}.json "
+            f"({pinned}). Prepare the reference again from the pinned split."
+        )
+
+
+def _reference_cases(reference) -> pd.DataFrame:
+    """The reference's case records as a table sorted by case id, demographics as strings."""
+    cases = reference.cases.copy()
+    for column in ("patient_id", "site", "sex", "age_band"):
+        if column not in cases.columns:
+            cases[column] = ""
+        cases[column] = cases[column].fillna("").astype(str)
+    return cases.sort_values("case_id", kind="stable").reset_index(drop=True)
+
+
+def _statuses(case_ids: list[str], run: RunRecord, spec: TaskSpec) -> dict[str, tuple[str, str]]:
+    """Status and reason per reference case, cross-checking run.json against the output files."""
+    statuses = {}
+    for case_id in case_ids:
+        entry = run.cases.get(case_id)
+        if entry is None:
+            statuses[case_id] = ("missing", "not listed in run.json (the run did not report this case)")
+        elif entry.status == "ok" and spec.kind == "segmentation" and not run.mask_path(case_id).is_file():
+            statuses[case_id] = ("error", f"run.json says ok but {run.mask_path(case_id)} is absent")
+        else:
+            statuses[case_id] = (entry.status, entry.reason)
+    extra = sorted(set(run.cases) - set(case_ids))
+    if extra:
+        log.warning(
+            "%s lists %d case(s) not in the reference, ignored: %s", run.run_dir, len(extra), extra[:5]
+        )
+    return statuses
+
+
+def default_workers(items: list[dict]) -> int | None:
+    """Workers when none were asked for: in this process for small jobs, else one per core.
+
+    Starting a local process pool costs seconds (each worker imports numpy, scipy and nibabel),
+    while scoring a small case costs milliseconds, so jobs under :data:`INLINE_VOXELS` reference
+    voxels in total (from the NIfTI headers; about three full-size CTs) run in this process.
+    """
+    voxels = 0
+    for item in items:
+        voxels += int(np.prod(nib.load(item["reference"]).shape))
+        if voxels >= INLINE_VOXELS:
+            return None
+    return 1
+
+
+def _score_segmentation(spec, cases, statuses, run, reference_dir, *, workers, scheduler, progress):
+    items = []
+    for case in cases.to_dict("records"):
+        case_id = case["case_id"]
+        status, reason = statuses[case_id]
+        prediction = run.mask_path(case_id) if status == "ok" else None
+        mask = reference_dir / "masks" / f"{case_id}.nii.gz"
+        items.append(case_item(spec, case_id, mask, prediction, status, reason))
+    if workers is None and scheduler is None and not os.environ.get(SCHEDULER_ENV):
+        workers = default_workers(items)
+    results = map_ordered(
+        score_segmentation_case, items, workers=workers, scheduler=scheduler, progress=progress
+    )
+    rows = []
+    for case, result in zip(cases.to_dict("records"), results, strict=True):
+        row = {column: case[column] for column in BASE_COLUMNS[:5]}
+        row.update(status=result["status"], reason=result["reason"])
+        row.update(result["metrics"] or {name: np.nan for name in SCORE_FIELDS})
+        if result["metrics"] is None:
+            row["empty"] = ""
+        rows.append(row)
+    return pd.DataFrame(rows, columns=[*BASE_COLUMNS, *SCORE_FIELDS])
+
+
+def _score_classification(spec, cases, statuses, run):
+    predictions = read_predictions(run.predictions_path, spec)
+    case_ids = cases["case_id"].tolist()
+    ok = np.array([statuses[c][0] == "ok" for c in case_ids])
+    have_row = np.array([c in predictions.index for c in case_ids])
+    for position in np.flatnonzero(ok & ~have_row):
+        statuses[case_ids[position]] = (
+            "error",
+            f"run.json says ok but predictions.csv has no row for {case_ids[position]}",
+        )
+    available = ok & have_row
+    policy = spec.policies.missing_prediction
+    table = cases[list(BASE_COLUMNS[:5])].copy()
+    table["status"] = [statuses[c][0] for c in case_ids]
+    table["reason"] = [_policy_reason(statuses[c][1], policy, statuses[c][0]) for c in case_ids]
+    heads = {}
+    for head in spec.heads:
+        proba = head_probabilities(head, predictions, case_ids, available, policy)
+        labels = cases[head.column] if head.column in cases.columns else pd.Series([""] * len(cases))
+        table[head.name] = labels.fillna("").astype(str).to_numpy()
+        for position, cls in enumerate(head.classes):
+            table[cls] = proba[:, position]
+        scored = np.isfinite(proba).all(axis=1)
+        names = np.full(len(case_ids), "", dtype=object)
+        if scored.any():
+            names[scored] = np.asarray(head.classes, dtype=object)[predicted_class(head, proba[scored])]
+        table[f"{head.name}_pred"] = names
+        heads[head.name] = head_data(head, table[head.name], proba)
+    return table.reset_index(drop=True), heads
+
+
+def _policy_reason(reason: str, policy: str, status: str) -> str:
+    if status == "ok":
+        return reason
+    rule = {
+        "chance": "scored as uniform probabilities (policy missing_prediction=chance)",
+        "exclude": "left out of the aggregates (policy missing_prediction=exclude)",
+    }[policy]
+    return f"{reason}; {rule}".lstrip("; ")
+
+
+def _counts(per_case: pd.DataFrame) -> dict[str, int]:
+    counts = {
+        status: int((per_case["status"] == status).sum())
+        for status in ("ok", "missing", "malformed", "error")
+    }
+    return {"cases": int(len(per_case)), **counts}
+
+
+def _receipt(spec, reference, reference_dir, run, per_case, run_id, inputs_sha256, started_at) -> dict:
+    failures = per_case.loc[per_case["status"] != "ok", ["case_id", "status", "reason"]]
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "run_id": run_id,
+        "inputs_sha256": inputs_sha256,
+        "harness": harness(),
+        "started_at": started_at,
+        "ended_at": utc_now(),
+        "submission": {
+            key: run.meta.get("submission", {}).get(key) for key in ("name", "team", "description", "source")
+        },
+        "task": {"id": spec.id, "version": spec.version, "sha256": spec.sha256},
+        "split": {"name": reference.split_name, "split": reference.split, "sha256": reference.split_sha256},
+        "reference": {"sha256": reference.reference_sha256, "path": str(reference_dir)},
+        "run": {
+            **receipt_run_fields(run),
+            "path": str(Path(run.run_dir).resolve()),
+            "outputs_sha256": outputs_sha256(run),
+        },
+        "seed": {"bootstrap": spec.bootstrap.seed, "resamples": spec.bootstrap.resamples},
+        "policies": spec.policies.model_dump(mode="json"),
+        "hardware": hardware(),
+        "exit_status": {key: run.meta.get(key) for key in ("exit_code", "timed_out", "oom_killed", "error")},
+        "case_errors": failures.to_dict("records"),
+    }
+
+
+def _round(value: Any) -> Any:
+    """Floats to 10 significant digits (as per_case.csv), NaN/inf to None, recursively."""
+    if isinstance(value, dict):
+        return {key: _round(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_round(item) for item in value]
+    if isinstance(value, float | np.floating):
+        return float(f"{value:.10g}") if np.isfinite(value) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    return value

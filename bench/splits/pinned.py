@@ -1,0 +1,171 @@
+"""A pinned split file: its records, where it lives, and reading it back with every check.
+
+``tasks/<task>/splits/<name>.json`` lists each case with its split, strata and content
+fingerprint, and carries its own sha256 over canonical JSON: the hash a paper cites. Reading
+refuses a file whose hash, records or strategy do not match (a hand edit, a stale task).
+"""
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+
+from bench.errors import SplitError
+from bench.io import sha256_json
+from bench.splits.assign import strategy_record
+from bench.splits.fingerprints import (
+    Fingerprint,
+)
+from bench.tasks import SPLITS, load_task, tasks_dir
+
+_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
+
+
+@dataclass(frozen=True)
+class SplitCase:
+    """One case of a pinned split: identity, split, strata values and content fingerprint."""
+
+    case_id: str
+    patient_id: str
+    collection: str
+    study_uid: str
+    series_uid: str
+    split: str
+    strata: Mapping[str, str | None]
+    fingerprint: Fingerprint
+
+
+@dataclass(frozen=True)
+class PinnedSplit:
+    """A pinned split file, read and integrity-checked (see :func:`load_split`).
+
+    ``records`` holds every case sorted by case_id; ``cases(split)`` those of one split.
+    ``sha256`` is the file's own hash, what a paper cites.
+    """
+
+    task: str
+    name: str
+    strategy: Mapping
+    manifest_sha256: str
+    records: tuple[SplitCase, ...]
+    sha256: str
+    path: Path | None = field(default=None, compare=False)
+
+    def cases(self, split: str | None = None) -> tuple[SplitCase, ...]:
+        """Cases of ``split`` (``train``, ``validation``, ``test``), or all cases when None."""
+        if split is not None and split not in SPLITS:
+            raise SplitError(f"split {split!r} is not one of {list(SPLITS)}.")
+        return tuple(case for case in self.records if split is None or case.split == split)
+
+    def case_ids(self, split: str | None = None) -> list[str]:
+        return [case.case_id for case in self.cases(split)]
+
+    @property
+    def strata_columns(self) -> list[str]:
+        return list(self.strategy["strata"])
+
+
+def split_path(task_id: str, name: str, *, directory: Path | None = None) -> Path:
+    """``tasks/<task_id>/splits/<name>.json`` in ``directory`` (default: the tasks folder)."""
+    if not _NAME.match(name):
+        raise SplitError(f"split name {name!r} must match {_NAME.pattern} (e.g. 'synthetic', 'tcia').")
+    return (directory or tasks_dir()) / task_id / "splits" / f"{name}.json"
+
+
+def from_document(document: Mapping, path: Path | None) -> PinnedSplit:
+    records = tuple(
+        SplitCase(
+            case_id=row["case_id"], patient_id=row["patient_id"], collection=row["collection"],
+            study_uid=row["study_uid"], series_uid=row["series_uid"], split=row["split"],
+            strata=MappingProxyType(dict(row["strata"])),
+            fingerprint=Fingerprint(images=row["fingerprint"]["images"],
+                                    annotations=row["fingerprint"]["annotations"]),
+        )
+        for row in document["cases"]
+    )
+    return PinnedSplit(task=document["task"], name=document["name"],
+                       strategy=MappingProxyType(dict(document["strategy"])),
+                       manifest_sha256=document["manifest_sha256"], records=records,
+                       sha256=document["sha256"], path=path)
+
+
+def read_split(path: str | os.PathLike) -> PinnedSplit:
+    """Read a split file and check its own sha256 and its shape.
+
+    Raises
+    ------
+    SplitError
+        Missing or unreadable file, missing fields, a sha256 that does not match the content
+        (the file was edited), a case fingerprint that does not match its parts, a split name
+        other than train / validation / test, or a patient in two splits.
+    """
+    import json
+
+    path = Path(path)
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as error:
+        raise SplitError(f"{path}: no such split file. Pin it with `bench splits pin`.") from error
+    except (OSError, ValueError) as error:
+        raise SplitError(f"{path}: not a readable split file ({error}).") from error
+    needed = {"schema_version", "task", "name", "strategy", "manifest_sha256", "cases", "sha256"}
+    if not isinstance(document, dict) or needed - set(document):
+        have = sorted(document) if isinstance(document, dict) else type(document).__name__
+        raise SplitError(f"{path}: not a pinned split: needs fields {sorted(needed)}, got {have}.")
+    body = {key: value for key, value in document.items() if key != "sha256"}
+    if sha256_json(body) != document["sha256"]:
+        raise SplitError(f"{path}: sha256 {document['sha256']} does not match the content "
+                         f"({sha256_json(body)}); the file was edited after pinning. Restore it "
+                         "(git checkout) or pin again.")
+    try:
+        split = from_document(document, path)
+    except (KeyError, TypeError) as error:
+        raise SplitError(f"{path}: malformed case record ({type(error).__name__}: {error}).") from error
+    _check_records(split, path)
+    return split
+
+
+def _check_records(split: PinnedSplit, path: Path) -> None:
+    seen: dict[str, str] = {}
+    ids = [case.case_id for case in split.records]
+    if ids != sorted(set(ids)):
+        raise SplitError(f"{path}: case ids must be unique and sorted; the file was not written by "
+                         "`bench splits pin`.")
+    for case in split.records:
+        if case.split not in SPLITS:
+            raise SplitError(f"{path}: case {case.case_id} has split {case.split!r}, not one of "
+                             f"{list(SPLITS)}.")
+        other = seen.setdefault(case.patient_id, case.split)
+        if other != case.split:
+            raise SplitError(f"{path}: patient {case.patient_id} is in both {other} and {case.split}; "
+                             "a pinned split must keep each patient in one split.")
+
+
+def load_split(task_id: str, name: str, *, directory: Path | None = None) -> PinnedSplit:
+    """Read ``tasks/<task_id>/splits/<name>.json`` and check it against the task's current spec.
+
+    Raises
+    ------
+    SplitError
+        See :func:`read_split`; also when the file belongs to another task or when the task's
+        split strategy (seed, group key, strata, fractions) changed since the split was pinned.
+    """
+    spec = load_task(task_id, directory=directory)
+    path = split_path(task_id, name, directory=directory)
+    if not path.is_file():
+        pinned = sorted(p.stem for p in path.parent.glob("*.json")) if path.parent.is_dir() else []
+        raise SplitError(f"task {task_id}: no pinned split {name!r} ({path} does not exist; pinned: "
+                         f"{pinned or 'none'}). Pin it with "
+                         f"`bench splits pin --task {task_id} --name {name} ...`.")
+    split = read_split(path)
+    if split.task != task_id or split.name != name:
+        raise SplitError(f"{path}: belongs to task {split.task!r} / name {split.name!r}, not "
+                         f"{task_id!r} / {name!r}.")
+    expected = strategy_record(spec.split)
+    if dict(split.strategy) != expected:
+        raise SplitError(f"{path}: pinned with strategy {dict(split.strategy)}, but "
+                         f"tasks/{task_id}/task.yaml now says {expected}. Pin the split again (and cite "
+                         "the new sha256).")
+    return split

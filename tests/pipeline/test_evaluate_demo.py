@@ -1,0 +1,164 @@
+"""`bench evaluate` and `bench demo` end to end on the synthetic collection, through the real parts:
+synthesize, index, pin, prepare, run (process runner, or Docker where marked), score, store, rescore,
+leaderboard. Slow: each test builds or reuses a synthetic collection."""
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from bench.cli import app
+from bench.data.manifest import write_manifest
+from bench.data.ricord import index_download
+from bench.data.synth import synthesize
+from bench.pipeline.demo import ENTRIES, run_demo
+from bench.pipeline.evaluate import evaluate
+from bench.pipeline.rescore import rescore_store
+from bench.splits.pin import pin_split
+from bench.store import Store
+from bench.tasks import load_task
+
+REPO = Path(__file__).resolve().parents[2]
+COVID = "ricord-ct-covid-cls"
+SEG = "ricord-1a-lesion-seg"
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def collection(tmp_path_factory):
+    """The default synthetic collection (seed 0, small), indexed, with its manifest at root."""
+    root = tmp_path_factory.mktemp("synthetic") / "data"
+    synth = synthesize(root, seed=0, size="small")
+    report = index_download(root, annotations=synth.annotations, clinical=synth.clinical)
+    write_manifest(report.manifest, root / "manifest.csv")
+    return root, list(synth.annotations)
+
+
+@pytest.fixture
+def tasks(tmp_path, monkeypatch):
+    """A copy of the repository's tasks folder (with any committed splits), as BENCH_TASKS_DIR."""
+    shutil.copytree(REPO / "tasks", tmp_path / "tasks")
+    monkeypatch.setenv("BENCH_TASKS_DIR", str(tmp_path / "tasks"))
+    return tmp_path / "tasks"
+
+
+def _pin(task, root, annotations, name="evaluate-test"):
+    return pin_split(load_task(task), root / "manifest.csv", root=root, name=name, annotations=annotations)
+
+
+def test_evaluate_process_runner_caches_prepare_and_rescores_clean(collection, tasks, tmp_path):
+    root, annotations = collection
+    _pin(COVID, root, annotations)
+    spec, results = load_task(COVID), tmp_path / "results"
+    first = evaluate(
+        REPO / "submissions" / "hu-stats-cls",
+        spec,
+        root=root,
+        name="evaluate-test",
+        split="test",
+        results=results,
+        runner="process",
+    )
+    second = evaluate(
+        REPO / "submissions" / "constant-prior",
+        spec,
+        root=root,
+        name="evaluate-test",
+        split="test",
+        results=results,
+        runner="process",
+    )
+    assert not first.prepare_cached and second.prepare_cached
+    assert first.prepared_dir == second.prepared_dir
+    for report in (first, second):
+        counts = report.stored.scores["counts"]
+        assert counts["ok"] == counts["cases"] > 0
+        assert Path(report.stored.receipt["run"]["path"]) == report.run_dir
+        assert report.run_dir.is_relative_to(results / ".work")
+    assert second.stored.scores["metrics"]["covid.auroc"]["value"] == 0.5  # uniform probabilities
+    assert {run.name for run in Store(results).runs()} == {"hu-stats-cls", "constant-prior"}
+    rescored = rescore_store(results)
+    assert rescored.checked == 2 and rescored.changes == () and rescored.skipped == ()
+
+
+def test_evaluate_on_a_cluster_runs_the_submission_on_a_worker(collection, tasks, tmp_path):
+    """With a scheduler, the run and the scoring are cluster tasks; the result equals a local one."""
+    from distributed import LocalCluster
+
+    root, annotations = collection
+    _pin(COVID, root, annotations)
+    spec = load_task(COVID)
+    local = evaluate(REPO / "submissions" / "hu-stats-cls", spec, root=root, name="evaluate-test",
+                     results=tmp_path / "local", runner="process")
+    with LocalCluster(n_workers=1, processes=True, threads_per_worker=1, dashboard_address=":0") as cluster:
+        remote = evaluate(REPO / "submissions" / "hu-stats-cls", spec, root=root, name="evaluate-test",
+                          results=tmp_path / "cluster", runner="process", scheduler=cluster.scheduler_address)
+    assert (remote.run_dir / "run.json").is_file() and remote.run_dir.is_relative_to(tmp_path / "cluster")
+    assert remote.stored.per_case.equals(local.stored.per_case)
+    assert remote.stored.scores["metrics"] == local.stored.scores["metrics"]
+
+
+def test_cli_evaluate_segmentation_with_process_runner(collection, tasks, tmp_path):
+    root, annotations = collection
+    _pin(SEG, root, annotations)
+    result = CliRunner().invoke(
+        app,
+        [
+            "evaluate",
+            str(REPO / "submissions" / "threshold-seg"),
+            "--task",
+            SEG,
+            "--root",
+            str(root),
+            "--name",
+            "evaluate-test",
+            "--split",
+            "validation",
+            "--runner",
+            "process",
+            "--results",
+            str(tmp_path / "results"),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    (stored,) = Store(tmp_path / "results").runs(SEG)
+    assert stored.split == "validation" and stored.name == "threshold-seg"
+    assert 0 < stored.scores["metrics"]["dice"]["value"] <= 1
+    assert "dice (primary)" in result.output and "stored:" in result.output
+
+
+def _check_demo(out: Path, report) -> None:
+    assert report.index_html.is_file() and report.index_html == out / "leaderboard" / "index.html"
+    assert len(report.evaluations) == sum(len(entries) for entries in ENTRIES.values())
+    runs = Store(out / "results").runs()
+    assert {(r.task, r.name) for r in runs} == {(t, e) for t, entries in ENTRIES.items() for e in entries}
+    assert all(r.split == "test" and r.split_name == "synthetic" for r in runs)
+    assert all(
+        json.loads((r.path / "receipt.json").read_text())["run"]["runner"] == report.runner for r in runs
+    )
+    html = report.index_html.read_text(encoding="utf-8")
+    assert all(task in html for task in ENTRIES)
+
+
+def test_demo_end_to_end_with_process_runner(tasks, tmp_path):
+    out = tmp_path / "demo"
+    result = CliRunner().invoke(app, ["demo", "--out", str(out), "--runner", "process"])
+    assert result.exit_code == 0, result.output
+    assert "runner: process" in result.output
+    assert f"leaderboard: {out / 'leaderboard' / 'index.html'}" in result.output
+    report = run_demo(out, runner="process")  # rerun into the same folder: reuses the collection
+    assert report.runner == "process"
+    assert dict(report.stages)["synthesize"] < 5
+    _check_demo(out, report)
+    assert all(entry["action"] in ("verified", "pinned") for entry in report.splits.values())
+
+
+@pytest.mark.docker
+def test_demo_end_to_end_with_docker_runner(tasks, tmp_path):
+    out = tmp_path / "demo"
+    report = run_demo(out, runner="docker")
+    assert report.runner == "docker" and "Docker engine reachable" in report.runner_reason
+    _check_demo(out, report)

@@ -1,0 +1,112 @@
+"""bench rescore: an unchanged store reports nothing; a changed metric definition shows in the diff."""
+
+import shutil
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+import bench.metrics.classification as classification
+import bench.scoring.segmentation as score_segmentation
+from bench.cli import app
+from bench.pipeline.rescore import rescore_store
+from bench.scoring.score import score_and_store
+from bench.tasks import load_task
+from tests.helpers.scoring_fixtures import make_tasks_dir, pin_fixture_split, write_reference, write_run
+from tests.scoring.test_score import seg_case_setup
+
+COVID = "ricord-ct-covid-cls"
+
+
+def _fast(raw):
+    raw["bootstrap"]["resamples"] = 200
+
+
+@pytest.fixture
+def covid_store(tmp_path, monkeypatch):
+    """Two entries on one five-case reference: A ranks first (AUROC 1), B second (AUROC 4/6)."""
+    make_tasks_dir(tmp_path, monkeypatch, COVID, edit=_fast)
+    labels = {"a": "positive", "b": "positive", "c": "negative", "d": "negative", "e": "positive"}
+    pin_fixture_split(COVID, [(c, f"p{c}") for c in labels])
+    reference = write_reference(
+        tmp_path / "prepared",
+        COVID,
+        [{"case_id": c, "patient_id": f"p{c}", "covid": label} for c, label in labels.items()],
+    )
+    entries = {
+        "A": {"a": 0.9, "b": 0.8, "c": 0.2, "d": 0.1, "e": 0.7},
+        "B": {"a": 0.9, "b": 0.4, "c": 0.6, "d": 0.1, "e": 0.5},
+    }
+    spec = load_task(COVID)
+    for name, scores in entries.items():
+        run = write_run(
+            tmp_path / f"run-{name}",
+            COVID,
+            {c: ("ok", "") for c in scores},
+            name=name,
+            predictions={c: {"negative": 1 - s, "positive": s} for c, s in scores.items()},
+        )
+        score_and_store(spec, run, reference, results=tmp_path / "results", workers=1)
+    return tmp_path / "results"
+
+
+def test_unchanged_store_reports_no_changes(covid_store):
+    report = rescore_store(covid_store, workers=1)
+    assert report.checked == 2
+    assert report.changes == () and report.skipped == ()
+
+
+def test_changed_metric_definition_shows_values_and_ranks(covid_store, monkeypatch):
+    honest = classification.auroc
+    monkeypatch.setattr(classification, "auroc", lambda y, s: 1.0 - honest(y, s))  # an upgrade gone wrong
+    report = rescore_store(covid_store, workers=1)
+    changed = {(c.submission, c.what): (c.stored, c.now) for c in report.changes}
+    assert changed[("A", "covid.auroc")] == ("1", "0")
+    assert changed[("B", "covid.auroc")] == ("0.6666666667", "0.3333333333")
+    assert changed[("A", "rank (test)")] == ("1", "2")
+    assert changed[("B", "rank (test)")] == ("2", "1")
+    assert not any(what.startswith(("covid.sensitivity", "per_case")) for _, what in changed)
+
+
+def test_changed_segmentation_metric_shows_per_case_and_mean(tmp_path, monkeypatch):
+    spec, run, reference = seg_case_setup(tmp_path, monkeypatch)
+    score_and_store(spec, run, reference, results=tmp_path / "results", workers=1)
+    assert rescore_store(tmp_path / "results", workers=1).changes == ()
+    honest = score_segmentation.score_case
+
+    def squared_dice(pred, ref, **options):
+        scores = honest(pred, ref, **options)
+        return type(scores)(**{**scores.as_dict(), "dice": scores.dice**2})
+
+    monkeypatch.setattr(score_segmentation, "score_case", squared_dice)
+    report = rescore_store(tmp_path / "results", workers=1)
+    whats = {c.what: (c.stored, c.now) for c in report.changes}
+    assert whats["dice"] == (f"{8 / 15:.10g}", f"{(4 / 9 + 1 + 1) / 5:.10g}")
+    assert whats["per_case.dice (1 cases, e.g. a)"] == (f"{2 / 3:.10g}", f"{4 / 9:.10g}")
+    assert not any(w.startswith("iou") for w in whats)
+
+
+def test_runs_whose_inputs_are_gone_are_listed_as_skipped(covid_store, tmp_path):
+    shutil.rmtree(tmp_path / "run-B")
+    report = rescore_store(covid_store, workers=1)
+    assert report.checked == 1
+    ((label, reason),) = report.skipped
+    assert "/B/" in label and "run-B" in reason and "not there" in reason
+
+
+def test_spec_change_is_refused_and_reported_not_hidden(covid_store, tmp_path, monkeypatch):
+    make_tasks_dir(tmp_path, monkeypatch, COVID, edit=lambda raw: raw["bootstrap"].update(resamples=300))
+    report = rescore_store(covid_store, workers=1)
+    assert report.checked == 0 and len(report.skipped) == 2
+    assert all("task spec sha256" in reason for _, reason in report.skipped)
+
+
+def test_cli_rescore(covid_store, monkeypatch):
+    result = CliRunner().invoke(app, ["rescore", "--results", str(covid_store), "--workers", "1"])
+    assert result.exit_code == 0, result.output
+    assert "no changes" in result.output and "2 stored run(s)" in result.output
+    honest = classification.auroc
+    monkeypatch.setattr(classification, "auroc", lambda y, s: float(np.round(honest(y, s), 1)))
+    result = CliRunner().invoke(app, ["rescore", "--results", str(covid_store), "--workers", "1"])
+    assert result.exit_code == 1
+    assert "covid.auroc" in result.output and "0.6666666667" in result.output
