@@ -8,6 +8,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bench.cli import app
+from bench.cli.options import Entry, Team
 from bench.cli.progress import progress_bar
 
 console = Console()
@@ -56,6 +57,8 @@ def evaluate(
     ],
     task: Annotated[str, typer.Option("--task", help="Task id.")],
     root: Annotated[Path, typer.Option("--root", help="The RICORD download (or synthetic collection).")],
+    team: Team = None,
+    entry: Entry = None,
     name: Annotated[
         str, typer.Option("--name", help="Pinned split name (tasks/<id>/splits/<name>.json).")
     ] = "synthetic",
@@ -79,6 +82,8 @@ def evaluate(
             submission,
             spec,
             root=root,
+            team=team,
+            entry=entry,
             name=name,
             split=split,
             runner=runner,
@@ -139,7 +144,7 @@ def demo(
 
 def _print_stored(stored) -> None:
     scores = stored.scores
-    table = Table(title=f"{stored.task} / {stored.name} / {stored.run_id}")
+    table = Table(title=f"{stored.task} / {stored.entry} / {stored.run_id}")
     for column in ("metric", "value", "95% CI"):
         table.add_column(column)
     for key, entry in scores["metrics"].items():

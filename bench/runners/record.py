@@ -15,6 +15,7 @@ from types import MappingProxyType
 from typing import Any
 
 from bench.errors import ScoringError
+from bench.store import EntryId
 
 STATUSES = ("ok", "missing", "malformed", "error")
 
@@ -51,8 +52,24 @@ class RunRecord:
         return self.run_dir / "outputs"
 
     @property
-    def submission_name(self) -> str:
-        return str(self.meta.get("submission", {}).get("name", ""))
+    def entry(self) -> EntryId:
+        """The (team, entry) the run belongs to, from ``run.json`` (never from a folder name).
+
+        Raises
+        ------
+        ScoringError
+            When ``run.json`` lacks the team or the entry name (a run recorded before entries
+            were (team, entry) pairs): run the submission again.
+        """
+        block = self.meta.get("submission") or {}
+        team, name = block.get("team"), block.get("name")
+        if not (isinstance(team, str) and team.strip() and isinstance(name, str) and name.strip()):
+            raise ScoringError(
+                f"{self.run_dir / 'run.json'}: submission {dict(block)!r} lacks a team or an entry name; "
+                "every stored run belongs to a (team, entry). Run the submission again with this harness "
+                "(`bench run ... --team T --entry E` for a tarball or an image)."
+            )
+        return EntryId(team, name)
 
     def mask_path(self, case_id: str) -> Path:
         return self.outputs_dir / "masks" / f"{case_id}.nii.gz"

@@ -177,19 +177,19 @@ def run_submission(
 
 
 def _run_docker(submission, input_dir, output_dir, limits, client, progress, steps):
-    from bench.runners.docker import ensure_image, image_record, run_container
+    from bench.runners.docker import ensure_image, run_container
     from bench.runners.engine import docker_client
 
     client = client or docker_client()
     _step(progress, 0, steps, "image")
-    image = ensure_image(submission, client, limits=limits)
+    image, record = ensure_image(submission, client, scratch=input_dir.parent / "image", limits=limits)
     _step(progress, 1, steps, f"running {image.short_id} (timeout {limits.timeout_s} s)")
     outcome: ExecOutcome = run_container(image, input_dir, output_dir, limits, client)
     isolation = (
         "docker: network none, read-only root, uid 65534, all capabilities dropped, no-new-privileges, "
         f"pids {limits.pids}, memory {limits.memory} (no swap), {limits.cpus} CPUs, {limits.gpus} GPUs"
     )
-    return outcome, True, isolation, image_record(image), None
+    return outcome, True, isolation, record, None
 
 
 def _run_process(submission, input_dir, output_dir, limits, progress, steps):
