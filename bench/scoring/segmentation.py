@@ -17,7 +17,13 @@ import nibabel as nib
 import numpy as np
 
 from bench.errors import BenchError
-from bench.metrics.segmentation import SCORE_FIELDS, EmptyMaskPolicy, score_case, worst_case_scores
+from bench.metrics.segmentation import (
+    DEFAULT_TOLERANCE_MM,
+    SCORE_FIELDS,
+    EmptyMaskPolicy,
+    score_case,
+    worst_case_scores,
+)
 from bench.tasks import TaskSpec
 
 AFFINE_TOLERANCE = 1e-4
@@ -35,6 +41,11 @@ def metric_policy(spec: TaskSpec) -> EmptyMaskPolicy:
     return EmptyMaskPolicy(both_empty_score=1.0, both_empty_distance_mm=0.0, worst_distance_mm=worst)
 
 
+def tolerance_mm(spec: TaskSpec) -> float:
+    """The task's NSD tolerance in mm (``metric_options.tolerance_mm``, else :data:`DEFAULT_TOLERANCE_MM`)."""
+    return float(spec.metric_options.get("tolerance_mm", DEFAULT_TOLERANCE_MM))
+
+
 def case_item(
     spec: TaskSpec, case_id: str, reference_mask: Path, prediction: Path | None, status: str, reason: str
 ) -> dict[str, Any]:
@@ -47,7 +58,7 @@ def case_item(
         "status": status,
         "reason": reason,
         "missing_prediction": spec.policies.missing_prediction,
-        "tolerance_mm": float(spec.metric_options.get("tolerance_mm", 1.0)),
+        "tolerance_mm": tolerance_mm(spec),
         "policy": {
             "both_empty_score": policy.both_empty_score,
             "both_empty_distance_mm": policy.both_empty_distance_mm,
