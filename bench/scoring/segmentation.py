@@ -3,10 +3,12 @@
 Workers get a small dict of file paths and options (never arrays), load both NIfTI masks
 themselves (each decompressed once, :func:`bench.prepare.nifti.read_volume`; the reference
 is checked against its hash in ``reference.json`` on the loaded array), and return a small
-dict: status, reason and every field of :func:`bench.metrics.segmentation.score_case`. The
-missing-prediction policy is applied here, the same way in every worker: ``worst`` gives a missing or unusable prediction every metric at
-its worst value (:func:`bench.metrics.segmentation.worst_case_scores`, whatever the reference
-holds); ``empty_mask`` scores it as an all-zero mask on the reference grid (then the task's
+dict: status, reason and every field of :func:`bench.metrics.segmentation.score_case`.
+
+The missing-prediction policy is applied here, the same way in every worker: ``worst`` gives
+a missing or unusable prediction every metric at its worst value
+(:func:`bench.metrics.segmentation.worst_case_scores`, whatever the reference holds);
+``empty_mask`` scores it as an all-zero mask on the reference grid (then the task's
 empty-mask policy decides the values, so it is perfect where the reference is empty too);
 ``exclude`` returns no values, and the case is left out of the aggregates but kept in the table.
 """
