@@ -14,6 +14,7 @@ from scipy.spatial.distance import cdist
 
 from bench.errors import BenchError, MetricInputError
 from bench.metrics.segmentation import (
+    NSD_RTOL,
     SCORE_FIELDS,
     EmptyMaskPolicy,
     SegmentationScores,
@@ -60,7 +61,7 @@ def brute_force(pred, ref, spacing, tolerance_mm):
         "hd95_pooled": np.percentile(pooled, 95),
         "assd": pooled.mean(),
         "masd": (d_pr.mean() + d_rp.mean()) / 2,
-        "nsd": np.mean(pooled <= tolerance_mm),
+        "nsd": np.mean(pooled <= tolerance_mm * (1 + NSD_RTOL)),  # the documented boundary rule
         "n_surface_pred": len(points_p),
         "n_surface_ref": len(points_r),
     }
@@ -115,6 +116,31 @@ def test_matches_medpy_on_random_shapes(data, ndim):
 
 
 # ---- hd95, masd, nsd: hand literals and brute force -----------------------------------------------------
+
+
+def test_nsd_counts_a_distance_equal_to_the_tolerance_up_to_rounding():
+    """The example hypothesis once found: every surface distance is 0 or 4 x 0.25000000000000006 mm.
+
+    pred = all of a 3x12 grid, ref = the same with a hole at (0, 7). The hole's two neighbours
+    along a row are 0.25 mm away, along a column 2 mm; the pred voxel at the hole is 0.25 mm from
+    ref's surface, and every other surface voxel lies on both surfaces: nsd(1 mm) = 1 by hand.
+    The KD-tree's distance for a 4-voxel gap is 1.0000000000000002 mm, the same as 1 mm on paper.
+    """
+    pred = np.ones((3, 12), bool)
+    ref = pred.copy()
+    ref[0, 7] = False
+    assert score_case(pred, ref, spacing_mm=(2.0, 0.25000000000000006), tolerance_mm=1.0).nsd == 1.0
+
+
+def test_nsd_boundary_is_a_relative_epsilon_not_a_wider_tolerance():
+    """Two voxels one column apart: inside the boundary at 1 + 1e-12 mm, outside at 1 + 1e-6 mm."""
+    pred = np.zeros((1, 2), bool)
+    pred[0, 1] = True
+    ref = ~pred
+    assert score_case(pred, ref, spacing_mm=(1.0, 1.0 + 1e-12), tolerance_mm=1.0).nsd == 1.0
+    assert score_case(pred, ref, spacing_mm=(1.0, 1.0 + 1e-6), tolerance_mm=1.0).nsd == 0.0
+
+
 
 
 def test_hand_computed_literals_far_false_positive():
