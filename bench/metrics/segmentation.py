@@ -193,7 +193,21 @@ def _check_inputs(pred, ref, spacing_mm, tolerance_mm, policy) -> tuple[np.ndarr
     for name, array in (("pred", pred), ("ref", ref)):
         if array.dtype.kind not in "biuf":
             raise MetricInputError(f"{name} must be a boolean or numeric mask, got dtype {array.dtype}")
-    return pred.astype(bool, copy=False), ref.astype(bool, copy=False), spacing
+    if ref.flags.f_contiguous and not ref.flags.c_contiguous:
+        # every score is invariant under a permutation of the axes that permutes the spacing with
+        # them; the transposed views are C-ordered, the order the crops and shifts run fast in
+        pred, ref, spacing = pred.T, ref.T, spacing[::-1].copy()
+    return _as_bool(pred), _as_bool(ref), spacing
+
+
+def _as_bool(mask: np.ndarray) -> np.ndarray:
+    """``mask != 0`` as bool: a view, not a copy, of a one-byte mask that holds only 0 and 1."""
+    if mask.dtype == np.bool_:
+        return mask
+    if mask.dtype.itemsize == 1 and mask.dtype.kind in "iu" and mask.size and 0 <= mask.min() \
+            and mask.max() <= 1:
+        return mask.view(np.bool_)
+    return mask.astype(bool)
 
 
 def _harmonic(a: float, b: float) -> float:
@@ -337,7 +351,7 @@ def worst_case_scores(ref, *, spacing_mm, tolerance_mm: float = 1.0,
     ``"missing"``.
     """
     ref_arr = np.asarray(ref)
-    empty_pred = np.zeros(ref_arr.shape, dtype=bool)
+    empty_pred = np.zeros_like(ref_arr, dtype=bool)  # in ref's memory order, so both transpose alike
     scores = score_case(empty_pred, ref_arr, spacing_mm=spacing_mm, tolerance_mm=tolerance_mm, policy=policy)
     worst = policy.worst_distance(ref_arr.shape, np.asarray(spacing_mm, dtype=np.float64))
     values = scores.as_dict()

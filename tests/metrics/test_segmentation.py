@@ -354,3 +354,40 @@ def test_scores_record_is_frozen_and_dict_is_plain():
     assert tuple(d) == SCORE_FIELDS
     assert d["dice"] == 1.0 and d["hd95"] == 0.0 and d["nsd"] == 1.0 and d["lesion_f1"] == 1.0
     assert all(type(v) in (int, float, str) for v in d.values())
+
+
+# ---- memory order and dtype: what nibabel hands over (Fortran-ordered uint8) scores the same ----------
+
+
+@pytest.mark.parametrize("empty", ["none", "pred", "ref"])
+def test_fortran_uint8_masks_score_like_c_bool_and_like_medpy(empty):
+    rng = np.random.default_rng(11)
+    shape, spacing = (23, 19, 11), (0.7, 0.8, 1.5)
+    ref = ball(shape, (8, 9, 5), 5) | ball(shape, (17, 5, 6), 3)
+    pred = ball(shape, (9, 9, 5), 5) | (rng.random(shape) > 0.995)
+    if empty == "pred":
+        pred[...] = False
+    elif empty == "ref":
+        ref[...] = False
+    c_bool = score_case(pred, ref, spacing_mm=spacing).as_dict()
+    f_uint8 = score_case(np.asfortranarray(pred.astype(np.uint8)), np.asfortranarray(ref.astype(np.uint8)),
+                         spacing_mm=spacing).as_dict()
+    mixed = score_case(np.asfortranarray(pred.astype(np.uint8)), ref, spacing_mm=spacing).as_dict()
+    assert f_uint8["empty"] == mixed["empty"] == c_bool["empty"] == empty
+    for name in SCORE_FIELDS:
+        if name != "empty":
+            assert f_uint8[name] == pytest.approx(c_bool[name], rel=1e-12, abs=1e-12), name
+            assert mixed[name] == pytest.approx(c_bool[name], rel=1e-12, abs=1e-12), name
+    if empty == "none":
+        f_pred, f_ref = np.asfortranarray(pred), np.asfortranarray(ref)
+        for name, expected in medpy_values(f_pred, f_ref, spacing).items():
+            assert f_uint8[name] == pytest.approx(expected, rel=1e-9, abs=1e-12), name
+
+
+def test_one_byte_masks_beyond_0_1_count_every_nonzero_voxel():
+    ref = np.zeros((6, 6, 3), dtype=np.uint8)
+    ref[1:4, 1:4, 1] = 1
+    pred = ref * 7  # non-zero is foreground: not a bool view of 7s
+    assert score_case(np.asfortranarray(pred), np.asfortranarray(ref), spacing_mm=(1, 1, 1)).dice == 1.0
+    worst = worst_case_scores(np.asfortranarray(ref), spacing_mm=(1, 1, 1))
+    assert worst.fn == 9 and worst.empty == "missing"
