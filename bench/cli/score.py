@@ -42,10 +42,8 @@ def score(
         Path, typer.Option("--reference", help="<prepared>/reference from `bench prepare`.")
     ],
     out: Annotated[Path, typer.Option("--out", help="Results store root.")] = Path("results"),
-    submission: Annotated[
-        str | None,
-        typer.Option("--submission", help="Entry name for a plain predictions folder (default: its name)."),
-    ] = None,
+    team: Team = None,
+    entry: Entry = None,
     workers: Workers = None,
     scheduler: Scheduler = None,
 ) -> None:
@@ -60,7 +58,8 @@ def score(
             predictions,
             reference,
             results=out,
-            submission=submission,
+            team=team,
+            entry=entry,
             workers=workers,
             scheduler=scheduler,
             progress=progress,
