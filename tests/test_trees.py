@@ -19,12 +19,14 @@ def _nest(root, depth: int, name: str = "d") -> None:
 def test_walk_and_remove_a_tree_deeper_than_the_recursion_limit_and_path_max(tmp_path):
     root = tmp_path / "out"
     root.mkdir()
-    _nest(root, 2500, name="folder")  # 2,500 levels: past RecursionError and past 4,096-byte paths
-    entries = list(walk_entries(root))
+    try:
+        _nest(root, 2500, name="folder")  # 2,500 levels: past RecursionError and past 4,096-byte paths
+        entries = list(walk_entries(root))
+    finally:
+        remove_tree(root)
+    assert not root.exists()
     assert len(entries) == 5000 and max(len(e.parts) for e in entries) == 2500
     assert entries[0].parts == ("folder",) and entries[1].parts == ("folder", "folder")
-    remove_tree(root)
-    assert not root.exists()
 
 
 def test_links_are_listed_and_removed_never_followed(tmp_path):

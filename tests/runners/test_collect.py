@@ -12,6 +12,7 @@ import pytest
 from bench.runners.collect import OutputInvalid, collect_outputs, read_output_file
 from bench.runners.staging import InputCase
 from bench.tasks import load_task
+from bench.trees import remove_tree
 from tests.helpers.runner_inputs import CT_AFFINE, CT_SHAPE
 
 SEG = load_task("ricord-1a-lesion-seg")
@@ -258,15 +259,18 @@ def test_a_deeply_nested_output_is_listed_without_recursion(tmp_path):
     output = tmp_path / "output"
     output.mkdir()
     (output / "predictions.csv").write_text("case_id,negative,positive\nC0,0.5,0.5\n")
-    descriptor = os.open(output, os.O_RDONLY)
-    for _ in range(1500):
-        os.mkdir("n", dir_fd=descriptor)
-        child = os.open("n", os.O_RDONLY, dir_fd=descriptor)
+    try:
+        descriptor = os.open(output, os.O_RDONLY)
+        for _ in range(1500):
+            os.mkdir("n", dir_fd=descriptor)
+            child = os.open("n", os.O_RDONLY, dir_fd=descriptor)
+            os.close(descriptor)
+            descriptor = child
+        os.close(os.open("end", os.O_WRONLY | os.O_CREAT, dir_fd=descriptor))
         os.close(descriptor)
-        descriptor = child
-    os.close(os.open("end", os.O_WRONLY | os.O_CREAT, dir_fd=descriptor))
-    os.close(descriptor)
-    result = collect_outputs(CLS, _cases(1), output, tmp_path, tmp_path / "kept", cap_bytes=CAP)
+        result = collect_outputs(CLS, _cases(1), output, tmp_path, tmp_path / "kept", cap_bytes=CAP)
+    finally:
+        remove_tree(output)  # pytest's own clean-up of old temporary folders would recurse
     assert [c.status for c in result.cases] == ["ok"]
     (deep,) = result.rejected
     assert deep.path.startswith("n/n/") and "characters cut" in deep.path
