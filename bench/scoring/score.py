@@ -39,6 +39,7 @@ from bench.scoring.segmentation import case_item, score_segmentation_case
 from bench.splits.pinned import load_split
 from bench.store import Store, StoredRun, make_run_id
 from bench.tasks import TaskSpec
+from bench.text import clean_reason
 
 log = logging.getLogger(__name__)
 
@@ -136,6 +137,7 @@ def score_run(
         per_case, heads = _score_classification(spec, cases, statuses, run)
         if progress is not None:
             progress(len(cases), len(cases), "classification")
+    per_case["reason"] = per_case["reason"].map(clean_reason)
     inputs_sha256 = sha256_json(
         {
             "task_sha256": spec.sha256,
@@ -245,7 +247,7 @@ def _statuses(case_ids: list[str], run: RunRecord, spec: TaskSpec) -> dict[str, 
         if entry is None:
             statuses[case_id] = ("missing", "not listed in run.json (the run did not report this case)")
         elif entry.status == "ok" and spec.kind == "segmentation" and not run.mask_path(case_id).is_file():
-            statuses[case_id] = ("error", f"run.json says ok but {run.mask_path(case_id)} is absent")
+            statuses[case_id] = ("error", f"run.json says ok but outputs/masks/{case_id}.nii.gz is absent")
         else:
             statuses[case_id] = (entry.status, entry.reason)
     extra = sorted(set(run.by_case) - set(case_ids))
