@@ -34,6 +34,25 @@ class Rejected:
 
 
 @dataclass(frozen=True)
+class Sweep:
+    """The check, after a run, that nothing it started is still running.
+
+    ``checked`` is False when the harness cannot see the run's processes (a remote engine);
+    ``survivors`` is how many tasks were found still alive once the run had ended, ``killed``
+    how many of them the harness SIGKILLed; ``detail`` says where it looked.
+    """
+
+    checked: bool
+    survivors: int
+    killed: int
+    detail: str
+
+    def to_json(self) -> dict:
+        return {"checked": self.checked, "survivors": self.survivors, "killed": self.killed,
+                "detail": self.detail}
+
+
+@dataclass(frozen=True)
 class ExecOutcome:
     """How the submission's process ended, as a runner reports it to :func:`run_submission`."""
 
@@ -44,6 +63,7 @@ class ExecOutcome:
     stdout: bytes
     stderr: bytes
     error: str | None = None
+    survivors: Sweep | None = None
 
 
 @dataclass(frozen=True)
@@ -56,7 +76,9 @@ class RunResult:
     overrides). ``error`` is a one-line reason when the run itself failed (non-zero exit,
     timeout, OOM kill), else None. ``inputs_sha256`` hashes the case ids and image bytes the
     submission saw; ``inputs_staging`` says how its images reached the snapshot (``hardlink``,
-    ``copy`` or ``mixed``; ``copy`` for runs recorded before the field existed).
+    ``copy`` or ``mixed``; ``copy`` for runs recorded before the field existed). ``survivors``
+    is the :class:`Sweep` made after the run (``{checked, survivors, killed, detail}``; None
+    for runs recorded before the check existed).
     """
 
     run_dir: Path
@@ -81,6 +103,7 @@ class RunResult:
     rejected: tuple[Rejected, ...] = ()
     rejected_more: int = 0
     inputs_staging: Literal["hardlink", "copy", "mixed"] = "copy"
+    survivors: dict | None = None
 
     @property
     def counts(self) -> dict[str, int]:
@@ -119,6 +142,7 @@ class RunResult:
             "error": self.error,
             "inputs_sha256": self.inputs_sha256,
             "inputs_staging": self.inputs_staging,
+            "survivors": dict(self.survivors) if self.survivors is not None else None,
             "counts": self.counts,
             "cases": [
                 {"case_id": c.case_id, "status": c.status, "reason": c.reason}
@@ -164,6 +188,7 @@ def read_run(run_dir: str | Path) -> RunResult:
             rejected=tuple(Rejected(r["path"], r["reason"]) for r in body.get("rejected", [])),
             rejected_more=body.get("rejected_more", 0),
             inputs_staging=body.get("inputs_staging", "copy"),
+            survivors=body.get("survivors"),
         )
     except FileNotFoundError as error:
         raise ScoringError(
