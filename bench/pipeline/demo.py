@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 
 ProgressCallback = Callable[[int, int, str], None]
 
-SUBMISSIONS_DIR = Path(__file__).resolve().parent.parent / "submissions"
+SUBMISSIONS_DIR = Path(__file__).resolve().parents[2] / "submissions"
 """The reference submissions beside the package (a source checkout)."""
 
 ENTRIES = {
