@@ -216,6 +216,7 @@ def _entry_json(entry: BoardEntry, spec: TaskSpec) -> dict[str, Any]:
         "median_rank": json_number(entry.median_rank), "tied_group": entry.group,
         "cases": entry.cases, "ok": entry.ok, "failures": entry.failures,
         "task_sha256": entry.run.task_sha256, "task_spec_matches": entry.spec_matches,
+        "self_reported": entry.run.self_reported,
     }
 
 

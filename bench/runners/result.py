@@ -78,14 +78,16 @@ class RunResult:
     submission saw; ``inputs_staging`` says how its images reached the snapshot (``hardlink``,
     ``copy`` or ``mixed``; ``copy`` for runs recorded before the field existed). ``survivors``
     is the :class:`Sweep` made after the run (``{checked, survivors, killed, detail}``; None
-    for runs recorded before the check existed).
+    for runs recorded before the check existed, and for self-reported ones). A
+    ``self-reported`` run (:mod:`bench.runners.selfreport`) holds predictions made outside the
+    harness: no image, command, limits or inputs hash (None, empty).
     """
 
     run_dir: Path
     task: str
     task_sha256: str
     submission: dict
-    runner: Literal["docker", "process"]
+    runner: Literal["docker", "process", "self-reported"]
     isolated: bool
     isolation: str
     image: dict | None
@@ -98,7 +100,7 @@ class RunResult:
     timed_out: bool
     oom_killed: bool
     error: str | None
-    inputs_sha256: str
+    inputs_sha256: str | None
     cases: tuple[CaseStatus, ...]
     rejected: tuple[Rejected, ...] = ()
     rejected_more: int = 0

@@ -32,6 +32,7 @@ from bench.parallel import SCHEDULER_ENV, map_ordered
 from bench.prepare.reference import read_reference
 from bench.provenance import hardware, harness, run_id_for, utc_now
 from bench.runners.record import RunRecord, outputs_sha256, read_run, receipt_run_fields
+from bench.runners.selfreport import SELF_REPORTED
 from bench.scoring.aggregate import aggregate
 from bench.scoring.classification import head_data, head_probabilities, predicted_class, read_predictions
 from bench.scoring.segmentation import case_item, score_segmentation_case
@@ -355,6 +356,7 @@ def _receipt(spec, reference, reference_dir, run, per_case, run_id, inputs_sha25
         "task": {"id": spec.id, "version": spec.version, "sha256": spec.sha256},
         "split": {"name": reference.split_name, "split": reference.split, "sha256": reference.split_sha256},
         "reference": {"sha256": reference.reference_sha256, "path": str(reference_dir)},
+        "self_reported": run.meta.get("runner") == SELF_REPORTED,
         "run": {
             **receipt_run_fields(run),
             "path": str(Path(run.run_dir).resolve()),

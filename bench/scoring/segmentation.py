@@ -20,7 +20,13 @@ import nibabel as nib
 import numpy as np
 
 from bench.errors import BenchError
-from bench.metrics.segmentation import SCORE_FIELDS, EmptyMaskPolicy, score_case, worst_case_scores
+from bench.metrics.segmentation import (
+    DEFAULT_TOLERANCE_MM,
+    SCORE_FIELDS,
+    EmptyMaskPolicy,
+    score_case,
+    worst_case_scores,
+)
 from bench.prepare import nifti
 from bench.prepare.reference import read_reference_mask
 from bench.tasks import TaskSpec
@@ -38,6 +44,11 @@ def metric_policy(spec: TaskSpec) -> EmptyMaskPolicy:
     declared = spec.policies.empty_mask
     worst = None if declared.one_empty_distance == "diagonal" else float(declared.one_empty_distance)
     return EmptyMaskPolicy(both_empty_score=1.0, both_empty_distance_mm=0.0, worst_distance_mm=worst)
+
+
+def tolerance_mm(spec: TaskSpec) -> float:
+    """The task's NSD tolerance in mm (``metric_options.tolerance_mm``, else :data:`DEFAULT_TOLERANCE_MM`)."""
+    return float(spec.metric_options.get("tolerance_mm", DEFAULT_TOLERANCE_MM))
 
 
 def case_item(
@@ -58,7 +69,7 @@ def case_item(
         "status": status,
         "reason": reason,
         "missing_prediction": spec.policies.missing_prediction,
-        "tolerance_mm": float(spec.metric_options.get("tolerance_mm", 1.0)),
+        "tolerance_mm": tolerance_mm(spec),
         "policy": {
             "both_empty_score": policy.both_empty_score,
             "both_empty_distance_mm": policy.both_empty_distance_mm,
