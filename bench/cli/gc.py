@@ -3,10 +3,9 @@
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 
 from bench.cli import app
-from bench.cli.progress import console
+from bench.cli.progress import console, shown
 
 
 @app.command("gc")
@@ -21,5 +20,5 @@ def gc(
 
     done = collect_garbage(engine=engine)
     for line in done:
-        console.print(escape(line), soft_wrap=True)
+        console.print(shown(line), soft_wrap=True)
     console.print(f"{len(done)} things removed" if done else "nothing to remove")

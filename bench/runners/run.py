@@ -21,7 +21,8 @@ from bench.errors import RunnerError
 from bench.io import atomic_directory, validation_problems, write_bytes, write_json
 from bench.leases import take
 from bench.runners.collect import collect_outputs
-from bench.runners.result import ExecOutcome, RunResult
+from bench.runners.record import RunRecord
+from bench.runners.result import ExecOutcome
 from bench.runners.signals import stop_on_signals
 from bench.runners.staging import (
     check_run_dir,
@@ -68,7 +69,7 @@ def run_submission(
     client=None,
     progress: Progress | None = None,
     unsafe_no_sandbox: bool = False,
-) -> RunResult:
+) -> RunRecord:
     """Run ``submission`` on the prepared inputs of ``spec`` and write the run directory ``out_dir``.
 
     Parameters
@@ -155,7 +156,7 @@ def run_submission(
                     (tmp / "outputs").mkdir(exist_ok=True)
                     write_bytes(tmp / "logs" / "stdout.txt", outcome.stdout)
                     write_bytes(tmp / "logs" / "stderr.txt", outcome.stderr)
-                    result = RunResult(
+                    result = RunRecord(
                         run_dir=out_dir,
                         task=spec.id,
                         task_sha256=spec.sha256,

@@ -8,7 +8,7 @@ import tarfile
 import pytest
 
 from bench.errors import RunnerError, ScoringError, SubmissionError
-from bench.runners import CaseStatus, Rejected, RunResult, read_run, resolve_limits
+from bench.runners import CaseStatus, Rejected, RunRecord, read_run, resolve_limits
 from bench.runners.staging import read_inputs, stage_inputs
 from bench.runners.streams import CappedLog
 from bench.runners.submission import load_submission
@@ -138,7 +138,7 @@ def test_logs_keep_their_first_and_last_halves_as_they_stream():
 
 
 def test_run_record_round_trips(tmp_path):
-    result = RunResult(
+    result = RunRecord(
         run_dir=tmp_path,
         task="t",
         task_sha256="0" * 64,
