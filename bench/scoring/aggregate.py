@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from bench.io import json_number
 from bench.metrics import UndefinedMetricWarning
 from bench.metrics import classification as metric
 from bench.metrics.registry import METRICS
@@ -35,7 +36,7 @@ from bench.metrics.subgroups import (
     ordinal_gaps,
     subgroup_analysis,
 )
-from bench.metrics.uncertainty import bootstrap_counts, json_number, percentile_interval, resampled_means
+from bench.metrics.uncertainty import bootstrap_counts, percentile_interval, resampled_means
 from bench.scoring.classification import HeadData, compute_metric
 from bench.tasks import TaskSpec
 

@@ -20,25 +20,26 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import nibabel as nib
 import numpy as np
 import pandas as pd
 
 from bench.errors import ScoringError
-from bench.io import SCHEMA_VERSION, sha256_json
+from bench.io import SCHEMA_VERSION, rounded, sha256_json
 from bench.metrics.segmentation import SCORE_FIELDS
 from bench.parallel import SCHEDULER_ENV, map_ordered
 from bench.prepare.reference import read_reference
 from bench.provenance import hardware, harness, run_id_for, utc_now
 from bench.runners.record import RunRecord, outputs_sha256, read_run, receipt_run_fields
+from bench.runners.selfreport import SELF_REPORTED
 from bench.scoring.aggregate import aggregate
 from bench.scoring.classification import head_data, head_probabilities, predicted_class, read_predictions
 from bench.scoring.segmentation import case_item, score_segmentation_case
 from bench.splits.pinned import load_split
 from bench.store import Store, StoredRun
 from bench.tasks import TaskSpec
+from bench.text import clean_reason
 
 log = logging.getLogger(__name__)
 
@@ -132,6 +133,7 @@ def score_run(
         per_case, heads = _score_classification(spec, cases, statuses, run)
         if progress is not None:
             progress(len(cases), len(cases), "classification")
+    per_case["reason"] = per_case["reason"].map(clean_reason)
     inputs_sha256 = sha256_json(
         {
             "task_sha256": spec.sha256,
@@ -143,7 +145,7 @@ def score_run(
     run_id = run_id_for(started_at, inputs_sha256)
     submission = run.submission_name or Path(run_dir).name
     body = aggregate(spec, per_case, heads)
-    scores = _round(
+    scores = rounded(
         {
             "schema_version": SCHEMA_VERSION,
             "task": spec.id,
@@ -241,7 +243,7 @@ def _statuses(case_ids: list[str], run: RunRecord, spec: TaskSpec) -> dict[str, 
         if entry is None:
             statuses[case_id] = ("missing", "not listed in run.json (the run did not report this case)")
         elif entry.status == "ok" and spec.kind == "segmentation" and not run.mask_path(case_id).is_file():
-            statuses[case_id] = ("error", f"run.json says ok but {run.mask_path(case_id)} is absent")
+            statuses[case_id] = ("error", f"run.json says ok but outputs/masks/{case_id}.nii.gz is absent")
         else:
             statuses[case_id] = (entry.status, entry.reason)
     extra = sorted(set(run.cases) - set(case_ids))
@@ -356,6 +358,7 @@ def _receipt(spec, reference, reference_dir, run, per_case, run_id, inputs_sha25
         "task": {"id": spec.id, "version": spec.version, "sha256": spec.sha256},
         "split": {"name": reference.split_name, "split": reference.split, "sha256": reference.split_sha256},
         "reference": {"sha256": reference.reference_sha256, "path": str(reference_dir)},
+        "self_reported": run.meta.get("runner") == SELF_REPORTED,
         "run": {
             **receipt_run_fields(run),
             "path": str(Path(run.run_dir).resolve()),
@@ -367,16 +370,3 @@ def _receipt(spec, reference, reference_dir, run, per_case, run_id, inputs_sha25
         "exit_status": {key: run.meta.get(key) for key in ("exit_code", "timed_out", "oom_killed", "error")},
         "case_errors": failures.to_dict("records"),
     }
-
-
-def _round(value: Any) -> Any:
-    """Floats to 10 significant digits (as per_case.csv), NaN/inf to None, recursively."""
-    if isinstance(value, dict):
-        return {key: _round(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_round(item) for item in value]
-    if isinstance(value, float | np.floating):
-        return float(f"{value:.10g}") if np.isfinite(value) else None
-    if isinstance(value, np.integer):
-        return int(value)
-    return value
