@@ -151,6 +151,7 @@ def reliability_curve(y_true, y_prob, *, n_bins: int = 10, counts=None,
         tail = (1.0 - confidence) / 2.0 * 100.0
         filled = np.isfinite(boot_observed).any(axis=0)
         bands[:, filled] = np.nanpercentile(boot_observed[:, filled], [tail, 100.0 - tail], axis=0)
-    return tuple(ReliabilityBin(float(edges[k]), float(edges[k + 1]), int(size[k]), float(predicted[k] / size[k]),
-                                float(positives[k] / size[k]), float(bands[0, k]), float(bands[1, k]))
+    return tuple(ReliabilityBin(float(edges[k]), float(edges[k + 1]), int(size[k]),
+                                float(predicted[k] / size[k]), float(positives[k] / size[k]),
+                                float(bands[0, k]), float(bands[1, k]))
                  for k in np.flatnonzero(size))
