@@ -29,9 +29,9 @@ import numpy as np
 from bench.data.mdai import annotation_files
 from bench.errors import PrepareError, SplitError
 from bench.io import SCHEMA_VERSION, write_csv, write_json
-from bench.metrics.subgroups import age_band
 from bench.prepare import nifti
 from bench.prepare.caseids import SALT_PATH, case_id_salt, prepared_case_id
+from bench.prepare.demographics import age_band
 from bench.prepare.images import ImageSource, default_cache_dir
 from bench.prepare.reference import labels_table, reference_sha256
 from bench.splits.fingerprints import (

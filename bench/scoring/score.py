@@ -110,7 +110,8 @@ def score_run(
     """
     started_at = utc_now()
     reference_dir = Path(reference_dir).resolve()
-    reference = read_reference(reference_dir)
+    # segmentation: each worker checks the mask it scores, decompressing it once
+    reference = read_reference(reference_dir, check_masks=spec.kind != "segmentation")
     _check_reference(spec, reference, reference_dir)
     run = read_run(run_dir, task_id=spec.id)
     if run.meta.get("task_sha256") not in (None, spec.sha256):
@@ -273,7 +274,8 @@ def _score_segmentation(spec, cases, statuses, run, reference_dir, *, workers, s
         status, reason = statuses[case_id]
         prediction = run.mask_path(case_id) if status == "ok" else None
         mask = reference_dir / "masks" / f"{case_id}.nii.gz"
-        items.append(case_item(spec, case_id, mask, prediction, status, reason))
+        items.append(case_item(spec, case_id, mask, prediction, status, reason,
+                               reference_sha256=case["mask_sha256"]))
     if workers is None and scheduler is None and not os.environ.get(SCHEDULER_ENV):
         workers = default_workers(items)
     results = map_ordered(
