@@ -8,7 +8,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bench.cli import app
-from bench.cli.progress import progress_bar
+from bench.cli.progress import progress_bar, shown
 
 console = Console()
 
@@ -29,22 +29,40 @@ Scheduler = Annotated[
 @app.command("score")
 def score(
     task: Annotated[str, typer.Option("--task", help="Task id (tasks/<id>/task.yaml) or a task.yaml path.")],
-    predictions: Annotated[Path, typer.Option("--predictions", help="Run directory written by `bench run`.")],
+    predictions: Annotated[
+        Path,
+        typer.Option(
+            "--predictions",
+            help="A run directory from `bench run`, or predictions made elsewhere (self-reported): a "
+            "folder of <case_id>.nii.gz masks, or a predictions.csv.",
+        ),
+    ],
     reference: Annotated[
         Path, typer.Option("--reference", help="<prepared>/reference from `bench prepare`.")
     ],
     out: Annotated[Path, typer.Option("--out", help="Results store root.")] = Path("results"),
+    submission: Annotated[
+        str | None,
+        typer.Option("--submission", help="Entry name for a plain predictions folder (default: its name)."),
+    ] = None,
     workers: Workers = None,
     scheduler: Scheduler = None,
 ) -> None:
-    """Score a run against a reference and store per-case scores, aggregates and a receipt."""
-    from bench.scoring.score import score_and_store
+    """Score predictions against a reference and store per-case scores, aggregates and a receipt."""
+    from bench.scoring.predictions import score_predictions_and_store
     from bench.tasks import load_task
 
     spec = load_task(task)
     with progress_bar(f"scoring {spec.id}") as progress:
-        stored = score_and_store(
-            spec, predictions, reference, results=out, workers=workers, scheduler=scheduler, progress=progress
+        stored = score_predictions_and_store(
+            spec,
+            predictions,
+            reference,
+            results=out,
+            submission=submission,
+            workers=workers,
+            scheduler=scheduler,
+            progress=progress,
         )
     _print_stored(stored)
 
@@ -104,15 +122,16 @@ def rescore(
     with progress_bar("rescoring") as progress:
         report = rescore_store(results, workers=workers, scheduler=scheduler, progress=progress)
     for entry, reason in report.skipped:
-        console.print(f"[yellow]skipped[/] {entry}: {reason}")
+        console.print(f"[yellow]skipped[/] {shown(entry)}: {shown(reason)}")
     if not report.changes:
         console.print(f"[green]no changes[/] in {report.checked} stored run(s).")
         return
-    table = Table(title=f"{len(report.changes)} change(s) in {report.checked} stored run(s)")
+    table = Table(title=shown(f"{len(report.changes)} change(s) in {report.checked} stored run(s)"))
     for column in ("task", "submission", "run", "what", "stored", "now"):
         table.add_column(column, overflow="fold")
     for change in report.changes:
-        table.add_row(change.task, change.submission, change.run_id, change.what, change.stored, change.now)
+        table.add_row(*(shown(value) for value in (change.task, change.submission, change.run_id,
+                                                    change.what, change.stored, change.now)))
     console.print(table)
     raise typer.Exit(1)
 
@@ -131,15 +150,15 @@ def demo(
 
     with progress_bar("demo") as progress:
         report = run_demo(out, seed=seed, runner=runner, workers=workers, progress=progress)
-    console.print(f"runner: [bold]{report.runner}[/] ({report.runner_reason})")
+    console.print(f"runner: [bold]{shown(report.runner)}[/] ({shown(report.runner_reason)})")
     for line in report.timings():
-        console.print(line, soft_wrap=True)
-    console.print(f"leaderboard: {report.index_html}", soft_wrap=True)
+        console.print(shown(line), soft_wrap=True)
+    console.print(shown(f"leaderboard: {report.index_html}"), soft_wrap=True)
 
 
 def _print_stored(stored) -> None:
     scores = stored.scores
-    table = Table(title=f"{stored.task} / {stored.name} / {stored.run_id}")
+    table = Table(title=shown(f"{stored.task} / {stored.name} / {stored.run_id}"))
     for column in ("metric", "value", "95% CI"):
         table.add_column(column)
     for key, entry in scores["metrics"].items():
@@ -153,10 +172,15 @@ def _print_stored(stored) -> None:
             else ""
         )
         marker = " (primary)" if key == scores["primary_metric"] else ""
-        table.add_row(key + marker, f"{value:.4g}", interval)
+        table.add_row(shown(key + marker), f"{value:.4g}", shown(interval))
     console.print(table)
     counts = scores["counts"]
     console.print(
         ", ".join(f"{key} {counts[key]}" for key in ("cases", "ok", "missing", "malformed", "error"))
     )
-    console.print(f"stored: {stored.path}", soft_wrap=True)
+    if stored.self_reported:
+        console.print("[yellow]self-reported[/]: predictions made outside the harness (no image, no limits)")
+    split = f"split {stored.split_name}/{stored.split} sha256 {stored.split_sha256}"
+    console.print(shown(split), soft_wrap=True)
+    console.print(shown(f"task {stored.task} sha256 {stored.task_sha256}"), soft_wrap=True)
+    console.print(shown(f"stored: {stored.path}"), soft_wrap=True)

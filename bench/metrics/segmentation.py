@@ -62,6 +62,12 @@ from bench.metrics.surface import (
 )
 
 PERCENTILE = 95.0
+DEFAULT_TOLERANCE_MM = 2.0
+"""The NSD tolerance τ when none is given: the lesion task's declared ``metric_options.tolerance_mm``.
+
+One constant for the metric's default and for a task that omits the option, so a notebook that
+calls :func:`score_case` without ``tolerance_mm`` and the board agree.
+"""
 NSD_RTOL = 1e-9
 """Relative tolerance of the NSD boundary: d counts as within τ when d <= τ (1 + NSD_RTOL)."""
 
@@ -261,7 +267,7 @@ def _overlap(pred: _Parts, ref: _Parts) -> tuple[int, int, int]:
     return tp, int(np.unique(np.concatenate(matched_p)).size), int(np.unique(np.concatenate(detected_r)).size)
 
 
-def score_case(pred, ref, *, spacing_mm, tolerance_mm: float = 1.0,
+def score_case(pred, ref, *, spacing_mm, tolerance_mm: float = DEFAULT_TOLERANCE_MM,
                policy: EmptyMaskPolicy = EmptyMaskPolicy()) -> SegmentationScores:
     """Score one predicted mask against its reference.
 
@@ -271,9 +277,10 @@ def score_case(pred, ref, *, spacing_mm, tolerance_mm: float = 1.0,
         Binary masks (bool, or numbers where non-zero is foreground).
     spacing_mm : sequence of float
         Voxel spacing in mm in array-axis order (e.g. (z, y, x) for a SimpleITK array).
-    tolerance_mm : float, default 1.0
+    tolerance_mm : float, default :data:`DEFAULT_TOLERANCE_MM` (2.0)
         The NSD tolerance τ in mm; a distance counts as within tolerance when
         d ≤ τ (1 + :data:`NSD_RTOL`), i.e. equal to τ up to float rounding (module docstring).
+        Scoring under a task passes the task's ``metric_options.tolerance_mm``.
     policy : EmptyMaskPolicy
         Values for empty masks (defaults: both empty scores 1 / 0 mm, one empty 0 / image
         diagonal).
@@ -340,7 +347,7 @@ def _empty_scores(pred: np.ndarray, parts_p: _Parts, ref: np.ndarray, parts_r: _
         n_surface_pred=n_surface_p, n_surface_ref=n_surface_r, empty=empty, **common)
 
 
-def worst_case_scores(ref, *, spacing_mm, tolerance_mm: float = 1.0,
+def worst_case_scores(ref, *, spacing_mm, tolerance_mm: float = DEFAULT_TOLERANCE_MM,
                       policy: EmptyMaskPolicy = EmptyMaskPolicy()) -> SegmentationScores:
     """Scores for a case whose prediction is missing or unreadable: the worst value of every metric.
 

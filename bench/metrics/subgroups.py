@@ -37,9 +37,10 @@ from typing import Any, Protocol
 import numpy as np
 
 from bench.errors import MetricInputError
+from bench.io import is_missing, json_number
 from bench.metrics import UndefinedMetricWarning
 from bench.metrics.classification import weighted_auroc
-from bench.metrics.uncertainty import Interval, json_number, percentile_interval, resampled_means
+from bench.metrics.uncertainty import Interval, percentile_interval, resampled_means
 
 UNKNOWN = "unknown"
 MAX_UNDEFINED_FRACTION = 0.2
@@ -51,7 +52,7 @@ def group_labels(groups) -> np.ndarray:
     """Group labels as strings, missing values (None, NaN, empty) as ``"unknown"``."""
     out = []
     for value in np.asarray(groups, dtype=object).reshape(-1):
-        if value is None or (isinstance(value, float) and math.isnan(value)) or str(value).strip() == "":
+        if is_missing(value) or str(value).strip() == "":
             out.append(UNKNOWN)
         else:
             out.append(str(value))

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from bench.errors import PrepareError
-from bench.io import sha256_json
+from bench.io import csv_text, sha256_json
 from bench.prepare import nifti
 
 DEMOGRAPHICS = ("site", "sex", "age", "age_band")
@@ -143,8 +143,7 @@ def read_reference(reference_dir: str | os.PathLike, *, check_masks: bool = True
             read_reference_mask(reference.mask_path(case_id), expected)
     labels = directory / "labels.csv"
     if label_columns:
-        expected = labels_table(document["cases"], label_columns).to_csv(index=False, lineterminator="\n",
-                                                                         float_format="%.10g")
+        expected = csv_text(labels_table(document["cases"], label_columns))
         if not labels.is_file() or labels.read_text(encoding="utf-8") != expected:
             raise PrepareError(f"{labels}: missing or different from the records of reference.json; the "
                                "reference was edited. Prepare the split again.")

@@ -17,9 +17,10 @@ from typing import Any, Literal
 from pydantic import ValidationError
 
 from bench.errors import RunnerError
-from bench.io import atomic_directory, write_bytes, write_json
+from bench.io import atomic_directory, validation_problems, write_bytes, write_json
 from bench.runners.collect import collect_outputs
-from bench.runners.result import ExecOutcome, RunResult
+from bench.runners.record import RunRecord
+from bench.runners.result import ExecOutcome
 from bench.runners.staging import (
     check_run_dir,
     output_area,
@@ -51,7 +52,7 @@ def resolve_limits(spec: TaskSpec, limits: Limits | Mapping[str, Any] | None) ->
     try:
         return Limits.model_validate({**spec.limits.model_dump(), **overrides})
     except ValidationError as error:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
+        problems = "; ".join(validation_problems(error))
         raise RunnerError(f"invalid run limits {overrides}: {problems}") from error
 
 
@@ -65,7 +66,7 @@ def run_submission(
     limits: Limits | Mapping[str, Any] | None = None,
     client=None,
     progress: Progress | None = None,
-) -> RunResult:
+) -> RunRecord:
     """Run ``submission`` on the prepared inputs of ``spec`` and write the run directory ``out_dir``.
 
     Parameters
@@ -143,7 +144,7 @@ def run_submission(
                 (tmp / "outputs").mkdir(exist_ok=True)
                 write_bytes(tmp / "logs" / "stdout.txt", cap_log(outcome.stdout))
                 write_bytes(tmp / "logs" / "stderr.txt", cap_log(outcome.stderr))
-                result = RunResult(
+                result = RunRecord(
                     run_dir=out_dir,
                     task=spec.id,
                     task_sha256=spec.sha256,

@@ -25,13 +25,17 @@ import numpy as np
 
 from bench.errors import BenchError
 from bench.metrics.registry import METRICS
-from bench.metrics.segmentation import SCORE_FIELDS, EmptyMaskPolicy, score_case, worst_case_scores
+from bench.metrics.segmentation import (
+    DEFAULT_TOLERANCE_MM,
+    SCORE_FIELDS,
+    EmptyMaskPolicy,
+    score_case,
+    worst_case_scores,
+)
 from bench.prepare import nifti
 from bench.prepare.reference import read_reference_mask
+from bench.runners.collect import OutputInvalid, check_mask
 from bench.tasks import TaskSpec
-
-AFFINE_TOLERANCE = 1e-4
-"""Largest absolute difference between prediction and reference affines (mm), as the runner checks."""
 
 
 def metric_policy(spec: TaskSpec) -> EmptyMaskPolicy:
@@ -43,6 +47,11 @@ def metric_policy(spec: TaskSpec) -> EmptyMaskPolicy:
     declared = spec.policies.empty_mask
     worst = None if declared.one_empty_distance == "diagonal" else float(declared.one_empty_distance)
     return EmptyMaskPolicy(both_empty_score=1.0, both_empty_distance_mm=0.0, worst_distance_mm=worst)
+
+
+def tolerance_mm(spec: TaskSpec) -> float:
+    """The task's NSD tolerance in mm (``metric_options.tolerance_mm``, else :data:`DEFAULT_TOLERANCE_MM`)."""
+    return float(spec.metric_options.get("tolerance_mm", DEFAULT_TOLERANCE_MM))
 
 
 def case_item(
@@ -64,7 +73,7 @@ def case_item(
         "reason": reason,
         "missing_prediction": spec.policies.missing_prediction,
         "mask_metrics": list(mask_metrics(spec)),
-        "tolerance_mm": float(spec.metric_options.get("tolerance_mm", 1.0)),
+        "tolerance_mm": tolerance_mm(spec),
         "policy": {
             "both_empty_score": policy.both_empty_score,
             "both_empty_distance_mm": policy.both_empty_distance_mm,
@@ -92,18 +101,6 @@ def _zooms(header: nib.Nifti1Header, ndim: int) -> tuple[float, ...]:
     return tuple(float(z) for z in header.get_zooms()[:ndim])
 
 
-def _unusable(pred: np.ndarray, pred_affine: np.ndarray, ref: np.ndarray, ref_affine: np.ndarray) -> str:
-    """Why a prediction cannot be scored on the reference grid, or '' when it can."""
-    if pred.shape != ref.shape:
-        return f"prediction shape {pred.shape} differs from the reference grid {ref.shape}"
-    if not np.allclose(pred_affine, ref_affine, atol=AFFINE_TOLERANCE, rtol=0):
-        return "prediction affine differs from the reference affine by more than 1e-4 mm"
-    # min/max instead of np.unique: the same answer for integer masks, 100x cheaper on a CT
-    if pred.dtype.kind not in "biu" or (pred.size and (pred.min() < 0 or pred.max() > 1)):
-        return f"prediction is not a 0/1 mask (dtype {pred.dtype})"
-    return ""
-
-
 def score_segmentation_case(item: dict[str, Any]) -> dict[str, Any]:
     """Score one case from file paths; module-level so process pools and dask can pickle it.
 
@@ -122,15 +119,13 @@ def score_segmentation_case(item: dict[str, Any]) -> dict[str, Any]:
     pred = None
     if item["prediction"] is not None:
         try:
-            pred_raw, _, pred_affine = nifti.read_volume(item["prediction"])
+            pred, _, pred_affine = nifti.read_volume(item["prediction"])
+            check_mask(pred, pred_affine, shape=ref.shape, affine=ref_affine)
         except (OSError, ValueError, nib.filebasedimages.ImageFileError) as error:
-            status, reason = "error", f"prediction unreadable at scoring time: {error}"
-        else:
-            why = _unusable(pred_raw, pred_affine, ref, ref_affine)
-            if why:
-                status, reason = "error", why
-            else:
-                pred = pred_raw
+            pred, status = None, "error"
+            reason = f"prediction unreadable at scoring time ({type(error).__name__}: {error})"
+        except OutputInvalid as invalid:
+            pred, status, reason = None, "error", f"prediction unusable at scoring time: {invalid}"
     policy = EmptyMaskPolicy(**item["policy"])
     options = {"spacing_mm": spacing_mm, "tolerance_mm": item["tolerance_mm"], "policy": policy}
     rule = item["missing_prediction"]
