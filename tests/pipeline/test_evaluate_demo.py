@@ -183,7 +183,7 @@ def test_a_real_run_is_refused_against_another_split_or_preparation(collection, 
                          runner="process")
     assert run.split == {"name": "evaluate-test", "split": "test", "sha256": other.split_sha256}
     assert score_run(spec, run.run_dir, test / "reference", workers=1).scores["counts"]["ok"] > 0
-    with pytest.raises(ScoringError, match=r"made on split evaluate-test/test .* is split evaluate-test/validation"):
+    with pytest.raises(ScoringError, match=r"on split evaluate-test/test .* is split evaluate-test/validation"):
         score_run(spec, run.run_dir, validation / "reference", workers=1)
     with pytest.raises(ScoringError, match="another preparation"):
         score_run(spec, run.run_dir, other.reference_dir, workers=1)
