@@ -3,10 +3,11 @@
 Segmentation metrics are per-case values aggregated by their mean over the cases that count
 (``exclude`` leaves missing cases out; ``empty_mask`` has already scored them); classification
 metrics are computed once over each head's cases. Intervals are percentile bootstraps from one
-(B, n) resample count matrix per case set (:func:`bench.metrics.uncertainty.bootstrap_counts`),
-seeded by the task, clustered by patient when ``bootstrap.cluster`` names a column and stratified
-by the true class when ``bootstrap.stratify`` is set (segmentation: by whether the reference is
-empty). Subgroups and fairness reuse the same matrix, so a group's value and its difference to
+(B, n) resample count matrix per case set, drawn by the task's bootstrap design
+(:mod:`bench.scoring.bootstrap`: seeded by the task, clustered by patient when
+``bootstrap.cluster`` names a column, stratified by the true class when ``bootstrap.stratify``
+is set, segmentation by whether the reference is empty; the board draws its rank intervals the
+same way). Subgroups and fairness reuse the same matrix, so a group's value and its difference to
 the whole set come from the same resamples (:mod:`bench.metrics.subgroups`).
 
 Point estimates are always the registry's metric functions on the full set; the bootstrap only
@@ -16,7 +17,6 @@ supplies the intervals.
 import logging
 import math
 import warnings
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -24,10 +24,9 @@ import pandas as pd
 
 from bench.io import json_number
 from bench.metrics import UndefinedMetricWarning
-from bench.metrics.classification import weighted_auroc
 from bench.metrics.registry import METRICS
 from bench.metrics.subgroups import (
-    BinaryAuroc,
+    Auroc,
     CallableMetric,
     CaseMean,
     Kappa,
@@ -35,37 +34,14 @@ from bench.metrics.subgroups import (
     ordinal_gaps,
     subgroup_analysis,
 )
-from bench.metrics.uncertainty import bootstrap_counts, percentile_interval
+from bench.metrics.uncertainty import percentile_interval
+from bench.scoring.bootstrap import design, empty_reference_strata
 from bench.scoring.classification import HeadData, compute_metric
 from bench.tasks import TaskSpec
 
 log = logging.getLogger(__name__)
 
 NON_SCALAR = ("auroc_per_class", "confusion_matrix")
-
-
-@dataclass(frozen=True)
-class MacroAuroc:
-    """One-vs-rest macro AUROC over K classes, as a :class:`bench.metrics.subgroups.Statistic`.
-
-    NaN where a subset or resample lacks a class, like :func:`bench.metrics.classification.auroc`.
-    """
-
-    y_true: np.ndarray
-    proba: np.ndarray
-
-    def _per_class(self, weights: np.ndarray | None) -> np.ndarray:
-        columns = [
-            weighted_auroc((self.y_true == k).astype(np.int64), self.proba[:, k], weights)
-            for k in range(self.proba.shape[1])
-        ]
-        return np.stack([np.asarray(c, dtype=np.float64) for c in columns], axis=-1)
-
-    def value(self, mask: np.ndarray) -> float:
-        return float(np.mean(self._per_class(mask.astype(np.float64)[None, :])[0]))
-
-    def resampled(self, counts: np.ndarray) -> np.ndarray:
-        return np.mean(self._per_class(np.asarray(counts, dtype=np.float64)), axis=-1)
 
 
 def aggregate(spec: TaskSpec, per_case: pd.DataFrame, heads: dict[str, HeadData]) -> dict[str, Any]:
@@ -81,17 +57,6 @@ def aggregate(spec: TaskSpec, per_case: pd.DataFrame, heads: dict[str, HeadData]
     return body
 
 
-def _counts(spec: TaskSpec, n: int, *, clusters: np.ndarray | None, strata: np.ndarray | None) -> np.ndarray:
-    boot = spec.bootstrap
-    return bootstrap_counts(
-        n,
-        n_resamples=boot.resamples,
-        seed=boot.seed,
-        strata=strata if boot.stratify else None,
-        clusters=clusters if boot.cluster else None,
-    )
-
-
 def _entry(interval_value: float, low: float, high: float, direction: str | None, n: int) -> dict[str, Any]:
     return {
         "value": json_number(interval_value),
@@ -100,14 +65,6 @@ def _entry(interval_value: float, low: float, high: float, direction: str | None
         "direction": direction,
         "n": n,
     }
-
-
-def _clusters(spec: TaskSpec, table: pd.DataFrame) -> np.ndarray | None:
-    column = spec.bootstrap.cluster
-    if not column:
-        return None
-    values = table[column] if column in table.columns else table["case_id"]
-    return values.astype(str).to_numpy()
 
 
 def _subgroups(spec: TaskSpec, statistic, table: pd.DataFrame, counts: np.ndarray) -> dict[str, Any]:
@@ -133,8 +90,7 @@ def _segmentation(spec: TaskSpec, per_case: pd.DataFrame) -> dict[str, Any]:
         for name in spec.metrics:
             metrics[name] = _entry(math.nan, math.nan, math.nan, METRICS[name].direction, 0)
         return {"metrics": metrics, "subgroups": {}, "fairness": {}}
-    empty_ref = (scored["volume_ref_ml"] == 0).to_numpy()
-    counts = _counts(spec, n, clusters=_clusters(spec, scored), strata=empty_ref)
+    counts = design(spec, scored, strata=empty_reference_strata(scored)).counts()
     for name in spec.metrics:
         statistic = CaseMean(scored[name].to_numpy(dtype=np.float64))
         estimate = statistic.value(np.ones(n, dtype=bool))
@@ -150,7 +106,7 @@ def _statistic(name: str, data: HeadData):
     """A vectorized (or looping) statistic for the CI of a scalar metric of one head."""
     k = len(data.head.classes)
     if name == "auroc":
-        return BinaryAuroc(data.y_true, data.y_score) if data.binary else MacroAuroc(data.y_true, data.proba)
+        return Auroc(data.y_true, data.y_score)
     if name in ("quadratic_weighted_kappa", "cohen_kappa"):
         return Kappa(data.y_true, data.y_pred, 2 if data.binary else k, quadratic=name != "cohen_kappa")
     info = METRICS[name]
@@ -164,7 +120,7 @@ def _statistic(name: str, data: HeadData):
 def _per_class_ci(data: HeadData, counts: np.ndarray, confidence: float) -> tuple[dict, dict]:
     lows, highs = {}, {}
     for k, cls in enumerate(data.head.classes):
-        statistic = BinaryAuroc((data.y_true == k).astype(np.int64), data.proba[:, k])
+        statistic = Auroc((data.y_true == k).astype(np.int64), data.proba[:, k])
         interval = percentile_interval(
             statistic.value(np.ones(len(data.y_true), dtype=bool)),
             statistic.resampled(counts),
@@ -221,7 +177,7 @@ def _classification(spec: TaskSpec, per_case: pd.DataFrame, heads: dict[str, Hea
         table = per_case.iloc[data.index].reset_index(drop=True)
         counts = None
         if len(data.y_true):
-            counts = _counts(spec, len(data.y_true), clusters=_clusters(spec, table), strata=data.y_true)
+            counts = design(spec, table, strata=data.y_true).counts()
         metrics.update(_head_metrics(spec, data, counts))
         if counts is None:
             continue
