@@ -17,6 +17,7 @@ supplies the intervals.
 import logging
 import math
 import warnings
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -24,7 +25,9 @@ import pandas as pd
 
 from bench.io import json_number
 from bench.metrics import UndefinedMetricWarning
+from bench.metrics import classification as metric
 from bench.metrics.registry import METRICS
+from bench.metrics.resampled import Calibration, ConfusionMetric, OneVsRest, Weighted
 from bench.metrics.subgroups import (
     Auroc,
     CallableMetric,
@@ -34,7 +37,7 @@ from bench.metrics.subgroups import (
     ordinal_gaps,
     subgroup_analysis,
 )
-from bench.metrics.uncertainty import percentile_interval
+from bench.metrics.uncertainty import percentile_interval, resampled_means
 from bench.scoring.bootstrap import design, empty_reference_strata
 from bench.scoring.classification import HeadData, compute_metric
 from bench.tasks import TaskSpec
@@ -91,30 +94,51 @@ def _segmentation(spec: TaskSpec, per_case: pd.DataFrame) -> dict[str, Any]:
             metrics[name] = _entry(math.nan, math.nan, math.nan, METRICS[name].direction, 0)
         return {"metrics": metrics, "subgroups": {}, "fairness": {}}
     counts = design(spec, scored, strata=empty_reference_strata(scored)).counts()
-    for name in spec.metrics:
-        statistic = CaseMean(scored[name].to_numpy(dtype=np.float64))
-        estimate = statistic.value(np.ones(n, dtype=bool))
-        interval = percentile_interval(
-            estimate, statistic.resampled(counts), confidence=spec.bootstrap.confidence
-        )
+    values = scored[list(spec.metrics)].to_numpy(dtype=np.float64)
+    means = resampled_means(values, counts)  # every metric's resampled means from one product
+    for column, name in enumerate(spec.metrics):
+        estimate = CaseMean(values[:, column]).value(np.ones(n, dtype=bool))
+        interval = percentile_interval(estimate, means[:, column], confidence=spec.bootstrap.confidence)
         metrics[name] = _entry(interval.estimate, interval.low, interval.high, METRICS[name].direction, n)
     primary = CaseMean(scored[spec.primary_key].to_numpy(dtype=np.float64))
     return {"metrics": metrics, "subgroups": _subgroups(spec, primary, scored, counts), "fairness": {}}
 
 
 def _statistic(name: str, data: HeadData):
-    """A vectorized (or looping) statistic for the CI of a scalar metric of one head."""
-    k = len(data.head.classes)
+    """The closed-form resampled statistic (:mod:`bench.metrics.resampled`) of a scalar head metric.
+
+    Each is the registry metric with the registry's calling convention (:func:`compute_metric`);
+    only a metric added to the registry without a closed form falls back to one call per resample.
+    """
+    k = 2 if data.binary else len(data.head.classes)
+    y, y_score = data.y_true, data.y_score
     if name == "auroc":
-        return Auroc(data.y_true, data.y_score)
+        return Auroc(y, y_score)
+    if name == "average_precision":
+        func = metric.weighted_average_precision
+        return Weighted(func, y, y_score) if data.binary else OneVsRest(func, y, data.proba)
     if name in ("quadratic_weighted_kappa", "cohen_kappa"):
-        return Kappa(data.y_true, data.y_pred, 2 if data.binary else k, quadratic=name != "cohen_kappa")
+        return Kappa(y, data.y_pred, k, quadratic=name != "cohen_kappa")
+    if name == "balanced_accuracy":
+        return ConfusionMetric(y, data.y_pred, k, metric.balanced_accuracy_of)
+    if name == "f1":
+        return ConfusionMetric(y, data.y_pred, k, partial(metric.f1_of, binary=k == 2))
+    if name in ("sensitivity", "specificity"):
+        decided = (np.asarray(y_score) >= data.head.threshold).astype(np.int64)
+        rate = metric.sensitivity_of if name == "sensitivity" else metric.specificity_of
+        return ConfusionMetric(y, decided, 2, rate)
+    if name == "brier":
+        return CaseMean(metric.brier_terms(y, y_score))
+    if name == "log_loss":
+        return CaseMean(metric.log_loss_terms(y, y_score))
+    if name == "ece":
+        return Calibration(*metric.calibration_terms(y, y_score), n_bins=metric.ECE_BINS)
     info = METRICS[name]
     if info.inputs == "labels":
-        return CallableMetric(info.func, data.y_true, data.y_pred, (("n_classes", 2 if data.binary else k),))
+        return CallableMetric(info.func, y, data.y_pred, (("n_classes", k),))
     if info.inputs == "scores_threshold":
-        return CallableMetric(info.func, data.y_true, data.y_score, (("threshold", data.head.threshold),))
-    return CallableMetric(info.func, data.y_true, data.y_score)
+        return CallableMetric(info.func, y, y_score, (("threshold", data.head.threshold),))
+    return CallableMetric(info.func, y, y_score)
 
 
 def _per_class_ci(data: HeadData, counts: np.ndarray, confidence: float) -> tuple[dict, dict]:

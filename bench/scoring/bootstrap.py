@@ -35,9 +35,13 @@ class BootstrapDesign:
     strata: np.ndarray | None
 
     def counts(self) -> np.ndarray:
-        """The (B, n_cases) matrix: ``counts[b, i]`` = how often case i is in resample b."""
+        """The (B, n_cases) matrix: ``counts[b, i]`` = how often case i is in resample b.
+
+        As float64: every statistic multiplies it with float matrices, and numpy's matrix
+        product runs in BLAS only when both sides are floating point.
+        """
         return bootstrap_counts(self.n_cases, n_resamples=self.resamples, seed=self.seed,
-                                strata=self.strata, clusters=self.clusters)
+                                strata=self.strata, clusters=self.clusters).astype(np.float64)
 
     def options(self) -> dict[str, Any]:
         """Keywords of :func:`bench.ranking.schemes.bootstrap_ranks` (and ``bootstrap_ranks_from``)."""
