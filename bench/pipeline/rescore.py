@@ -131,7 +131,7 @@ def _text(value) -> str:
 
 def _compare(stored: StoredRun, result: ScoreResult) -> list[Change]:
     def change(what, old, new):
-        return Change(stored.task, stored.name, stored.run_id, what, _text(old), _text(new))
+        return Change(stored.task, str(stored.entry), stored.run_id, what, _text(old), _text(new))
 
     out = []
     old_metrics, new_metrics = plain(stored.scores["metrics"]), result.scores["metrics"]
@@ -202,7 +202,7 @@ def _ranks(store: Store, fresh: dict[Path, ScoreResult]) -> list[RankRow]:
                for b in build_boards(spec, [_rescored(run, fresh) for run in runs])}
         for board in build_boards(spec, runs):
             ranks = now[(board.split_name, board.split, board.split_sha256)]
-            rows.extend(RankRow(task, board.key, board.split, board.split_sha256, entry.run.name,
+            rows.extend(RankRow(task, board.key, board.split, board.split_sha256, str(entry.run.entry),
                                 entry.run.run_id, entry.rank, ranks[entry.run.path], len(board.entries))
                         for entry in board.entries)
     return rows

@@ -71,13 +71,13 @@ def test_rescore_ranks_are_the_leaderboards_after_the_split_is_pinned_again(covi
     _score(tmp_path, reference, "C", {"a": 0.9, "b": 0.2, "c": 0.6, "d": 0.1, "e": 0.5, "f": 0.7})
     build_leaderboard(covid_store, tmp_path / "site")
     boards = json.loads((tmp_path / "site" / "leaderboard.json").read_text())["tasks"][0]["boards"]
-    shown = {(board["split_sha256"], entry["submission"]): entry["rank"]
+    shown = {(board["split_sha256"], entry["run_id"]): entry["rank"]
              for board in boards for entry in board["entries"]}
     assert len(boards) == 2
     assert sorted(len(board["entries"]) for board in boards) == [1, 2]
     report = rescore_store(covid_store, workers=1)
-    assert {(row.split_sha256, row.submission): row.stored for row in report.ranks} == shown
-    assert {(row.split_sha256, row.submission): row.now for row in report.ranks} == shown
+    assert {(row.split_sha256, row.run_id): row.stored for row in report.ranks} == shown
+    assert {(row.split_sha256, row.run_id): row.now for row in report.ranks} == shown
     assert sorted(shown.values()) == [1, 1, 2] and report.checked == 1
     assert not any(change.what.startswith("rank") for change in report.changes)
 
@@ -93,10 +93,10 @@ def test_changed_metric_definition_shows_values_and_ranks(covid_store, monkeypat
     monkeypatch.setattr(classification, "auroc", lambda y, s: 1.0 - honest(y, s))  # an upgrade gone wrong
     report = rescore_store(covid_store, workers=1)
     changed = {(c.submission, c.what): (c.stored, c.now) for c in report.changes}
-    assert changed[("A", "covid.auroc")] == ("1", "0")
-    assert changed[("B", "covid.auroc")] == ("0.6666666667", "0.3333333333")
-    assert changed[("A", "rank (test)")] == ("1", "2")
-    assert changed[("B", "rank (test)")] == ("2", "1")
+    assert changed[("Team T / A", "covid.auroc")] == ("1", "0")
+    assert changed[("Team T / B", "covid.auroc")] == ("0.6666666667", "0.3333333333")
+    assert changed[("Team T / A", "rank (test)")] == ("1", "2")
+    assert changed[("Team T / B", "rank (test)")] == ("2", "1")
     assert not any(what.startswith(("covid.sensitivity", "per_case")) for _, what in changed)
 
 
