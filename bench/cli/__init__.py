@@ -36,6 +36,11 @@ app = typer.Typer(
     help="Reproducible evaluation harness for the RSNA MIDRC-RICORD COVID-19 collections.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    # Start-up (benchmarks/bench_startup.py): click's plain help formatter, as typer's rich one
+    # imports rich.markdown and markdown-it; and no --install-completion/--show-completion, whose
+    # values typer coerces through pydantic before any subcommand's --help is shown.
+    rich_markup_mode=None,
+    add_completion=False,
 )
 
 
