@@ -8,7 +8,8 @@ from common import cases, write_valid_predictions
 
 libc = ctypes.CDLL(None, use_errno=True)
 CLONE_NEWUSER, CLONE_NEWNS, CLONE_NEWNET = 0x10000000, 0x00020000, 0x40000000
-for name, flag in (("unshare user", CLONE_NEWUSER), ("unshare mount", CLONE_NEWNS), ("unshare net", CLONE_NEWNET)):
+ATTEMPTS = (("unshare user", CLONE_NEWUSER), ("unshare mount", CLONE_NEWNS), ("unshare net", CLONE_NEWNET))
+for name, flag in ATTEMPTS:
     answer = libc.unshare(flag)
     print(f"{name}: {'refused' if answer == -1 else 'ALLOWED'} (errno {ctypes.get_errno()})", flush=True)
 if shutil.which("unshare"):

@@ -1,6 +1,5 @@
 """Leave a daemon behind: double fork, setsid, busy loop; the command itself exits 0 at once."""
 
-import os
 import subprocess
 import sys
 

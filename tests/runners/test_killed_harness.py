@@ -84,7 +84,7 @@ def _wait_until_running(harness: subprocess.Popen, runs: Path, runner: str) -> N
 def _left_behind(runs: Path, state: Path, runner: str) -> list[str]:
     left = [p.name for p in runs.iterdir() if p.name.startswith(".")]
     left += [f"mount {m}" for m in _mounts_under(runs)]
-    left += [f"lease {p.name}" for p in (state / "leases").glob("*.json")] if (state / "leases").is_dir() else []
+    left += [f"lease {p.name}" for p in sorted(state.glob("leases/*.json"))]
     if runner == "docker":
         left += [f"container {c.short_id}" for c in _containers_under(runs)]
     return left
