@@ -8,6 +8,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bench.cli import app
+from bench.cli.options import TasksDir
 from bench.cli.progress import progress_bar
 
 console = Console()
@@ -28,7 +29,7 @@ Scheduler = Annotated[
 
 @app.command("score")
 def score(
-    task: Annotated[str, typer.Option("--task", help="Task id (tasks/<id>/task.yaml) or a task.yaml path.")],
+    task: Annotated[str, typer.Option("--task", help="Task id or a task.yaml path.")],
     predictions: Annotated[Path, typer.Option("--predictions", help="Run directory written by `bench run`.")],
     reference: Annotated[
         Path, typer.Option("--reference", help="<prepared>/reference from `bench prepare`.")
@@ -36,15 +37,17 @@ def score(
     out: Annotated[Path, typer.Option("--out", help="Results store root.")] = Path("results"),
     workers: Workers = None,
     scheduler: Scheduler = None,
+    tasks_dir: TasksDir = None,
 ) -> None:
     """Score a run against a reference and store per-case scores, aggregates and a receipt."""
     from bench.scoring.score import score_and_store
     from bench.tasks import load_task
 
-    spec = load_task(task)
+    spec = load_task(task, directory=tasks_dir)
     with progress_bar(f"scoring {spec.id}") as progress:
         stored = score_and_store(
-            spec, predictions, reference, results=out, workers=workers, scheduler=scheduler, progress=progress
+            spec, predictions, reference, results=out, workers=workers, scheduler=scheduler,
+            progress=progress, tasks_dir=tasks_dir,
         )
     _print_stored(stored)
 
@@ -57,7 +60,7 @@ def evaluate(
     task: Annotated[str, typer.Option("--task", help="Task id.")],
     root: Annotated[Path, typer.Option("--root", help="The RICORD download (or synthetic collection).")],
     name: Annotated[
-        str, typer.Option("--name", help="Pinned split name (tasks/<id>/splits/<name>.json).")
+        str, typer.Option("--name", help="Pinned split name (<id>/splits/<name>.json).")
     ] = "synthetic",
     split: Annotated[str, typer.Option("--split", help="validation or test.")] = "test",
     runner: Annotated[str, typer.Option("--runner", help="docker or process.")] = "docker",
@@ -68,12 +71,13 @@ def evaluate(
     ] = None,
     workers: Workers = None,
     scheduler: Scheduler = None,
+    tasks_dir: TasksDir = None,
 ) -> None:
     """Prepare (cached), run, score and store one submission: what an organizer runs per entry."""
     from bench.pipeline.evaluate import evaluate as evaluate_submission
     from bench.tasks import load_task
 
-    spec = load_task(task)
+    spec = load_task(task, directory=tasks_dir)
     with progress_bar(f"evaluating on {spec.id}") as progress:
         report = evaluate_submission(
             submission,
@@ -87,6 +91,7 @@ def evaluate(
             workers=workers,
             scheduler=scheduler,
             progress=progress,
+            tasks_dir=tasks_dir,
         )
     _print_stored(report.stored)
     console.print(f"prepare {report.prepare_s:.1f} s, run {report.run_s:.1f} s, score {report.score_s:.1f} s")
@@ -97,12 +102,14 @@ def rescore(
     results: Annotated[Path, typer.Option("--results", help="Results store root.")] = Path("results"),
     workers: Workers = None,
     scheduler: Scheduler = None,
+    tasks_dir: TasksDir = None,
 ) -> None:
     """Recompute every stored run with this harness; print any score or rank that changed."""
     from bench.pipeline.rescore import rescore_store
 
     with progress_bar("rescoring") as progress:
-        report = rescore_store(results, workers=workers, scheduler=scheduler, progress=progress)
+        report = rescore_store(results, workers=workers, scheduler=scheduler, progress=progress,
+                               tasks_dir=tasks_dir)
     for entry, reason in report.skipped:
         console.print(f"[yellow]skipped[/] {entry}: {reason}")
     if not report.changes:
@@ -125,12 +132,19 @@ def demo(
     seed: Annotated[int, typer.Option("--seed", help="Seed of the synthetic collection.")] = 0,
     runner: Annotated[str, typer.Option("--runner", help="auto, docker or process.")] = "auto",
     workers: Workers = None,
+    leaderboard: Annotated[Path | None, typer.Option(
+        "--leaderboard", help="Folder for the site (default: OUT/leaderboard).")] = None,
+    tasks_dir: TasksDir = None,
 ) -> None:
     """Synthesize, index, verify splits, prepare, run every reference submission, score, publish."""
     from bench.pipeline.demo import run_demo
 
     with progress_bar("demo") as progress:
-        report = run_demo(out, seed=seed, runner=runner, workers=workers, progress=progress)
+        report = run_demo(out, seed=seed, runner=runner, workers=workers, leaderboard=leaderboard,
+                          tasks_dir=tasks_dir, progress=progress)
+    for task, pinned in report.splits.items():
+        if pinned["action"] == "pinned":
+            console.print(f"pinned {task} split {report.split_name}: {pinned['path']}", soft_wrap=True)
     console.print(f"runner: [bold]{report.runner}[/] ({report.runner_reason})")
     for line in report.timings():
         console.print(line, soft_wrap=True)

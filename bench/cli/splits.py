@@ -7,6 +7,7 @@ import typer
 from rich.table import Table
 
 from bench.cli import app
+from bench.cli.options import TasksDir
 from bench.cli.progress import console, progress_bar
 from bench.splits.pin import pin_split
 from bench.splits.pinned import load_split
@@ -17,7 +18,7 @@ splits_app = typer.Typer(help="Pin, verify and show the train / validation / tes
                          no_args_is_help=True)
 app.add_typer(splits_app, name="splits")
 
-Task = Annotated[str, typer.Option("--task", help="Task id (tasks/<id>/task.yaml).")]
+Task = Annotated[str, typer.Option("--task", help="Task id, e.g. ricord-1a-lesion-seg.")]
 Name = Annotated[str, typer.Option("--name", help="Pinned split name, one per download: synthetic, tcia...")]
 Root = Annotated[Path, typer.Option("--root", help="Root of the RICORD download (or of `bench data synth`).")]
 Annotations = Annotated[list[Path] | None, typer.Option(
@@ -33,12 +34,14 @@ Scheduler = Annotated[str | None, typer.Option(
 @splits_app.command("pin")
 def pin(task: Task, name: Name, root: Root,
         manifest: Annotated[Path, typer.Option("--manifest", help="Manifest CSV from `bench data index`.")],
-        annotations: Annotations = None, workers: Workers = None, scheduler: Scheduler = None) -> None:
-    """Assign patients to splits, fingerprint every case and write tasks/<task>/splits/<name>.json."""
-    spec = load_task(task)
+        annotations: Annotations = None, workers: Workers = None, scheduler: Scheduler = None,
+        tasks_dir: TasksDir = None) -> None:
+    """Assign patients to splits, fingerprint every case and write <task>/splits/<name>.json in your
+    tasks folder."""
+    spec = load_task(task, directory=tasks_dir)
     with progress_bar("pinning") as progress:
         split = pin_split(spec, manifest, root=root, name=name, annotations=annotations or (),
-                          progress=progress, workers=workers, scheduler=scheduler)
+                          progress=progress, workers=workers, scheduler=scheduler, directory=tasks_dir)
     counts = {s: len(split.cases(s)) for s in ("train", "validation", "test")}
     console.print(f"[bold]{split.path}[/]: {len(split.records)} cases "
                   + ", ".join(f"{s} {n}" for s, n in counts.items()))
@@ -47,9 +50,9 @@ def pin(task: Task, name: Name, root: Root,
 
 @splits_app.command("verify")
 def verify(task: Task, name: Name, root: Root, annotations: Annotations = None, workers: Workers = None,
-           scheduler: Scheduler = None) -> None:
+           scheduler: Scheduler = None, tasks_dir: TasksDir = None) -> None:
     """Recompute every case's fingerprint from a download; exit 1 on any missing or changed case."""
-    split = load_split(task, name)
+    split = load_split(task, name, directory=tasks_dir)
     with progress_bar("verifying") as progress:
         report = verify_split(split, root=root, annotations=annotations or (), progress=progress,
                               workers=workers, scheduler=scheduler)
@@ -65,9 +68,9 @@ def verify(task: Task, name: Name, root: Root, annotations: Annotations = None, 
 
 
 @splits_app.command("show")
-def show(task: Task, name: Name) -> None:
+def show(task: Task, name: Name, tasks_dir: TasksDir = None) -> None:
     """Print cases and patients per split x strata, and confirm that no patient is in two splits."""
-    summary = summarize_split(load_split(task, name))
+    summary = summarize_split(load_split(task, name, directory=tasks_dir))
     console.print(_table(summary.counts, f"{task}/{name}: cases and patients per split x strata"))
     console.print(_table(summary.totals, "per split"))
     typer.echo(f"split sha256:{summary.sha256}")
