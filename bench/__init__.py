@@ -11,6 +11,7 @@ is imported only when first used (PEP 562 module ``__getattr__``), so ``import b
     prepare_split / read_reference                  prepare: container inputs + the reference
     load_submission / run_submission                run: Docker or a local process
     score_run / score_and_store / score_case        score: a run, or one pair of masks
+    score_predictions                               score predictions made anywhere (notebooks)
     Store / build_leaderboard                       the results store and the static site
     evaluate / rescore_store / run_demo             the pipeline in one call
 
@@ -65,6 +66,7 @@ _EXPORTS = {
     "score_run": "bench.scoring.score",
     "score_and_store": "bench.scoring.score",
     "score_case": "bench.metrics.segmentation",
+    "score_predictions": "bench.scoring.predictions",
     "Store": "bench.store",
     "build_leaderboard": "bench.leaderboard.site",
     "evaluate": "bench.pipeline.evaluate",

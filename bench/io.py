@@ -1,21 +1,102 @@
-"""Atomic, canonical file output.
+"""Serialization: atomic, canonical file output, the number format, and config files in.
 
 Every file the harness writes goes through here so that a crash or Ctrl-C never leaves a
 half-written file or directory, and so that hashes are taken over one canonical byte form.
+The rules every writer shares live here once:
+
+- numbers are written with 10 significant digits (:data:`FLOAT_FORMAT`: ``per_case.csv``,
+  ``labels.csv``, :func:`rounded` for ``scores.json``), so a value read back compares equal to
+  the one a rescoring writes;
+- an undefined number (NaN, infinity) is ``null`` in JSON (:func:`json_number`) and an empty
+  cell in CSV; JSON is strict (``allow_nan=False``), so a stray NaN fails loudly;
+- a YAML config (``task.yaml``, ``submission.yaml``) is read into its pydantic model by
+  :func:`read_yaml_model`, and every invalid field is listed with its location
+  (:func:`validation_problems`).
 """
 
 import json
+import math
 import os
 import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+import numpy as np
 import pandas as pd
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from bench.errors import BenchError
 
 SCHEMA_VERSION = 1
+FLOAT_FORMAT = "%.10g"
+"""How every float is written: 10 significant digits (CSV cells, rounded JSON values, diffs)."""
+
+Model = TypeVar("Model", bound=BaseModel)
+
+
+def is_missing(value: Any) -> bool:
+    """True for None and float NaN: the values written as ``null`` / an empty cell."""
+    return value is None or (isinstance(value, float | np.floating) and math.isnan(value))
+
+
+def json_number(value: float | None) -> float | None:
+    """NaN or infinity -> None, anything else -> float: a number strict JSON can hold."""
+    return None if value is None or not math.isfinite(value) else float(value)
+
+
+def float_text(value: float) -> str:
+    """A float as :data:`FLOAT_FORMAT` writes it (``2/3`` -> ``0.6666666667``)."""
+    return FLOAT_FORMAT % value
+
+
+def rounded(value: Any) -> Any:
+    """Floats to :data:`FLOAT_FORMAT` precision, NaN/inf to None, numpy scalars to Python, recursively."""
+    if isinstance(value, dict):
+        return {key: rounded(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [rounded(item) for item in value]
+    if isinstance(value, float | np.floating):
+        return float(float_text(value)) if np.isfinite(value) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
+def csv_text(frame: pd.DataFrame) -> str:
+    """``frame`` as the harness writes CSV: no index, LF line ends, :data:`FLOAT_FORMAT`."""
+    return frame.to_csv(index=False, lineterminator="\n", float_format=FLOAT_FORMAT)
+
+
+def validation_problems(error: ValidationError) -> list[str]:
+    """Every invalid field of a pydantic error as ``"<dotted location>: <message>"``."""
+    return [f"{'.'.join(str(part) for part in item['loc']) or '(top level)'}: {item['msg']}"
+            for item in error.errors()]
+
+
+def read_yaml_model(path: Path, model: type[Model], *, error: type[BenchError], what: str,
+                    docs: str) -> Model:
+    """Read the YAML file ``path`` into ``model``; every problem becomes one ``error``.
+
+    ``what`` names the expected mapping in the message (``task fields``), ``docs`` where the
+    format is described. Invalid fields are all listed, one per line, with their location.
+    """
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as problem:
+        raise error(f"{path}: not valid YAML: {problem}") from problem
+    if not isinstance(raw, dict):
+        raise error(f"{path}: expected a mapping of {what}, got {type(raw).__name__}.")
+    try:
+        return model.model_validate(raw)
+    except ValidationError as problem:
+        lines = [f"{path}: {problem.error_count()} invalid field(s):"]
+        lines.extend(f"  - {line}" for line in validation_problems(problem))
+        lines.append(f"Fix the fields above; see {docs}.")
+        raise error("\n".join(lines)) from problem
 
 
 def canonical_json(obj: Any) -> bytes:
@@ -66,8 +147,7 @@ def write_json(path: str | os.PathLike, obj: Any) -> Path:
 
 def write_csv(path: str | os.PathLike, frame: pd.DataFrame) -> Path:
     """Write ``frame`` as CSV (no index, LF line ends, 10 significant digits), atomically."""
-    text = frame.to_csv(index=False, lineterminator="\n", float_format="%.10g")
-    return write_text(path, text)
+    return write_text(path, csv_text(frame))
 
 
 def _umask() -> int:

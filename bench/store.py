@@ -157,6 +157,11 @@ class StoredRun:
         return self.receipt["task"]["sha256"]
 
     @property
+    def self_reported(self) -> bool:
+        """True for predictions made outside the harness (``bench score`` on a plain folder)."""
+        return bool(self.receipt.get("self_reported"))
+
+    @property
     def logs(self) -> list[Path]:
         """Files under ``logs/``, sorted."""
         folder = self.path / LOGS

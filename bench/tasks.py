@@ -20,11 +20,10 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import platformdirs
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from bench.errors import TaskSpecError
-from bench.io import sha256_json
+from bench.io import read_yaml_model, sha256_json
 from bench.metrics.registry import METRICS
 
 COLLECTIONS = ("MIDRC-RICORD-1A", "MIDRC-RICORD-1B", "MIDRC-RICORD-1C")
@@ -160,7 +159,7 @@ class LeaderboardOptions(_Spec):
 
 
 class TaskSpec(_Spec):
-    """A benchmark task as declared in ``tasks/<id>/task.yaml``."""
+    """A benchmark task as declared in ``<id>/task.yaml``."""
 
     id: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]*$")]
     title: str
@@ -339,26 +338,9 @@ def load_task(task: str | os.PathLike, *, directory: str | os.PathLike | None = 
         where = " or ".join(str(folder) for folder in task_folders(directory))
         raise TaskSpecError(f"task {str(task)!r}: no task.yaml at {path}" + (f" (looked in {where})" if by_id
                             else "") + f". Known tasks: {known}.")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as error:
-        raise TaskSpecError(f"{path}: not valid YAML: {error}") from error
-    if not isinstance(raw, dict):
-        raise TaskSpecError(f"{path}: expected a mapping of task fields, got {type(raw).__name__}")
-    try:
-        spec = TaskSpec.model_validate(raw)
-    except ValidationError as error:
-        raise TaskSpecError(_describe(path, error)) from error
+    spec = read_yaml_model(path, TaskSpec, error=TaskSpecError, what="task fields",
+                           docs=f"{BUILTIN_TASKS / 'README.md'} for every field")
     in_tasks_dir = path.parent.parent in task_folders(directory)
     if in_tasks_dir and path.parent.name != spec.id:
         raise TaskSpecError(f"{path}: id {spec.id!r} does not match its folder {path.parent.name!r}")
     return spec
-
-
-def _describe(path: Path, error: ValidationError) -> str:
-    lines = [f"{path}: {error.error_count()} invalid field(s):"]
-    for item in error.errors():
-        where = ".".join(str(part) for part in item["loc"]) or "(top level)"
-        lines.append(f"  - {where}: {item['msg']}")
-    lines.append(f"Fix the fields above; see {BUILTIN_TASKS / 'README.md'} for every field.")
-    return "\n".join(lines)

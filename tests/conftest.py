@@ -1,4 +1,11 @@
-"""Shared test configuration: markers that need a Docker engine or a browser; a private tasks folder.
+"""Shared test configuration: the hypothesis profiles, markers that need a Docker engine or a
+browser, and a private tasks folder.
+
+Hypothesis: under CI (``CI`` set to ``true``/``1``, as every CI service does) the ``ci`` profile
+runs derandomized (the examples are a fixed function of each test, so a red build is red on
+every re-run and on every machine) and without the local example database; elsewhere the
+``dev`` profile keeps exploring new random examples and replays the failures it saved.
+``HYPOTHESIS_PROFILE=ci`` selects the CI profile locally, to reproduce a CI run.
 
 Tests marked ``docker`` or ``browser`` skip with a reason when the engine or chromium is
 absent, unless ``BENCH_REQUIRE_DOCKER=1`` / ``BENCH_REQUIRE_BROWSER=1`` is set (as CI
@@ -14,6 +21,12 @@ import shutil
 from functools import cache
 
 import pytest
+from hypothesis import settings
+
+settings.register_profile("ci", derandomize=True, database=None, print_blob=True)
+settings.register_profile("dev")
+_ON_CI = os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if _ON_CI else "dev"))
 
 
 @cache

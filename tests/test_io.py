@@ -1,9 +1,24 @@
 import json
 
+import numpy as np
 import pandas as pd
+import pydantic
 import pytest
 
-from bench.io import atomic_directory, canonical_json, sha256_json, write_csv, write_json
+from bench.errors import StoreError
+from bench.io import (
+    atomic_directory,
+    canonical_json,
+    csv_text,
+    float_text,
+    is_missing,
+    json_number,
+    read_yaml_model,
+    rounded,
+    sha256_json,
+    write_csv,
+    write_json,
+)
 
 
 def test_canonical_json_sorts_keys_and_has_no_whitespace():
@@ -59,3 +74,32 @@ def test_files_and_directories_get_ordinary_permissions(tmp_path):
         os.umask(mask)
     assert path.stat().st_mode & 0o777 == 0o644
     assert (tmp_path / "d").stat().st_mode & 0o777 == 0o755
+
+
+def test_numbers_are_written_with_ten_significant_digits_and_nan_as_null():
+    assert float_text(2 / 3) == "0.6666666667"
+    assert rounded({"a": [2 / 3, float("nan")], "b": np.float32(0.5), "c": np.int64(3)}) == {
+        "a": [0.6666666667, None], "b": 0.5, "c": 3}
+    assert json_number(float("inf")) is None and json_number(np.float64(1.5)) == 1.5
+    assert is_missing(float("nan")) and is_missing(None) and not is_missing("") and not is_missing(0.0)
+    assert csv_text(pd.DataFrame({"x": [1 / 3, np.nan], "y": [1, 2]})) == "x,y\n0.3333333333,1\n,2\n"
+
+
+def test_yaml_models_list_every_invalid_field(tmp_path):
+    class Config(pydantic.BaseModel):
+        name: str
+        count: int
+
+    path = tmp_path / "c.yaml"
+    path.write_text("count: many\n")
+    with pytest.raises(StoreError) as caught:
+        read_yaml_model(path, Config, error=StoreError, what="fields", docs="the manual")
+    assert str(caught.value) == (f"{path}: 2 invalid field(s):\n  - name: Field required\n"
+                                 "  - count: Input should be a valid integer, unable to parse string as an "
+                                 "integer\nFix the fields above; see the manual.")
+    path.write_text("- a list\n")
+    with pytest.raises(StoreError, match="expected a mapping of fields, got list"):
+        read_yaml_model(path, Config, error=StoreError, what="fields", docs="the manual")
+    path.write_text("name: [unclosed\n")
+    with pytest.raises(StoreError, match="not valid YAML"):
+        read_yaml_model(path, Config, error=StoreError, what="fields", docs="the manual")

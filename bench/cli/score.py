@@ -30,24 +30,42 @@ Scheduler = Annotated[
 @app.command("score")
 def score(
     task: Annotated[str, typer.Option("--task", help="Task id or a task.yaml path.")],
-    predictions: Annotated[Path, typer.Option("--predictions", help="Run directory written by `bench run`.")],
+    predictions: Annotated[
+        Path,
+        typer.Option(
+            "--predictions",
+            help="A run directory from `bench run`, or predictions made elsewhere (self-reported): a "
+            "folder of <case_id>.nii.gz masks, or a predictions.csv.",
+        ),
+    ],
     reference: Annotated[
         Path, typer.Option("--reference", help="<prepared>/reference from `bench prepare`.")
     ],
     out: Annotated[Path, typer.Option("--out", help="Results store root.")] = Path("results"),
+    submission: Annotated[
+        str | None,
+        typer.Option("--submission", help="Entry name for a plain predictions folder (default: its name)."),
+    ] = None,
     workers: Workers = None,
     scheduler: Scheduler = None,
     tasks_dir: TasksDir = None,
 ) -> None:
-    """Score a run against a reference and store per-case scores, aggregates and a receipt."""
-    from bench.scoring.score import score_and_store
+    """Score predictions against a reference and store per-case scores, aggregates and a receipt."""
+    from bench.scoring.predictions import score_predictions_and_store
     from bench.tasks import load_task
 
     spec = load_task(task, directory=tasks_dir)
     with progress_bar(f"scoring {spec.id}") as progress:
-        stored = score_and_store(
-            spec, predictions, reference, results=out, workers=workers, scheduler=scheduler,
-            progress=progress, tasks_dir=tasks_dir,
+        stored = score_predictions_and_store(
+            spec,
+            predictions,
+            reference,
+            results=out,
+            submission=submission,
+            workers=workers,
+            scheduler=scheduler,
+            progress=progress,
+            tasks_dir=tasks_dir,
         )
     _print_stored(stored)
 
@@ -173,4 +191,8 @@ def _print_stored(stored) -> None:
     console.print(
         ", ".join(f"{key} {counts[key]}" for key in ("cases", "ok", "missing", "malformed", "error"))
     )
+    if stored.self_reported:
+        console.print("[yellow]self-reported[/]: predictions made outside the harness (no image, no limits)")
+    console.print(f"split {stored.split_name}/{stored.split} sha256 {stored.split_sha256}", soft_wrap=True)
+    console.print(f"task {stored.task} sha256 {stored.task_sha256}", soft_wrap=True)
     console.print(f"stored: {stored.path}", soft_wrap=True)

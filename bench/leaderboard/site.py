@@ -31,7 +31,7 @@ import jinja2
 import pandas as pd
 
 from bench.errors import LeaderboardError, TaskSpecError
-from bench.io import SCHEMA_VERSION, write_bytes, write_csv, write_json, write_text
+from bench.io import SCHEMA_VERSION, is_missing, json_number, write_bytes, write_csv, write_json, write_text
 from bench.leaderboard import pages, plots
 from bench.metrics.registry import METRICS
 from bench.ranking.board import Board, BoardEntry, build_boards
@@ -210,23 +210,20 @@ def _per_case_rows(table: pd.DataFrame) -> dict[str, Any]:
     types = ["number" if pd.api.types.is_numeric_dtype(table[c]) and not pd.api.types.is_bool_dtype(table[c])
              else "text" for c in table.columns]
     return {"columns": list(zip(table.columns, types, strict=True)),
-            "rows": [[None if _missing(v) else v for v in row] for row in table.itertuples(index=False)]}
-
-
-def _missing(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))
+            "rows": [[None if is_missing(v) else v for v in row] for row in table.itertuples(index=False)]}
 
 
 def _entry_json(entry: BoardEntry, spec: TaskSpec) -> dict[str, Any]:
     return {
         "rank": entry.rank, "submission": entry.run.name, "slug": entry.run.submission,
         "team": entry.run.team, "run_id": entry.run.run_id, "primary_metric": spec.primary_key,
-        "value": _json_number(entry.value), "ci_low": _json_number(entry.ci_low),
-        "ci_high": _json_number(entry.ci_high), "ranking_score": _json_number(entry.ranking_score),
+        "value": json_number(entry.value), "ci_low": json_number(entry.ci_low),
+        "ci_high": json_number(entry.ci_high), "ranking_score": json_number(entry.ranking_score),
         "rank_low": entry.rank_low, "rank_high": entry.rank_high,
-        "median_rank": _json_number(entry.median_rank), "tied_group": entry.group,
+        "median_rank": json_number(entry.median_rank), "tied_group": entry.group,
         "cases": entry.cases, "ok": entry.ok, "failures": entry.failures,
         "task_sha256": entry.run.task_sha256, "task_spec_matches": entry.spec_matches,
+        "self_reported": entry.run.self_reported,
     }
 
 
@@ -245,7 +242,7 @@ def _task_json(spec: TaskSpec, boards: list[Board]) -> dict[str, Any]:
                 "dropped": board.bootstrap.dropped, "stratified": spec.bootstrap.stratify,
                 "seed": board.bootstrap.seed, "confidence": board.bootstrap.confidence,
                 "unit": board.clusters,
-                "kendall_tau": {k: _json_number(v) for k, v in board.bootstrap.tau_summary.items()}},
+                "kendall_tau": {k: json_number(v) for k, v in board.bootstrap.tau_summary.items()}},
             "entries": [_entry_json(entry, spec) for entry in board.entries],
         } for board in boards],
     }
@@ -260,10 +257,6 @@ def _task_table(spec: TaskSpec, boards: list[Board]) -> pd.DataFrame:
             row.update(_entry_json(entry, spec))
             rows.append(row)
     return pd.DataFrame(rows)
-
-
-def _json_number(value: float | None) -> float | None:
-    return None if value is None or not math.isfinite(value) else float(value)
 
 
 def _num(value: Any, digits: int = 3) -> str:

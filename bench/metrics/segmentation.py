@@ -24,8 +24,14 @@ hd95               max(P95(D_PR), P95(D_RP))                               MONAI
 hd95_pooled        P95(D_PR ∪ D_RP)                                        medpy 0.5 ``hd95``
 assd               (Σ D_PR + Σ D_RP) / (|S(P)| + |S(R)|)                   medpy 0.5 ``assd``
 masd               (mean D_PR + mean D_RP) / 2                             MetricsReloaded masd
-nsd                (#{D_PR ≤ τ} + #{D_RP ≤ τ}) / (|S(P)| + |S(R)|)         MetricsReloaded nsd
+nsd                (#{D_PR ≤ τ'} + #{D_RP ≤ τ'}) / (|S(P)| + |S(R)|)       MetricsReloaded nsd
 =================  =====================================================  ======================
+
+NSD boundary: τ' = τ (1 + :data:`NSD_RTOL`), so a distance within a relative 1e-9 of the tolerance
+counts as within it. Two correct computations of one distance differ by an ulp or two (a KD-tree
+and ``scipy.spatial.distance.cdist`` give 1.0000000000000002 and 1.0 mm for four voxels of
+0.25000000000000006 mm), and a distance that equals τ on paper must not fall out of the count by
+rounding; no distance between voxel centres comes that close to τ without being equal to it.
 
 Lesion detection: lesions are the connected components of each mask with full connectivity
 (8-neighbourhood in 2D, 26 in 3D: voxels touching at a corner belong to one lesion, as a
@@ -56,6 +62,14 @@ from bench.metrics.surface import (
 )
 
 PERCENTILE = 95.0
+DEFAULT_TOLERANCE_MM = 2.0
+"""The NSD tolerance τ when none is given: the lesion task's declared ``metric_options.tolerance_mm``.
+
+One constant for the metric's default and for a task that omits the option, so a notebook that
+calls :func:`score_case` without ``tolerance_mm`` and the board agree.
+"""
+NSD_RTOL = 1e-9
+"""Relative tolerance of the NSD boundary: d counts as within τ when d <= τ (1 + NSD_RTOL)."""
 
 
 @dataclass(frozen=True)
@@ -185,7 +199,21 @@ def _check_inputs(pred, ref, spacing_mm, tolerance_mm, policy) -> tuple[np.ndarr
     for name, array in (("pred", pred), ("ref", ref)):
         if array.dtype.kind not in "biuf":
             raise MetricInputError(f"{name} must be a boolean or numeric mask, got dtype {array.dtype}")
-    return pred.astype(bool, copy=False), ref.astype(bool, copy=False), spacing
+    if ref.flags.f_contiguous and not ref.flags.c_contiguous:
+        # every score is invariant under a permutation of the axes that permutes the spacing with
+        # them; the transposed views are C-ordered, the order the crops and shifts run fast in
+        pred, ref, spacing = pred.T, ref.T, spacing[::-1].copy()
+    return _as_bool(pred), _as_bool(ref), spacing
+
+
+def _as_bool(mask: np.ndarray) -> np.ndarray:
+    """``mask != 0`` as bool: a view, not a copy, of a one-byte mask that holds only 0 and 1."""
+    if mask.dtype == np.bool_:
+        return mask
+    if mask.dtype.itemsize == 1 and mask.dtype.kind in "iu" and mask.size and 0 <= mask.min() \
+            and mask.max() <= 1:
+        return mask.view(np.bool_)
+    return mask.astype(bool)
 
 
 def _harmonic(a: float, b: float) -> float:
@@ -239,7 +267,7 @@ def _overlap(pred: _Parts, ref: _Parts) -> tuple[int, int, int]:
     return tp, int(np.unique(np.concatenate(matched_p)).size), int(np.unique(np.concatenate(detected_r)).size)
 
 
-def score_case(pred, ref, *, spacing_mm, tolerance_mm: float = 1.0,
+def score_case(pred, ref, *, spacing_mm, tolerance_mm: float = DEFAULT_TOLERANCE_MM,
                policy: EmptyMaskPolicy = EmptyMaskPolicy()) -> SegmentationScores:
     """Score one predicted mask against its reference.
 
@@ -249,8 +277,10 @@ def score_case(pred, ref, *, spacing_mm, tolerance_mm: float = 1.0,
         Binary masks (bool, or numbers where non-zero is foreground).
     spacing_mm : sequence of float
         Voxel spacing in mm in array-axis order (e.g. (z, y, x) for a SimpleITK array).
-    tolerance_mm : float, default 1.0
-        The NSD tolerance τ in mm; a distance counts as within tolerance when d ≤ τ.
+    tolerance_mm : float, default :data:`DEFAULT_TOLERANCE_MM` (2.0)
+        The NSD tolerance τ in mm; a distance counts as within tolerance when
+        d ≤ τ (1 + :data:`NSD_RTOL`), i.e. equal to τ up to float rounding (module docstring).
+        Scoring under a task passes the task's ``metric_options.tolerance_mm``.
     policy : EmptyMaskPolicy
         Values for empty masks (defaults: both empty scores 1 / 0 mm, one empty 0 / image
         diagonal).
@@ -283,7 +313,7 @@ def score_case(pred, ref, *, spacing_mm, tolerance_mm: float = 1.0,
     dist = distances_between(surface_voxels(pred, parts_p.boxes), surface_voxels(ref, parts_r.boxes), spacing)
     d_pr, d_rp = dist.pred_to_ref_mm, dist.ref_to_pred_mm
     pooled = np.concatenate([d_pr, d_rp])
-    within = int(np.count_nonzero(pooled <= tolerance_mm))
+    within = int(np.count_nonzero(pooled <= tolerance_mm * (1.0 + NSD_RTOL)))
     lesion_precision = matched_p / n_lesions_p
     lesion_recall = detected_r / n_lesions_r
     return SegmentationScores(
@@ -317,7 +347,7 @@ def _empty_scores(pred: np.ndarray, parts_p: _Parts, ref: np.ndarray, parts_r: _
         n_surface_pred=n_surface_p, n_surface_ref=n_surface_r, empty=empty, **common)
 
 
-def worst_case_scores(ref, *, spacing_mm, tolerance_mm: float = 1.0,
+def worst_case_scores(ref, *, spacing_mm, tolerance_mm: float = DEFAULT_TOLERANCE_MM,
                       policy: EmptyMaskPolicy = EmptyMaskPolicy()) -> SegmentationScores:
     """Scores for a case whose prediction is missing or unreadable: the worst value of every metric.
 
@@ -328,7 +358,7 @@ def worst_case_scores(ref, *, spacing_mm, tolerance_mm: float = 1.0,
     ``"missing"``.
     """
     ref_arr = np.asarray(ref)
-    empty_pred = np.zeros(ref_arr.shape, dtype=bool)
+    empty_pred = np.zeros_like(ref_arr, dtype=bool)  # in ref's memory order, so both transpose alike
     scores = score_case(empty_pred, ref_arr, spacing_mm=spacing_mm, tolerance_mm=tolerance_mm, policy=policy)
     worst = policy.worst_distance(ref_arr.shape, np.asarray(spacing_mm, dtype=np.float64))
     values = scores.as_dict()

@@ -37,49 +37,22 @@ from typing import Any, Protocol
 import numpy as np
 
 from bench.errors import MetricInputError
+from bench.io import is_missing, json_number
 from bench.metrics import UndefinedMetricWarning
 from bench.metrics.classification import weighted_auroc
-from bench.metrics.uncertainty import Interval, json_number, percentile_interval, resampled_means
+from bench.metrics.uncertainty import Interval, percentile_interval, resampled_means
 
 UNKNOWN = "unknown"
 MAX_UNDEFINED_FRACTION = 0.2
 """Above this share of undefined resamples a group's interval is withheld (NaN)."""
 DEFAULT_MIN_SIZE = 10
-DEFAULT_AGE_EDGES = (40, 60, 80)
-
-
-def age_band(age, edges=DEFAULT_AGE_EDGES):
-    """Age band label(s): ``"<40"``, ``"40-59"``, ``"60-79"``, ``"80+"`` for edges (40, 60, 80).
-
-    Band i holds ages in ``[edges[i-1], edges[i])`` (integer edges; the label shows the last
-    whole year). Missing ages (None, NaN, empty string) give ``"unknown"``. A scalar gives a
-    str, an array-like gives a numpy array of str.
-    """
-    bounds = [int(e) for e in edges]
-    if not bounds or any(b <= a for a, b in zip(bounds, bounds[1:], strict=False)) or bounds[0] < 0:
-        raise MetricInputError(f"edges must be increasing non-negative integers, got {edges!r}")
-    labels = [f"<{bounds[0]}"] + [f"{a}-{b - 1}" for a, b in zip(bounds, bounds[1:], strict=False)] \
-        + [f"{bounds[-1]}+"]
-
-    def one(value: Any) -> str:
-        try:
-            number = float(value)
-        except (TypeError, ValueError):
-            return UNKNOWN
-        if not math.isfinite(number) or number < 0:
-            return UNKNOWN
-        return labels[int(np.searchsorted(bounds, number, side="right"))]
-
-    if np.ndim(age) == 0:
-        return one(age)
-    return np.array([one(value) for value in np.asarray(age, dtype=object)], dtype=object)
 
 
 def group_labels(groups) -> np.ndarray:
     """Group labels as strings, missing values (None, NaN, empty) as ``"unknown"``."""
     out = []
     for value in np.asarray(groups, dtype=object).reshape(-1):
-        if value is None or (isinstance(value, float) and math.isnan(value)) or str(value).strip() == "":
+        if is_missing(value) or str(value).strip() == "":
             out.append(UNKNOWN)
         else:
             out.append(str(value))

@@ -29,6 +29,7 @@ import numpy as np
 from scipy.special import ndtr, ndtri
 
 from bench.errors import MetricInputError
+from bench.io import json_number
 from bench.metrics import UndefinedMetricWarning
 from bench.metrics.classification import weighted_auroc
 
@@ -66,11 +67,6 @@ class Interval:
                 "ci_high": json_number(self.high),
                 "confidence": self.confidence, "n_resamples": self.n_resamples,
                 "n_undefined": self.n_undefined}
-
-
-def json_number(value: float | None) -> float | None:
-    """NaN or infinity -> None, so results can be written as strict JSON (``bench.io``)."""
-    return None if value is None or not math.isfinite(value) else float(value)
 
 
 def _generator(seed: SeedLike) -> np.random.Generator:

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from bench.errors import BenchError, ScoringError
+from bench.io import csv_text, float_text
 from bench.ranking.schemes import rank_entries, rank_values
 from bench.scoring.score import ScoreResult, score_run
 from bench.store import Store, StoredRun, plain
@@ -108,7 +109,7 @@ def _rescore_one(stored: StoredRun, *, workers, scheduler, tasks_dir) -> ScoreRe
 
 def _text(value) -> str:
     if isinstance(value, float):
-        return f"{value:.10g}"
+        return float_text(value)
     return "" if value is None else str(value)
 
 
@@ -133,7 +134,7 @@ def _compare(stored: StoredRun, result: ScoreResult) -> list[Change]:
 
 def _as_stored(per_case: pd.DataFrame) -> pd.DataFrame:
     """The per-case table as it reads back from per_case.csv (same float format, same dtypes)."""
-    text = per_case.to_csv(index=False, lineterminator="\n", float_format="%.10g")
+    text = csv_text(per_case)
     return (
         pd.read_csv(io.StringIO(text), dtype={"case_id": str}).sort_values("case_id").reset_index(drop=True)
     )

@@ -28,10 +28,10 @@ import numpy as np
 
 from bench.data.mdai import annotation_files
 from bench.errors import PrepareError, SplitError
-from bench.io import SCHEMA_VERSION, write_csv, write_json
-from bench.metrics.subgroups import age_band
+from bench.io import SCHEMA_VERSION, is_missing, write_csv, write_json
 from bench.prepare import nifti
 from bench.prepare.caseids import SALT_PATH, case_id_salt, prepared_case_id
+from bench.prepare.demographics import age_band
 from bench.prepare.images import ImageSource, default_cache_dir
 from bench.prepare.reference import labels_table, reference_sha256
 from bench.splits.fingerprints import (
@@ -83,7 +83,7 @@ def _check_out(out: Path, *, overwrite: bool) -> None:
 
 
 def _json_value(value):
-    if value is None or (isinstance(value, float) and np.isnan(value)):
+    if is_missing(value):
         return None
     if isinstance(value, np.generic):
         value = value.item()

@@ -22,13 +22,22 @@ in ``(i, j, k)``, which is NIfTI's on-disk order, so nothing is copied to reorde
 
 Every free-text header field (``descrip``, ``aux_file``, ``intent_name``, ``db_name``) is blank:
 nothing about the case travels in the header.
+
+Speed (``python -m benchmarks.bench_score``, ``benchmarks.bench_prepare``): :func:`save` compresses
+with python-isal (ISA-L's igzip, level :data:`GZIP_LEVEL`), several times faster than zlib at
+nibabel's level and smaller; :func:`read_volume` decompresses a file in one call instead of
+streaming it through ``gzip.GzipFile``, and returns the voxels as a read-only view of the
+decompressed bytes.
 """
 
 import hashlib
+import io
 import os
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+from isal import igzip
 
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 INT16_RANGE = (np.iinfo(np.int16).min, np.iinfo(np.int16).max)
@@ -51,8 +60,18 @@ def _image(data: np.ndarray, affine: np.ndarray) -> nib.Nifti1Image:
 
 
 def ct_image(hu_zyx: np.ndarray, affine_lps_zyx: np.ndarray) -> nib.Nifti1Image:
-    """A CT volume ``(z, y, x)`` in HU as an int16 NIfTI image in the convention above."""
-    hu = np.clip(np.rint(hu_zyx), *INT16_RANGE).astype(np.int16)
+    """A CT volume ``(z, y, x)`` in HU as an int16 NIfTI image in the convention above.
+
+    Rounded and clipped one slice at a time into the int16 array, so no full-size float
+    temporary is made (a 512 x 512 x 200 float32 volume is 200 MiB per temporary).
+    """
+    hu_zyx = np.asarray(hu_zyx)
+    hu = np.empty(hu_zyx.shape, dtype=np.int16)
+    if hu_zyx.dtype.kind in "iu" and hu_zyx.dtype.itemsize <= 2 and np.can_cast(hu_zyx.dtype, np.int16):
+        hu[...] = hu_zyx
+    else:
+        for k in range(hu_zyx.shape[0]):
+            hu[k] = np.clip(np.rint(hu_zyx[k]), *INT16_RANGE)
     return _image(hu.transpose(2, 1, 0), ct_affine_ras(affine_lps_zyx))
 
 
@@ -75,13 +94,64 @@ def mask_sha256(data: np.ndarray) -> str:
     """sha256 of a mask's content: ``"<I>x<J>x<K>:"`` then its uint8 voxels in NIfTI order (i fastest).
 
     Taken over the array, not the .nii.gz bytes, so that it does not depend on the compressor.
+    A Fortran-ordered uint8 or bool array (what :func:`read_volume` and nibabel return) is hashed
+    in place, without a copy.
     """
-    array = np.asarray(data).astype(np.uint8, copy=False)
+    array = np.asarray(data)
+    array = array.view(np.uint8) if array.dtype == np.bool_ else array.astype(np.uint8, copy=False)
     digest = hashlib.sha256("x".join(str(n) for n in array.shape).encode() + b":")
-    digest.update(array.tobytes(order="F"))
+    digest.update(memoryview(np.asfortranarray(array).T))
     return digest.hexdigest()
 
 
+GZIP_LEVEL = 2
+"""igzip compression level of every written .nii.gz (0-3; ISA-L's default, measured in
+``benchmarks.bench_prepare``: faster than zlib level 1 and smaller)."""
+
+
 def save(image: nib.Nifti1Image, path: str | os.PathLike) -> None:
-    """Write ``image`` (gzip without a timestamp, so equal images give equal bytes)."""
-    nib.save(image, os.fspath(path))
+    """Write ``image`` as .nii.gz: igzip without a timestamp, so equal images give equal bytes.
+
+    The NIfTI bytes are nibabel's own (``to_bytes``: the header and data nibabel would write);
+    only the compressor differs, and nibabel reads the file back like any gzip file. Not atomic
+    by itself: callers write into a staging folder that is renamed into place.
+    """
+    Path(path).write_bytes(igzip.compress(image.to_bytes(), compresslevel=GZIP_LEVEL, mtime=0))
+
+
+def read_volume(path: str | os.PathLike) -> tuple[np.ndarray, nib.Nifti1Header, np.ndarray]:
+    """The voxels, header and affine of a NIfTI file (.nii.gz or .nii), decompressed in one call.
+
+    Returns the same array as ``numpy.asanyarray(nibabel.load(path).dataobj)`` (shape, dtype and
+    values; Fortran order, as on disk), but read-only, and the affine nibabel would give
+    (``header.get_best_affine()``). Single-file NIfTI-1 without intensity scaling (every mask and
+    image the harness writes, and what segmentation tools write) is read straight from the
+    decompressed bytes; anything else (NIfTI-2, scaled data) goes through nibabel.
+
+    Raises
+    ------
+    OSError
+        Unreadable, not gzip despite the gzip magic, or truncated.
+    nibabel.filebasedimages.ImageFileError, ValueError
+        Not a NIfTI image (from nibabel, as ``nibabel.load`` raises them).
+    """
+    path = os.fspath(path)
+    with open(path, "rb") as handle:
+        raw = handle.read()
+    data = igzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw
+    del raw
+    header = None
+    if len(data) >= 348 and data[344:348] == b"n+1\x00":
+        header = nib.Nifti1Header.from_fileobj(io.BytesIO(data[:348]))
+    if header is None or header.get_slope_inter() not in ((None, None), (1.0, 0.0)):
+        image = nib.load(path)
+        return np.asanyarray(image.dataobj), image.header, np.asarray(image.affine, dtype=np.float64)
+    shape = header.get_data_shape()
+    dtype = header.get_data_dtype()
+    offset = int(header.get_data_offset())
+    count = int(np.prod(shape))
+    if offset + count * dtype.itemsize > len(data):
+        raise OSError(f"{path}: truncated NIfTI file: the header announces {shape} {dtype} voxels at byte "
+                      f"{offset}, but only {len(data)} bytes are there")
+    voxels = np.frombuffer(data, dtype=dtype, count=count, offset=offset).reshape(shape, order="F")
+    return voxels, header, np.asarray(header.get_best_affine(), dtype=np.float64)

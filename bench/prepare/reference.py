@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from bench.errors import PrepareError
-from bench.io import sha256_json
+from bench.io import csv_text, sha256_json
 from bench.prepare import nifti
 
 DEMOGRAPHICS = ("site", "sex", "age", "age_band")
@@ -67,6 +67,31 @@ def labels_table(records: list[dict], label_columns: list[str]) -> pd.DataFrame:
     return table.sort_values("case_id", kind="stable").reset_index(drop=True)
 
 
+def read_reference_mask(path: str | os.PathLike,
+                        expected_sha256: str) -> tuple[np.ndarray, nib.Nifti1Header, np.ndarray]:
+    """A reference mask's voxels, header and affine (:func:`bench.prepare.nifti.read_volume`), checked
+    against its :func:`bench.prepare.nifti.mask_sha256` in ``reference.json``.
+
+    The hash is taken on the loaded array, so a mask is decompressed once whether it is only
+    checked or checked and scored.
+
+    Raises
+    ------
+    PrepareError
+        The mask is unreadable or its content differs from the recorded hash.
+    """
+    try:
+        data, header, affine = nifti.read_volume(path)
+    except (OSError, ValueError, nib.filebasedimages.ImageFileError) as error:
+        raise PrepareError(f"{path}: unreadable reference mask ({error}). Prepare the split "
+                           "again.") from error
+    found = nifti.mask_sha256(data)
+    if found != expected_sha256:
+        raise PrepareError(f"{path}: mask content sha256 {found} differs from reference.json "
+                           f"({expected_sha256}); the mask was changed. Prepare the split again.")
+    return data, header, affine
+
+
 def read_reference(reference_dir: str | os.PathLike, *, check_masks: bool = True) -> Reference:
     """Read ``reference.json`` (and ``labels.csv`` or the masks) and verify the reference hash.
 
@@ -76,6 +101,8 @@ def read_reference(reference_dir: str | os.PathLike, *, check_masks: bool = True
         The ``OUT/reference`` folder written by :func:`prepare_split`.
     check_masks : bool
         Also recompute every mask's :func:`bench.prepare.nifti.mask_sha256` (reads every mask once).
+        Segmentation scoring passes False and checks each mask in the worker that scores it
+        (:func:`read_reference_mask`), so no mask is decompressed twice.
 
     Raises
     ------
@@ -113,19 +140,10 @@ def read_reference(reference_dir: str | os.PathLike, *, check_masks: bool = True
                           label_columns=tuple(label_columns), cases=cases)
     if "mask_sha256" in cases.columns and check_masks:
         for case_id, expected in zip(cases["case_id"], cases["mask_sha256"], strict=True):
-            mask = reference.mask_path(case_id)
-            try:
-                found = nifti.mask_sha256(np.asanyarray(nib.load(mask).dataobj))
-            except (OSError, ValueError, nib.filebasedimages.ImageFileError) as error:
-                raise PrepareError(f"{mask}: unreadable reference mask ({error}). Prepare the split "
-                                   "again.") from error
-            if found != expected:
-                raise PrepareError(f"{mask}: mask content sha256 {found} differs from reference.json "
-                                   f"({expected}); the mask was changed. Prepare the split again.")
+            read_reference_mask(reference.mask_path(case_id), expected)
     labels = directory / "labels.csv"
     if label_columns:
-        expected = labels_table(document["cases"], label_columns).to_csv(index=False, lineterminator="\n",
-                                                                         float_format="%.10g")
+        expected = csv_text(labels_table(document["cases"], label_columns))
         if not labels.is_file() or labels.read_text(encoding="utf-8") != expected:
             raise PrepareError(f"{labels}: missing or different from the records of reference.json; the "
                                "reference was edited. Prepare the split again.")

@@ -56,14 +56,16 @@ class RunResult:
     overrides). ``error`` is a one-line reason when the run itself failed (non-zero exit,
     timeout, OOM kill), else None. ``inputs_sha256`` hashes the case ids and image bytes the
     submission saw; ``inputs_staging`` says how its images reached the snapshot (``hardlink``,
-    ``copy`` or ``mixed``; ``copy`` for runs recorded before the field existed).
+    ``copy`` or ``mixed``; ``copy`` for runs recorded before the field existed). A
+    ``self-reported`` run (:mod:`bench.runners.selfreport`) holds predictions made outside the
+    harness: no image, command, limits or inputs hash (None, empty).
     """
 
     run_dir: Path
     task: str
     task_sha256: str
     submission: dict
-    runner: Literal["docker", "process"]
+    runner: Literal["docker", "process", "self-reported"]
     isolated: bool
     isolation: str
     image: dict | None
@@ -76,7 +78,7 @@ class RunResult:
     timed_out: bool
     oom_killed: bool
     error: str | None
-    inputs_sha256: str
+    inputs_sha256: str | None
     cases: tuple[CaseStatus, ...]
     rejected: tuple[Rejected, ...] = ()
     rejected_more: int = 0

@@ -17,7 +17,7 @@ from typing import Any, Literal
 from pydantic import ValidationError
 
 from bench.errors import RunnerError
-from bench.io import atomic_directory, write_bytes, write_json
+from bench.io import atomic_directory, validation_problems, write_bytes, write_json
 from bench.runners.collect import collect_outputs
 from bench.runners.result import ExecOutcome, RunResult
 from bench.runners.staging import (
@@ -51,7 +51,7 @@ def resolve_limits(spec: TaskSpec, limits: Limits | Mapping[str, Any] | None) ->
     try:
         return Limits.model_validate({**spec.limits.model_dump(), **overrides})
     except ValidationError as error:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
+        problems = "; ".join(validation_problems(error))
         raise RunnerError(f"invalid run limits {overrides}: {problems}") from error
 
 

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from bench.errors import SubmissionError
+from bench.io import read_yaml_model
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 # docker reference grammar, simplified: [registry[:port]/]path[:tag][@digest]
@@ -145,21 +145,8 @@ def _from_directory(path: Path) -> Submission:
             f"{path}: no submission.yaml. A submission folder needs one with name, team, "
             "description and docker/image/command; see docs/submissions.md."
         )
-    try:
-        raw = yaml.safe_load(config_path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as error:
-        raise SubmissionError(f"{config_path}: not valid YAML: {error}") from error
-    if not isinstance(raw, dict):
-        raise SubmissionError(f"{config_path}: expected a mapping of fields, got {type(raw).__name__}.")
-    try:
-        config = SubmissionConfig.model_validate(raw)
-    except ValidationError as error:
-        lines = [f"{config_path}: {error.error_count()} invalid field(s):"]
-        for item in error.errors():
-            where = ".".join(str(part) for part in item["loc"]) or "(top level)"
-            lines.append(f"  - {where}: {item['msg']}")
-        lines.append("Fix the fields above; see docs/submissions.md for the format.")
-        raise SubmissionError("\n".join(lines)) from error
+    config = read_yaml_model(config_path, SubmissionConfig, error=SubmissionError, what="fields",
+                             docs="docs/submissions.md for the format")
     root = path.resolve()
     context = dockerfile = None
     if config.docker is not None:

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from bench.io import json_number
 from bench.metrics import UndefinedMetricWarning
 from bench.metrics.classification import weighted_auroc
 from bench.metrics.registry import METRICS
@@ -34,7 +35,7 @@ from bench.metrics.subgroups import (
     ordinal_gaps,
     subgroup_analysis,
 )
-from bench.metrics.uncertainty import bootstrap_counts, json_number, percentile_interval
+from bench.metrics.uncertainty import bootstrap_counts, percentile_interval
 from bench.scoring.classification import HeadData, compute_metric
 from bench.tasks import TaskSpec
 

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from bench.errors import ScoringError
+from bench.io import is_missing
 from bench.metrics.registry import METRICS
 from bench.tasks import Head, TaskSpec
 
@@ -118,7 +119,7 @@ def head_data(head: Head, labels: pd.Series, proba: np.ndarray) -> HeadData:
 
 
 def _present(value) -> bool:
-    return not (value is None or (isinstance(value, float) and np.isnan(value)) or value == "")
+    return not (is_missing(value) or value == "")
 
 
 def compute_metric(name: str, data: HeadData):

@@ -20,19 +20,19 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import nibabel as nib
 import numpy as np
 import pandas as pd
 
 from bench.errors import ScoringError
-from bench.io import SCHEMA_VERSION, sha256_json
+from bench.io import SCHEMA_VERSION, rounded, sha256_json
 from bench.metrics.segmentation import SCORE_FIELDS
 from bench.parallel import SCHEDULER_ENV, map_ordered
 from bench.prepare.reference import read_reference
 from bench.provenance import hardware, harness, run_id_for, utc_now
 from bench.runners.record import RunRecord, outputs_sha256, read_run, receipt_run_fields
+from bench.runners.selfreport import SELF_REPORTED
 from bench.scoring.aggregate import aggregate
 from bench.scoring.classification import head_data, head_probabilities, predicted_class, read_predictions
 from bench.scoring.segmentation import case_item, score_segmentation_case
@@ -113,7 +113,8 @@ def score_run(
     """
     started_at = utc_now()
     reference_dir = Path(reference_dir).resolve()
-    reference = read_reference(reference_dir)
+    # segmentation: each worker checks the mask it scores, decompressing it once
+    reference = read_reference(reference_dir, check_masks=spec.kind != "segmentation")
     _check_reference(spec, reference, reference_dir, tasks_dir)
     run = read_run(run_dir, task_id=spec.id)
     if run.meta.get("task_sha256") not in (None, spec.sha256):
@@ -145,7 +146,7 @@ def score_run(
     run_id = run_id_for(started_at, inputs_sha256)
     submission = run.submission_name or Path(run_dir).name
     body = aggregate(spec, per_case, heads)
-    scores = _round(
+    scores = rounded(
         {
             "schema_version": SCHEMA_VERSION,
             "task": spec.id,
@@ -278,7 +279,8 @@ def _score_segmentation(spec, cases, statuses, run, reference_dir, *, workers, s
         status, reason = statuses[case_id]
         prediction = run.mask_path(case_id) if status == "ok" else None
         mask = reference_dir / "masks" / f"{case_id}.nii.gz"
-        items.append(case_item(spec, case_id, mask, prediction, status, reason))
+        items.append(case_item(spec, case_id, mask, prediction, status, reason,
+                               reference_sha256=case["mask_sha256"]))
     if workers is None and scheduler is None and not os.environ.get(SCHEDULER_ENV):
         workers = default_workers(items)
     results = map_ordered(
@@ -359,6 +361,7 @@ def _receipt(spec, reference, reference_dir, run, per_case, run_id, inputs_sha25
         "task": {"id": spec.id, "version": spec.version, "sha256": spec.sha256},
         "split": {"name": reference.split_name, "split": reference.split, "sha256": reference.split_sha256},
         "reference": {"sha256": reference.reference_sha256, "path": str(reference_dir)},
+        "self_reported": run.meta.get("runner") == SELF_REPORTED,
         "run": {
             **receipt_run_fields(run),
             "path": str(Path(run.run_dir).resolve()),
@@ -370,16 +373,3 @@ def _receipt(spec, reference, reference_dir, run, per_case, run_id, inputs_sha25
         "exit_status": {key: run.meta.get(key) for key in ("exit_code", "timed_out", "oom_killed", "error")},
         "case_errors": failures.to_dict("records"),
     }
-
-
-def _round(value: Any) -> Any:
-    """Floats to 10 significant digits (as per_case.csv), NaN/inf to None, recursively."""
-    if isinstance(value, dict):
-        return {key: _round(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_round(item) for item in value]
-    if isinstance(value, float | np.floating):
-        return float(f"{value:.10g}") if np.isfinite(value) else None
-    if isinstance(value, np.integer):
-        return int(value)
-    return value

@@ -1,11 +1,14 @@
 """Per-case segmentation scoring, the unit of work handed to :func:`bench.parallel.map_ordered`.
 
 Workers get a small dict of file paths and options (never arrays), load both NIfTI masks
-themselves, and return a small dict: status, reason and every field of
-:func:`bench.metrics.segmentation.score_case`. The missing-prediction policy is applied here,
-the same way in every worker: ``worst`` gives a missing or unusable prediction every metric at
-its worst value (:func:`bench.metrics.segmentation.worst_case_scores`, whatever the reference
-holds); ``empty_mask`` scores it as an all-zero mask on the reference grid (then the task's
+themselves (each decompressed once, :func:`bench.prepare.nifti.read_volume`; the reference
+is checked against its hash in ``reference.json`` on the loaded array), and return a small
+dict: status, reason and every field of :func:`bench.metrics.segmentation.score_case`.
+
+The missing-prediction policy is applied here, the same way in every worker: ``worst`` gives
+a missing or unusable prediction every metric at its worst value
+(:func:`bench.metrics.segmentation.worst_case_scores`, whatever the reference holds);
+``empty_mask`` scores it as an all-zero mask on the reference grid (then the task's
 empty-mask policy decides the values, so it is perfect where the reference is empty too);
 ``exclude`` returns no values, and the case is left out of the aggregates but kept in the table.
 """
@@ -17,7 +20,15 @@ import nibabel as nib
 import numpy as np
 
 from bench.errors import BenchError
-from bench.metrics.segmentation import SCORE_FIELDS, EmptyMaskPolicy, score_case, worst_case_scores
+from bench.metrics.segmentation import (
+    DEFAULT_TOLERANCE_MM,
+    SCORE_FIELDS,
+    EmptyMaskPolicy,
+    score_case,
+    worst_case_scores,
+)
+from bench.prepare import nifti
+from bench.prepare.reference import read_reference_mask
 from bench.tasks import TaskSpec
 
 AFFINE_TOLERANCE = 1e-4
@@ -35,19 +46,30 @@ def metric_policy(spec: TaskSpec) -> EmptyMaskPolicy:
     return EmptyMaskPolicy(both_empty_score=1.0, both_empty_distance_mm=0.0, worst_distance_mm=worst)
 
 
+def tolerance_mm(spec: TaskSpec) -> float:
+    """The task's NSD tolerance in mm (``metric_options.tolerance_mm``, else :data:`DEFAULT_TOLERANCE_MM`)."""
+    return float(spec.metric_options.get("tolerance_mm", DEFAULT_TOLERANCE_MM))
+
+
 def case_item(
-    spec: TaskSpec, case_id: str, reference_mask: Path, prediction: Path | None, status: str, reason: str
+    spec: TaskSpec, case_id: str, reference_mask: Path, prediction: Path | None, status: str, reason: str,
+    *, reference_sha256: str | None = None
 ) -> dict[str, Any]:
-    """The picklable work item for one case: paths, runner status and the task's options."""
+    """The picklable work item for one case: paths, runner status and the task's options.
+
+    ``reference_sha256`` is the mask's content hash from ``reference.json``; the worker refuses a
+    reference mask that does not match it (None: not checked, for masks outside a prepared tree).
+    """
     policy = metric_policy(spec)
     return {
         "case_id": case_id,
         "reference": str(reference_mask),
+        "reference_sha256": reference_sha256,
         "prediction": None if prediction is None else str(prediction),
         "status": status,
         "reason": reason,
         "missing_prediction": spec.policies.missing_prediction,
-        "tolerance_mm": float(spec.metric_options.get("tolerance_mm", 1.0)),
+        "tolerance_mm": tolerance_mm(spec),
         "policy": {
             "both_empty_score": policy.both_empty_score,
             "both_empty_distance_mm": policy.both_empty_distance_mm,
@@ -56,11 +78,8 @@ def case_item(
     }
 
 
-def _load_mask(path: str) -> tuple[np.ndarray, tuple[float, ...], np.ndarray]:
-    image = nib.load(path)
-    data = np.asanyarray(image.dataobj)
-    zooms = tuple(float(z) for z in image.header.get_zooms()[: data.ndim])
-    return data, zooms, np.asarray(image.affine, dtype=np.float64)
+def _zooms(header: nib.Nifti1Header, ndim: int) -> tuple[float, ...]:
+    return tuple(float(z) for z in header.get_zooms()[:ndim])
 
 
 def _unusable(pred: np.ndarray, pred_affine: np.ndarray, ref: np.ndarray, ref_affine: np.ndarray) -> str:
@@ -84,12 +103,16 @@ def score_segmentation_case(item: dict[str, Any]) -> dict[str, Any]:
         ``case_id``, ``status`` (ok, missing, malformed or error), ``reason`` and ``metrics``:
         every :data:`SCORE_FIELDS` value, or None when the case is excluded by the policy.
     """
-    ref, spacing_mm, ref_affine = _load_mask(item["reference"])
+    if item.get("reference_sha256") is None:
+        ref, ref_header, ref_affine = nifti.read_volume(item["reference"])
+    else:
+        ref, ref_header, ref_affine = read_reference_mask(item["reference"], item["reference_sha256"])
+    spacing_mm = _zooms(ref_header, ref.ndim)
     status, reason = item["status"], item["reason"]
     pred = None
     if item["prediction"] is not None:
         try:
-            pred_raw, _, pred_affine = _load_mask(item["prediction"])
+            pred_raw, _, pred_affine = nifti.read_volume(item["prediction"])
         except (OSError, ValueError, nib.filebasedimages.ImageFileError) as error:
             status, reason = "error", f"prediction unreadable at scoring time: {error}"
         else:
@@ -114,7 +137,7 @@ def score_segmentation_case(item: dict[str, Any]) -> dict[str, Any]:
             scores = worst_case_scores(ref, **options)
         else:
             reason = _with_rule(reason, "scored as an empty mask (policy missing_prediction=empty_mask)")
-            scores = score_case(np.zeros(ref.shape, dtype=bool), ref, **options)
+            scores = score_case(np.zeros_like(ref, dtype=bool), ref, **options)
     except BenchError as error:
         error.add_note(f"while scoring case {item['case_id']} against {item['reference']}")
         raise

@@ -97,7 +97,7 @@ def _save_mask(path: Path, mask: np.ndarray, affine: np.ndarray) -> str:
 
 
 def _demographics(case: dict, spec) -> dict:
-    from bench.metrics.subgroups import age_band
+    from bench.prepare.demographics import age_band
 
     return {
         "site": case.get("site", "S1"),

@@ -14,6 +14,7 @@ from scipy.spatial.distance import cdist
 
 from bench.errors import BenchError, MetricInputError
 from bench.metrics.segmentation import (
+    NSD_RTOL,
     SCORE_FIELDS,
     EmptyMaskPolicy,
     SegmentationScores,
@@ -60,7 +61,7 @@ def brute_force(pred, ref, spacing, tolerance_mm):
         "hd95_pooled": np.percentile(pooled, 95),
         "assd": pooled.mean(),
         "masd": (d_pr.mean() + d_rp.mean()) / 2,
-        "nsd": np.mean(pooled <= tolerance_mm),
+        "nsd": np.mean(pooled <= tolerance_mm * (1 + NSD_RTOL)),  # the documented boundary rule
         "n_surface_pred": len(points_p),
         "n_surface_ref": len(points_r),
     }
@@ -115,6 +116,31 @@ def test_matches_medpy_on_random_shapes(data, ndim):
 
 
 # ---- hd95, masd, nsd: hand literals and brute force -----------------------------------------------------
+
+
+def test_nsd_counts_a_distance_equal_to_the_tolerance_up_to_rounding():
+    """The example hypothesis once found: every surface distance is 0 or 4 x 0.25000000000000006 mm.
+
+    pred = all of a 3x12 grid, ref = the same with a hole at (0, 7). The hole's two neighbours
+    along a row are 0.25 mm away, along a column 2 mm; the pred voxel at the hole is 0.25 mm from
+    ref's surface, and every other surface voxel lies on both surfaces: nsd(1 mm) = 1 by hand.
+    The KD-tree's distance for a 4-voxel gap is 1.0000000000000002 mm, the same as 1 mm on paper.
+    """
+    pred = np.ones((3, 12), bool)
+    ref = pred.copy()
+    ref[0, 7] = False
+    assert score_case(pred, ref, spacing_mm=(2.0, 0.25000000000000006), tolerance_mm=1.0).nsd == 1.0
+
+
+def test_nsd_boundary_is_a_relative_epsilon_not_a_wider_tolerance():
+    """Two voxels one column apart: inside the boundary at 1 + 1e-12 mm, outside at 1 + 1e-6 mm."""
+    pred = np.zeros((1, 2), bool)
+    pred[0, 1] = True
+    ref = ~pred
+    assert score_case(pred, ref, spacing_mm=(1.0, 1.0 + 1e-12), tolerance_mm=1.0).nsd == 1.0
+    assert score_case(pred, ref, spacing_mm=(1.0, 1.0 + 1e-6), tolerance_mm=1.0).nsd == 0.0
+
+
 
 
 def test_hand_computed_literals_far_false_positive():
@@ -328,3 +354,40 @@ def test_scores_record_is_frozen_and_dict_is_plain():
     assert tuple(d) == SCORE_FIELDS
     assert d["dice"] == 1.0 and d["hd95"] == 0.0 and d["nsd"] == 1.0 and d["lesion_f1"] == 1.0
     assert all(type(v) in (int, float, str) for v in d.values())
+
+
+# ---- memory order and dtype: what nibabel hands over (Fortran-ordered uint8) scores the same ----------
+
+
+@pytest.mark.parametrize("empty", ["none", "pred", "ref"])
+def test_fortran_uint8_masks_score_like_c_bool_and_like_medpy(empty):
+    rng = np.random.default_rng(11)
+    shape, spacing = (23, 19, 11), (0.7, 0.8, 1.5)
+    ref = ball(shape, (8, 9, 5), 5) | ball(shape, (17, 5, 6), 3)
+    pred = ball(shape, (9, 9, 5), 5) | (rng.random(shape) > 0.995)
+    if empty == "pred":
+        pred[...] = False
+    elif empty == "ref":
+        ref[...] = False
+    c_bool = score_case(pred, ref, spacing_mm=spacing).as_dict()
+    f_uint8 = score_case(np.asfortranarray(pred.astype(np.uint8)), np.asfortranarray(ref.astype(np.uint8)),
+                         spacing_mm=spacing).as_dict()
+    mixed = score_case(np.asfortranarray(pred.astype(np.uint8)), ref, spacing_mm=spacing).as_dict()
+    assert f_uint8["empty"] == mixed["empty"] == c_bool["empty"] == empty
+    for name in SCORE_FIELDS:
+        if name != "empty":
+            assert f_uint8[name] == pytest.approx(c_bool[name], rel=1e-12, abs=1e-12), name
+            assert mixed[name] == pytest.approx(c_bool[name], rel=1e-12, abs=1e-12), name
+    if empty == "none":
+        f_pred, f_ref = np.asfortranarray(pred), np.asfortranarray(ref)
+        for name, expected in medpy_values(f_pred, f_ref, spacing).items():
+            assert f_uint8[name] == pytest.approx(expected, rel=1e-9, abs=1e-12), name
+
+
+def test_one_byte_masks_beyond_0_1_count_every_nonzero_voxel():
+    ref = np.zeros((6, 6, 3), dtype=np.uint8)
+    ref[1:4, 1:4, 1] = 1
+    pred = ref * 7  # non-zero is foreground: not a bool view of 7s
+    assert score_case(np.asfortranarray(pred), np.asfortranarray(ref), spacing_mm=(1, 1, 1)).dice == 1.0
+    worst = worst_case_scores(np.asfortranarray(ref), spacing_mm=(1, 1, 1))
+    assert worst.fn == 9 and worst.empty == "missing"

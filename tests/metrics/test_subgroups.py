@@ -1,4 +1,4 @@
-"""Subgroup scores, MELODY fairness gaps and age bands: hand literals and peers."""
+"""Subgroup scores and MELODY fairness gaps: hand literals and peers."""
 
 import numpy as np
 import pytest
@@ -11,24 +11,12 @@ from bench.metrics.subgroups import (
     CallableMetric,
     CaseMean,
     Kappa,
-    age_band,
     fairness_gaps,
     group_labels,
     ordinal_gaps,
     subgroup_analysis,
 )
 from bench.metrics.uncertainty import bootstrap_counts
-
-
-def test_age_band_labels():
-    assert age_band(39.9) == "<40"
-    assert age_band(40) == "40-59"
-    assert age_band(79) == "60-79"
-    assert age_band(80) == "80+"
-    assert age_band(None) == "unknown" and age_band("") == "unknown" and age_band(float("nan")) == "unknown"
-    assert list(age_band([17, "65", None], edges=(18, 65))) == ["<18", "65+", "unknown"]
-    with pytest.raises(MetricInputError, match="edges"):
-        age_band(30, edges=(60, 40))
 
 
 def test_group_labels_map_missing_to_unknown():

@@ -193,6 +193,19 @@ def test_refuses_an_edited_reference(tmp_path, monkeypatch):
         score_run(spec, run, reference, workers=1)
 
 
+@pytest.mark.parametrize("workers", [1, 2])
+def test_refuses_a_changed_reference_mask(tmp_path, monkeypatch, workers):
+    """The hash is taken in the worker on the array it scores (the mask is decompressed once)."""
+    import nibabel as nib
+
+    spec, run, reference = seg_case_setup(tmp_path, monkeypatch)
+    mask = reference / "masks" / "e.nii.gz"
+    image = nib.load(mask)
+    nib.save(nib.Nifti1Image(np.asanyarray(image.dataobj) * 0, image.affine), mask)
+    with pytest.raises(PrepareError, match=r"e\.nii\.gz: mask content sha256 .* the mask was changed"):
+        score_run(spec, run, reference, workers=workers)
+
+
 def test_binary_classification_by_hand_with_chance_policy(tmp_path, monkeypatch):
     make_tasks_dir(tmp_path, monkeypatch, COVID, edit=_fast)
     cases = [
