@@ -8,10 +8,9 @@ exit code is :class:`_BenchGroup`, so commands never catch it themselves.
 import logging
 
 import typer
-from rich.markup import escape
 from typer.core import TyperGroup
 
-from bench.cli.progress import console
+from bench.cli.progress import console, shown
 from bench.errors import BenchError
 
 
@@ -26,9 +25,9 @@ class _BenchGroup(TyperGroup):
         try:
             return super().invoke(ctx)
         except BenchError as error:
-            console.print(f"[bold red]error:[/] {escape(str(error))}", soft_wrap=True)
+            console.print(f"[bold red]error:[/] {shown(error)}", soft_wrap=True)
             for note in getattr(error, "__notes__", ()):
-                console.print(f"  {escape(note)}", soft_wrap=True)
+                console.print(f"  {shown(note)}", soft_wrap=True)
             raise typer.Exit(code=error.exit_code) from error
 
 
@@ -56,7 +55,9 @@ def main() -> None:
 
 
 # Command modules register themselves on `app` when imported; keep one import per line.
+from bench.cli import cite  # noqa: E402,F401,I001
 from bench.cli import data  # noqa: E402,F401,I001
+from bench.cli import export  # noqa: E402,F401,I001
 from bench.cli import leaderboard  # noqa: E402,F401,I001
 from bench.cli import prepare  # noqa: E402,F401,I001
 from bench.cli import run  # noqa: E402,F401,I001

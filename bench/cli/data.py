@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bench.cli import app
-from bench.cli.progress import progress_bar
+from bench.cli.progress import progress_bar, shown
 
 data_app = typer.Typer(help="RICORD data: synthesize a collection, index a download.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
@@ -31,26 +31,26 @@ def synth_command(
         from bench.data.synth import synthesize  # imported here: keeps `bench --help` fast
 
         report = synthesize(out, seed=seed, size=size, progress=progress)
-    table = Table(title=f"synthetic collection (seed {seed}, size {size})")
+    table = Table(title=shown(f"synthetic collection (seed {seed}, size {size})"))
     table.add_column("collection")
     table.add_column("studies", justify="right")
     for collection, count in report.studies.items():
-        table.add_row(collection, str(count))
+        table.add_row(shown(collection), str(count))
     console.print(table)
-    console.print(f"DICOM files: {report.n_dicom_files} under {report.out_dir}")
+    console.print(shown(f"DICOM files: {report.n_dicom_files} under {report.out_dir}"))
     for path in report.annotations:
-        console.print(f"annotations: {path}")
+        console.print(shown(f"annotations: {path}"))
     for path in report.clinical:
-        console.print(f"clinical:    {path}")
-    console.print(f"truth masks (tests only): {report.truth_dir}")
+        console.print(shown(f"clinical:    {path}"))
+    console.print(shown(f"truth masks (tests only): {report.truth_dir}"))
 
 
 def _counts_table(title: str, counter: Counter) -> Table:
-    table = Table(title=title)
+    table = Table(title=shown(title))
     table.add_column("value")
     table.add_column("cases", justify="right")
     for key, count in sorted(counter.items()):
-        table.add_row(" / ".join(str(k) if k != "" else "-" for k in key), str(count))
+        table.add_row(shown(" / ".join(str(k) if k != "" else "-" for k in key)), str(count))
     return table
 
 
@@ -96,12 +96,12 @@ def index_command(
     ties = int(manifest.appearance_tie.sum() + manifest.grade_tie.sum()) if len(manifest) else 0
     console.print(f"reader ties resolved by the tie rule: {ties}")
     if report.skipped:
-        table = Table(title=f"skipped ({len(report.skipped)}; reasons in {report_path.name})")
+        table = Table(title=shown(f"skipped ({len(report.skipped)}; reasons in {report_path.name})"))
         table.add_column("reason")
         table.add_column("count", justify="right")
         table.add_column("first item")
         for kind, items in report.skipped_by_kind().items():
-            table.add_row(kind, str(len(items)), items[0])
+            table.add_row(shown(kind), str(len(items)), shown(items[0]))
         console.print(table)
     else:
         console.print("skipped: nothing")
@@ -109,7 +109,7 @@ def index_command(
         f"series present but not used (scouts, reformats, other views): {report.counts['series_ignored']}"
     )
     for warning in report.warnings[:10]:
-        console.print(f"[yellow]warning[/yellow]: {warning}")
+        console.print(f"[yellow]warning[/yellow]: {shown(warning)}")
     if len(report.warnings) > 10:
-        console.print(f"... and {len(report.warnings) - 10} more warnings in {report_path}")
-    console.print(f"manifest: {out} ({len(manifest)} cases); report: {report_path}")
+        console.print(shown(f"... and {len(report.warnings) - 10} more warnings in {report_path}"))
+    console.print(shown(f"manifest: {out} ({len(manifest)} cases); report: {report_path}"))

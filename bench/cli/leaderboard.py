@@ -5,11 +5,10 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 
 from bench.cli import app
 from bench.cli.options import TasksDir
-from bench.cli.progress import progress_bar
+from bench.cli.progress import progress_bar, shown
 
 leaderboard_app = typer.Typer(help="Build the static leaderboard from the results store.",
                               no_args_is_help=True)
@@ -32,6 +31,6 @@ def build(
     console.print(f"{len(report.tasks)} task(s), {report.boards} board(s), {report.entries} ranked entr"
                   f"{'y' if report.entries == 1 else 'ies'}")
     for _path, message in report.skipped:
-        console.print(f"[yellow]warning:[/yellow] skipped an unreadable run: {escape(message)}",
+        console.print(f"[yellow]warning:[/yellow] skipped an unreadable run: {shown(message)}",
                       soft_wrap=True, highlight=False)
-    console.print(str(report.index.resolve()), soft_wrap=True)
+    console.print(shown(report.index.resolve()), soft_wrap=True)

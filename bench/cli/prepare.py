@@ -10,6 +10,7 @@ from bench.cli.options import TasksDir
 from bench.cli.progress import console, progress_bar
 from bench.prepare.materialize import prepare_split
 from bench.tasks import load_task
+from bench.text import printable
 
 Out = Annotated[Path, typer.Option("--out", help="Output folder: OUT/input (container) and OUT/reference.")]
 Manifest = Annotated[Path | None, typer.Option("--manifest", help="Manifest CSV (default ROOT/manifest.csv)")]
@@ -45,7 +46,7 @@ def prepare(
                                  salt_file=salt_file, cache_dir=cache, cache=not no_cache,
                                  directory=tasks_dir)
     console.print(f"{len(prepared.case_ids)} {split} cases ({prepared.cache_hits} images from the cache)")
-    typer.echo(f"input: {prepared.input_dir}")
-    typer.echo(f"reference: {prepared.reference_dir}")
+    typer.echo(printable(f"input: {prepared.input_dir}"))
+    typer.echo(printable(f"reference: {prepared.reference_dir}"))
     typer.echo(f"split sha256:{prepared.split_sha256}")
     typer.echo(f"reference sha256:{prepared.reference_sha256}")

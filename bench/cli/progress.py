@@ -9,11 +9,25 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from bench.text import printable
 
 ProgressCallback = Callable[[int, int, str], None]
 
 console = Console(stderr=True)
+
+
+def shown(value: object) -> str:
+    """``value`` as text to interpolate into a rich string: data, never markup or terminal control.
+
+    Every value the CLI prints that it did not write itself (case ids, reasons, file names,
+    submission names, paths) goes through here: control characters become visible escapes
+    (:func:`bench.text.printable`) and rich markup is escaped, so ``[/x]`` or ``[link=...]``
+    from a submission prints as those characters.
+    """
+    return escape(printable(str(value)))
 
 
 @contextmanager
@@ -36,7 +50,8 @@ def progress_bar(label: str) -> Iterator[ProgressCallback]:
             state["bar"] = Progress(*columns, console=console, transient=False)
             state["bar"].start()
             state["task"] = state["bar"].add_task(label, total=None)
-        state["bar"].update(state["task"], completed=done, total=total, description=description or label)
+        state["bar"].update(state["task"], completed=done, total=total,
+                            description=shown(description or label))
 
     try:
         yield update

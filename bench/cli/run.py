@@ -8,7 +8,7 @@ from rich.table import Table
 
 from bench.cli import app
 from bench.cli.options import TasksDir
-from bench.cli.progress import console, progress_bar
+from bench.cli.progress import console, progress_bar, shown
 
 images_app = typer.Typer(help="Container images the harness builds locally.", no_args_is_help=True)
 app.add_typer(images_app, name="images")
@@ -45,17 +45,17 @@ def run(
             submission, spec, inputs, out, runner=runner, limits=overrides, progress=progress
         )
     if not result.isolated:
-        console.print(f"[bold red]{result.isolation}[/]")
-    table = Table("case", "status", "reason", title=f"{result.submission['name']} on {result.task}")
+        console.print(f"[bold red]{shown(result.isolation)}[/]")
+    table = Table("case", "status", "reason", title=shown(f"{result.submission['name']} on {result.task}"))
     for case in result.cases:
         colour = {"ok": "green", "missing": "yellow", "malformed": "red"}[case.status]
-        table.add_row(case.case_id, f"[{colour}]{case.status}[/]", case.reason)
+        table.add_row(shown(case.case_id), f"[{colour}]{case.status}[/]", shown(case.reason))
     console.print(table)
     for item in result.rejected:
-        console.print(f"[yellow]rejected[/] {item.path}: {item.reason}")
+        console.print(f"[yellow]rejected[/] {shown(item.path)}: {shown(item.reason)}")
     counts = ", ".join(f"{n} {status}" for status, n in result.counts.items())
     ending = result.error or f"exit {result.exit_code}"
-    console.print(f"{counts}; {ending}; {result.duration_s:.1f} s; run directory {result.run_dir}")
+    console.print(shown(f"{counts}; {ending}; {result.duration_s:.1f} s; run directory {result.run_dir}"))
 
 
 @images_app.command("base")
@@ -74,7 +74,7 @@ def base(
     with progress_bar("base image") as progress:
         report = build_base_image(tag=tag, rebuild=rebuild, keep_tarball=keep_tarball, progress=progress)
     verb = "built" if report.built else "exists, kept (use --rebuild to rebuild)"
-    console.print(
+    console.print(shown(
         f"{report.tag} {verb}: {report.image_id} ({report.size_bytes / 1e6:.0f} MB) "
         f"in {report.duration_s:.1f} s"
-    )
+    ))

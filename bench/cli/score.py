@@ -9,7 +9,7 @@ from rich.table import Table
 
 from bench.cli import app
 from bench.cli.options import TasksDir
-from bench.cli.progress import progress_bar
+from bench.cli.progress import progress_bar, shown
 
 console = Console()
 
@@ -129,15 +129,16 @@ def rescore(
         report = rescore_store(results, workers=workers, scheduler=scheduler, progress=progress,
                                tasks_dir=tasks_dir)
     for entry, reason in report.skipped:
-        console.print(f"[yellow]skipped[/] {entry}: {reason}")
+        console.print(f"[yellow]skipped[/] {shown(entry)}: {shown(reason)}")
     if not report.changes:
         console.print(f"[green]no changes[/] in {report.checked} stored run(s).")
         return
-    table = Table(title=f"{len(report.changes)} change(s) in {report.checked} stored run(s)")
+    table = Table(title=shown(f"{len(report.changes)} change(s) in {report.checked} stored run(s)"))
     for column in ("task", "submission", "run", "what", "stored", "now"):
         table.add_column(column, overflow="fold")
     for change in report.changes:
-        table.add_row(change.task, change.submission, change.run_id, change.what, change.stored, change.now)
+        table.add_row(*(shown(value) for value in (change.task, change.submission, change.run_id,
+                                                    change.what, change.stored, change.now)))
     console.print(table)
     raise typer.Exit(1)
 
@@ -162,16 +163,16 @@ def demo(
                           tasks_dir=tasks_dir, progress=progress)
     for task, pinned in report.splits.items():
         if pinned["action"] == "pinned":
-            console.print(f"pinned {task} split {report.split_name}: {pinned['path']}", soft_wrap=True)
-    console.print(f"runner: [bold]{report.runner}[/] ({report.runner_reason})")
+            console.print(shown(f"pinned {task} split {report.split_name}: {pinned['path']}"), soft_wrap=True)
+    console.print(f"runner: [bold]{shown(report.runner)}[/] ({shown(report.runner_reason)})")
     for line in report.timings():
-        console.print(line, soft_wrap=True)
-    console.print(f"leaderboard: {report.index_html}", soft_wrap=True)
+        console.print(shown(line), soft_wrap=True)
+    console.print(shown(f"leaderboard: {report.index_html}"), soft_wrap=True)
 
 
 def _print_stored(stored) -> None:
     scores = stored.scores
-    table = Table(title=f"{stored.task} / {stored.name} / {stored.run_id}")
+    table = Table(title=shown(f"{stored.task} / {stored.name} / {stored.run_id}"))
     for column in ("metric", "value", "95% CI"):
         table.add_column(column)
     for key, entry in scores["metrics"].items():
@@ -185,7 +186,7 @@ def _print_stored(stored) -> None:
             else ""
         )
         marker = " (primary)" if key == scores["primary_metric"] else ""
-        table.add_row(key + marker, f"{value:.4g}", interval)
+        table.add_row(shown(key + marker), f"{value:.4g}", shown(interval))
     console.print(table)
     counts = scores["counts"]
     console.print(
@@ -193,6 +194,7 @@ def _print_stored(stored) -> None:
     )
     if stored.self_reported:
         console.print("[yellow]self-reported[/]: predictions made outside the harness (no image, no limits)")
-    console.print(f"split {stored.split_name}/{stored.split} sha256 {stored.split_sha256}", soft_wrap=True)
-    console.print(f"task {stored.task} sha256 {stored.task_sha256}", soft_wrap=True)
-    console.print(f"stored: {stored.path}", soft_wrap=True)
+    split = f"split {stored.split_name}/{stored.split} sha256 {stored.split_sha256}"
+    console.print(shown(split), soft_wrap=True)
+    console.print(shown(f"task {stored.task} sha256 {stored.task_sha256}"), soft_wrap=True)
+    console.print(shown(f"stored: {stored.path}"), soft_wrap=True)

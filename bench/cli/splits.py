@@ -8,11 +8,12 @@ from rich.table import Table
 
 from bench.cli import app
 from bench.cli.options import TasksDir
-from bench.cli.progress import console, progress_bar
+from bench.cli.progress import console, progress_bar, shown
 from bench.splits.pin import pin_split
 from bench.splits.pinned import load_split
 from bench.splits.verify import summarize_split, verify_split
 from bench.tasks import load_task
+from bench.text import printable
 
 splits_app = typer.Typer(help="Pin, verify and show the train / validation / test splits of a task.",
                          no_args_is_help=True)
@@ -43,7 +44,7 @@ def pin(task: Task, name: Name, root: Root,
         split = pin_split(spec, manifest, root=root, name=name, annotations=annotations or (),
                           progress=progress, workers=workers, scheduler=scheduler, directory=tasks_dir)
     counts = {s: len(split.cases(s)) for s in ("train", "validation", "test")}
-    console.print(f"[bold]{split.path}[/]: {len(split.records)} cases "
+    console.print(f"[bold]{shown(split.path)}[/]: {len(split.records)} cases "
                   + ", ".join(f"{s} {n}" for s, n in counts.items()))
     typer.echo(f"split sha256:{split.sha256}")
 
@@ -57,12 +58,12 @@ def verify(task: Task, name: Name, root: Root, annotations: Annotations = None, 
         report = verify_split(split, root=root, annotations=annotations or (), progress=progress,
                               workers=workers, scheduler=scheduler)
     if report.mismatches:
-        table = Table("case_id", "split", "status", title=f"{task}/{name}: cases that do not match")
+        table = Table("case_id", "split", "status", title=shown(f"{task}/{name}: cases that do not match"))
         for check in report.mismatches:
-            table.add_row(check.case_id, check.split, check.label)
+            table.add_row(shown(check.case_id), shown(check.split), shown(check.label))
         console.print(table)
     summary = ", ".join(f"{label} {n}" for label, n in report.counts().items())
-    typer.echo(f"{task}/{name} sha256:{split.sha256}: {len(report.checks)} cases: {summary}")
+    typer.echo(printable(f"{task}/{name} sha256:{split.sha256}: {len(report.checks)} cases: {summary}"))
     if not report.ok:
         raise typer.Exit(1)
 
@@ -71,11 +72,12 @@ def verify(task: Task, name: Name, root: Root, annotations: Annotations = None, 
 def show(task: Task, name: Name, tasks_dir: TasksDir = None) -> None:
     """Print cases and patients per split x strata, and confirm that no patient is in two splits."""
     summary = summarize_split(load_split(task, name, directory=tasks_dir))
-    console.print(_table(summary.counts, f"{task}/{name}: cases and patients per split x strata"))
+    console.print(_table(summary.counts, shown(f"{task}/{name}: cases and patients per split x strata")))
     console.print(_table(summary.totals, "per split"))
     typer.echo(f"split sha256:{summary.sha256}")
     if summary.leaked_patients:
-        typer.echo(f"LEAKAGE: patients in more than one split: {', '.join(summary.leaked_patients)}")
+        leaked = ", ".join(summary.leaked_patients)
+        typer.echo(printable(f"LEAKAGE: patients in more than one split: {leaked}"))
         raise typer.Exit(1)
     patients = summary.totals["patients"].sum()
     typer.echo(f"no patient leakage: each of {patients} patients is in exactly one split")
@@ -84,7 +86,7 @@ def show(task: Task, name: Name, tasks_dir: TasksDir = None) -> None:
 def _table(frame, title: str) -> Table:
     table = Table(title=title)
     for column in frame.columns:
-        table.add_column(str(column), justify="right" if column in ("cases", "patients") else "left")
+        table.add_column(shown(column), justify="right" if column in ("cases", "patients") else "left")
     for row in frame.itertuples(index=False):
-        table.add_row(*(str(value) for value in row))
+        table.add_row(*(shown(value) for value in row))
     return table

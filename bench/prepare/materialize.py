@@ -123,7 +123,7 @@ def prepare_split(spec: TaskSpec, name: str, split: str, *, root: str | os.PathL
     spec : TaskSpec
         The task.
     name : str
-        The pinned split (``tasks/<task>/splits/<name>.json``).
+        The pinned split (``<task>/splits/<name>.json``).
     split : str
         ``train``, ``validation`` or ``test``.
     root : path
@@ -145,7 +145,8 @@ def prepare_split(spec: TaskSpec, name: str, split: str, *, root: str | os.PathL
     overwrite : bool
         Replace existing ``out/input`` and ``out/reference``.
     directory : path, optional
-        The tasks folder (default :func:`bench.tasks.tasks_dir`).
+        The user's tasks folder (default :func:`bench.tasks.user_tasks_dir`), looked up before
+        the built-in tasks.
 
     Raises
     ------

@@ -17,6 +17,7 @@ Rules (the task contract, see docs/submissions.md):
   :data:`SUM_TOLERANCE`.
 """
 
+import csv
 import errno
 import io
 import logging
@@ -31,15 +32,19 @@ import numpy as np
 import pandas as pd
 
 from bench.io import write_bytes, write_csv
-from bench.runners.result import CaseStatus, Rejected
+from bench.runners.record import CaseStatus, Rejected
 from bench.runners.staging import InputCase
 from bench.tasks import TaskSpec
+from bench.text import clean_reason, display_name
+from bench.trees import walk_entries
 
 log = logging.getLogger(__name__)
 
 SUM_TOLERANCE = 1e-3
 AFFINE_TOLERANCE_MM = 1e-4
 MAX_REJECTED_LISTED = 100
+MAX_ENTRIES_EXAMINED = 100_000
+"""Entries of the output folder looked at, at most, when listing what was not kept."""
 _NIFTI_OVERHEAD_BYTES = 352 + (1 << 16)  # header, magic and room for header extensions
 
 
@@ -93,21 +98,29 @@ def collect_outputs(
         A :class:`CaseStatus` per case (sorted by case id) and the stray or unsafe entries.
     """
     budget = _Budget(cap_bytes)
+    rejected_rows: list[Rejected] = []
+    rows_more = 0
     if spec.kind == "segmentation":
         statuses = _collect_masks(cases, output_dir, inputs_dir, destination, budget)
         expected = {f"masks/{case.case_id}.nii.gz" for case in cases}
     else:
-        statuses, rejected_rows = _collect_predictions(spec, cases, output_dir, destination, budget)
+        statuses, rejected_rows, rows_more = _collect_predictions(
+            spec, cases, output_dir, destination, budget
+        )
         expected = {"predictions.csv"}
-    rejected, more = _stray_entries(output_dir, expected)
-    if spec.kind == "classification":
-        rejected = rejected_rows + rejected
-    listed = tuple(rejected[:MAX_REJECTED_LISTED])
+    stray, more = _stray_entries(output_dir, expected)
+    rejected = rejected_rows + stray
     return Collection(
-        cases=tuple(sorted(statuses, key=lambda c: c.case_id)),
-        rejected=listed,
-        rejected_more=more + max(0, len(rejected) - MAX_REJECTED_LISTED),
+        cases=tuple(sorted((_recorded(c) for c in statuses), key=lambda c: c.case_id)),
+        rejected=tuple(Rejected(display_name(r.path), clean_reason(r.reason))
+                       for r in rejected[:MAX_REJECTED_LISTED]),
+        rejected_more=rows_more + more + max(0, len(rejected) - MAX_REJECTED_LISTED),
     )
+
+
+def _recorded(case: CaseStatus) -> CaseStatus:
+    """A case status as ``run.json`` records it: reason capped, no control characters, no host paths."""
+    return CaseStatus(case.case_id, case.status, clean_reason(case.reason))
 
 
 class _Budget:
@@ -230,7 +243,7 @@ def _collect_masks(cases, output_dir: Path, inputs_dir: Path, destination: Path,
         relative = f"masks/{case.case_id}.nii.gz"
         try:
             reference = nib.load(inputs_dir / case.image)
-            raw_cap = _NIFTI_OVERHEAD_BYTES + int(np.prod(reference.shape)) * 8
+            raw_cap = mask_byte_cap(reference.shape)
             data = read_output_file(
                 output_dir, relative, max_bytes=min(budget.cap_bytes, raw_cap + raw_cap // 50), budget=budget
             )
@@ -243,10 +256,19 @@ def _collect_masks(cases, output_dir: Path, inputs_dir: Path, destination: Path,
     return statuses
 
 
+def mask_byte_cap(shape: tuple[int, ...]) -> int:
+    """Most bytes an uncompressed mask of ``shape`` can need: header, extensions, 8 bytes a voxel."""
+    return _NIFTI_OVERHEAD_BYTES + int(np.prod(shape)) * 8
+
+
 def validate_mask_bytes(
     data: bytes, *, shape: tuple[int, ...], affine: np.ndarray, max_raw_bytes: int
 ) -> None:
     """Check that ``data`` (a .nii.gz or .nii file's bytes) is a binary mask on the given grid.
+
+    Gzip or plain NIfTI-1 bytes are both accepted, whatever the file name says (told apart by
+    the gzip magic, as :func:`bench.prepare.nifti.read_volume` does at scoring); memory is
+    bounded by ``max_raw_bytes``. The grid and value checks are :func:`check_mask`.
 
     Raises
     ------
@@ -257,28 +279,47 @@ def validate_mask_bytes(
     raw = _gunzip(data, max_raw_bytes) if data[:2] == b"\x1f\x8b" else data
     try:
         image = nib.Nifti1Image.from_bytes(raw)
-        header = image.header
-        dtype = header.get_data_dtype()
         # nibabel moves scl_slope/scl_inter from the loaded header into the array proxy
         slope, inter = float(image.dataobj.slope), float(image.dataobj.inter)
     except Exception as error:  # nibabel raises many types for a broken header
         raise OutputInvalid(f"not a readable NIfTI-1 image ({type(error).__name__}: {error})") from error
-    if tuple(image.shape) != tuple(shape):
-        raise OutputInvalid(f"shape {tuple(image.shape)} differs from the input image's {tuple(shape)}")
-    if not np.allclose(image.affine, affine, rtol=0, atol=AFFINE_TOLERANCE_MM):
-        worst = float(np.max(np.abs(image.affine - affine)))
-        raise OutputInvalid(
-            f"affine differs from the input image's by up to {worst:.6g} mm "
-            f"(tolerance {AFFINE_TOLERANCE_MM} mm)"
-        )
-    if dtype.kind not in "iub":
-        raise OutputInvalid(f"data type {dtype} is not an integer type; write uint8 0/1")
     if slope != 1 or inter != 0:
         raise OutputInvalid(f"intensity scaling (slope {slope}, intercept {inter}) is set; write plain 0/1")
+    if tuple(image.shape) != tuple(shape):  # before reading the voxels
+        raise OutputInvalid(f"shape {tuple(image.shape)} differs from the input image's {tuple(shape)}")
     try:
         values = np.asanyarray(image.dataobj)
     except Exception as error:
         raise OutputInvalid(f"voxel data unreadable ({type(error).__name__}: {error})") from error
+    check_mask(values, image.affine, shape=shape, affine=affine)
+
+
+def check_mask(
+    values: np.ndarray, mask_affine: np.ndarray, *, shape: tuple[int, ...], affine: np.ndarray
+) -> None:
+    """The one rule for a mask's grid and values, applied at collection and again at scoring.
+
+    Collection (:func:`validate_mask_bytes`) and scoring
+    (:func:`bench.scoring.segmentation.score_segmentation_case`) both call it, so a mask ``ok``
+    at collection is never an error at scoring.
+
+    Raises
+    ------
+    OutputInvalid
+        Wrong shape, affine (beyond :data:`AFFINE_TOLERANCE_MM`), non-integer data type, or
+        values other than 0 and 1.
+    """
+    if tuple(values.shape) != tuple(shape):
+        raise OutputInvalid(f"shape {tuple(values.shape)} differs from the input image's {tuple(shape)}")
+    if not np.allclose(mask_affine, affine, rtol=0, atol=AFFINE_TOLERANCE_MM):
+        worst = float(np.max(np.abs(mask_affine - affine)))
+        raise OutputInvalid(
+            f"affine differs from the input image's by up to {worst:.6g} mm "
+            f"(tolerance {AFFINE_TOLERANCE_MM} mm)"
+        )
+    if values.dtype.kind not in "iub":
+        raise OutputInvalid(f"data type {values.dtype} is not an integer type; write uint8 0/1")
+    # min/max instead of np.unique: the same answer for integer masks, 100x cheaper on a CT
     if values.size and (values.min() < 0 or values.max() > 1):
         found = np.unique(values)[:5].tolist()
         raise OutputInvalid(f"not binary: values {found}... found, only 0 and 1 allowed")
@@ -306,17 +347,42 @@ def _collect_predictions(spec: TaskSpec, cases, output_dir: Path, destination: P
     ids = sorted(case.case_id for case in cases)
     try:
         data = read_output_file(output_dir, "predictions.csv", max_bytes=budget.cap_bytes, budget=budget)
-        frame = parse_predictions(data, spec)
+        parsed = parse_predictions(data, spec, ids)
     except OutputInvalid as invalid:
-        return [CaseStatus(case_id, invalid.status, f"predictions.csv: {invalid}") for case_id in ids], []
-    valid, statuses, rejected = validate_predictions(frame, spec, ids)
+        return [CaseStatus(case_id, invalid.status, f"predictions.csv: {invalid}") for case_id in ids], [], 0
+    valid, statuses = validate_predictions(parsed, spec, ids)
     if len(valid):
         write_csv(destination / "predictions.csv", valid)
-    return statuses, rejected
+    rejected = [Rejected(f"predictions.csv:{case_id}", _UNKNOWN_ROW) for case_id in parsed.unknown]
+    return statuses, rejected, parsed.unknown_more
 
 
-def parse_predictions(data: bytes, spec: TaskSpec) -> pd.DataFrame:
-    """Parse ``predictions.csv`` bytes into a frame of strings with exactly the task's columns.
+_UNKNOWN_ROW = "row for a case id that is not in cases.json; ignored"
+
+
+@dataclass(frozen=True)
+class ParsedPredictions:
+    """``predictions.csv`` read with memory bounded by the run's cases, whatever the file holds.
+
+    ``frame`` has the task's columns as text, one row per case id of the run that the file
+    names (its first row); ``repeats`` counts the case ids named more than once; ``problems``
+    holds a reason for a case whose row has the wrong number of fields. ``unknown`` lists the
+    first :data:`MAX_REJECTED_LISTED` other case ids in file order, ``unknown_more`` counts the
+    rows with other case ids beyond those.
+    """
+
+    frame: pd.DataFrame
+    repeats: dict[str, int]
+    problems: dict[str, str]
+    unknown: tuple[str, ...]
+    unknown_more: int
+
+
+def parse_predictions(data: bytes, spec: TaskSpec, case_ids: list[str]) -> ParsedPredictions:
+    """Read ``predictions.csv`` bytes, keeping only the rows of ``case_ids`` (see :class:`ParsedPredictions`).
+
+    One pass of the standard library's CSV reader: time grows with the file's size (capped by
+    the task's ``output_mb``), memory with the number of cases, never with the number of rows.
 
     Raises
     ------
@@ -324,36 +390,66 @@ def parse_predictions(data: bytes, spec: TaskSpec) -> pd.DataFrame:
         When the bytes are not UTF-8 CSV, or the header is not ``spec.output_columns`` (in any order).
     """
     try:
-        frame = pd.read_csv(io.BytesIO(data), dtype=str, keep_default_na=False, encoding="utf-8")
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as error:
-        raise OutputInvalid(f"not parsable as UTF-8 CSV ({type(error).__name__}: {error})") from error
-    expected = spec.output_columns
-    missing = [c for c in expected if c not in frame.columns]
-    unknown = [c for c in frame.columns if c not in expected]
-    if missing or unknown:
-        raise OutputInvalid(
-            f"columns {list(frame.columns)} do not match the task's {expected} "
-            f"(missing {missing}, unknown {unknown})"
-        )
-    return frame[expected]
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise OutputInvalid(f"not UTF-8 ({error.reason} at byte {error.start})") from error
+    expected, known = spec.output_columns, set(case_ids)
+    previous_limit = csv.field_size_limit(max(len(text), 1 << 17))
+    try:
+        reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+        header = next((row for row in reader if row), None)
+        if header is None:
+            raise OutputInvalid("empty file: no header row")
+        columns = [name.strip() for name in header]
+        missing = [c for c in expected if c not in columns]
+        unknown_columns = [c for c in columns if c not in expected]
+        if missing or unknown_columns or len(set(columns)) != len(columns):
+            raise OutputInvalid(
+                f"columns {columns} do not match the task's {expected} "
+                f"(missing {missing}, unknown {unknown_columns})"
+            )
+        order = [columns.index(c) for c in expected]
+        rows: dict[str, list[str]] = {}
+        repeats: dict[str, int] = {}
+        problems: dict[str, str] = {}
+        unknown: dict[str, None] = {}
+        unknown_more = 0
+        for row in reader:
+            if not row:
+                continue
+            case_id = row[order[0]].strip() if len(row) > order[0] else ""
+            if case_id not in known:
+                if case_id in unknown:
+                    continue
+                if len(unknown) < MAX_REJECTED_LISTED:
+                    unknown[case_id] = None
+                else:
+                    unknown_more += 1
+                continue
+            if case_id in rows:
+                repeats[case_id] = repeats.get(case_id, 1) + 1
+                continue
+            if len(row) != len(columns):
+                problems[case_id] = f"row has {len(row)} fields, the header {len(columns)}"
+                row = (row + [""] * len(columns))[: len(columns)]
+            rows[case_id] = [case_id, *(row[i] for i in order[1:])]
+    except csv.Error as error:
+        raise OutputInvalid(f"not parsable as CSV (line {reader.line_num}: {error})") from error
+    finally:
+        csv.field_size_limit(previous_limit)
+    frame = pd.DataFrame(list(rows.values()), columns=expected, dtype=object)
+    return ParsedPredictions(frame, repeats, problems, tuple(unknown), unknown_more)
 
 
-def validate_predictions(frame: pd.DataFrame, spec: TaskSpec, case_ids: list[str]):
-    """Check each row of a parsed predictions frame; return (valid rows, statuses, rejected rows).
+def validate_predictions(parsed: ParsedPredictions, spec: TaskSpec, case_ids: list[str]):
+    """Check each row of parsed predictions; return (valid rows, a status per case).
 
     Valid rows come back as floats in ``spec.output_columns`` order, sorted by case id. Every
     case in ``case_ids`` gets a status: ``missing`` without a row, ``malformed`` with a row that
-    repeats or breaks a rule (the first broken rule is the reason), ``ok`` otherwise. Rows
-    whose case id is not in ``case_ids`` are ignored and returned as rejected entries.
+    repeats, has the wrong number of fields or breaks a rule (the first broken rule is the
+    reason), ``ok`` otherwise.
     """
-    frame = frame.assign(case_id=frame["case_id"].str.strip())
-    known = set(case_ids)
-    counts = frame["case_id"].value_counts()
-    rejected = [
-        Rejected(f"predictions.csv:{case_id}", "row for a case id that is not in cases.json; ignored")
-        for case_id in sorted(set(frame["case_id"]) - known)
-    ]
-    rows = frame[frame["case_id"].isin(known)]
+    rows = parsed.frame
     classes = spec.output_columns[1:]
     numbers = rows[classes].apply(pd.to_numeric, errors="coerce").astype(float)
     reasons = pd.Series("", index=rows.index, dtype=object)
@@ -382,12 +478,10 @@ def validate_predictions(frame: pd.DataFrame, spec: TaskSpec, case_ids: list[str
                 f"{h.name} probabilities sum to {t[i]:.6g}, not 1 (tolerance {SUM_TOLERANCE})"
             ),
         )
-    duplicated = rows["case_id"].map(counts) > 1
-    reasons[duplicated] = [
-        f"case id appears {counts[c]} times in predictions.csv" for c in rows["case_id"][duplicated]
-    ]
-    statuses = []
     by_case = dict(zip(rows["case_id"], reasons, strict=True))
+    by_case.update(parsed.problems)
+    by_case.update({c: f"case id appears {n} times in predictions.csv" for c, n in parsed.repeats.items()})
+    statuses = []
     for case_id in case_ids:
         if case_id not in by_case:
             statuses.append(CaseStatus(case_id, "missing", "no row in predictions.csv"))
@@ -395,36 +489,41 @@ def validate_predictions(frame: pd.DataFrame, spec: TaskSpec, case_ids: list[str
             statuses.append(CaseStatus(case_id, "malformed", by_case[case_id]))
         else:
             statuses.append(CaseStatus(case_id, "ok", ""))
-    good = (reasons == "").to_numpy()
+    good = rows["case_id"].map(lambda c: not by_case[c]).to_numpy(dtype=bool)
     valid = pd.concat([rows.loc[good, ["case_id"]], numbers.loc[good]], axis=1)
     valid = valid.sort_values("case_id", kind="stable").reset_index(drop=True)
-    return valid, statuses, rejected
+    return valid, statuses
 
 
 # --- everything else in /output ----------------------------------------------------------------
 
 
 def _stray_entries(output_dir: Path, expected: set[str]) -> tuple[list[Rejected], int]:
-    """List entries of ``output_dir`` that are not expected outputs, without following links."""
+    """List entries of ``output_dir`` that are not expected outputs, any depth, without following links.
+
+    At most :data:`MAX_ENTRIES_EXAMINED` entries are looked at (the walk's time is bounded
+    whatever the count); the first :data:`MAX_REJECTED_LISTED` rejected ones are listed and the
+    rest counted.
+    """
     rejected: list[Rejected] = []
     more = 0
-    for root, folders, files in os.walk(output_dir, followlinks=False):
-        relative_root = Path(root).relative_to(output_dir)
-        for name in sorted(folders + files):
-            relative = (relative_root / name).as_posix()
-            info = os.lstat(Path(root) / name)
-            if stat.S_ISDIR(info.st_mode) or relative in expected and stat.S_ISREG(info.st_mode):
-                continue
-            if relative in expected:
-                continue  # an expected name that is a link or a device: its case already says so
-            if len(rejected) >= MAX_REJECTED_LISTED:
-                more += 1
-                continue
-            if stat.S_ISLNK(info.st_mode):
-                reason = "symlink; never followed, not kept"
-            elif not stat.S_ISREG(info.st_mode):
-                reason = f"{_kind(info.st_mode)}; not kept"
-            else:
-                reason = "not part of the output contract; not kept"
-            rejected.append(Rejected(relative, reason))
+    for seen, entry in enumerate(walk_entries(output_dir)):
+        if seen == MAX_ENTRIES_EXAMINED:
+            rejected.append(
+                Rejected("...", f"more than {MAX_ENTRIES_EXAMINED} entries; the rest was not examined")
+            )
+            break
+        relative, mode = entry.relative, entry.info.st_mode
+        if stat.S_ISDIR(mode) or relative in expected:
+            continue  # an expected name that is a link or a device: its case already says so
+        if len(rejected) >= MAX_REJECTED_LISTED:
+            more += 1
+            continue
+        if stat.S_ISLNK(mode):
+            reason = "symlink; never followed, not kept"
+        elif not stat.S_ISREG(mode):
+            reason = f"{_kind(mode)}; not kept"
+        else:
+            reason = "not part of the output contract; not kept"
+        rejected.append(Rejected(relative, reason))
     return rejected, more

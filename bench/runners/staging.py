@@ -38,6 +38,7 @@ from typing import Literal
 
 from bench.errors import RunnerError
 from bench.io import sha256_json
+from bench.trees import remove_tree
 
 log = logging.getLogger(__name__)
 
@@ -262,10 +263,13 @@ def staging_root(out_dir: Path) -> Path:
 
 
 def remove_staging(path: Path) -> None:
-    """Delete a staging folder; files the submission left (owned by another uid) included."""
-    shutil.rmtree(path, ignore_errors=True)
-    if path.exists():
-        log.warning("could not remove the staging folder %s entirely; remove it by hand", path)
+    """Delete a staging folder, however deep the submission nested its output; files it left included."""
+    try:
+        remove_tree(path)
+    except FileNotFoundError:
+        return
+    except OSError as error:
+        log.warning("could not remove the staging folder %s entirely (%s); remove it by hand", path, error)
 
 
 def check_run_dir(out_dir: Path) -> None:

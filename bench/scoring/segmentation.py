@@ -29,10 +29,8 @@ from bench.metrics.segmentation import (
 )
 from bench.prepare import nifti
 from bench.prepare.reference import read_reference_mask
+from bench.runners.collect import OutputInvalid, check_mask
 from bench.tasks import TaskSpec
-
-AFFINE_TOLERANCE = 1e-4
-"""Largest absolute difference between prediction and reference affines (mm), as the runner checks."""
 
 
 def metric_policy(spec: TaskSpec) -> EmptyMaskPolicy:
@@ -82,18 +80,6 @@ def _zooms(header: nib.Nifti1Header, ndim: int) -> tuple[float, ...]:
     return tuple(float(z) for z in header.get_zooms()[:ndim])
 
 
-def _unusable(pred: np.ndarray, pred_affine: np.ndarray, ref: np.ndarray, ref_affine: np.ndarray) -> str:
-    """Why a prediction cannot be scored on the reference grid, or '' when it can."""
-    if pred.shape != ref.shape:
-        return f"prediction shape {pred.shape} differs from the reference grid {ref.shape}"
-    if not np.allclose(pred_affine, ref_affine, atol=AFFINE_TOLERANCE, rtol=0):
-        return "prediction affine differs from the reference affine by more than 1e-4 mm"
-    # min/max instead of np.unique: the same answer for integer masks, 100x cheaper on a CT
-    if pred.dtype.kind not in "biu" or (pred.size and (pred.min() < 0 or pred.max() > 1)):
-        return f"prediction is not a 0/1 mask (dtype {pred.dtype})"
-    return ""
-
-
 def score_segmentation_case(item: dict[str, Any]) -> dict[str, Any]:
     """Score one case from file paths; module-level so process pools and dask can pickle it.
 
@@ -112,15 +98,13 @@ def score_segmentation_case(item: dict[str, Any]) -> dict[str, Any]:
     pred = None
     if item["prediction"] is not None:
         try:
-            pred_raw, _, pred_affine = nifti.read_volume(item["prediction"])
+            pred, _, pred_affine = nifti.read_volume(item["prediction"])
+            check_mask(pred, pred_affine, shape=ref.shape, affine=ref_affine)
         except (OSError, ValueError, nib.filebasedimages.ImageFileError) as error:
-            status, reason = "error", f"prediction unreadable at scoring time: {error}"
-        else:
-            why = _unusable(pred_raw, pred_affine, ref, ref_affine)
-            if why:
-                status, reason = "error", why
-            else:
-                pred = pred_raw
+            pred, status = None, "error"
+            reason = f"prediction unreadable at scoring time ({type(error).__name__}: {error})"
+        except OutputInvalid as invalid:
+            pred, status, reason = None, "error", f"prediction unusable at scoring time: {invalid}"
     policy = EmptyMaskPolicy(**item["policy"])
     options = {"spacing_mm": spacing_mm, "tolerance_mm": item["tolerance_mm"], "policy": policy}
     rule = item["missing_prediction"]

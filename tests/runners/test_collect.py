@@ -12,6 +12,7 @@ import pytest
 from bench.runners.collect import OutputInvalid, collect_outputs, read_output_file
 from bench.runners.staging import InputCase
 from bench.tasks import load_task
+from bench.trees import remove_tree
 from tests.helpers.runner_inputs import CT_AFFINE, CT_SHAPE
 
 SEG = load_task("ricord-1a-lesion-seg")
@@ -225,3 +226,51 @@ def test_stray_entries_are_listed_not_kept(tmp_path):
         ("sub/model.bin", "not part of the output contract"),
     }
     assert sorted(p.name for p in (tmp_path / "kept").iterdir()) == ["predictions.csv"]
+
+
+def test_prediction_rows_are_read_with_memory_bounded_by_the_cases(tmp_path):
+    header = "case_id,negative,positive\n"
+    rows = "C0,0.5,0.5\nC0,0.5,0.5\nC0,0.4,0.6\nC1,0.5,0.5,0.1\nC2,0.5\n"
+    ghosts = "".join(f"ghost-{i},0.5,0.5\n" for i in range(250))
+    statuses, result = _classify(tmp_path, header + rows + ghosts + "C3,0.1,0.9\n", spec=CLS, n=4)
+    assert statuses["C0"] == ("malformed", "case id appears 3 times in predictions.csv")
+    assert statuses["C1"] == ("malformed", "row has 4 fields, the header 3")
+    assert statuses["C2"] == ("malformed", "row has 2 fields, the header 3")
+    assert statuses["C3"] == ("ok", "")
+    assert [r.path for r in result.rejected] == [f"predictions.csv:ghost-{i}" for i in range(100)]
+    assert result.rejected_more == 150
+
+
+def test_reasons_and_names_are_recorded_capped_and_printable(tmp_path):
+    output = tmp_path / "output"
+    output.mkdir()
+    (output / "predictions.csv").write_text(
+        "case_id,negative,positive\nC0,0.5," + "9" * 1_000_000 + "\nC1,0.5,\x1b[2J\n"
+    )
+    os.close(os.open(os.fsencode(output) + b"/not-utf8-\xff", os.O_WRONLY | os.O_CREAT))
+    result = collect_outputs(CLS, _cases(2), output, tmp_path, tmp_path / "kept", cap_bytes=CAP)
+    reasons = {c.case_id: c.reason for c in result.cases}
+    assert len(reasons["C0"]) <= 300 and "characters cut" in reasons["C0"]
+    assert reasons["C1"] == "positive is not a number ('\\x1b[2J')"
+    assert [r.path for r in result.rejected] == ["not-utf8-\\xff"]
+
+
+def test_a_deeply_nested_output_is_listed_without_recursion(tmp_path):
+    output = tmp_path / "output"
+    output.mkdir()
+    (output / "predictions.csv").write_text("case_id,negative,positive\nC0,0.5,0.5\n")
+    try:
+        descriptor = os.open(output, os.O_RDONLY)
+        for _ in range(1500):
+            os.mkdir("n", dir_fd=descriptor)
+            child = os.open("n", os.O_RDONLY, dir_fd=descriptor)
+            os.close(descriptor)
+            descriptor = child
+        os.close(os.open("end", os.O_WRONLY | os.O_CREAT, dir_fd=descriptor))
+        os.close(descriptor)
+        result = collect_outputs(CLS, _cases(1), output, tmp_path, tmp_path / "kept", cap_bytes=CAP)
+    finally:
+        remove_tree(output)  # pytest's own clean-up of old temporary folders would recurse
+    assert [c.status for c in result.cases] == ["ok"]
+    (deep,) = result.rejected
+    assert deep.path.startswith("n/n/") and "characters cut" in deep.path

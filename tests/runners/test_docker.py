@@ -15,16 +15,14 @@ from typer.testing import CliRunner
 
 from bench.cli import app
 from bench.runners import read_run, run_submission
-from bench.runners.base_image import BASE_IMAGE, build_base_image
+from bench.runners.base_image import BASE_IMAGE
 from bench.runners.docker import container_options
 from bench.tasks import Limits, load_task
-from tests.conftest import docker_engine_reason
 from tests.helpers.runner_fixtures import (
     SUBMISSIONS,
     LoopbackListener,
     add_to_cases_json,
     links_under,
-    make_adversaries,
     tree_state,
 )
 from tests.helpers.runner_inputs import write_prepared
@@ -41,31 +39,6 @@ def loopback_listener():
 
 SEG, CLS, CXR = "ricord-1a-lesion-seg", "ricord-ct-covid-cls", "ricord-1c-cxr-appearance"
 FAST = {"timeout_s": 120}
-
-
-@pytest.fixture(scope="session")
-def client():
-    reason = docker_engine_reason()
-    if reason is not None:
-        if os.environ.get("BENCH_REQUIRE_DOCKER") == "1":
-            pytest.fail(f"docker test required by BENCH_REQUIRE_DOCKER=1 but {reason}")
-        pytest.skip(reason)
-    import docker
-
-    engine = docker.from_env(timeout=300)
-    yield engine
-    engine.close()
-
-
-@pytest.fixture(scope="session")
-def base_image(client):
-    """The local base image: built with mmdebstrap if missing (minutes), else reused."""
-    return build_base_image(client=client)
-
-
-@pytest.fixture(scope="session")
-def adversaries(base_image, tmp_path_factory):
-    return make_adversaries(tmp_path_factory.mktemp("adversaries"))
 
 
 @pytest.fixture(scope="session")

@@ -3,6 +3,7 @@ determinism, and the store entry (library layer and `bench score` through the CL
 
 import json
 
+import nibabel as nib
 import numpy as np
 import pytest
 from typer.testing import CliRunner
@@ -170,8 +171,20 @@ def test_a_mask_that_is_not_0_1_at_scoring_time_is_an_error(tmp_path, monkeypatc
     mask[3, 3, 1] = values[0]
     _save_mask(run / "outputs" / "masks" / "e.nii.gz", mask, affine_for((1, 1, 1)))
     table = score_run(spec, run, reference, workers=1).per_case.set_index("case_id")
-    assert table.loc["e", "status"] == "error" and "not a 0/1 mask" in table.loc["e", "reason"]
+    assert table.loc["e", "status"] == "error" and "not binary" in table.loc["e", "reason"]
     assert table.loc["e", "dice"] == 0.0
+
+
+def test_a_plain_nifti_named_nii_gz_scores_as_it_was_collected(tmp_path, monkeypatch):
+    """Collection accepts plain NIfTI-1 bytes under masks/<id>.nii.gz; scoring applies the same rule."""
+    spec, run, reference = seg_case_setup(tmp_path, monkeypatch)
+    from tests.helpers.scoring_fixtures import affine_for
+
+    plain = nib.Nifti1Image(REF_BLOCK.astype(np.uint8), affine_for((1, 1, 1)))
+    plain.header.set_xyzt_units("mm")
+    (run / "outputs" / "masks" / "e.nii.gz").write_bytes(plain.to_bytes())  # not gzip-compressed
+    table = score_run(spec, run, reference, workers=1).per_case.set_index("case_id")
+    assert table.loc["e", "status"] == "ok" and table.loc["e", "dice"] == 1.0
 
 
 def test_refuses_reference_of_another_split_or_spec(tmp_path, monkeypatch):

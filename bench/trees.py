@@ -1,0 +1,182 @@
+"""Folder trees: walking one a submission wrote, and removing only what the harness wrote.
+
+Walking and removing: ``os.walk``, ``os.fwalk`` and ``shutil.rmtree`` recurse (RecursionError
+at about 1,000 nested folders on Python 3.11) and build full paths (ENAMETOOLONG past 4,096
+bytes). A submission nests folders as deep as it likes, so :func:`walk_entries` and
+:func:`remove_tree` keep an explicit stack of names and hold one directory descriptor at a
+time, going back up through ``..`` checked against the device and inode they came from.
+Symbolic links are entries like any other, never followed; a folder on another filesystem (a
+mount point) is never entered.
+
+Ownership: every tree the harness creates and may later replace (a published site, a prepared
+input or reference tree) gets a marker file, :data:`MARKER`, listing what the harness wrote in
+it. Before replacing such a tree the caller asks :func:`foreign_content`; a folder without the
+marker, with another kind's marker, or holding anything the marker does not list (a user's
+``NOTES.md``, a results store) is refused, so the harness never deletes what it did not write.
+"""
+
+import json
+import os
+import stat
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.io import SCHEMA_VERSION, write_json
+
+MARKER = ".ricord-bench-tree.json"
+"""Name of the marker file :func:`mark_tree` writes at the root of a tree the harness created."""
+
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One entry below a walked root: its path components (names as ``os.listdir`` gives them) and lstat."""
+
+    parts: tuple[str, ...]
+    info: os.stat_result
+
+    @property
+    def relative(self) -> str:
+        """The path relative to the root, ``/``-separated (undecodable bytes held as surrogates)."""
+        return "/".join(self.parts)
+
+
+class _Cursor:
+    """One open directory descriptor that moves down into a child folder and back up to its parent."""
+
+    def __init__(self, root: str | os.PathLike):
+        self.fd = os.open(root, _DIR_FLAGS)
+        self.trail = [os.fstat(self.fd)]
+
+    def down(self, name: str) -> bool:
+        """Enter the child folder ``name``; False (staying put) when it is gone or on another filesystem."""
+        try:
+            child = os.open(name, _DIR_FLAGS, dir_fd=self.fd)
+        except (FileNotFoundError, NotADirectoryError):
+            return False
+        info = os.fstat(child)
+        if info.st_dev != self.trail[0].st_dev:
+            os.close(child)
+            return False
+        os.close(self.fd)
+        self.fd = child
+        self.trail.append(info)
+        return True
+
+    def up(self) -> None:
+        """Go back to the parent folder, refusing to go on when it is not the one we came from."""
+        parent = os.open("..", _DIR_FLAGS, dir_fd=self.fd)
+        info, expected = os.fstat(parent), self.trail[-2]
+        os.close(self.fd)
+        self.fd = parent
+        self.trail.pop()
+        if (info.st_dev, info.st_ino) != (expected.st_dev, expected.st_ino):
+            raise OSError(f"a folder was moved while it was walked (expected inode {expected.st_ino})")
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+def walk_entries(root: str | os.PathLike) -> Iterator[Entry]:
+    """Every entry below ``root``, depth first, names sorted within a folder, a folder before its content.
+
+    Never follows a link and never enters another filesystem; any depth, one descriptor open.
+    An entry that disappears during the walk is skipped.
+    """
+    cursor = _Cursor(root)
+    try:
+        pending: list[list[str]] = [_names(cursor.fd)]
+        parts: list[str] = []
+        while pending:
+            if not pending[-1]:
+                pending.pop()
+                if parts:
+                    parts.pop()
+                    cursor.up()
+                continue
+            name = pending[-1].pop()
+            try:
+                info = os.stat(name, dir_fd=cursor.fd, follow_symlinks=False)
+            except FileNotFoundError:
+                continue
+            yield Entry((*parts, name), info)
+            if stat.S_ISDIR(info.st_mode) and cursor.down(name):
+                parts.append(name)
+                pending.append(_names(cursor.fd))
+    finally:
+        cursor.close()
+
+
+def _names(fd: int) -> list[str]:
+    """The names in a folder, in reverse order so that ``pop()`` yields them sorted."""
+    return sorted(os.listdir(fd), reverse=True)
+
+
+def remove_tree(root: str | os.PathLike) -> None:
+    """Delete ``root`` and everything below it, however deep; links are removed, never followed.
+
+    Raises
+    ------
+    OSError
+        When something cannot be removed (a mount point inside ``root``, a permission); what
+        could be removed is gone.
+    """
+    cursor = _Cursor(root)
+    try:
+        entered: list[str] = []
+        while True:
+            child = None
+            for name in os.listdir(cursor.fd):
+                info = os.stat(name, dir_fd=cursor.fd, follow_symlinks=False)
+                if not stat.S_ISDIR(info.st_mode):
+                    os.unlink(name, dir_fd=cursor.fd)
+                elif child is None:
+                    child = name
+            if child is not None:
+                if not cursor.down(child):
+                    raise OSError(f"{Path(root, *entered, child)} is a mount point or vanished; not removed")
+                entered.append(child)
+            elif entered:
+                cursor.up()
+                os.rmdir(entered.pop(), dir_fd=cursor.fd)
+            else:
+                break
+    finally:
+        cursor.close()
+    os.rmdir(root)
+
+
+def mark_tree(root: str | os.PathLike, kind: str) -> Path:
+    """Write the marker at ``root``: the tree is of ``kind`` and holds exactly what is there now.
+
+    Call it last, when every file of the tree is written (the marker lists them).
+    """
+    root = Path(root)
+    entries = sorted(entry.relative for entry in walk_entries(root) if entry.parts != (MARKER,))
+    return write_json(root / MARKER, {"schema_version": SCHEMA_VERSION, "kind": kind, "entries": entries})
+
+
+def foreign_content(root: str | os.PathLike, kind: str) -> str | None:
+    """Why ``root`` is not a tree of ``kind`` the harness wrote, or None when it is (or does not exist).
+
+    An empty folder is not foreign. Otherwise the folder needs :data:`MARKER` of ``kind`` and
+    nothing in it the marker does not list.
+    """
+    root = Path(root)
+    if root.is_symlink() or (root.exists() and not root.is_dir()):
+        return f"{root} is not a folder"
+    if not root.exists() or not any(root.iterdir()):
+        return None
+    try:
+        marker = json.loads((root / MARKER).read_text(encoding="utf-8"))
+        listed, marked_kind = set(marker["entries"]), marker["kind"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return f"{root} holds files but no readable {MARKER}, so ricord-bench did not create it"
+    if marked_kind != kind:
+        return f"{root} was created by ricord-bench as a {marked_kind}, not a {kind}"
+    for entry in walk_entries(root):
+        if entry.parts != (MARKER,) and entry.relative not in listed:
+            return f"{root} holds {entry.relative!r}, which ricord-bench did not write there"
+    return None

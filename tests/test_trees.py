@@ -1,0 +1,59 @@
+"""bench.trees: walking and removing trees of any depth and any names; markers of harness-written trees."""
+
+import os
+
+from bench.trees import MARKER, foreign_content, mark_tree, remove_tree, walk_entries
+
+
+def _nest(root, depth: int, name: str = "d") -> None:
+    descriptor = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    for _ in range(depth):
+        os.mkdir(name, dir_fd=descriptor)
+        os.close(os.open(b"\xff-file", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=descriptor))
+        child = os.open(name, os.O_RDONLY | os.O_DIRECTORY, dir_fd=descriptor)
+        os.close(descriptor)
+        descriptor = child
+    os.close(descriptor)
+
+
+def test_walk_and_remove_a_tree_deeper_than_the_recursion_limit_and_path_max(tmp_path):
+    root = tmp_path / "out"
+    root.mkdir()
+    try:
+        _nest(root, 2500, name="folder")  # 2,500 levels: past RecursionError and past 4,096-byte paths
+        entries = list(walk_entries(root))
+    finally:
+        remove_tree(root)
+    assert not root.exists()
+    assert len(entries) == 5000 and max(len(e.parts) for e in entries) == 2500
+    assert entries[0].parts == ("folder",) and entries[1].parts == ("folder", "folder")
+
+
+def test_links_are_listed_and_removed_never_followed(tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "keep.txt").write_text("host file")
+    root = tmp_path / "out"
+    (root / "sub").mkdir(parents=True)
+    (root / "sub" / "link").symlink_to(outside)
+    (root / "file-link").symlink_to(outside / "keep.txt")
+    assert [e.relative for e in walk_entries(root)] == ["file-link", "sub", "sub/link"]
+    remove_tree(root)
+    assert not root.exists() and (outside / "keep.txt").read_text() == "host file"
+
+
+def test_markers_tell_harness_trees_from_foreign_ones(tmp_path):
+    site = tmp_path / "site"
+    (site / "task").mkdir(parents=True)
+    (site / "index.html").write_text("x")
+    assert "no readable" in foreign_content(site, "leaderboard")
+    mark_tree(site, "leaderboard")
+    assert (site / MARKER).is_file() and foreign_content(site, "leaderboard") is None
+    assert "as a leaderboard, not a prepared input" in foreign_content(site, "prepared input")
+    (site / "task" / "NOTES.md").write_text("mine")
+    assert foreign_content(site, "leaderboard") == (
+        f"{site} holds 'task/NOTES.md', which ricord-bench did not write there"
+    )
+    assert foreign_content(tmp_path / "missing", "leaderboard") is None
+    (tmp_path / "empty").mkdir()
+    assert foreign_content(tmp_path / "empty", "leaderboard") is None
