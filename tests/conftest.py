@@ -77,3 +77,9 @@ def _session_tasks_dir(tmp_path_factory):
 @pytest.fixture(autouse=True)
 def _private_tasks_dir(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("BENCH_TASKS_DIR", str(tmp_path_factory.mktemp("user-tasks") / "tasks"))
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_state_dir(tmp_path_factory):
+    """Leases of the test session go to its own state folder, never the user's."""
+    os.environ["BENCH_STATE_DIR"] = str(tmp_path_factory.mktemp("bench-state"))

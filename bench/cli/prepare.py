@@ -8,8 +8,6 @@ import typer
 from bench.cli import app
 from bench.cli.options import TasksDir
 from bench.cli.progress import console, progress_bar
-from bench.prepare.materialize import prepare_split
-from bench.tasks import load_task
 from bench.text import printable
 
 Out = Annotated[Path, typer.Option("--out", help="Output folder: OUT/input (container) and OUT/reference.")]
@@ -39,6 +37,9 @@ def prepare(
     tasks_dir: TasksDir = None,
 ) -> None:
     """Write OUT/input (cases.json, task.json, images/) and OUT/reference (labels or masks)."""
+    from bench.prepare.materialize import prepare_split
+    from bench.tasks import load_task
+
     spec = load_task(task, directory=tasks_dir)
     with progress_bar(f"preparing {split}") as progress:
         prepared = prepare_split(spec, name, split, root=root, out=out, manifest=manifest,

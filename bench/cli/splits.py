@@ -9,10 +9,6 @@ from rich.table import Table
 from bench.cli import app
 from bench.cli.options import TasksDir
 from bench.cli.progress import console, progress_bar, shown
-from bench.splits.pin import pin_split
-from bench.splits.pinned import load_split
-from bench.splits.verify import summarize_split, verify_split
-from bench.tasks import load_task
 from bench.text import printable
 
 splits_app = typer.Typer(help="Pin, verify and show the train / validation / test splits of a task.",
@@ -39,6 +35,9 @@ def pin(task: Task, name: Name, root: Root,
         tasks_dir: TasksDir = None) -> None:
     """Assign patients to splits, fingerprint every case and write <task>/splits/<name>.json in your
     tasks folder."""
+    from bench.splits.pin import pin_split
+    from bench.tasks import load_task
+
     spec = load_task(task, directory=tasks_dir)
     with progress_bar("pinning") as progress:
         split = pin_split(spec, manifest, root=root, name=name, annotations=annotations or (),
@@ -53,6 +52,9 @@ def pin(task: Task, name: Name, root: Root,
 def verify(task: Task, name: Name, root: Root, annotations: Annotations = None, workers: Workers = None,
            scheduler: Scheduler = None, tasks_dir: TasksDir = None) -> None:
     """Recompute every case's fingerprint from a download; exit 1 on any missing or changed case."""
+    from bench.splits.pinned import load_split
+    from bench.splits.verify import verify_split
+
     split = load_split(task, name, directory=tasks_dir)
     with progress_bar("verifying") as progress:
         report = verify_split(split, root=root, annotations=annotations or (), progress=progress,
@@ -71,6 +73,9 @@ def verify(task: Task, name: Name, root: Root, annotations: Annotations = None, 
 @splits_app.command("show")
 def show(task: Task, name: Name, tasks_dir: TasksDir = None) -> None:
     """Print cases and patients per split x strata, and confirm that no patient is in two splits."""
+    from bench.splits.pinned import load_split
+    from bench.splits.verify import summarize_split
+
     summary = summarize_split(load_split(task, name, directory=tasks_dir))
     console.print(_table(summary.counts, shown(f"{task}/{name}: cases and patients per split x strata")))
     console.print(_table(summary.totals, "per split"))
