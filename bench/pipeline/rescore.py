@@ -78,6 +78,7 @@ def rescore_store(
     workers: int | None = None,
     scheduler: str | None = None,
     progress: ProgressCallback | None = None,
+    tasks_dir: str | Path | None = None,
 ) -> RescoreReport:
     """Rescore every run in the store at ``results``; report changed scores, counts, cases and ranks.
 
@@ -89,6 +90,8 @@ def rescore_store(
         As for :func:`bench.scoring.score.score_run` (per-case scoring of each run).
     progress : callable, optional
         ``progress(done, total, description)`` per run.
+    tasks_dir : path, optional
+        The user's tasks folder (:func:`bench.tasks.user_tasks_dir`).
     """
     runs = Store(results).runs()
     changes: list[Change] = []
@@ -97,7 +100,7 @@ def rescore_store(
     for done, stored in enumerate(runs, start=1):
         label = f"{stored.task}/{stored.submission}/{stored.run_id}"
         try:
-            result = _rescore_one(stored, workers=workers, scheduler=scheduler)
+            result = _rescore_one(stored, workers=workers, scheduler=scheduler, tasks_dir=tasks_dir)
         except BenchError as error:
             log.warning("cannot rescore %s: %s", label, error)
             skipped.append((label, str(error)))
@@ -106,12 +109,12 @@ def rescore_store(
             changes.extend(_compare(stored, result))
         if progress is not None:
             progress(done, len(runs), label)
-    ranks = _ranks(Store(results), fresh)
+    ranks = _ranks(Store(results), fresh, tasks_dir)
     changes.extend(_rank_changes(ranks))
     return RescoreReport(len(fresh), tuple(changes), tuple(skipped), tuple(ranks))
 
 
-def _rescore_one(stored: StoredRun, *, workers, scheduler) -> ScoreResult:
+def _rescore_one(stored: StoredRun, *, workers, scheduler, tasks_dir) -> ScoreResult:
     receipt = plain(stored.receipt)
     run_dir = receipt.get("run", {}).get("path")
     reference_dir = receipt.get("reference", {}).get("path")
@@ -120,7 +123,8 @@ def _rescore_one(stored: StoredRun, *, workers, scheduler) -> ScoreResult:
             raise ScoringError(
                 f"the {what} named in its receipt ({path}) is not there; restore it to rescore"
             )
-    return score_run(load_task(stored.task), run_dir, reference_dir, workers=workers, scheduler=scheduler)
+    return score_run(load_task(stored.task, directory=tasks_dir), run_dir, reference_dir, workers=workers,
+                     scheduler=scheduler, tasks_dir=tasks_dir)
 
 
 def _text(value) -> str:
@@ -185,7 +189,7 @@ def _per_case_changes(stored: StoredRun, now: pd.DataFrame, change) -> list[Chan
     return out
 
 
-def _ranks(store: Store, fresh: dict[Path, ScoreResult]) -> list[RankRow]:
+def _ranks(store: Store, fresh: dict[Path, ScoreResult], tasks_dir) -> list[RankRow]:
     """Every board's ranks, stored and rescored, by the leaderboard's own board function.
 
     The boards are :func:`bench.ranking.board.build_boards` over the latest runs, exactly as
@@ -196,7 +200,7 @@ def _ranks(store: Store, fresh: dict[Path, ScoreResult]) -> list[RankRow]:
     latest = store.latest_runs()
     rows = []
     for task in sorted({run.task for run in latest}):
-        spec = load_task(task)
+        spec = load_task(task, directory=tasks_dir)
         runs = [run for run in latest if run.task == task]
         now = {(b.split_name, b.split, b.split_sha256): {e.run.path: e.rank for e in b.entries}
                for b in build_boards(spec, [_rescored(run, fresh) for run in runs])}
