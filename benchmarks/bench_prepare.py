@@ -62,7 +62,8 @@ def download(workdir: Path) -> tuple[Path, Path, Path]:
         synthesize(root, seed=0, size="full")
     if not (root / "manifest.csv").is_file():
         annotations = [root / "annotations" / ANNOTATIONS_1A, root / "annotations" / ANNOTATIONS_1C]
-        index_download(root, annotations=annotations).write(root / "manifest.csv")
+        report = index_download(root, annotations=annotations, clinical=[root / "clinical"])
+        report.write(root / "manifest.csv")
     if not tasks.is_dir():
         shutil.copytree(tasks_dir(), tasks)
         pin_split(load_task(TASK, directory=tasks), root / "manifest.csv", root=root, name="bench",
