@@ -32,6 +32,8 @@ def test_synth_then_index(tmp_path):
     assert result.exit_code == 0, result.output
     assert "cases per collection / site" in result.output
     assert "annotation with null data" in result.output
+    files = re.search(r"indexed (\d+) files in [\d.]+ s \((\d+) files/s\)", " ".join(result.output.split()))
+    assert files and int(files.group(1)) > 0 and int(files.group(2)) > 0
     manifest = read_manifest(tmp_path / "manifest.csv")
     assert len(manifest) == 22
     report = json.loads((tmp_path / "manifest.report.json").read_text())
