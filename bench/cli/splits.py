@@ -8,10 +8,6 @@ from rich.table import Table
 
 from bench.cli import app
 from bench.cli.progress import console, progress_bar, shown
-from bench.splits.pin import pin_split
-from bench.splits.pinned import load_split
-from bench.splits.verify import summarize_split, verify_split
-from bench.tasks import load_task
 from bench.text import printable
 
 splits_app = typer.Typer(help="Pin, verify and show the train / validation / test splits of a task.",
@@ -32,17 +28,50 @@ Scheduler = Annotated[str | None, typer.Option(
 
 
 @splits_app.command("pin")
-def pin(task: Task, name: Name, root: Root,
-        manifest: Annotated[Path, typer.Option("--manifest", help="Manifest CSV from `bench data index`.")],
-        annotations: Annotations = None, workers: Workers = None, scheduler: Scheduler = None) -> None:
+def pin(task: Task, name: Name,
+        root: Annotated[Path | None, typer.Option(
+            "--root", help="Root of the RICORD download (or of `bench data synth`).")] = None,
+        manifest: Annotated[Path | None, typer.Option(
+            "--manifest", help="Manifest CSV from `bench data index`.")] = None,
+        annotations: Annotations = None,
+        clinical: Annotated[list[Path] | None, typer.Option(
+            "--clinical", help="With --from-export: sheet(s) mapping study UID -> Anon MRN (repeatable).")] = None,
+        from_export: Annotated[bool, typer.Option(
+            "--from-export", help="Pin from the MD.ai export and the clinical sheet alone; pixel fingerprints "
+            "pending until --complete.")] = False,
+        complete: Annotated[bool, typer.Option(
+            "--complete", help="Write <name>.lock.json (series and pixel fingerprints) for a split pinned with "
+            "--from-export; its sha256 does not change.")] = False,
+        workers: Workers = None, scheduler: Scheduler = None) -> None:
     """Assign patients to splits, fingerprint every case and write tasks/<task>/splits/<name>.json."""
+    from bench.splits.pin import pin_split
+    from bench.splits.publish import complete_split, pin_from_export
+    from bench.tasks import load_task
+
     spec = load_task(task)
-    with progress_bar("pinning") as progress:
-        split = pin_split(spec, manifest, root=root, name=name, annotations=annotations or (),
-                          progress=progress, workers=workers, scheduler=scheduler)
+    if from_export:
+        if complete or root or manifest:
+            raise typer.BadParameter("--from-export reads --annotations and --clinical only (no --root, "
+                                     "--manifest or --complete).")
+        split = pin_from_export(spec, name=name, annotations=annotations or (), clinical=clinical or ())
+    else:
+        if root is None or manifest is None:
+            raise typer.BadParameter("give --manifest and --root (or --from-export with --annotations and "
+                                     "--clinical).")
+        with progress_bar("pinning") as progress:
+            if complete:
+                split = complete_split(spec, name=name, manifest=manifest, root=root, annotations=annotations or (),
+                                       progress=progress, workers=workers, scheduler=scheduler)
+            else:
+                split = pin_split(spec, manifest, root=root, name=name, annotations=annotations or (),
+                                  progress=progress, workers=workers, scheduler=scheduler)
     counts = {s: len(split.cases(s)) for s in ("train", "validation", "test")}
     console.print(f"[bold]{shown(split.path)}[/]: {len(split.records)} cases "
                   + ", ".join(f"{s} {n}" for s, n in counts.items()))
+    if not split.complete:
+        console.print("pixel fingerprints pending: complete with `bench splits pin --complete --manifest M --root R`")
+    elif split.lock_sha256:
+        typer.echo(f"lock sha256:{split.lock_sha256}")
     typer.echo(f"split sha256:{split.sha256}")
 
 
@@ -50,6 +79,9 @@ def pin(task: Task, name: Name, root: Root,
 def verify(task: Task, name: Name, root: Root, annotations: Annotations = None, workers: Workers = None,
            scheduler: Scheduler = None) -> None:
     """Recompute every case's fingerprint from a download; exit 1 on any missing or changed case."""
+    from bench.splits.pinned import load_split
+    from bench.splits.verify import verify_split
+
     split = load_split(task, name)
     with progress_bar("verifying") as progress:
         report = verify_split(split, root=root, annotations=annotations or (), progress=progress,
@@ -61,6 +93,9 @@ def verify(task: Task, name: Name, root: Root, annotations: Annotations = None, 
         console.print(table)
     summary = ", ".join(f"{label} {n}" for label, n in report.counts().items())
     typer.echo(printable(f"{task}/{name} sha256:{split.sha256}: {len(report.checks)} cases: {summary}"))
+    if not report.pixels_checked:
+        typer.echo("annotations checked; pixels not: the split has no lock file yet (`bench splits pin "
+                   "--complete`)")
     if not report.ok:
         raise typer.Exit(1)
 
@@ -68,6 +103,9 @@ def verify(task: Task, name: Name, root: Root, annotations: Annotations = None, 
 @splits_app.command("show")
 def show(task: Task, name: Name) -> None:
     """Print cases and patients per split x strata, and confirm that no patient is in two splits."""
+    from bench.splits.pinned import load_split
+    from bench.splits.verify import summarize_split
+
     summary = summarize_split(load_split(task, name))
     console.print(_table(summary.counts, shown(f"{task}/{name}: cases and patients per split x strata")))
     console.print(_table(summary.totals, "per split"))

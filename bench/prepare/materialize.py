@@ -162,6 +162,11 @@ def prepare_split(spec: TaskSpec, name: str, split: str, *, root: str | os.PathL
         raise PrepareError(f"--salt-file {salt_path} lies inside the container input tree {out / 'input'}; "
                            "submissions would see it. Keep the salt outside OUT/input.")
     pinned = load_split(spec.id, name, directory=directory)
+    if not pinned.complete:
+        raise PrepareError(f"split {spec.id}/{name} was published before its pixels were fingerprinted; "
+                           f"complete it from your download first: `bench splits pin --task {spec.id} "
+                           f"--name {name} --complete --manifest MANIFEST --root ROOT` (writes "
+                           f"{name}.lock.json; the split's sha256 stays {pinned.sha256}).")
     cases = pinned.cases(split)
     if not cases:
         raise PrepareError(f"split {spec.id}/{name} has no {split} case; nothing to prepare.")
@@ -226,7 +231,7 @@ def _build(spec, pinned, split, ordered, ids, rows, images, export, staging: Pat
             shape = geometry["shape_zyx"]
             mask = rasterize_case(export, geometry["sop_uids"], (shape[1], shape[2]),
                                   labels=list(spec.target.labels), readers=spec.target.readers,
-                                  series_uid=case.series_uid)
+                                  series_uid=case.series_uid, protocol=spec.reading)
             mask_image = nifti.mask_image(mask, image)
             nifti.save(mask_image, reference_dir / "masks" / f"{case_id}.nii.gz")
             record["mask"] = f"masks/{case_id}.nii.gz"

@@ -3,50 +3,73 @@
 The container gets the prepared inputs read-only at ``/input``, an empty ``/output``, a
 size-limited tmpfs at ``/tmp`` and nothing else of the host: no network (``network_mode
 none``), a read-only root filesystem, an unprivileged user (65534:65534, *nobody*), every
-capability dropped, ``no-new-privileges``, limits on processes, memory (swap equal to memory,
-so none extra) and CPU, GPUs only when asked. A wall-clock timeout kills it; an OOM kill is
-read from the engine's state. Its logs are capped by the engine and again when saved.
+capability dropped, ``no-new-privileges``, Docker's default seccomp profile with tracing
+refused (:mod:`bench.runners.seccomp`), an init process as PID 1 (it reaps orphans and
+forwards the kill), limits on processes, memory (swap equal to memory, so none extra) and CPU,
+GPUs only when asked. A wall-clock timeout kills it; an OOM kill is read from the engine's
+state. Its stdout and stderr are read from the engine's attach stream while it runs and
+capped as they come (:mod:`bench.runners.streams`): the engine keeps no log of its own.
+
+Every container carries labels naming its run, its deadline and its staging folder, so a
+harness killed mid-run leaves something :mod:`bench.runners.gc` can find and remove. After
+the container is removed the harness checks that no task of it is left in any cgroup
+(:mod:`bench.runners.cgroups`) and records what it found.
 """
 
 import logging
 import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from bench.errors import RunnerError, SubmissionError
+from bench.runners.cgroups import Sweep, sweep
+from bench.runners.intake import load_tarball, tag_entry_image
 from bench.runners.result import ExecOutcome, describe_end
+from bench.runners.seccomp import docker_security_opt
 from bench.runners.staging import SUBMISSION_UID
+from bench.runners.streams import CappedLog, drain_frames
 from bench.runners.submission import Submission
 from bench.tasks import Limits, parse_memory_bytes
 
 log = logging.getLogger(__name__)
 
-_ENGINE_LOG_MAX = "4m"
 _BUILD_LOG_TAIL = 25
+ROLE_LABEL = "ricord-bench.role"
+RUN_LABEL = "ricord-bench.run-id"
+DEADLINE_LABEL = "ricord-bench.deadline"
+STAGING_LABEL = "ricord-bench.staging"
 
 
-def ensure_image(submission: Submission, client, *, limits: Limits | None = None):
-    """The ``docker.models.images.Image`` to run: built, loaded from a tarball, or looked up.
+def ensure_image(submission: Submission, client, *, scratch: Path, limits: Limits | None = None):
+    """The image to run and its record for ``run.json``: built, loaded from a tarball, or looked up.
 
     Builds from ``docker.context`` with no network during the build (no registry is assumed:
     the base image must already be in the engine), the build containers held to the run's
-    memory limit when ``limits`` is given, and tags the result ``ricord-bench/<name>``.
+    memory limit when ``limits`` is given; the build creates no tag, the result is tagged with
+    the entry's own name (:func:`bench.runners.intake.entry_reference`). A tarball goes through
+    :func:`bench.runners.intake.load_tarball` (inspected, claims refused or dropped, loaded
+    untagged from a copy under ``scratch``, then tagged the same way).
+
+    Returns
+    -------
+    (image, record)
+        The ``docker.models.images.Image`` and :func:`image_record` of it, with the tags a
+        tarball claimed (none of them created) under ``claimed_tags``.
 
     Raises
     ------
     SubmissionError
-        When the image is not in the engine, the build fails (with the end of the build log)
-        or the tarball cannot be loaded.
+        When the image is not in the engine, the build fails (with the end of the build log),
+        or the tarball is refused or cannot be loaded.
     """
     import docker.errors
 
     if submission.docker_context is not None:
-        tag = f"ricord-bench/{submission.name.lower()}:latest"
-        log.info("building %s from %s", tag, submission.docker_context)
+        log.info("building %s / %s from %s", submission.team, submission.name, submission.docker_context)
         try:
             image, _ = client.images.build(
                 path=str(submission.docker_context),
                 dockerfile=submission.dockerfile,
-                tag=tag,
                 rm=True,
                 forcerm=True,
                 pull=False,
@@ -67,30 +90,21 @@ def ensure_image(submission: Submission, client, *, limits: Limits | None = None
             ) from error
         except docker.errors.APIError as error:
             raise SubmissionError(f"{submission.source}: the engine refused the build: {error}") from error
-        return image
+        image = tag_entry_image(image, submission.team, submission.name)
+        return image, image_record(image)
     if submission.tarball is not None:
-        try:
-            with open(submission.tarball, "rb") as handle:
-                images = client.images.load(handle)
-        except docker.errors.APIError as error:
-            raise SubmissionError(
-                f"{submission.tarball}: `docker load` failed: {error}. "
-                "Give a file written by `docker save IMAGE -o FILE`."
-            ) from error
-        if len(images) != 1:
-            raise SubmissionError(
-                f"{submission.tarball}: holds {len(images)} images; a submission tarball "
-                "must hold exactly one."
-            )
-        return images[0]
+        image, inspected = load_tarball(submission.tarball, submission.team, submission.name, client,
+                                        scratch=scratch)
+        return image, {**image_record(image), "claimed_tags": list(inspected.claimed_tags)}
     if submission.image is not None:
         try:
-            return client.images.get(submission.image)
+            image = client.images.get(submission.image)
         except docker.errors.ImageNotFound as error:
             raise SubmissionError(
                 f"image {submission.image!r} is not in the engine; no registry is contacted. "
                 "Build or `docker load` it first."
             ) from error
+        return image, image_record(image)
     raise SubmissionError(
         f"{submission.source}: submission.yaml has no 'docker' or 'image'; it can only run "
         "with --runner process."
@@ -116,7 +130,14 @@ def image_record(image) -> dict:
     return {"id": image.id, "digest": digest, "tags": sorted(image.tags)}
 
 
-def container_options(image_id: str, input_dir: Path, output_dir: Path, limits: Limits) -> dict:
+def run_labels(run_id: str, deadline: float, staging: Path) -> dict[str, str]:
+    """The labels that let a later ``bench gc`` find a container a killed harness left behind."""
+    return {RUN_LABEL: run_id, DEADLINE_LABEL: str(int(deadline)), STAGING_LABEL: str(staging)}
+
+
+def container_options(
+    image_id: str, input_dir: Path, output_dir: Path, limits: Limits, labels: Mapping[str, str]
+) -> dict:
     """Keyword arguments for ``client.containers.create``: the whole isolation policy in one place."""
     from docker.types import DeviceRequest, LogConfig, Ulimit
 
@@ -132,7 +153,8 @@ def container_options(image_id: str, input_dir: Path, output_dir: Path, limits: 
             str(output_dir): {"bind": "/output", "mode": "rw"},
         },
         "cap_drop": ["ALL"],
-        "security_opt": ["no-new-privileges"],
+        "security_opt": ["no-new-privileges", docker_security_opt()],
+        "init": True,
         "pids_limit": limits.pids,
         "mem_limit": memory,
         "memswap_limit": memory,
@@ -147,8 +169,9 @@ def container_options(image_id: str, input_dir: Path, output_dir: Path, limits: 
         },
         "hostname": "submission",
         "ulimits": [Ulimit(name="core", soft=0, hard=0)],
-        "log_config": LogConfig(type="json-file", config={"max-size": _ENGINE_LOG_MAX, "max-file": "1"}),
-        "labels": {"ricord-bench.role": "submission"},
+        # the harness reads the attach stream, capped as it comes; the engine stores nothing
+        "log_config": LogConfig(type="none"),
+        "labels": {ROLE_LABEL: "submission", **labels},
         "detach": True,
     }
     if limits.gpus:
@@ -156,8 +179,20 @@ def container_options(image_id: str, input_dir: Path, output_dir: Path, limits: 
     return options
 
 
-def run_container(image, input_dir: Path, output_dir: Path, limits: Limits, client) -> ExecOutcome:
+def run_container(
+    image,
+    input_dir: Path,
+    output_dir: Path,
+    limits: Limits,
+    client,
+    *,
+    labels: Mapping[str, str],
+    on_created: Callable[[str], None] | None = None,
+) -> ExecOutcome:
     """Run the image once under :func:`container_options`; kill it at ``limits.timeout_s``.
+
+    ``on_created`` is called with the container id as soon as it exists (the run's lease
+    records it). The container is removed in every case, then its cgroups are swept.
 
     Raises
     ------
@@ -167,12 +202,18 @@ def run_container(image, input_dir: Path, output_dir: Path, limits: Limits, clie
     import docker.errors
     import requests
 
+    options = container_options(image.id, input_dir, output_dir, limits, labels)
     try:
-        container = client.containers.create(**container_options(image.id, input_dir, output_dir, limits))
+        container = client.containers.create(**options)
     except docker.errors.APIError as error:
         raise RunnerError(f"the engine could not create the container for {image.id}: {error}") from error
+    if on_created is not None:
+        on_created(container.id)
+    stdout, stderr = CappedLog(), CappedLog()
     timed_out = False
     try:
+        frames = container.attach(stdout=True, stderr=True, stream=True, demux=True, logs=False)
+        reader = drain_frames(frames, stdout, stderr)
         started = time.monotonic()
         try:
             container.start()
@@ -190,8 +231,7 @@ def run_container(image, input_dir: Path, output_dir: Path, limits: Limits, clie
         duration = time.monotonic() - started
         container.reload()
         state = container.attrs["State"]
-        stdout = container.logs(stdout=True, stderr=False)
-        stderr = container.logs(stdout=False, stderr=True)
+        reader.join(timeout=10)
     finally:
         try:
             container.remove(force=True)
@@ -204,10 +244,27 @@ def run_container(image, input_dir: Path, output_dir: Path, limits: Limits, clie
         timed_out=timed_out,
         oom_killed=oom,
         duration_s=duration,
-        stdout=stdout,
-        stderr=stderr,
+        stdout=stdout.value(),
+        stderr=stderr.value(),
         error=describe_end(exit_code, timed_out, oom, limits),
+        survivors=sweep_container(client, container),
     )
+
+
+def sweep_container(client, container) -> Sweep:
+    """Check that no task of a removed container is left in its cgroup; kill any that is.
+
+    The cgroup is named by the engine's cgroup driver: ``<parent or /docker>/<id>`` for
+    ``cgroupfs``, ``<parent or system.slice>/docker-<id>.scope`` for ``systemd``. When the
+    engine's hierarchy is not visible from here (a remote engine), nothing can be checked
+    and the sweep says so.
+    """
+    parent = (container.attrs.get("HostConfig") or {}).get("CgroupParent") or ""
+    if client.info().get("CgroupDriver") == "systemd":
+        relative = f"{parent or 'system.slice'}/docker-{container.id}.scope"
+    else:
+        relative = f"{parent or '/docker'}/{container.id}"
+    return sweep(relative)
 
 
 def _kill(container) -> None:

@@ -20,6 +20,7 @@ from typing import Literal
 
 from bench.errors import ScoringError
 from bench.io import SCHEMA_VERSION
+from bench.store import EntryId
 
 CaseState = Literal["ok", "missing", "malformed"]
 CASE_STATES = ("ok", "missing", "malformed")
@@ -52,7 +53,10 @@ class RunRecord:
     overrides). ``error`` is a one-line reason when the run itself failed (non-zero exit,
     timeout, OOM kill), else None. ``inputs_sha256`` hashes the case ids and image bytes the
     submission saw; ``inputs_staging`` says how its images reached the snapshot (``hardlink``,
-    ``copy`` or ``mixed``; ``copy`` for runs recorded before the field existed). A
+    ``copy`` or ``mixed``; ``copy`` for runs recorded before the field existed). ``survivors``
+    is the check made after the run that none of its processes is left
+    (:class:`bench.runners.result.Sweep` as ``{checked, survivors, killed, detail}``; None for
+    runs recorded before the check existed, and for self-reported ones). A
     ``self-reported`` run (:mod:`bench.runners.selfreport`) holds predictions made outside the
     harness: no image, command, limits or inputs hash (None, empty).
     """
@@ -79,6 +83,7 @@ class RunRecord:
     rejected: tuple[Rejected, ...] = ()
     rejected_more: int = 0
     inputs_staging: Literal["hardlink", "copy", "mixed"] = "copy"
+    survivors: dict | None = None
 
     @property
     def counts(self) -> dict[str, int]:
@@ -98,13 +103,28 @@ class RunRecord:
         return self.by_case[case_id]
 
     @property
-    def submission_name(self) -> str:
-        """The submission's display name as the run recorded it ("" when absent)."""
-        return str(self.submission.get("name") or "")
-
-    @property
     def outputs_dir(self) -> Path:
         return self.run_dir / "outputs"
+
+    @property
+    def entry(self) -> EntryId:
+        """The (team, entry) the run belongs to, from ``run.json`` (never from a folder name).
+
+        Raises
+        ------
+        ScoringError
+            When ``run.json`` lacks the team or the entry name (a run recorded before entries
+            were (team, entry) pairs): run the submission again.
+        """
+        block = self.submission or {}
+        team, name = block.get("team"), block.get("name")
+        if not (isinstance(team, str) and team.strip() and isinstance(name, str) and name.strip()):
+            raise ScoringError(
+                f"{self.run_dir / 'run.json'}: submission {dict(block)!r} lacks a team or an entry name; "
+                "every stored run belongs to a (team, entry). Run the submission again with this harness "
+                "(`bench run ... --team T --entry E` for a tarball or an image)."
+            )
+        return EntryId(team, name)
 
     def mask_path(self, case_id: str) -> Path:
         """Where a segmentation run keeps the validated mask of ``case_id``."""
@@ -152,6 +172,7 @@ class RunRecord:
             "error": self.error,
             "inputs_sha256": self.inputs_sha256,
             "inputs_staging": self.inputs_staging,
+            "survivors": dict(self.survivors) if self.survivors is not None else None,
             "counts": self.counts,
             "cases": [
                 {"case_id": c.case_id, "status": c.status, "reason": c.reason}
@@ -224,4 +245,5 @@ def _record(run_dir: Path, body: dict) -> RunRecord:
         rejected=tuple(Rejected(r["path"], r["reason"]) for r in body.get("rejected", [])),
         rejected_more=body.get("rejected_more", 0),
         inputs_staging=body.get("inputs_staging", "copy"),
+        survivors=body.get("survivors"),
     )

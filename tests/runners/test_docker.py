@@ -17,6 +17,8 @@ from bench.cli import app
 from bench.runners import read_run, run_submission
 from bench.runners.base_image import BASE_IMAGE
 from bench.runners.docker import container_options
+from bench.runners.intake import entry_reference
+from bench.runners.submission import load_submission
 from bench.tasks import Limits, load_task
 from tests.helpers.runner_fixtures import (
     SUBMISSIONS,
@@ -63,10 +65,18 @@ def _run(submission, task, prepared, out, **limits):
 
 def test_container_options_lock_the_container_down(tmp_path):
     limits = Limits(timeout_s=10, memory="512m", cpus=1.5, gpus=1, pids=64, tmpfs_mb=32, output_mb=8)
-    options = container_options("sha256:abc", tmp_path / "in", tmp_path / "out", limits)
+    labels = {"ricord-bench.run-id": "r1", "ricord-bench.deadline": "123"}
+    options = container_options("sha256:abc", tmp_path / "in", tmp_path / "out", limits, labels)
     assert options["network_mode"] == "none" and options["read_only"] is True
     assert options["user"] == "65534:65534" and options["cap_drop"] == ["ALL"]
-    assert options["security_opt"] == ["no-new-privileges"]
+    assert options["security_opt"][0] == "no-new-privileges" and options["init"] is True
+    profile = json.loads(options["security_opt"][1].removeprefix("seccomp="))
+    rules = profile["syscalls"]
+    allowed = {name for rule in rules if rule["action"] == "SCMP_ACT_ALLOW" for name in rule["names"]}
+    assert profile["defaultAction"] == "SCMP_ACT_ERRNO" and "ptrace" not in allowed and "read" in allowed
+    assert not {"process_vm_readv", "process_vm_writev"} & allowed
+    assert options["labels"] == {"ricord-bench.role": "submission", **labels}
+    assert options["log_config"]["Type"] == "none"  # the harness streams the logs itself, capped
     assert options["mem_limit"] == options["memswap_limit"] == 512 * 1024 * 1024
     assert options["nano_cpus"] == 1_500_000_000 and options["pids_limit"] == 64
     assert options["tmpfs"] == {"/tmp": "rw,nosuid,nodev,size=32m,mode=1777"}
@@ -74,7 +84,7 @@ def test_container_options_lock_the_container_down(tmp_path):
     assert options["volumes"][str(tmp_path / "out")] == {"bind": "/output", "mode": "rw"}
     assert options["device_requests"][0]["Count"] == 1
     assert "device_requests" not in container_options(
-        "x", tmp_path, tmp_path, limits.model_copy(update={"gpus": 0})
+        "x", tmp_path, tmp_path, limits.model_copy(update={"gpus": 0}), labels
     )
 
 
@@ -101,7 +111,8 @@ def test_threshold_seg_finds_the_synthetic_lesions(base_image, prepared, tmp_pat
     assert result.counts == {"ok": 4, "missing": 0, "malformed": 0}
     assert result.exit_code == 0 and result.error is None and result.isolated
     assert result.image["id"].startswith("sha256:") and result.image["digest"].startswith("sha256:")
-    assert "ricord-bench/threshold-seg:latest" in result.image["tags"]
+    tag = entry_reference("ricord-bench reference", "threshold-seg", result.image["id"])
+    assert tag in result.image["tags"]
     root, _ = prepared[SEG]
     for case_id, positive in (("CASE-000", True), ("CASE-001", False), ("CASE-002", True)):
         predicted = np.asanyarray(nib.load(tmp_path / "run/outputs/masks" / f"{case_id}.nii.gz").dataobj) > 0
@@ -137,16 +148,18 @@ def test_other_references_produce_valid_outputs(base_image, prepared, tmp_path, 
 
 def test_tarball_and_image_name_submissions(client, base_image, prepared, tmp_path):
     first = _run(SUBMISSIONS / "constant-prior", CLS, prepared, tmp_path / "first")
-    tag = "ricord-bench/constant-prior:latest"
-    tarball = tmp_path / "constant-prior.tar"
+    tag = entry_reference("ricord-bench reference", "constant-prior", first.image["id"])
+    tarball = tmp_path / "model.tar"
     with open(tarball, "wb") as handle:
-        for chunk in client.images.get(tag).save(named=True):
+        for chunk in client.images.get(tag).save(named=False):  # by id: the tarball claims no tag
             handle.write(chunk)
-    from_tar = _run(tarball, CLS, prepared, tmp_path / "tar")
-    from_name = _run(tag, CLS, prepared, tmp_path / "name")
+    from_tar = _run(load_submission(tarball, team="Team T", entry="prior"), CLS, prepared, tmp_path / "tar")
+    from_name = _run(load_submission(tag, team="Team T", entry="by-name"), CLS, prepared, tmp_path / "name")
     assert from_tar.counts["ok"] == from_name.counts["ok"] == 4
     assert from_tar.image["id"] == from_name.image["id"] == first.image["id"]
-    assert from_tar.submission["name"] == "constant-prior"
+    assert (from_tar.submission["team"], from_tar.submission["name"]) == ("Team T", "prior")
+    assert from_tar.image["claimed_tags"] == [] and from_tar.image["digest"] == first.image["id"]
+    assert entry_reference("Team T", "prior", first.image["id"]) in from_tar.image["tags"]
 
 
 def test_cli_run_docker_with_a_relative_out(base_image, prepared, tmp_path, monkeypatch):

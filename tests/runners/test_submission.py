@@ -9,8 +9,8 @@ import pytest
 
 from bench.errors import RunnerError, ScoringError, SubmissionError
 from bench.runners import CaseStatus, Rejected, RunRecord, read_run, resolve_limits
-from bench.runners.run import cap_log
 from bench.runners.staging import read_inputs, stage_inputs
+from bench.runners.streams import CappedLog
 from bench.runners.submission import load_submission
 from bench.tasks import Limits, load_task
 from tests.helpers.runner_fixtures import SUBMISSIONS
@@ -59,20 +59,45 @@ def _tar_bytes():
 
 
 def test_tarballs_and_image_references(tmp_path):
-    (tmp_path / "team-model_v2.tar").write_bytes(_tar_bytes())
+    (tmp_path / "model.tar").write_bytes(_tar_bytes())
     (tmp_path / "other.tar.gz").write_bytes(gzip.compress(_tar_bytes()))
-    assert load_submission(tmp_path / "team-model_v2.tar").name == "team-model_v2"
-    assert load_submission(tmp_path / "other.tar.gz").kind == "tarball"
+    tarball = load_submission(tmp_path / "model.tar", team="Team A", entry="unet-v2")
+    assert (tarball.kind, tarball.team, tarball.name) == ("tarball", "Team A", "unet-v2")
+    assert load_submission(tmp_path / "other.tar.gz", team="B", entry="x").kind == "tarball"
     (tmp_path / "fake.tar").write_bytes(b"not a tar" * 100)
     with pytest.raises(SubmissionError, match="not a tar archive"):
-        load_submission(tmp_path / "fake.tar")
+        load_submission(tmp_path / "fake.tar", team="A", entry="x")
     (tmp_path / "model.zip").write_bytes(b"PK")
     with pytest.raises(SubmissionError, match="must be a `docker save` tarball"):
         load_submission(tmp_path / "model.zip")
-    image = load_submission("registry.local:5000/team/model:1.2")
-    assert (image.kind, image.name, image.image) == ("image", "model", "registry.local:5000/team/model:1.2")
+    image = load_submission("registry.local:5000/team/model:1.2", team="Team A", entry="m")
+    assert (image.kind, image.team, image.name) == ("image", "Team A", "m")
+    assert image.image == "registry.local:5000/team/model:1.2"
     with pytest.raises(SubmissionError, match="not a folder with submission.yaml"):
         load_submission("Not An Image")
+
+
+def test_an_entry_is_never_named_after_its_file(tmp_path):
+    (tmp_path / "model.tar").write_bytes(_tar_bytes())
+    with pytest.raises(SubmissionError, match="pass --team and --entry. The file or image name is never"):
+        load_submission(tmp_path / "model.tar")
+    with pytest.raises(SubmissionError, match="pass --entry"):
+        load_submission(tmp_path / "model.tar", team="Team A")
+    with pytest.raises(SubmissionError, match="pass --team"):
+        load_submission("team/model:1", entry="model")
+    with pytest.raises(SubmissionError, match="entry 'bad name!' must match"):
+        load_submission(tmp_path / "model.tar", team="Team A", entry="bad name!")
+    with pytest.raises(SubmissionError, match="team ' ' must be 1 to 200 characters"):
+        load_submission(tmp_path / "model.tar", team=" ", entry="model")
+
+
+def test_explicit_team_and_entry_override_submission_yaml():
+    folder = SUBMISSIONS / "threshold-seg"
+    assert (load_submission(folder).team, load_submission(folder).name) == ("ricord-bench reference",
+                                                                            "threshold-seg")
+    renamed = load_submission(folder, team="Organizers", entry="baseline")
+    assert (renamed.team, renamed.name) == ("Organizers", "baseline")
+    assert renamed.metadata()["team"] == "Organizers"
 
 
 def test_read_inputs_checks_the_prepared_tree(tmp_path):
@@ -114,9 +139,27 @@ def test_limits_overrides_and_log_cap():
     assert resolve_limits(spec, Limits(timeout_s=5)).timeout_s == 5
     with pytest.raises(RunnerError, match="cpus"):
         resolve_limits(spec, {"cpus": -1})
-    assert cap_log(b"short", 100) == b"short"
-    capped = cap_log(b"a" * 60 + b"b" * 60, 100)
+
+
+def _capped(chunks, cap):
+    log = CappedLog(cap)
+    for chunk in chunks:
+        log.feed(chunk)
+    return log.value()
+
+
+def test_logs_keep_their_first_and_last_halves_as_they_stream():
+    assert _capped([b"short"], 100) == b"short"
+    assert _capped([b"x" * 50, b"y" * 50], 100) == b"x" * 50 + b"y" * 50  # exactly the cap: whole
+    capped = _capped([b"a" * 60 + b"b" * 60], 100)
     assert capped.startswith(b"a" * 50) and capped.endswith(b"b" * 50) and b"[... 20 bytes cut" in capped
+    # many small writes: the start and the very end survive, the middle is counted
+    lines = [f"line {i:05d}\n".encode() for i in range(20000)]
+    capped = _capped(lines, 1000)
+    head, _, tail = capped.partition(b"\n[... ")
+    assert head == b"".join(lines)[:500] and tail.endswith(b"line 19999\n")
+    cut = int(tail.split(b" ")[0])
+    assert cut == sum(map(len, lines)) - 1000 and capped.endswith(b"".join(lines)[-500:])
 
 
 def test_run_record_round_trips(tmp_path):
