@@ -178,7 +178,7 @@ def test_a_real_run_is_refused_against_another_split_or_preparation(collection, 
                                    work=tmp_path / "work")
     other = prepare_split(spec, "evaluate-test", "test", root=root, out=tmp_path / "other",
                           salt_file=tmp_path / "another-salt", cache_dir=tmp_path / "work" / "cache")
-    run = run_submission(REPO / "submissions" / "constant-prior", spec, test / "input", tmp_path / "run",
+    run = run_submission(BUILTIN_SUBMISSIONS / "constant-prior", spec, test / "input", tmp_path / "run",
                          runner="process")
     assert run.split == {"name": "evaluate-test", "split": "test", "sha256": other.split_sha256}
     assert score_run(spec, run.run_dir, test / "reference", workers=1).scores["counts"]["ok"] > 0
