@@ -25,8 +25,6 @@ from pathlib import Path
 
 import psutil
 
-from bench.io import write_json
-
 log = logging.getLogger(__name__)
 
 STATE_ENV = "BENCH_STATE_DIR"
@@ -77,6 +75,10 @@ class Lease:
 
 
 def _write(lease: Lease) -> None:
+    # imported here: every command (``--help`` included) looks for stale leases, and bench.io
+    # brings numpy, pandas and yaml with it
+    from bench.io import write_json
+
     body = asdict(lease)
     body["paths"], body["mounts"] = list(lease.paths), list(lease.mounts)
     write_json(lease.file, body)
