@@ -46,6 +46,9 @@ METHOD_TEXT = {
     "test-then-rank": ("test-then-rank: one-sided Wilcoxon signed-rank tests between every pair, "
                        "Holm-corrected at alpha {alpha}; ranked by the number of entries beaten"),
 }
+KEPT = ("README.md",)
+"""Files of the site folder that are not the site's (the repository's ``leaderboard/README.md``):
+allowed in ``out`` and carried into every rebuilt site."""
 SCORE_LABEL = {"aggregate-then-rank": "Ranked by", "rank-then-aggregate": "Mean rank",
                "test-then-rank": "Wins"}
 
@@ -70,10 +73,10 @@ def build_leaderboard(results: str | os.PathLike, out: str | os.PathLike, *,
 
     The site is assembled in a temporary directory beside ``out`` and renamed into place at
     the end, so a failed or interrupted build leaves the previous site untouched. ``out`` may
-    be a previous leaderboard (it has ``leaderboard.json``) or an empty or missing directory;
-    anything else is refused. A stored run that cannot be read (e.g. a corrupt
-    ``scores.json``) is left out with a warning on the index page and in the report's
-    ``skipped``; the rest is built.
+    be a previous leaderboard (it has ``leaderboard.json``) or an empty or missing directory (a
+    ``README.md`` aside, which is kept, see :data:`KEPT`); anything else is refused. A stored
+    run that cannot be read (e.g. a corrupt ``scores.json``) is left out with a warning on the
+    index page and in the report's ``skipped``; the rest is built.
 
     Parameters
     ----------
@@ -82,7 +85,7 @@ def build_leaderboard(results: str | os.PathLike, out: str | os.PathLike, *,
     out : path
         Where the site goes.
     tasks_dir : path, optional
-        Folder of task definitions (default: the repository's ``tasks/``).
+        The user's tasks folder, looked up before the built-in tasks (see :mod:`bench.tasks`).
     progress : callable, optional
         ``progress(done, total, description)`` per task.
 
@@ -120,6 +123,9 @@ def build_leaderboard(results: str | os.PathLike, out: str | os.PathLike, *,
             root="", tasks=tasks, skipped=skipped, page_title="Leaderboard"))
         write_json(site / "leaderboard.json", {"schema_version": SCHEMA_VERSION,
                                                "tasks": [_task_json(spec, boards) for spec, boards in tasks]})
+        for name in KEPT:
+            if (out / name).is_file():
+                shutil.copy2(out / name, site / name)
         _swap(site, out)
     except BaseException:
         shutil.rmtree(site, ignore_errors=True)
@@ -131,7 +137,8 @@ def build_leaderboard(results: str | os.PathLike, out: str | os.PathLike, *,
 
 
 def _check_out(out: Path) -> None:
-    foreign = out.is_dir() and any(out.iterdir()) and not (out / "leaderboard.json").exists()
+    foreign = (out.is_dir() and any(not (path.name in KEPT and path.is_file()) for path in out.iterdir())
+               and not (out / "leaderboard.json").exists())
     if out.exists() and (not out.is_dir() or foreign):
         raise LeaderboardError(f"{out} exists and is not a leaderboard built by bench (no leaderboard.json); "
                                "choose an empty or new --out directory")
@@ -150,7 +157,7 @@ def _swap(site: Path, out: Path) -> None:
 
 def _load_spec(task_id: str, tasks_dir) -> TaskSpec:
     try:
-        return load_task(task_id, directory=Path(tasks_dir) if tasks_dir else None)
+        return load_task(task_id, directory=tasks_dir)
     except TaskSpecError as error:
         raise LeaderboardError(f"the store has runs of task {task_id!r} but its definition cannot be "
                                f"loaded; pass --tasks-dir pointing at its folder. {error}") from error

@@ -123,7 +123,7 @@ def prepare_split(spec: TaskSpec, name: str, split: str, *, root: str | os.PathL
     spec : TaskSpec
         The task.
     name : str
-        The pinned split (``tasks/<task>/splits/<name>.json``).
+        The pinned split (``<task>/splits/<name>.json``).
     split : str
         ``train``, ``validation`` or ``test``.
     root : path
@@ -145,7 +145,8 @@ def prepare_split(spec: TaskSpec, name: str, split: str, *, root: str | os.PathL
     overwrite : bool
         Replace existing ``out/input`` and ``out/reference``.
     directory : path, optional
-        The tasks folder (default :func:`bench.tasks.tasks_dir`).
+        The user's tasks folder (default :func:`bench.tasks.user_tasks_dir`), looked up before
+        the built-in tasks.
 
     Raises
     ------
@@ -231,7 +232,8 @@ def _build(spec, pinned, split, ordered, ids, rows, images, export, staging: Pat
             shape = geometry["shape_zyx"]
             mask = rasterize_case(export, geometry["sop_uids"], (shape[1], shape[2]),
                                   labels=list(spec.target.labels), readers=spec.target.readers,
-                                  series_uid=case.series_uid, protocol=spec.reading)
+                                  series_uid=case.series_uid, protocol=spec.reading,
+                                  aliases=geometry["sop_aliases"])
             mask_image = nifti.mask_image(mask, image)
             nifti.save(mask_image, reference_dir / "masks" / f"{case_id}.nii.gz")
             record["mask"] = f"masks/{case_id}.nii.gz"
