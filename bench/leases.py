@@ -75,13 +75,17 @@ class Lease:
 
 
 def _write(lease: Lease) -> None:
-    # imported here: every command (``--help`` included) looks for stale leases, and bench.io
-    # brings numpy, pandas and yaml with it
-    from bench.io import write_json
+    """Write the lease file atomically (a temporary file, then a rename).
 
+    Not through :mod:`bench.io`: every ``bench`` invocation reads leases before its command
+    runs, and that module imports pandas, which would slow every start-up.
+    """
     body = asdict(lease)
     body["paths"], body["mounts"] = list(lease.paths), list(lease.mounts)
-    write_json(lease.file, body)
+    lease.file.parent.mkdir(parents=True, exist_ok=True)
+    tmp = lease.file.with_name(f".{lease.file.name}.{secrets.token_hex(4)}.tmp")
+    tmp.write_text(json.dumps(body, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    os.replace(tmp, lease.file)
 
 
 def _started(pid: int) -> float:

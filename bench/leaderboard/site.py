@@ -19,8 +19,6 @@ import json
 import logging
 import math
 import os
-import shutil
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
@@ -33,6 +31,7 @@ import pandas as pd
 from bench.errors import LeaderboardError, TaskSpecError
 from bench.io import SCHEMA_VERSION, is_missing, json_number, write_bytes, write_csv, write_json, write_text
 from bench.leaderboard import pages, plots
+from bench.leases import temp_dir
 from bench.metrics.registry import METRICS
 from bench.ranking.board import Board, BoardEntry, build_boards
 from bench.store import Store, plain
@@ -109,8 +108,8 @@ def build_leaderboard(results: str | os.PathLike, out: str | os.PathLike, *,
     env = _environment()
     tasks = []
     out.parent.mkdir(parents=True, exist_ok=True)
-    site = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
-    try:
+    # under a lease (bench.leases): a build killed by SIGKILL leaves a folder the next bench removes
+    with temp_dir(out.parent, prefix=f".{out.name}.", suffix=".tmp") as site:
         _copy_static(site / "static")
         for done, task_id in enumerate(task_ids):
             if progress:
@@ -127,9 +126,6 @@ def build_leaderboard(results: str | os.PathLike, out: str | os.PathLike, *,
             if (out / name).is_file():
                 shutil.copy2(out / name, site / name)
         _swap(site, out)
-    except BaseException:
-        shutil.rmtree(site, ignore_errors=True)
-        raise
     if progress:
         progress(len(task_ids), len(task_ids), "done")
     return LeaderboardReport(out / "index.html", tuple(task_ids), sum(len(b) for _, b in tasks),
@@ -145,14 +141,18 @@ def _check_out(out: Path) -> None:
 
 
 def _swap(site: Path, out: Path) -> None:
-    """Put the finished ``site`` at ``out``: two renames, the previous site removed after."""
-    old = None
-    if out.exists():
-        old = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".old"))
+    """Put the finished ``site`` at ``out``: two renames, the previous site removed after
+    (and put back if the second rename fails)."""
+    if not out.exists():
+        os.replace(site, out)
+        return
+    with temp_dir(out.parent, prefix=f".{out.name}.", suffix=".old") as old:
         os.replace(out, old / out.name)
-    os.replace(site, out)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+        try:
+            os.replace(site, out)
+        except BaseException:
+            os.replace(old / out.name, out)
+            raise
 
 
 def _load_spec(task_id: str, tasks_dir) -> TaskSpec:

@@ -91,7 +91,6 @@ _SYSTEM_FILES = (
     "/etc/localtime",
     "/etc/nsswitch.conf",
 )
-_SHM_MB = 64
 # what bwrap keeps as root: just enough for setpriv to become 65534 and drop the bounding set
 _ROOT_CAPS = ("CAP_SETUID", "CAP_SETGID", "CAP_SETPCAP")
 
@@ -177,7 +176,7 @@ def bwrap_arguments(
     tmpfs_bytes = str(limits.tmpfs_mb * 1024 * 1024)
     arguments += ["--proc", "/proc", "--dev", "/dev"]
     arguments += ["--perms", "01777", "--size", tmpfs_bytes, "--tmpfs", "/tmp"]
-    arguments += ["--perms", "01777", "--size", str(_SHM_MB * 1024 * 1024), "--tmpfs", "/dev/shm"]
+    arguments += ["--perms", "01777", "--size", tmpfs_bytes, "--tmpfs", "/dev/shm"]
     for host, inside in gpus.nodes:
         arguments += ["--dev-bind", host, inside]
     if gpus.indexes:
