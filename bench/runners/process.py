@@ -68,14 +68,6 @@ ISOLATED = (
     "/dev, size-capped /tmp and /dev/shm, input read-only, output capped, streams capped, setrlimit on "
     "memory and file size, the whole pid namespace killed at the deadline"
 )
-
-
-def describe_sandbox(limits: Limits, gpus: GpuBinding, roots: list[str]) -> str:
-    """Exactly what the sandbox of one run allows: the fixed rules, then memory, GPUs and Python."""
-    memory = (f"RLIMIT_DATA {limits.memory} (private writable memory; GPU runs, as CUDA reserves "
-              "address space it does not use)" if gpus.indexes else f"RLIMIT_AS {limits.memory} (address space)")
-    python = ", ".join(roots) if roots else "the system's, under /usr"
-    return f"{ISOLATED}; memory: {memory}; {gpus.describe()}; Python installation read-only: {python}"
 NO_SANDBOX = (
     "bubblewrap (bwrap) is not installed, so the process runner cannot contain the submission. "
     "Install bubblewrap (Debian: apt-get install bubblewrap) or use the Docker runner. To run your "
@@ -93,6 +85,14 @@ _SYSTEM_FILES = (
 )
 # what bwrap keeps as root: just enough for setpriv to become 65534 and drop the bounding set
 _ROOT_CAPS = ("CAP_SETUID", "CAP_SETGID", "CAP_SETPCAP")
+
+
+def describe_sandbox(limits: Limits, gpus: GpuBinding, roots: list[str]) -> str:
+    """Exactly what the sandbox of one run allows: the fixed rules, then memory, GPUs and Python."""
+    memory = (f"RLIMIT_DATA {limits.memory} (private writable memory; GPU runs, as CUDA reserves "
+              "address space it does not use)" if gpus.indexes else f"RLIMIT_AS {limits.memory} (address space)")
+    python = ", ".join(roots) if roots else "the system's, under /usr"
+    return f"{ISOLATED}; memory: {memory}; {gpus.describe()}; Python installation read-only: {python}"
 
 
 def bwrap_path() -> str | None:
