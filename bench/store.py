@@ -166,6 +166,12 @@ class StoredRun:
         return self.receipt["task"]["sha256"]
 
     @property
+    def reference_entry(self) -> dict | None:
+        """The receipt's ``reference_entry`` for a built-in reference line (confound floor), else None."""
+        entry = self.receipt.get("reference_entry")
+        return dict(entry) if entry else None
+
+    @property
     def self_reported(self) -> bool:
         """True for predictions made outside the harness (``bench score`` on a plain folder)."""
         return bool(self.receipt.get("self_reported"))

@@ -205,6 +205,24 @@ class LeaderboardOptions(_Spec):
     hide_per_case_for: list[Literal["train", "validation", "test"]] = ["test"]
 
 
+#: The DICOM acquisition fields a confound floor may use (read by :mod:`bench.data.acquisition`).
+ACQUISITION_FEATURES = ("manufacturer", "model", "kernel", "site", "slice_thickness_mm", "pixel_spacing_mm",
+                        "rows", "columns", "study_date")
+
+
+class ConfoundFloor(_Spec):
+    """A built-in reference entry that sees only DICOM header metadata, never pixels.
+
+    Fitted on the train split (scikit-learn logistic regression, one per head, L2 with ``C``) on
+    the listed acquisition fields, scored like any entry and drawn on the board as a reference
+    line: what the header alone gives away (:mod:`bench.pipeline.confound`).
+    """
+
+    features: Annotated[list[Literal[ACQUISITION_FEATURES]],  # type: ignore[valid-type]
+                        Field(min_length=1)] = list(ACQUISITION_FEATURES)
+    C: float = Field(1.0, gt=0)
+
+
 class TaskSpec(_Spec):
     """A benchmark task as declared in ``tasks/<id>/task.yaml``."""
 
@@ -228,10 +246,14 @@ class TaskSpec(_Spec):
     limits: Limits
     leaderboard: LeaderboardOptions = LeaderboardOptions()
     reading: ReadingProtocol = ReadingProtocol()
+    confound_floor: ConfoundFloor | None = None
 
     @model_validator(mode="after")
     def _check_kind(self) -> "TaskSpec":
         if self.kind == "segmentation":
+            if self.confound_floor is not None:
+                raise ValueError("confound_floor applies to classification tasks only (header metadata "
+                                 "cannot draw a mask)")
             if self.target is None or self.heads:
                 raise ValueError("a segmentation task needs 'target' and no 'heads'")
             _check_metric_names(self.metrics, "segmentation", where="metrics")
