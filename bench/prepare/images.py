@@ -24,7 +24,7 @@ from bench.tasks import TaskSpec
 log = logging.getLogger(__name__)
 
 #: Version of the DICOM -> NIfTI conversion; part of the cache key.
-CONVERSION = "nifti-v1"
+CONVERSION = "nifti-v2"
 
 
 _CACHE_FILES = ("image.nii.gz", "geometry.json")
@@ -103,6 +103,7 @@ class ImageSource:
         image = load_case_image(self.root, self.rows[case.case_id])
         if isinstance(image, CtVolume):
             return (nifti.ct_image(image.hu, image.affine_lps),
-                    {"kind": "CT", "sop_uids": list(image.sop_uids), "shape_zyx": list(image.hu.shape)})
+                    {"kind": "CT", "sop_uids": list(image.sop_uids), "shape_zyx": list(image.hu.shape),
+                     "sop_aliases": dict(image.sop_aliases)})
         return (nifti.radiograph_image(image.pixels, image.spacing_mm),
                 {"kind": "CXR", "sop_uids": [image.sop_uid], "shape_yx": list(image.pixels.shape)})
