@@ -223,6 +223,17 @@ class ConfoundFloor(_Spec):
     C: float = Field(1.0, gt=0)
 
 
+class ReaderBand(_Spec):
+    """The readers as a reference band (:mod:`bench.pipeline.readers`) and the margin of the test.
+
+    Each entry is tested for non-inferiority to the mean reader with a paired bootstrap: it is
+    non-inferior when the one-sided ``confidence`` lower bound of (entry - mean reader) on the
+    primary metric exceeds ``-margin``.
+    """
+
+    margin: float = Field(0.05, gt=0, lt=1)
+
+
 class TaskSpec(_Spec):
     """A benchmark task as declared in ``tasks/<id>/task.yaml``."""
 
@@ -247,6 +258,7 @@ class TaskSpec(_Spec):
     leaderboard: LeaderboardOptions = LeaderboardOptions()
     reading: ReadingProtocol = ReadingProtocol()
     confound_floor: ConfoundFloor | None = None
+    reader_band: ReaderBand | None = None
 
     @model_validator(mode="after")
     def _check_kind(self) -> "TaskSpec":

@@ -39,12 +39,10 @@ from bench.metrics.uncertainty import bootstrap_counts, percentile_interval
 from bench.pipeline.evaluate import ProgressCallback, prepared_split
 from bench.prepare.reference import read_reference
 from bench.ranking.statistics import resampled_auroc
+from bench.store import reader_band_folder
 from bench.tasks import TaskSpec
 
 log = logging.getLogger(__name__)
-
-BAND_FOLDER = ".readers"
-
 
 @dataclass(frozen=True)
 class ReaderScore:
@@ -55,11 +53,6 @@ class ReaderScore:
     value: float
     ci_low: float
     ci_high: float
-
-
-def band_folder(results: str | Path, task: str, split_name: str, split: str) -> Path:
-    """Where the band of one task and scored split lives in the results store."""
-    return Path(results) / BAND_FOLDER / task / f"{split}-{split_name}"
 
 
 def _primary_head(spec: TaskSpec):
@@ -138,7 +131,7 @@ def reader_band(spec: TaskSpec, *, root: str | Path, name: str = "synthetic", sp
     loo = leave_one_out(readers, spec, head.column).merge(cases, on="study_uid")
     loo = loo[loo.label.isin(classes) & loo.consensus.isin(classes)].sort_values(["group_name", "case_id"])
     scores = tuple(_score(spec, head, group) for _, group in loo.groupby("group_name", sort=True))
-    folder = band_folder(results, spec.id, reference.split_name, reference.split)
+    folder = reader_band_folder(results, spec.id, reference.split_name, reference.split)
     folder.parent.mkdir(parents=True, exist_ok=True)
     document = {
         "schema_version": SCHEMA_VERSION, "task": spec.id, "task_sha256": spec.sha256,

@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 
 from bench.errors import TaskSpecError
-from bench.pipeline.readers import band_folder, leave_one_out, reader_band, reader_scores
+from bench.pipeline.readers import leave_one_out, reader_band, reader_scores
+from bench.store import reader_band_folder
 from bench.tasks import load_task
 from tests.helpers.splits_fixtures import synthetic
 
@@ -55,7 +56,7 @@ def test_band_of_the_synthetic_1c_test_split(tmp_path_factory, tmp_path, monkeyp
     results = tmp_path / "results"
     scores = reader_band(spec, root=built.root, name="synthetic", split="test", results=results)
     assert len(scores) >= 3 and all(0 <= s.value <= 1 and s.ci_low <= s.value <= s.ci_high for s in scores)
-    folder = band_folder(results, CXR, "synthetic", "test")
+    folder = reader_band_folder(results, CXR, "synthetic", "test")
     document = json.loads((folder / "band.json").read_text())
     assert [r["group"] for r in document["readers"]] == [s.group for s in scores]
     per_case = pd.read_csv(folder / "per_case.csv")
