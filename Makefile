@@ -12,7 +12,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 demo: $(VENV)/.installed
-	$(VENV)/bin/bench demo
+	$(VENV)/bin/bench demo --leaderboard leaderboard
 
 test: $(VENV)/.installed
 	$(PY) -m pytest

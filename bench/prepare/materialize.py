@@ -18,7 +18,6 @@ second prepare reads no DICOM at all. NIfTI conventions: :mod:`bench.prepare.nif
 import logging
 import os
 import shutil
-import tempfile
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +28,7 @@ import numpy as np
 from bench.data.mdai import annotation_files
 from bench.errors import PrepareError, SplitError
 from bench.io import SCHEMA_VERSION, is_missing, write_csv, write_json
+from bench.leases import temp_dir
 from bench.prepare import nifti
 from bench.prepare.caseids import SALT_PATH, case_id_salt, prepared_case_id
 from bench.prepare.demographics import age_band
@@ -123,7 +123,7 @@ def prepare_split(spec: TaskSpec, name: str, split: str, *, root: str | os.PathL
     spec : TaskSpec
         The task.
     name : str
-        The pinned split (``tasks/<task>/splits/<name>.json``).
+        The pinned split (``<task>/splits/<name>.json``).
     split : str
         ``train``, ``validation`` or ``test``.
     root : path
@@ -145,7 +145,8 @@ def prepare_split(spec: TaskSpec, name: str, split: str, *, root: str | os.PathL
     overwrite : bool
         Replace existing ``out/input`` and ``out/reference``.
     directory : path, optional
-        The tasks folder (default :func:`bench.tasks.tasks_dir`).
+        The user's tasks folder (default :func:`bench.tasks.user_tasks_dir`), looked up before
+        the built-in tasks.
 
     Raises
     ------
@@ -197,12 +198,10 @@ def prepare_split(spec: TaskSpec, name: str, split: str, *, root: str | os.PathL
     images = ImageSource(spec, root, cache_dir if cache else None, rows, cases)
     ordered = sorted(cases, key=lambda c: ids[c.case_id])
     out.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=out, prefix=".prepare-"))
-    try:
+    # under a lease (bench.leases): a prepare killed by SIGKILL leaves a folder the next bench removes
+    with temp_dir(out, prefix=".prepare-") as staging:
         document = _build(spec, pinned, split, ordered, ids, rows, images, export, staging, progress)
         _commit(staging, out, overwrite=overwrite)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return PreparedSplit(out=out, input_dir=out / "input", reference_dir=out / "reference", task=spec.id,
                          split_name=name, split=split, split_sha256=pinned.sha256,
                          reference_sha256=document["reference_sha256"],
