@@ -45,6 +45,7 @@ from bench.tasks import TaskSpec
 log = logging.getLogger(__name__)
 
 FLOOR_NAME = "confound-floor"
+FLOOR_TEAM = "ricord-bench reference"
 EXPLANATION = ("confound floor: a logistic regression on DICOM header metadata only (scanner, kernel, "
                "slice thickness, pixel spacing, matrix, study date, site), fitted on the train split; "
                "an entry that does not clearly beat it may be reading the source, not the disease")
@@ -129,6 +130,7 @@ def fit_and_predict(spec: TaskSpec, train: pd.DataFrame, train_labels: pd.DataFr
 
 def confound_floor(spec: TaskSpec, *, root: str | Path, name: str = "synthetic", split: str = "test",
                    results: str | Path = "results", work: str | Path | None = None,
+                   tasks_dir: str | Path | None = None,
                    progress: ProgressCallback | None = None) -> ConfoundFloorReport:
     """Fit the task's confound floor on the train split, score it on ``split`` and store it.
 
@@ -144,10 +146,11 @@ def confound_floor(spec: TaskSpec, *, root: str | Path, name: str = "synthetic",
         raise TaskSpecError("the confound floor is fitted on the train split; score it on validation or test.")
     root = Path(root)
     work = Path(work) if work is not None else Path(results) / ".work"
-    prepared, _ = prepared_split(spec, root=root, name=name, split=split, work=work, progress=progress)
+    prepared, _ = prepared_split(spec, root=root, name=name, split=split, work=work, tasks_dir=tasks_dir,
+                                 progress=progress)
     reference = read_reference(prepared / "reference", check_masks=False)
     manifest = read_manifest(root / "manifest.csv").set_index("case_id", drop=False)
-    train_ids = load_split(spec.id, name).case_ids("train")
+    train_ids = load_split(spec.id, name, directory=tasks_dir).case_ids("train")
     scored_ids = reference.cases["source_case_id"].astype(str).tolist()
     rows = manifest.loc[train_ids + scored_ids]
     features = _case_features(spec, rows, root, stage_progress(progress, "confound floor: headers"))
@@ -161,8 +164,8 @@ def confound_floor(spec: TaskSpec, *, root: str | Path, name: str = "synthetic",
     predictions = folder.parent / f"{folder.name}-predictions" / "predictions.csv"
     predictions.parent.mkdir()
     write_csv(predictions, probabilities.sort_values("case_id"))
-    record_predictions(spec, predictions, prepared / "reference", folder, submission=FLOOR_NAME)
-    stored = score_and_store(spec, folder, prepared / "reference", results=results,
+    record_predictions(spec, predictions, prepared / "reference", folder, team=FLOOR_TEAM, entry=FLOOR_NAME)
+    stored = score_and_store(spec, folder, prepared / "reference", results=results, tasks_dir=tasks_dir,
                              reference={"kind": FLOOR_NAME, "explanation": EXPLANATION,
                                         "features": list(spec.confound_floor.features)},
                              progress=stage_progress(progress, "confound floor: score"))

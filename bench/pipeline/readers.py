@@ -110,13 +110,15 @@ def _score(spec: TaskSpec, head, table: pd.DataFrame) -> ReaderScore:
 
 def reader_band(spec: TaskSpec, *, root: str | Path, name: str = "synthetic", split: str = "test",
                 results: str | Path = "results", work: str | Path | None = None,
+                tasks_dir: str | Path | None = None,
                 progress: ProgressCallback | None = None) -> tuple[ReaderScore, ...]:
     """Score every reader group of the prepared ``split`` against the other readers; store the band."""
     head = _primary_head(spec)
     classes = list(head.classes)
     root = Path(root)
     work = Path(work) if work is not None else Path(results) / ".work"
-    prepared, _ = prepared_split(spec, root=root, name=name, split=split, work=work, progress=progress)
+    prepared, _ = prepared_split(spec, root=root, name=name, split=split, work=work, tasks_dir=tasks_dir,
+                                 progress=progress)
     reference = read_reference(prepared / "reference", check_masks=False)
     readers_path = root / "manifest.readers.csv"  # written beside the manifest by `bench data index`
     if not readers_path.is_file():

@@ -117,11 +117,11 @@ def _classification(board) -> tuple[list[str], np.ndarray, np.ndarray]:
 
 def board_power(board) -> PowerReport | None:
     """The power analysis of a board, or None when its primary has neither per-case values nor AUROC."""
-    names = [entry.run.submission for entry in board.entries]
+    names = [entry.run.name for entry in board.entries]
     if len(names) < 2:
         return None
     if board.matrix is not None:
-        values = board.matrix[names]
+        values = board.matrix[[entry.run.submission for entry in board.entries]]
         strata = None
         if board.spec.kind == "segmentation" and all("volume_ref_ml" in e.run.per_case.columns
                                                       for e in board.entries):
@@ -151,7 +151,7 @@ def reference_lines(spec, runs: list[StoredRun]) -> tuple[ReferenceLine, ...]:
     for run in sorted(runs, key=lambda r: r.submission):
         entry = run.scores["metrics"].get(spec.primary_key) or {}
         marker = run.reference_entry or {}
-        lines.append(ReferenceLine(run.submission, str(marker.get("kind", "")), str(marker.get("explanation", "")),
+        lines.append(ReferenceLine(run.name, str(marker.get("kind", "")), str(marker.get("explanation", "")),
                                    _float(entry.get("value")), _float(entry.get("ci_low")),
                                    _float(entry.get("ci_high"))))
     return tuple(lines)
@@ -214,7 +214,7 @@ def _non_inferiority(board, band: pd.DataFrame, head, margin: float) -> tuple[No
         differences = entries_boot[:, k] - mean_boot
         finite = differences[np.isfinite(differences)]
         lower = float(np.percentile(finite, tail)) if finite.size else math.nan
-        tests.append(NonInferiority(entry.run.submission, float(entries_full[k] - mean_full), lower, margin,
+        tests.append(NonInferiority(entry.run.name, float(entries_full[k] - mean_full), lower, margin,
                                     len(case_ids)))
     return tuple(tests)
 

@@ -4,7 +4,6 @@ import json
 import re
 
 import pandas as pd
-
 from typer.testing import CliRunner
 
 from bench.cli import app

@@ -69,8 +69,8 @@ def test_on_an_unconfounded_collection_the_floor_is_chance(tmp_path, monkeypatch
     report, store = _floor(tmp_path, monkeypatch, "none")
     auroc = report.stored.scores["metrics"]["covid.auroc"]
     assert auroc["ci_low"] <= 0.5 <= auroc["ci_high"]
-    assert report.stored.submission == FLOOR_NAME and report.stored.reference_entry["kind"] == FLOOR_NAME
-    assert [run.submission for run in store.runs(TASK)] == [FLOOR_NAME]
+    assert report.stored.name == FLOOR_NAME and report.stored.reference_entry["kind"] == FLOOR_NAME
+    assert [run.name for run in store.runs(TASK)] == [FLOOR_NAME]
 
 
 @pytest.mark.slow
