@@ -74,10 +74,15 @@ def evaluate(
     submission: Annotated[
         Path, typer.Argument(help="Submission directory (submission.yaml), image tarball or image name.")
     ],
-    task: Annotated[str, typer.Option("--task", help="Task id.")],
     root: Annotated[Path, typer.Option("--root", help="The RICORD download (or synthetic collection).")],
+    task: Annotated[str | None, typer.Option("--task", help="Task id (not with --challenge).")] = None,
     team: Team = None,
     entry: Entry = None,
+    challenge: Annotated[
+        Path | None,
+        typer.Option("--challenge", help="A challenge file: enforce its phase rules, log the attempt."),
+    ] = None,
+    phase: Annotated[str | None, typer.Option("--phase", help="Phase id of --challenge.")] = None,
     name: Annotated[
         str, typer.Option("--name", help="Pinned split name (<id>/splits/<name>.json).")
     ] = "synthetic",
@@ -92,10 +97,25 @@ def evaluate(
     scheduler: Scheduler = None,
     tasks_dir: TasksDir = None,
 ) -> None:
-    """Prepare (cached), run, score and store one submission: what an organizer runs per entry."""
+    """Prepare (cached), run, score and store one submission: what an organizer runs per entry.
+
+    With --challenge and --phase, the phase decides the task and split and its window and limits
+    are enforced; every attempt, refused or not, goes into <results>/ledger.jsonl.
+    """
     from bench.pipeline.evaluate import evaluate as evaluate_submission
     from bench.tasks import load_task
 
+    if (challenge is None) != (phase is None) or (challenge is None) == (task is None):
+        raise typer.BadParameter("give --task, or --challenge with --phase (the phase names the task)")
+    if challenge is not None:
+        from bench.pipeline.phases import evaluate_in_phase
+
+        with progress_bar(f"evaluating in phase {phase}") as progress:
+            report = evaluate_in_phase(challenge, phase, submission, root=root, results=results, team=team,
+                                       entry=entry, runner=runner, work=work, workers=workers,
+                                       scheduler=scheduler, progress=progress)
+        _print_stored(report.stored)
+        return
     spec = load_task(task, directory=tasks_dir)
     with progress_bar(f"evaluating on {spec.id}") as progress:
         report = evaluate_submission(

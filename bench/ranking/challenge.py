@@ -1,0 +1,239 @@
+"""Challenges: phases with a pinned split, windows and submission limits, and an append-only ledger.
+
+A challenge is ``challenges/<name>.yaml`` (:class:`Challenge`): one task, and phases (for example a
+public validation phase and a hidden test phase), each with its pinned split (name, part and the
+split file's sha256, so an edited split file is refused), the UTC window it accepts entries in,
+limits per team per UTC day and in total, which run counts for an entry (``latest``, ``best`` by the
+task's primary metric, or ``chosen`` by the team) and whether scores show at once or only after the
+phase closes.
+
+Every attempt goes into the ledger ``<results>/ledger.jsonl``, refused ones included: one JSON
+object per line, appended under an exclusive lock and fsynced, never rewritten. Events:
+``refused`` (with the reason), ``scored`` (with the stored run's id), ``failed`` (the harness or
+the submission could not produce a result, with the reason), ``withdrawn`` and ``chosen``.
+Limits count ``scored`` attempts only: a refused attempt or one the harness failed does not use
+up a team's quota (the request behind grand-challenge issue #543).
+"""
+
+import fcntl
+import json
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+
+from bench.errors import BenchError
+from bench.io import read_yaml_model
+from bench.store import EntryId, StoredRun
+
+LEDGER = "ledger.jsonl"
+EVENTS = ("refused", "scored", "failed", "withdrawn", "chosen")
+
+
+class ChallengeError(BenchError):
+    """A challenge definition is invalid, or an attempt breaks its rules (the message says which)."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PhaseLimits(_Model):
+    """Scored attempts allowed per team: per UTC calendar day and over the whole phase."""
+
+    per_day: Annotated[int, Field(ge=1)]
+    total: Annotated[int, Field(ge=1)]
+
+
+class Phase(_Model):
+    """One phase: its pinned split, window, limits, counted run and score visibility."""
+
+    id: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,31}$")]
+    title: str
+    split_name: str
+    split: Literal["train", "validation", "test"]
+    split_sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+    opens: AwareDatetime
+    closes: AwareDatetime
+    limits: PhaseLimits
+    counts: Literal["latest", "best", "chosen"] = "latest"
+    scores: Literal["immediately", "after_close"] = "immediately"
+
+    @model_validator(mode="after")
+    def _window(self) -> "Phase":
+        if self.closes <= self.opens:
+            raise ValueError(f"phase {self.id!r} closes ({self.closes}) before it opens ({self.opens})")
+        return self
+
+    def scores_visible(self, now: datetime) -> bool:
+        return self.scores == "immediately" or now >= self.closes
+
+
+class Challenge(_Model):
+    """The model of ``challenges/<name>.yaml``."""
+
+    name: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,63}$")]
+    title: str
+    task: str
+    phases: Annotated[tuple[Phase, ...], Field(min_length=1)]
+
+    @model_validator(mode="after")
+    def _unique(self) -> "Challenge":
+        ids = [phase.id for phase in self.phases]
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"phase ids repeat: {ids}")
+        return self
+
+    def phase(self, phase_id: str) -> Phase:
+        for phase in self.phases:
+            if phase.id == phase_id:
+                return phase
+        raise ChallengeError(
+            f"challenge {self.name}: no phase {phase_id!r}; its phases are {[p.id for p in self.phases]}."
+        )
+
+
+def load_challenge(path: str | os.PathLike) -> Challenge:
+    """Read and validate a challenge file (every invalid field listed)."""
+    return read_yaml_model(
+        Path(path), Challenge, error=ChallengeError, what="challenge fields", docs="docs/challenges.md"
+    )
+
+
+@dataclass(frozen=True)
+class Event:
+    """One ledger line."""
+
+    at: str
+    challenge: str
+    phase: str
+    team: str
+    entry: str
+    event: str
+    reason: str = ""
+    run_id: str = ""
+
+    @property
+    def entry_id(self) -> EntryId:
+        return EntryId(self.team, self.entry)
+
+
+class Ledger:
+    """The append-only ledger of one results store (``<results>/ledger.jsonl``)."""
+
+    def __init__(self, results: str | os.PathLike):
+        self.path = Path(results) / LEDGER
+
+    def append(self, event: Event) -> Event:
+        """Append one event under an exclusive lock, flushed to disk before returning."""
+        if event.event not in EVENTS:
+            raise ChallengeError(f"unknown ledger event {event.event!r}; one of {EVENTS}")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        line = json.dumps(event.__dict__, sort_keys=True, ensure_ascii=False) + "\n"
+        with open(self.path, "a", encoding="utf-8") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                handle.write(line)
+                handle.flush()
+                os.fsync(handle.fileno())
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+        return event
+
+    def events(self, challenge: str | None = None, phase: str | None = None) -> list[Event]:
+        """Every event in order (of ``challenge`` / ``phase`` when given)."""
+        if not self.path.is_file():
+            return []
+        found = []
+        for number, line in enumerate(self.path.read_text(encoding="utf-8").splitlines(), start=1):
+            try:
+                event = Event(**json.loads(line))
+            except (ValueError, TypeError) as error:
+                raise ChallengeError(
+                    f"{self.path}:{number}: not a ledger event ({error}); the ledger is "
+                    "append-only, restore it from a backup."
+                ) from error
+            if (challenge is None or event.challenge == challenge) and (
+                phase is None or event.phase == phase
+            ):
+                found.append(event)
+        return found
+
+
+def check_attempt(
+    challenge: Challenge, phase: Phase, entry: EntryId, events: Iterable[Event], now: datetime
+) -> str | None:
+    """Why an attempt by ``entry`` now would be refused, or None when it may run.
+
+    Checks the phase window, then the team's scored attempts on the same UTC day and in total.
+    """
+    if now < phase.opens:
+        return f"phase {phase.id} of {challenge.name} opens at {phase.opens.isoformat()}; it is {_iso(now)}"
+    if now >= phase.closes:
+        return f"phase {phase.id} of {challenge.name} closed at {phase.closes.isoformat()}; it is {_iso(now)}"
+    scored = [e for e in events if e.team == entry.team and e.event == "scored" and e.phase == phase.id]
+    today = [e for e in scored if e.at[:10] == _iso(now)[:10]]
+    if len(today) >= phase.limits.per_day:
+        return (
+            f"team {entry.team!r} has used its {phase.limits.per_day} scored attempt(s) of "
+            f"{_iso(now)[:10]} (UTC) in phase {phase.id}; try again tomorrow"
+        )
+    if len(scored) >= phase.limits.total:
+        return f"team {entry.team!r} has used all {phase.limits.total} scored attempts of phase {phase.id}"
+    return None
+
+
+def counted_runs(
+    challenge: Challenge,
+    phase: Phase,
+    runs: Iterable[StoredRun],
+    events: Iterable[Event],
+    *,
+    direction: str,
+    primary: str,
+) -> list[StoredRun]:
+    """The run that counts for each entry of ``phase`` that is not withdrawn, by the phase's rule.
+
+    Only runs the ledger recorded as ``scored`` in this phase count. ``latest``: the last scored;
+    ``best``: the best primary value (``direction`` ``higher`` or ``lower``; ties: the earlier);
+    ``chosen``: the run the team chose last (none chosen: the entry is not on the board).
+    """
+    events = [e for e in events if e.challenge == challenge.name and e.phase == phase.id]
+    scored_ids = {(e.entry_id, e.run_id) for e in events if e.event == "scored"}
+    withdrawn = {e.entry_id for e in events if e.event == "withdrawn"}
+    chosen = {e.entry_id: e.run_id for e in events if e.event == "chosen"}
+    per_entry: dict[EntryId, list[StoredRun]] = {}
+    for run in sorted(runs, key=lambda r: r.run_id):
+        if (run.entry, run.run_id) in scored_ids and run.entry not in withdrawn:
+            per_entry.setdefault(run.entry, []).append(run)
+    counted = []
+    for entry, candidates in sorted(per_entry.items()):
+        if phase.counts == "latest":
+            counted.append(candidates[-1])
+        elif phase.counts == "best":
+            counted.append(
+                max(candidates, key=lambda r: (_goodness(r, primary, direction), -candidates.index(r)))
+            )
+        elif entry in chosen:
+            counted.extend(r for r in candidates if r.run_id == chosen[entry])
+    return counted
+
+
+def _goodness(run: StoredRun, primary: str, direction: str) -> float:
+    """The primary value oriented so that larger is better; a missing value is the worst."""
+    value = (run.scores["metrics"].get(primary) or {}).get("value")
+    if not isinstance(value, int | float) or value != value:
+        return float("-inf")
+    return float(value) if direction == "higher" else -float(value)
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -1,0 +1,190 @@
+"""Challenge phases: the definition, the append-only ledger, limits and which run counts."""
+
+from datetime import UTC, datetime
+
+import pytest
+
+from bench.ranking.challenge import (
+    Challenge,
+    ChallengeError,
+    Event,
+    Ledger,
+    check_attempt,
+    counted_runs,
+    load_challenge,
+)
+from bench.pipeline.demo import BUILTIN_SUBMISSIONS
+from bench.store import EntryId, Store
+from bench.tasks import load_task
+from tests.helpers.board_fixtures import SEG_TASK, seg_run
+
+SHA = "ab" * 32
+
+
+def _challenge(counts="best", scores="immediately"):
+    return Challenge.model_validate(
+        {
+            "name": "ricord-seg",
+            "title": "RICORD lesions",
+            "task": SEG_TASK,
+            "phases": [
+                {
+                    "id": "validation",
+                    "title": "Public validation",
+                    "split_name": "synthetic",
+                    "split": "validation",
+                    "split_sha256": SHA,
+                    "opens": "2026-11-01T00:00:00Z",
+                    "closes": "2026-11-30T00:00:00Z",
+                    "limits": {"per_day": 2, "total": 3},
+                    "counts": counts,
+                    "scores": scores,
+                }
+            ],
+        }
+    )
+
+
+def _event(kind, team="Team A", entry="model", at="2026-11-20T09:00:00Z", run_id=""):
+    return Event(
+        at=at, challenge="ricord-seg", phase="validation", team=team, entry=entry, event=kind, run_id=run_id
+    )
+
+
+def test_definition_is_validated_field_by_field(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text(
+        "name: Bad Name\ntitle: x\ntask: t\nphases:\n  - id: v\n    title: v\n    split_name: s\n"
+        "    split: dev\n    split_sha256: xyz\n    opens: 2026-11-02T00:00:00Z\n"
+        "    closes: 2026-11-01T00:00:00Z\n    limits: {per_day: 0, total: 1}\n"
+    )
+    with pytest.raises(ChallengeError) as error:
+        load_challenge(path)
+    message = str(error.value)
+    for field in ("name", "phases.0.split", "phases.0.split_sha256", "phases.0.limits.per_day"):
+        assert f"  - {field}:" in message, message
+
+
+def test_window_and_limits_refuse_with_a_reason():
+    challenge = _challenge()
+    phase = challenge.phase("validation")
+    entry = EntryId("Team A", "model")
+    assert "opens at 2026-11-01" in check_attempt(
+        challenge, phase, entry, [], datetime(2026, 10, 31, tzinfo=UTC)
+    )
+    assert "closed at 2026-11-30" in check_attempt(
+        challenge, phase, entry, [], datetime(2026, 12, 1, tzinfo=UTC)
+    )
+    now = datetime(2026, 11, 20, 18, 0, tzinfo=UTC)
+    two_today = [_event("scored"), _event("scored", entry="other")]  # the limit is per team
+    assert "used its 2 scored attempt(s) of 2026-11-20" in check_attempt(
+        challenge, phase, entry, two_today, now
+    )
+    refused = [_event("refused"), _event("failed"), _event("scored")]  # only scored attempts count
+    assert check_attempt(challenge, phase, entry, refused, now) is None
+    three = [
+        _event("scored", at="2026-11-18T09:00:00Z"),
+        _event("scored", at="2026-11-19T09:00:00Z"),
+        _event("scored", at="2026-11-19T10:00:00Z"),
+    ]
+    assert "used all 3 scored attempts" in check_attempt(challenge, phase, entry, three, now)
+    assert check_attempt(challenge, phase, EntryId("Team B", "model"), three, now) is None
+
+
+def test_ledger_appends_and_reads_back_in_order(tmp_path):
+    ledger = Ledger(tmp_path)
+    ledger.append(_event("refused"))
+    ledger.append(_event("scored", run_id="r1"))
+    assert [e.event for e in Ledger(tmp_path).events("ricord-seg", "validation")] == ["refused", "scored"]
+    assert (tmp_path / "ledger.jsonl").read_text().count("\n") == 2
+    with pytest.raises(ChallengeError, match="unknown ledger event"):
+        ledger.append(_event("deleted"))
+
+
+def test_counted_run_follows_the_phase_rule_and_withdrawal(tmp_path):
+    spec = load_task(SEG_TASK)
+    store = Store(tmp_path)
+    days = [datetime(2026, 11, d, 9, 0, tzinfo=UTC) for d in (18, 19, 20)]
+    a1 = seg_run(store, spec, "model", [0.9, 0.9], split="validation", started=days[0])
+    a2 = seg_run(store, spec, "model", [0.5, 0.5], split="validation", started=days[1])
+    b1 = seg_run(store, spec, "model", [0.7, 0.7], split="validation", team="Team B", started=days[0])
+    c1 = seg_run(store, spec, "model", [0.8, 0.8], split="validation", team="Team C", started=days[0])
+    stray = seg_run(store, spec, "model", [1.0, 1.0], split="validation", team="Team B", started=days[2])
+    events = [
+        _event("scored", run_id=a1.run_id),
+        _event("scored", run_id=a2.run_id),
+        _event("scored", team="Team B", run_id=b1.run_id),
+        _event("scored", team="Team C", run_id=c1.run_id),
+        _event("withdrawn", team="Team C"),
+    ]
+    runs = store.runs(SEG_TASK)
+    assert stray in runs or stray.run_id in {r.run_id for r in runs}  # stored, but not in the ledger
+
+    def counted(counts):
+        chosen = _challenge(counts)
+        picked = counted_runs(
+            chosen, chosen.phase("validation"), runs, events, direction="higher", primary="dice"
+        )
+        return [(r.team, r.run_id) for r in picked]
+
+    assert counted("best") == [("Team A", a1.run_id), ("Team B", b1.run_id)]
+    assert counted("latest") == [("Team A", a2.run_id), ("Team B", b1.run_id)]
+    events.append(_event("chosen", run_id=a2.run_id))
+    assert counted("chosen") == [("Team A", a2.run_id)]
+
+
+def test_cli_refusal_is_recorded_and_withdraw_appends(tmp_path):
+    from typer.testing import CliRunner
+
+    from bench.cli import app
+
+    path = tmp_path / "challenge.yaml"
+    path.write_text(
+        "name: ricord-seg\ntitle: RICORD lesions\ntask: ricord-1a-lesion-seg\nphases:\n"
+        "  - id: closed\n    title: Closed phase\n    split_name: synthetic\n    split: validation\n"
+        f"    split_sha256: '{SHA}'\n    opens: 2020-01-01T00:00:00Z\n    closes: 2020-02-01T00:00:00Z\n"
+        "    limits: {per_day: 1, total: 1}\n"
+    )
+    submission = str(BUILTIN_SUBMISSIONS / "threshold-seg")
+    runner = CliRunner()
+    args = [
+        "evaluate",
+        submission,
+        "--root",
+        str(tmp_path),
+        "--challenge",
+        str(path),
+        "--phase",
+        "closed",
+        "--results",
+        str(tmp_path / "results"),
+        "--team",
+        "Team A",
+        "--entry",
+        "model",
+    ]
+    result = runner.invoke(app, args)
+    assert result.exit_code != 0 and "closed at 2020-02-01" in result.output
+    result = runner.invoke(
+        app,
+        [
+            "withdraw",
+            "--challenge",
+            str(path),
+            "--phase",
+            "closed",
+            "--team",
+            "Team A",
+            "--entry",
+            "model",
+            "--results",
+            str(tmp_path / "results"),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    events = Ledger(tmp_path / "results").events("ricord-seg", "closed")
+    assert [(e.event, e.team, e.entry) for e in events] == [
+        ("refused", "Team A", "model"),
+        ("withdrawn", "Team A", "model"),
+    ]
+    assert "closed at 2020-02-01" in events[0].reason
