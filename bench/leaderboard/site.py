@@ -19,6 +19,7 @@ import json
 import logging
 import math
 import os
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
@@ -124,7 +125,7 @@ def build_leaderboard(results: str | os.PathLike, out: str | os.PathLike, *,
                                                "tasks": [_task_json(spec, boards) for spec, boards in tasks]})
         for name in KEPT:
             if (out / name).is_file():
-                shutil.copy2(out / name, site / name)
+                write_bytes(site / name, (out / name).read_bytes())
         _swap(site, out)
     if progress:
         progress(len(task_ids), len(task_ids), "done")
