@@ -124,8 +124,8 @@ def test_splits_pin_from_export_then_verify_without_pixels(tmp_path):
     assert "9 cases" in result.output and "pixel fingerprints pending" in result.output
     written = tmp_path / "ricord-1c-cxr-appearance" / "splits" / "excerpt.json"
     assert json.loads(written.read_text())["cases"][0]["series_uid"] is None
-    result = runner.invoke(app, ["splits", "verify", "--task", "ricord-1c-cxr-appearance", "--name", "excerpt",
-                                 "--root", str(tmp_path), "--annotations", str(export),
+    result = runner.invoke(app, ["splits", "verify", "--task", "ricord-1c-cxr-appearance",
+                                 "--name", "excerpt", "--root", str(tmp_path), "--annotations", str(export),
                                  "--tasks-dir", str(tmp_path)])
     assert result.exit_code == 0, result.output
     assert "9 cases: ok 9" in result.output and "pixels not" in result.output
