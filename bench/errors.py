@@ -83,3 +83,7 @@ class ImageBuildError(RunnerError):
 
 class ClusterError(BenchError):
     """Parallel work cannot run: the dask scheduler is unreachable, lacks workers, or workers keep dying."""
+
+
+class ChallengeError(BenchError):
+    """A challenge definition is invalid, or an attempt breaks its rules (the message says which)."""

@@ -10,9 +10,9 @@ or deletes a ledger line.
 import os
 from datetime import datetime
 
-from bench.errors import BenchError
+from bench.challenges import Event, Ledger, check_attempt, load_challenge, utc_now
+from bench.errors import BenchError, ChallengeError
 from bench.pipeline.evaluate import EvaluateReport, evaluate
-from bench.ranking.challenge import ChallengeError, Event, Ledger, check_attempt, load_challenge, utc_now
 from bench.runners.submission import load_submission
 from bench.splits.pinned import load_split
 from bench.store import EntryId
@@ -48,7 +48,7 @@ def evaluate_in_phase(
     ledger = Ledger(results)
     now = now or utc_now()
     stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ")
-    reason = check_attempt(challenge, phase, who, ledger.events(challenge.name, phase.id), now)
+    reason = check_attempt(challenge, phase, who.team, ledger.events(challenge.name, phase.id), now)
     pinned = load_split(challenge.task, phase.split_name).sha256
     if reason is None and pinned != phase.split_sha256:
         reason = (

@@ -26,16 +26,11 @@ from typing import Annotated, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
-from bench.errors import BenchError
+from bench.errors import ChallengeError
 from bench.io import read_yaml_model
-from bench.store import EntryId, StoredRun
 
 LEDGER = "ledger.jsonl"
 EVENTS = ("refused", "scored", "failed", "withdrawn", "chosen")
-
-
-class ChallengeError(BenchError):
-    """A challenge definition is invalid, or an attempt breaks its rules (the message says which)."""
 
 
 class _Model(BaseModel):
@@ -118,8 +113,9 @@ class Event:
     run_id: str = ""
 
     @property
-    def entry_id(self) -> EntryId:
-        return EntryId(self.team, self.entry)
+    def entry_id(self) -> tuple[str, str]:
+        """(team, entry), as a stored run's ``(team, name)``."""
+        return (self.team, self.entry)
 
 
 class Ledger:
@@ -165,9 +161,9 @@ class Ledger:
 
 
 def check_attempt(
-    challenge: Challenge, phase: Phase, entry: EntryId, events: Iterable[Event], now: datetime
+    challenge: Challenge, phase: Phase, team: str, events: Iterable[Event], now: datetime
 ) -> str | None:
-    """Why an attempt by ``entry`` now would be refused, or None when it may run.
+    """Why an attempt by ``team`` now would be refused, or None when it may run.
 
     Checks the phase window, then the team's scored attempts on the same UTC day and in total.
     """
@@ -175,28 +171,31 @@ def check_attempt(
         return f"phase {phase.id} of {challenge.name} opens at {phase.opens.isoformat()}; it is {_iso(now)}"
     if now >= phase.closes:
         return f"phase {phase.id} of {challenge.name} closed at {phase.closes.isoformat()}; it is {_iso(now)}"
-    scored = [e for e in events if e.team == entry.team and e.event == "scored" and e.phase == phase.id]
+    scored = [e for e in events if e.team == team and e.event == "scored" and e.phase == phase.id]
     today = [e for e in scored if e.at[:10] == _iso(now)[:10]]
     if len(today) >= phase.limits.per_day:
         return (
-            f"team {entry.team!r} has used its {phase.limits.per_day} scored attempt(s) of "
+            f"team {team!r} has used its {phase.limits.per_day} scored attempt(s) of "
             f"{_iso(now)[:10]} (UTC) in phase {phase.id}; try again tomorrow"
         )
     if len(scored) >= phase.limits.total:
-        return f"team {entry.team!r} has used all {phase.limits.total} scored attempts of phase {phase.id}"
+        return f"team {team!r} has used all {phase.limits.total} scored attempts of phase {phase.id}"
     return None
 
 
 def counted_runs(
     challenge: Challenge,
     phase: Phase,
-    runs: Iterable[StoredRun],
+    runs: Iterable,
     events: Iterable[Event],
     *,
     direction: str,
     primary: str,
-) -> list[StoredRun]:
+) -> list:
     """The run that counts for each entry of ``phase`` that is not withdrawn, by the phase's rule.
+
+    ``runs`` are stored runs (:class:`bench.store.StoredRun`: ``team``, ``name``, ``run_id``,
+    ``scores``).
 
     Only runs the ledger recorded as ``scored`` in this phase count. ``latest``: the last scored;
     ``best``: the best primary value (``direction`` ``higher`` or ``lower``; ties: the earlier);
@@ -206,10 +205,11 @@ def counted_runs(
     scored_ids = {(e.entry_id, e.run_id) for e in events if e.event == "scored"}
     withdrawn = {e.entry_id for e in events if e.event == "withdrawn"}
     chosen = {e.entry_id: e.run_id for e in events if e.event == "chosen"}
-    per_entry: dict[EntryId, list[StoredRun]] = {}
+    per_entry: dict[tuple[str, str], list] = {}
     for run in sorted(runs, key=lambda r: r.run_id):
-        if (run.entry, run.run_id) in scored_ids and run.entry not in withdrawn:
-            per_entry.setdefault(run.entry, []).append(run)
+        key = (run.team, run.name)
+        if (key, run.run_id) in scored_ids and key not in withdrawn:
+            per_entry.setdefault(key, []).append(run)
     counted = []
     for entry, candidates in sorted(per_entry.items()):
         if phase.counts == "latest":
@@ -223,7 +223,7 @@ def counted_runs(
     return counted
 
 
-def _goodness(run: StoredRun, primary: str, direction: str) -> float:
+def _goodness(run, primary: str, direction: str) -> float:
     """The primary value oriented so that larger is better; a missing value is the worst."""
     value = (run.scores["metrics"].get(primary) or {}).get("value")
     if not isinstance(value, int | float) or value != value:

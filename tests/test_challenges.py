@@ -4,17 +4,17 @@ from datetime import UTC, datetime
 
 import pytest
 
-from bench.ranking.challenge import (
+from bench.challenges import (
     Challenge,
-    ChallengeError,
     Event,
     Ledger,
     check_attempt,
     counted_runs,
     load_challenge,
 )
+from bench.errors import ChallengeError
 from bench.pipeline.demo import BUILTIN_SUBMISSIONS
-from bench.store import EntryId, Store
+from bench.store import Store
 from bench.tasks import load_task
 from tests.helpers.board_fixtures import SEG_TASK, seg_run
 
@@ -68,7 +68,7 @@ def test_definition_is_validated_field_by_field(tmp_path):
 def test_window_and_limits_refuse_with_a_reason():
     challenge = _challenge()
     phase = challenge.phase("validation")
-    entry = EntryId("Team A", "model")
+    entry = "Team A"
     assert "opens at 2026-11-01" in check_attempt(
         challenge, phase, entry, [], datetime(2026, 10, 31, tzinfo=UTC)
     )
@@ -88,7 +88,7 @@ def test_window_and_limits_refuse_with_a_reason():
         _event("scored", at="2026-11-19T10:00:00Z"),
     ]
     assert "used all 3 scored attempts" in check_attempt(challenge, phase, entry, three, now)
-    assert check_attempt(challenge, phase, EntryId("Team B", "model"), three, now) is None
+    assert check_attempt(challenge, phase, "Team B", three, now) is None
 
 
 def test_ledger_appends_and_reads_back_in_order(tmp_path):
