@@ -399,7 +399,13 @@ def user_tasks_dir(directory: str | os.PathLike | None = None) -> Path:
 
 def task_folders(directory: str | os.PathLike | None = None) -> tuple[Path, ...]:
     """Where tasks and their pinned splits are looked up, in order: the user's folder, then the
-    built-in tasks (one folder when the user's folder is the built-in one)."""
+    built-in tasks (one folder when the user's folder is the built-in one).
+
+    >>> task_folders("my-tasks") == (Path("my-tasks"), BUILTIN_TASKS)
+    True
+    >>> task_folders(BUILTIN_TASKS) == (BUILTIN_TASKS,)
+    True
+    """
     user = user_tasks_dir(directory)
     return (user,) if user.resolve() == BUILTIN_TASKS.resolve() else (user, BUILTIN_TASKS)
 
