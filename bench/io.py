@@ -71,6 +71,29 @@ def csv_text(frame: pd.DataFrame) -> str:
     return frame.to_csv(index=False, lineterminator="\n", float_format=FLOAT_FORMAT)
 
 
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+"""Leading characters that make a spreadsheet read a cell as a formula (OWASP's CSV injection list)."""
+
+
+def spreadsheet_safe(frame: pd.DataFrame) -> pd.DataFrame:
+    """A copy of ``frame`` whose text cells cannot run as spreadsheet formulas.
+
+    For CSV exports that people open in a spreadsheet (the leaderboard's tables): a text cell
+    starting with one of :data:`FORMULA_STARTS` (a team named ``=HYPERLINK(...)``) gets a leading
+    single quote, which spreadsheets show as text. Numbers, including negative ones, are
+    left as they are.
+    """
+    safe = frame.copy()
+    for column in safe.columns:
+        if not pd.api.types.is_numeric_dtype(safe[column]):
+            safe[column] = safe[column].map(_neutral)
+    return safe
+
+
+def _neutral(value: Any) -> Any:
+    return f"'{value}" if isinstance(value, str) and value.startswith(FORMULA_STARTS) else value
+
+
 def validation_problems(error: ValidationError) -> list[str]:
     """Every invalid field of a pydantic error as ``"<dotted location>: <message>"``."""
     return [f"{'.'.join(str(part) for part in item['loc']) or '(top level)'}: {item['msg']}"

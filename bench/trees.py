@@ -180,3 +180,17 @@ def foreign_content(root: str | os.PathLike, kind: str) -> str | None:
         if entry.parts != (MARKER,) and entry.relative not in listed:
             return f"{root} holds {entry.relative!r}, which ricord-bench did not write there"
     return None
+
+
+def publish_modes(root: str | os.PathLike, *, folders: int = 0o755, files: int = 0o644) -> None:
+    """Give every folder of ``root`` (itself included) mode ``folders`` and every file ``files``.
+
+    For trees served or read by another user (a web server, an unprivileged container): a
+    temporary folder is created 0700 and an atomic write follows the umask, neither of which
+    such a reader can use. Links are left alone.
+    """
+    os.chmod(root, folders)
+    for entry in walk_entries(root):
+        mode = entry.info.st_mode
+        if stat.S_ISDIR(mode) or stat.S_ISREG(mode):
+            os.chmod(Path(root, *entry.parts), folders if stat.S_ISDIR(mode) else files)
