@@ -24,12 +24,6 @@ def utc_now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def run_id_for(started_at: str, inputs_sha256: str) -> str:
-    """``<UTC yyyymmddTHHMMSSZ>-<first 8 hex of the inputs hash>`` (CONTRACTS section 7)."""
-    compact = started_at.replace("-", "").replace(":", "")
-    return f"{compact}-{inputs_sha256[:8]}"
-
-
 @cache
 def git_revision() -> str | None:
     """The commit of the harness source tree (with ``+dirty`` when modified), or None outside git."""

@@ -83,16 +83,25 @@ def slugify(name: str) -> str:
     return f"{stem}-{digest}"
 
 
-def make_run_id(started_at: datetime, inputs_hash: str) -> str:
+def make_run_id(started_at: datetime | str, inputs_hash: str) -> str:
     """``<UTC yyyymmddTHHMMSSZ>-<first 8 hex of inputs_hash>``: sorts by start time.
+
+    The one builder of run ids (scoring names every stored result with it).
 
     Parameters
     ----------
-    started_at : datetime
-        When the run started; must carry a timezone (it is converted to UTC).
+    started_at : datetime or str
+        When the run started: an aware datetime (it is converted to UTC), or the UTC time as
+        receipts record it, ``yyyy-mm-ddTHH:MM:SSZ`` (:func:`bench.provenance.utc_now`).
     inputs_hash : str
         Hex digest identifying the inputs (e.g. sha256 over task, reference and predictions).
     """
+    if isinstance(started_at, str):
+        try:
+            started_at = datetime.strptime(started_at, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+        except ValueError:
+            raise StoreError(f"make_run_id: started_at {started_at!r} is not a UTC time written "
+                             "yyyy-mm-ddTHH:MM:SSZ") from None
     if started_at.tzinfo is None:
         raise StoreError(f"make_run_id: started_at {started_at.isoformat()} has no timezone; "
                          "pass an aware datetime such as datetime.now(timezone.utc)")

@@ -31,6 +31,12 @@ def test_make_run_id_refuses_naive_time_and_bad_hash():
         make_run_id(datetime(2026, 1, 1, tzinfo=UTC), "xyz")
 
 
+def test_make_run_id_takes_the_receipts_utc_text_too():
+    assert make_run_id("2026-03-04T05:08:09Z", "0123456789abcdef") == "20260304T050809Z-01234567"
+    with pytest.raises(StoreError, match="yyyy-mm-ddTHH:MM:SSZ"):
+        make_run_id("2026-03-04 05:08", "0" * 64)
+
+
 def test_slugify_keeps_safe_names_and_hashes_others():
     assert slugify("unet-baseline_v1.2") == "unet-baseline_v1.2"
     evil = slugify(EVIL)

@@ -55,7 +55,9 @@ def main() -> None:
 
 
 # Command modules register themselves on `app` when imported; keep one import per line.
+from bench.cli import cite  # noqa: E402,F401,I001
 from bench.cli import data  # noqa: E402,F401,I001
+from bench.cli import export  # noqa: E402,F401,I001
 from bench.cli import leaderboard  # noqa: E402,F401,I001
 from bench.cli import prepare  # noqa: E402,F401,I001
 from bench.cli import run  # noqa: E402,F401,I001

@@ -38,19 +38,27 @@ def default_cache_dir() -> Path:
     return base / "ricord-bench"
 
 
+def cache_entry(cache_dir: str | os.PathLike, case: SplitCase) -> Path:
+    """The cache folder of a case's converted image: ``<cache_dir>/<CONVERSION>/<images fingerprint>``.
+
+    It holds ``image.nii.gz`` and ``geometry.json`` once the case has been converted.
+    """
+    return Path(cache_dir) / CONVERSION / case.fingerprint.images
+
+
 class ImageSource:
     """Converted images by pinned fingerprint: from the cache, else from DICOM (checked, then cached)."""
 
     def __init__(self, spec: TaskSpec, root: Path, cache_dir: Path | None, rows: Mapping[str, dict],
                  cases: tuple[SplitCase, ...]):
         self.spec, self.root, self.rows = spec, root, rows
-        self.cache = Path(cache_dir) / CONVERSION if cache_dir is not None else None
+        self.cache = Path(cache_dir) if cache_dir is not None else None
         self.hits = 0
         self._located: dict[str, list[Path]] | None = None
         self._pending = [case for case in cases if not self._cached(case)]
 
     def _entry(self, case: SplitCase) -> Path | None:
-        return self.cache / case.fingerprint.images if self.cache is not None else None
+        return cache_entry(self.cache, case) if self.cache is not None else None
 
     def _cached(self, case: SplitCase) -> bool:
         entry = self._entry(case)

@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from bench.io import write_bytes, write_csv
-from bench.runners.result import CaseStatus, Rejected
+from bench.runners.record import CaseStatus, Rejected
 from bench.runners.staging import InputCase
 from bench.tasks import TaskSpec
 from bench.text import clean_reason, display_name

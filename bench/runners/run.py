@@ -19,7 +19,8 @@ from pydantic import ValidationError
 from bench.errors import RunnerError
 from bench.io import atomic_directory, validation_problems, write_bytes, write_json
 from bench.runners.collect import collect_outputs
-from bench.runners.result import ExecOutcome, RunResult
+from bench.runners.record import RunRecord
+from bench.runners.result import ExecOutcome
 from bench.runners.staging import (
     check_run_dir,
     output_area,
@@ -65,7 +66,7 @@ def run_submission(
     limits: Limits | Mapping[str, Any] | None = None,
     client=None,
     progress: Progress | None = None,
-) -> RunResult:
+) -> RunRecord:
     """Run ``submission`` on the prepared inputs of ``spec`` and write the run directory ``out_dir``.
 
     Parameters
@@ -143,7 +144,7 @@ def run_submission(
                 (tmp / "outputs").mkdir(exist_ok=True)
                 write_bytes(tmp / "logs" / "stdout.txt", cap_log(outcome.stdout))
                 write_bytes(tmp / "logs" / "stderr.txt", cap_log(outcome.stderr))
-                result = RunResult(
+                result = RunRecord(
                     run_dir=out_dir,
                     task=spec.id,
                     task_sha256=spec.sha256,

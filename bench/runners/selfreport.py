@@ -22,7 +22,7 @@ from bench.io import atomic_directory, write_json
 from bench.prepare.reference import read_reference
 from bench.provenance import utc_now
 from bench.runners.collect import collect_outputs
-from bench.runners.result import Rejected, RunResult
+from bench.runners.record import Rejected, RunRecord
 from bench.runners.staging import InputCase
 from bench.tasks import TaskSpec
 
@@ -47,7 +47,7 @@ def record_predictions(
     out_dir: str | os.PathLike,
     *,
     submission: str | None = None,
-) -> RunResult:
+) -> RunRecord:
     """Validate a plain predictions folder (or CSV file) and write it as a self-reported run at ``out_dir``.
 
     Parameters
@@ -102,7 +102,7 @@ def record_predictions(
                 cap_bytes=spec.limits.output_mb * 1024 * 1024,
             )
             (tmp / "outputs").mkdir(exist_ok=True)
-            result = RunResult(
+            result = RunRecord(
                 run_dir=out_dir,
                 task=spec.id,
                 task_sha256=spec.sha256,

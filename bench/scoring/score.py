@@ -30,14 +30,14 @@ from bench.io import SCHEMA_VERSION, rounded, sha256_json
 from bench.metrics.segmentation import SCORE_FIELDS
 from bench.parallel import SCHEDULER_ENV, map_ordered
 from bench.prepare.reference import read_reference
-from bench.provenance import hardware, harness, run_id_for, utc_now
-from bench.runners.record import RunRecord, outputs_sha256, read_run, receipt_run_fields
+from bench.provenance import hardware, harness, utc_now
+from bench.runners.record import RunRecord, read_run
 from bench.runners.selfreport import SELF_REPORTED
 from bench.scoring.aggregate import aggregate
 from bench.scoring.classification import head_data, head_probabilities, predicted_class, read_predictions
 from bench.scoring.segmentation import case_item, score_segmentation_case
 from bench.splits.pinned import load_split
-from bench.store import Store, StoredRun
+from bench.store import Store, StoredRun, make_run_id
 from bench.tasks import TaskSpec
 from bench.text import clean_reason
 
@@ -47,6 +47,10 @@ ProgressCallback = Callable[[int, int, str], None]
 INLINE_VOXELS = 3 * 512 * 512 * 200
 """Below this many reference voxels in a run, per-case scoring runs in-process by default."""
 BASE_COLUMNS = ("case_id", "patient_id", "site", "sex", "age_band", "status", "reason")
+RECEIPT_RUN_FIELDS = ("submission", "runner", "isolated", "image", "command", "limits", "started_at",
+                      "ended_at", "duration_s", "exit_code", "timed_out", "oom_killed", "error",
+                      "task_sha256")
+"""The run facts a receipt cites from run.json: submission, runner, image or command, limits, exit."""
 
 
 @dataclass(frozen=True)
@@ -115,11 +119,11 @@ def score_run(
     reference = read_reference(reference_dir, check_masks=spec.kind != "segmentation")
     _check_reference(spec, reference, reference_dir)
     run = read_run(run_dir, task_id=spec.id)
-    if run.meta.get("task_sha256") not in (None, spec.sha256):
+    if run.task_sha256 != spec.sha256:
         log.warning(
             "%s was produced with task spec %s, scoring with %s",
             run.run_dir,
-            run.meta.get("task_sha256"),
+            run.task_sha256,
             spec.sha256,
         )
     cases = _reference_cases(reference)
@@ -139,10 +143,10 @@ def score_run(
             "task_sha256": spec.sha256,
             "split_sha256": reference.split_sha256,
             "reference_sha256": reference.reference_sha256,
-            "outputs_sha256": outputs_sha256(run),
+            "outputs_sha256": run.outputs_sha256(),
         }
     )
-    run_id = run_id_for(started_at, inputs_sha256)
+    run_id = make_run_id(started_at, inputs_sha256)
     submission = run.submission_name or Path(run_dir).name
     body = aggregate(spec, per_case, heads)
     scores = rounded(
@@ -239,14 +243,14 @@ def _statuses(case_ids: list[str], run: RunRecord, spec: TaskSpec) -> dict[str, 
     """Status and reason per reference case, cross-checking run.json against the output files."""
     statuses = {}
     for case_id in case_ids:
-        entry = run.cases.get(case_id)
+        entry = run.by_case.get(case_id)
         if entry is None:
             statuses[case_id] = ("missing", "not listed in run.json (the run did not report this case)")
         elif entry.status == "ok" and spec.kind == "segmentation" and not run.mask_path(case_id).is_file():
             statuses[case_id] = ("error", f"run.json says ok but outputs/masks/{case_id}.nii.gz is absent")
         else:
             statuses[case_id] = (entry.status, entry.reason)
-    extra = sorted(set(run.cases) - set(case_ids))
+    extra = sorted(set(run.by_case) - set(case_ids))
     if extra:
         log.warning(
             "%s lists %d case(s) not in the reference, ignored: %s", run.run_dir, len(extra), extra[:5]
@@ -345,6 +349,7 @@ def _counts(per_case: pd.DataFrame) -> dict[str, int]:
 
 def _receipt(spec, reference, reference_dir, run, per_case, run_id, inputs_sha256, started_at) -> dict:
     failures = per_case.loc[per_case["status"] != "ok", ["case_id", "status", "reason"]]
+    recorded = run.to_json()
     return {
         "schema_version": SCHEMA_VERSION,
         "run_id": run_id,
@@ -353,20 +358,20 @@ def _receipt(spec, reference, reference_dir, run, per_case, run_id, inputs_sha25
         "started_at": started_at,
         "ended_at": utc_now(),
         "submission": {
-            key: run.meta.get("submission", {}).get(key) for key in ("name", "team", "description", "source")
+            key: run.submission.get(key) for key in ("name", "team", "description", "source")
         },
         "task": {"id": spec.id, "version": spec.version, "sha256": spec.sha256},
         "split": {"name": reference.split_name, "split": reference.split, "sha256": reference.split_sha256},
         "reference": {"sha256": reference.reference_sha256, "path": str(reference_dir)},
-        "self_reported": run.meta.get("runner") == SELF_REPORTED,
+        "self_reported": run.runner == SELF_REPORTED,
         "run": {
-            **receipt_run_fields(run),
+            **{key: recorded[key] for key in RECEIPT_RUN_FIELDS},
             "path": str(Path(run.run_dir).resolve()),
-            "outputs_sha256": outputs_sha256(run),
+            "outputs_sha256": run.outputs_sha256(),
         },
         "seed": {"bootstrap": spec.bootstrap.seed, "resamples": spec.bootstrap.resamples},
         "policies": spec.policies.model_dump(mode="json"),
         "hardware": hardware(),
-        "exit_status": {key: run.meta.get(key) for key in ("exit_code", "timed_out", "oom_killed", "error")},
+        "exit_status": {key: recorded[key] for key in ("exit_code", "timed_out", "oom_killed", "error")},
         "case_errors": failures.to_dict("records"),
     }

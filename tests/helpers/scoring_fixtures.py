@@ -18,6 +18,7 @@ import yaml
 from bench.io import SCHEMA_VERSION, sha256_json, write_csv, write_json
 from bench.prepare import nifti
 from bench.prepare.reference import labels_table, reference_sha256
+from bench.runners.record import CaseStatus, RunRecord
 from bench.splits.assign import PROCEDURE
 from bench.splits.pinned import load_split
 from bench.tasks import SPLITS, load_task
@@ -174,27 +175,28 @@ def write_run(
     (run / "logs").mkdir(exist_ok=True)
     (run / "logs" / "stdout.txt").write_text("predicted\n")
     (run / "logs" / "stderr.txt").write_text("")
-    write_json(
-        run / "run.json",
-        {
-            "schema_version": SCHEMA_VERSION,
-            "task": task_id,
-            "task_sha256": spec.sha256,
-            "submission": {"name": name, "team": "Team T", "description": "hand-built", "source": "tests"},
-            "runner": "process",
-            "isolated": False,
-            "command": ["python", "predict.py"],
-            "limits": spec.limits.model_dump(mode="json"),
-            "started_at": "2026-11-25T08:00:00Z",
-            "ended_at": "2026-11-25T08:00:05Z",
-            "duration_s": 5.0,
-            "exit_code": 0,
-            "timed_out": False,
-            "oom_killed": False,
-            "error": None,
-            "cases": [{"case_id": c, "status": s, "reason": r} for c, (s, r) in sorted(statuses.items())],
-        },
+    record = RunRecord(
+        run_dir=run,
+        task=task_id,
+        task_sha256=spec.sha256,
+        submission={"name": name, "team": "Team T", "description": "hand-built", "source": "tests"},
+        runner="process",
+        isolated=False,
+        isolation="none (hand-built test run)",
+        image=None,
+        command=("python", "predict.py"),
+        limits=spec.limits.model_dump(mode="json"),
+        started_at="2026-11-25T08:00:00Z",
+        ended_at="2026-11-25T08:00:05Z",
+        duration_s=5.0,
+        exit_code=0,
+        timed_out=False,
+        oom_killed=False,
+        error=None,
+        inputs_sha256="0" * 64,
+        cases=tuple(CaseStatus(c, s, r) for c, (s, r) in sorted(statuses.items())),
     )
+    write_json(run / "run.json", record.to_json())
     return run
 
 

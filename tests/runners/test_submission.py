@@ -8,7 +8,7 @@ import tarfile
 import pytest
 
 from bench.errors import RunnerError, ScoringError, SubmissionError
-from bench.runners import CaseStatus, Rejected, RunResult, read_run, resolve_limits
+from bench.runners import CaseStatus, Rejected, RunRecord, read_run, resolve_limits
 from bench.runners.run import cap_log
 from bench.runners.staging import read_inputs, stage_inputs
 from bench.runners.submission import load_submission
@@ -120,7 +120,7 @@ def test_limits_overrides_and_log_cap():
 
 
 def test_run_record_round_trips(tmp_path):
-    result = RunResult(
+    result = RunRecord(
         run_dir=tmp_path,
         task="t",
         task_sha256="0" * 64,
