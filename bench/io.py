@@ -198,3 +198,26 @@ def atomic_directory(final_path: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+@contextmanager
+def exclusive(lock_path: str | os.PathLike, *, timeout_s: float, what: str,
+              error: type[BenchError] = BenchError) -> Iterator[None]:
+    """Hold the inter-process lock ``lock_path`` (a :mod:`filelock` lock file) for the block.
+
+    Concurrent ``bench`` processes (several ``evaluate`` of one entry, a cluster's workers)
+    take turns on the store's writes and on one prepared split instead of racing. ``what``
+    names the guarded thing in the message raised when another process holds the lock for
+    longer than ``timeout_s`` seconds.
+    """
+    from filelock import FileLock, Timeout
+
+    lock_path = Path(lock_path)
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with FileLock(lock_path, timeout=timeout_s):
+            yield
+    except Timeout as timeout:
+        raise error(f"{what} is locked by another bench process ({lock_path}) for more than "
+                    f"{timeout_s:.0f} s; wait for it to finish and try again, or remove the lock file "
+                    "if no bench process is running.") from timeout

@@ -19,6 +19,7 @@ import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 import nibabel as nib
@@ -113,7 +114,8 @@ def score_run(
         The reference does not match the pinned split or the task spec, or the run dir is not
         a run of this task.
     """
-    started_at = utc_now()
+    started = datetime.now(UTC)
+    started_at = utc_now(started)
     reference_dir = Path(reference_dir).resolve()
     # segmentation: each worker checks the mask it scores, decompressing it once
     reference = read_reference(reference_dir, check_masks=spec.kind != "segmentation")
@@ -146,7 +148,7 @@ def score_run(
             "outputs_sha256": run.outputs_sha256(),
         }
     )
-    run_id = make_run_id(started_at, inputs_sha256)
+    run_id = make_run_id(started, inputs_sha256)
     submission = run.submission_name or Path(run_dir).name
     body = aggregate(spec, per_case, heads)
     scores = rounded(
