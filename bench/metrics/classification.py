@@ -25,9 +25,11 @@ from bench.errors import MetricInputError
 from bench.metrics import UndefinedMetricWarning
 
 __all__ = [
-    "auroc", "auroc_per_class", "average_precision", "balanced_accuracy", "brier", "cohen_kappa",
-    "confusion_matrix", "ece", "f1", "log_loss", "quadratic_weighted_kappa", "sensitivity", "specificity",
-    "weighted_auroc",
+    "auroc", "auroc_per_class", "average_precision", "balanced_accuracy", "balanced_accuracy_of", "brier",
+    "brier_terms", "calibration_terms", "cohen_kappa", "confusion_matrix", "ece", "f1", "f1_of", "log_loss",
+    "log_loss_terms", "quadratic_weighted_kappa", "sensitivity", "sensitivity_of", "specificity",
+    "specificity_of", "weighted_auroc",
+    "weighted_average_precision",
 ]
 
 
@@ -171,17 +173,52 @@ def auroc(y_true, y_score) -> float:
     return _binary_auroc(y, s, "auroc")
 
 
+def weighted_average_precision(y_true: np.ndarray, y_score: np.ndarray,
+                               weights: np.ndarray | None = None) -> np.ndarray:
+    """Binary average precision under case weights, for one weight vector or a (B, n) matrix of them.
+
+    .. math:: \\mathrm{AP} = \\sum_t (R_t - R_{t-1}) P_t, \\quad
+              P_t = \\frac{\\sum_{s_i \\ge t} w_i y_i}{\\sum_{s_i \\ge t} w_i}, \\quad
+              R_t = \\frac{\\sum_{s_i \\ge t} w_i y_i}{\\sum_i w_i y_i}
+
+    over the distinct scores t in decreasing order (tied scores form one threshold). With integer
+    weights (how often each case was drawn) this is the AP of a bootstrap resample: one sort for
+    all resamples, then cumulative sums.
+
+    Parameters
+    ----------
+    y_true : ndarray of int, shape (n,)
+        0/1 labels (validated by the caller).
+    y_score : ndarray of float, shape (n,)
+    weights : ndarray, shape (n,) or (B, n), optional
+        Case weights; None means 1 for every case.
+
+    Returns
+    -------
+    ndarray of float, shape () or (B,)
+        NaN where a weight vector leaves no positive or no negative weight (no warning: the
+        caller decides).
+    """
+    w = np.ones((1, y_true.size)) if weights is None else np.atleast_2d(np.asarray(weights, dtype=np.float64))
+    order = np.argsort(-y_score, kind="mergesort")
+    s_desc = y_score[order]
+    last_of_group = np.r_[s_desc[1:] != s_desc[:-1], True]
+    w_desc = w[:, order]
+    tp = np.cumsum(w_desc * (y_true[order] == 1), axis=1)[:, last_of_group]
+    predicted = np.cumsum(w_desc, axis=1)[:, last_of_group]
+    positives, total = tp[:, -1], predicted[:, -1]
+    step = np.diff(tp, axis=1, prepend=0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        precision = np.where(predicted > 0, tp / np.where(predicted > 0, predicted, 1.0), 0.0)
+        ap = np.where((positives > 0) & (total > positives),
+                      np.sum(step * precision, axis=1) / np.where(positives > 0, positives, 1.0), np.nan)
+    return ap[0] if weights is None or np.ndim(weights) == 1 else ap
+
+
 def _binary_average_precision(y: np.ndarray, s: np.ndarray, metric: str) -> float:
     if np.unique(y).size < 2:
         return _undefined(metric, "y_true holds a single class")
-    order = np.argsort(-s, kind="mergesort")
-    s_desc, y_desc = s[order], y[order]
-    last_of_group = np.r_[s_desc[1:] != s_desc[:-1], True]
-    tp = np.cumsum(y_desc)[last_of_group]
-    predicted = (np.flatnonzero(last_of_group) + 1).astype(np.float64)
-    precision = tp / predicted
-    recall_step = np.diff(np.r_[0.0, tp]) / tp[-1]
-    return float(np.sum(recall_step * precision))
+    return float(weighted_average_precision(y, s))
 
 
 def average_precision(y_true, y_score) -> float:
@@ -219,29 +256,47 @@ def confusion_matrix(y_true, y_pred, *, n_classes: int | None = None) -> np.ndar
     return np.bincount(y * k + p, minlength=k * k).reshape(k, k)
 
 
+def balanced_accuracy_of(confusion: np.ndarray) -> np.ndarray:
+    """Balanced accuracy of a (K, K) confusion matrix or a (B, K, K) stack; NaN with fewer than two
+    classes present in ``y_true`` (rows with a count). Weighted counts are allowed."""
+    c = np.asarray(confusion, dtype=np.float64)
+    support = c.sum(axis=-1)
+    present = support > 0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        recall = np.where(present, np.diagonal(c, axis1=-2, axis2=-1) / np.where(present, support, 1.0), 0.0)
+        n_present = present.sum(axis=-1)
+        return np.where(n_present >= 2, recall.sum(axis=-1) / np.maximum(n_present, 1), np.nan)
+
+
 def balanced_accuracy(y_true, y_pred, *, n_classes: int | None = None) -> float:
     """Mean recall over the classes present in ``y_true``: :math:`\\frac1{|C|}\\sum_{c} TP_c / N_c`.
 
     Equal to scikit-learn's ``balanced_accuracy_score``. NaN with a warning when ``y_true``
     holds a single class (a one-class "balanced" accuracy is plain recall).
     """
-    c = confusion_matrix(y_true, y_pred, n_classes=n_classes)
-    support = c.sum(axis=1)
-    present = support > 0
-    if np.count_nonzero(present) < 2:
-        return _undefined("balanced_accuracy", "y_true holds a single class")
-    return float(np.mean(np.diag(c)[present] / support[present]))
+    value = float(balanced_accuracy_of(confusion_matrix(y_true, y_pred, n_classes=n_classes)))
+    return _undefined("balanced_accuracy", "y_true holds a single class") if np.isnan(value) else value
 
 
-def _binary_counts(y_true, y_score, threshold: float) -> tuple[int, int, int, int]:
+def sensitivity_of(confusion: np.ndarray) -> np.ndarray:
+    """TP / (TP + FN) of a binary (2, 2) confusion matrix or a (B, 2, 2) stack; NaN without positives."""
+    c = np.asarray(confusion, dtype=np.float64)
+    positives = c[..., 1, :].sum(axis=-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(positives > 0, c[..., 1, 1] / np.where(positives > 0, positives, 1.0), np.nan)
+
+
+def specificity_of(confusion: np.ndarray) -> np.ndarray:
+    """TN / (TN + FP) of a binary (2, 2) confusion matrix or a (B, 2, 2) stack; NaN without negatives."""
+    c = np.asarray(confusion, dtype=np.float64)
+    negatives = c[..., 0, :].sum(axis=-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(negatives > 0, c[..., 0, 0] / np.where(negatives > 0, negatives, 1.0), np.nan)
+
+
+def _threshold_confusion(y_true, y_score, threshold: float) -> np.ndarray:
     y, s = _binary(y_true, y_score)
-    predicted = s >= threshold
-    positive = y == 1
-    tp = int(np.count_nonzero(predicted & positive))
-    fn = int(np.count_nonzero(~predicted & positive))
-    fp = int(np.count_nonzero(predicted & ~positive))
-    tn = int(np.count_nonzero(~predicted & ~positive))
-    return tp, fp, fn, tn
+    return confusion_matrix(y, (s >= threshold).astype(np.int64), n_classes=2)
 
 
 def sensitivity(y_true, y_score, *, threshold: float = 0.5) -> float:
@@ -249,8 +304,8 @@ def sensitivity(y_true, y_score, *, threshold: float = 0.5) -> float:
 
     NaN with :class:`UndefinedMetricWarning` when ``y_true`` has no positive.
     """
-    tp, _, fn, _ = _binary_counts(y_true, y_score, threshold)
-    return tp / (tp + fn) if tp + fn else _undefined("sensitivity", "y_true has no positive case")
+    value = float(sensitivity_of(_threshold_confusion(y_true, y_score, threshold)))
+    return _undefined("sensitivity", "y_true has no positive case") if np.isnan(value) else value
 
 
 def specificity(y_true, y_score, *, threshold: float = 0.5) -> float:
@@ -258,8 +313,8 @@ def specificity(y_true, y_score, *, threshold: float = 0.5) -> float:
 
     NaN with :class:`UndefinedMetricWarning` when ``y_true`` has no negative.
     """
-    _, fp, _, tn = _binary_counts(y_true, y_score, threshold)
-    return tn / (tn + fp) if tn + fp else _undefined("specificity", "y_true has no negative case")
+    value = float(specificity_of(_threshold_confusion(y_true, y_score, threshold)))
+    return _undefined("specificity", "y_true has no negative case") if np.isnan(value) else value
 
 
 def f1(y_true, y_pred, *, n_classes: int | None = None, average: str = "auto") -> float:
@@ -275,18 +330,25 @@ def f1(y_true, y_pred, *, n_classes: int | None = None, average: str = "auto") -
     if n_classes is None:  # at least two classes, so that an all-negative binary head stays binary
         n_classes = max(2, int(max(_labels(y_true).max(), _labels(y_pred, name="y_pred").max())) + 1)
     c = confusion_matrix(y_true, y_pred, n_classes=n_classes)
-    tp = np.diag(c).astype(np.float64)
-    denominator = 2 * tp + (c.sum(axis=0) - tp) + (c.sum(axis=1) - tp)
     binary = average == "binary" or (average == "auto" and c.shape[0] <= 2)
-    if binary:
-        if c.shape[0] != 2:
-            raise MetricInputError(f"binary F1 needs labels 0/1, got {c.shape[0]} classes")
-        if denominator[1] == 0:
-            return _undefined("f1", "no positive case, true or predicted")
-        return float(2 * tp[1] / denominator[1])
-    if np.any(denominator == 0):
-        return _undefined("f1", "a class is neither true nor predicted")
-    return float(np.mean(2 * tp / denominator))
+    if binary and c.shape[0] != 2:
+        raise MetricInputError(f"binary F1 needs labels 0/1, got {c.shape[0]} classes")
+    value = float(f1_of(c, binary=binary))
+    if np.isnan(value):
+        return _undefined("f1", "no positive case, true or predicted" if binary
+                          else "a class is neither true nor predicted")
+    return value
+
+
+def f1_of(confusion: np.ndarray, *, binary: bool) -> np.ndarray:
+    """F1 of a (K, K) confusion matrix or a (B, K, K) stack: of class 1 (``binary``) or the macro mean;
+    NaN where a class that counts has 2TP + FP + FN = 0. Weighted counts are allowed."""
+    c = np.asarray(confusion, dtype=np.float64)
+    tp = np.diagonal(c, axis1=-2, axis2=-1)
+    denominator = 2 * tp + (c.sum(axis=-2) - tp) + (c.sum(axis=-1) - tp)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        f1_per_class = np.where(denominator > 0, 2 * tp / np.where(denominator > 0, denominator, 1.0), np.nan)
+    return f1_per_class[..., 1] if binary else np.mean(f1_per_class, axis=-1)
 
 
 def _kappa(y_true, y_pred, n_classes: int | None, quadratic: bool, metric: str) -> float:
@@ -330,8 +392,25 @@ def _one_hot_probabilities(y_true, y_prob) -> tuple[np.ndarray, np.ndarray]:
     return np.eye(p.shape[1])[y], p
 
 
+ECE_BINS = 10
+"""Default number of equal-width bins of :func:`ece` (the registry's ``ece`` uses it)."""
+
+
+def brier_terms(y_true, y_prob) -> np.ndarray:
+    """Per-case Brier terms, shape (n,): :math:`(p_i - y_i)^2` (binary), :math:`\\sum_k (p_{ik} - y_{ik})^2`.
+
+    :func:`brier` is their mean; a bootstrap resample's Brier score is their weighted mean.
+    """
+    p = np.asarray(y_prob, dtype=np.float64)
+    if p.ndim == 1:
+        y, p = _binary(y_true, p, probabilities=True)
+        return (p - y) ** 2
+    onehot, p = _one_hot_probabilities(y_true, p)
+    return np.sum((p - onehot) ** 2, axis=1)
+
+
 def brier(y_true, y_prob) -> float:
-    """Brier score (lower is better).
+    """Brier score (lower is better): the mean of :func:`brier_terms`.
 
     Binary (``y_prob`` shape (n,)): :math:`\\frac1n\\sum_i (p_i - y_i)^2` in [0, 1], scikit-learn's
     ``brier_score_loss``. Multiclass (n, K): :math:`\\frac1n\\sum_i\\sum_k (p_{ik} - y_{ik})^2`
@@ -339,12 +418,14 @@ def brier(y_true, y_prob) -> float:
     multiclass, MetricsReloaded); note a binary head scored this way would give twice the
     binary value, which is why binary heads use the binary form.
     """
-    p = np.asarray(y_prob, dtype=np.float64)
-    if p.ndim == 1:
-        y, p = _binary(y_true, p, probabilities=True)
-        return float(np.mean((p - y) ** 2))
-    onehot, p = _one_hot_probabilities(y_true, p)
-    return float(np.mean(np.sum((p - onehot) ** 2, axis=1)))
+    return float(np.mean(brier_terms(y_true, y_prob)))
+
+
+def log_loss_terms(y_true, y_prob) -> np.ndarray:
+    """Per-case negative log-likelihoods :math:`-\\ln p_{i,y_i}`, shape (n,), clipped as log_loss says."""
+    onehot, p = _one_hot_probabilities(y_true, y_prob)
+    eps = np.finfo(np.float64).eps
+    return -np.log(np.clip(np.sum(p * onehot, axis=1), eps, 1 - eps))
 
 
 def log_loss(y_true, y_prob) -> float:
@@ -353,21 +434,14 @@ def log_loss(y_true, y_prob) -> float:
     Probabilities are clipped to [eps, 1 - eps] with eps the float64 machine epsilon (as
     scikit-learn >= 1.5 does), so a confident wrong answer costs about 36 nats, not infinity.
     """
-    onehot, p = _one_hot_probabilities(y_true, y_prob)
-    eps = np.finfo(np.float64).eps
-    p_true = np.clip(np.sum(p * onehot, axis=1), eps, 1 - eps)
-    return float(-np.mean(np.log(p_true)))
+    return float(np.mean(log_loss_terms(y_true, y_prob)))
 
 
-def ece(y_true, y_prob, *, n_bins: int = 10) -> float:
-    """Expected calibration error with ``n_bins`` equal-width bins on [0, 1].
+def calibration_terms(y_true, y_prob, *, n_bins: int = ECE_BINS) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per case: its bin (int, shape (n,)), outcome and confidence, as :func:`ece` defines them.
 
-    .. math:: \\mathrm{ECE} = \\sum_b \\frac{n_b}{n} \\left| \\bar{y}_b - \\bar{p}_b \\right|
-
-    Binary (shape (n,)): p is the positive-class probability and y the 0/1 label.
-    Multiclass (n, K): top-label ECE (Guo et al. 2017): p is the highest probability and y
-    whether its class is the true one. Bin b holds :math:`p \\in [b/B, (b+1)/B)`, the last bin
-    also p = 1 (so p = 0 is binned, unlike MetricsReloaded which drops it). Empty bins add 0.
+    ECE is :math:`\\sum_b |\\sum_{i \\in b} (\\mathrm{outcome}_i - \\mathrm{confidence}_i)| / n`, so a
+    resample's ECE needs only per-bin weighted sums of these.
     """
     if isinstance(n_bins, bool) or not isinstance(n_bins, (int, np.integer)) or n_bins < 1:
         raise MetricInputError(f"n_bins must be a positive integer, got {n_bins!r}")
@@ -380,6 +454,20 @@ def ece(y_true, y_prob, *, n_bins: int = 10) -> float:
         confidence = p.max(axis=1)
         outcome = onehot[np.arange(p.shape[0]), np.argmax(p, axis=1)]
     bins = np.minimum((confidence * n_bins).astype(np.int64), n_bins - 1)
+    return bins, outcome, confidence
+
+
+def ece(y_true, y_prob, *, n_bins: int = ECE_BINS) -> float:
+    """Expected calibration error with ``n_bins`` equal-width bins on [0, 1].
+
+    .. math:: \\mathrm{ECE} = \\sum_b \\frac{n_b}{n} \\left| \\bar{y}_b - \\bar{p}_b \\right|
+
+    Binary (shape (n,)): p is the positive-class probability and y the 0/1 label.
+    Multiclass (n, K): top-label ECE (Guo et al. 2017): p is the highest probability and y
+    whether its class is the true one. Bin b holds :math:`p \\in [b/B, (b+1)/B)`, the last bin
+    also p = 1 (so p = 0 is binned, unlike MetricsReloaded which drops it). Empty bins add 0.
+    """
+    bins, outcome, confidence = calibration_terms(y_true, y_prob, n_bins=n_bins)
     gap = np.bincount(bins, weights=outcome, minlength=n_bins) - np.bincount(bins, weights=confidence,
                                                                                 minlength=n_bins)
     return float(np.sum(np.abs(gap)) / confidence.size)

@@ -46,6 +46,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 from scipy import stats
+from scipy.special import ndtr
 
 from bench.metrics.uncertainty import bootstrap_counts
 
@@ -246,7 +247,7 @@ def bootstrap_ranks(matrix: pd.DataFrame, full: RankResult, *, resamples: int, s
     elif full.method == "rank-then-aggregate":
         statistic = _weighted_nanmean(per_case_ranks(values, direction=full.direction), counts)
     else:
-        statistic = _resampled_wins(_with_pad(values), counts_to_indices(counts), full)
+        statistic = _resampled_wins(values, counts, full)
     return summarize_bootstrap(statistic, full, resamples=resamples, seed=seed, confidence=confidence)
 
 
@@ -306,26 +307,85 @@ def summarize_bootstrap(statistic: np.ndarray, full: RankResult, *, resamples: i
     else:
         low = high = np.full(n_entries, -1)
         median = np.full(n_entries, np.nan)
-    frequencies = np.stack([(ranks == r).mean(axis=0) if ranks.shape[0] else np.zeros(n_entries)
-                            for r in range(1, n_entries + 1)], axis=1)
+    frequencies = rank_frequencies(ranks, n_entries)
     return BootstrapRanks(full.entries, ranks, statistic, low, high, median, frequencies,
                           kendall_tau_b(full.ranks, ranks), resamples, seed, confidence,
                           int((~kept).sum()))
 
 
+def rank_frequencies(ranks: np.ndarray, n_entries: int) -> np.ndarray:
+    """``frequencies[e, r - 1]``: the fraction of rows of ``ranks`` (B, E) in which entry e has rank r.
+
+    One bincount over (entry, rank) pairs, O(B E); all zeros without rows.
+    """
+    ranks = np.asarray(ranks, dtype=np.int64).reshape(-1, n_entries)
+    if ranks.shape[0] == 0:
+        return np.zeros((n_entries, n_entries))
+    pairs = np.arange(n_entries) * n_entries + (ranks - 1)
+    return np.bincount(pairs.ravel(), minlength=n_entries * n_entries).reshape(n_entries, n_entries) \
+        / ranks.shape[0]
+
+
 def kendall_tau_b(reference: np.ndarray, rankings: np.ndarray) -> np.ndarray:
     """Kendall's tau-b between one ranking (E,) and each row of ``rankings`` (B, E).
 
-    tau_b = (concordant - discordant) / sqrt((n0 - ties_ref) (n0 - ties_row)); NaN when a
-    ranking is all ties.
+    tau_b = (n0 - n1 - n2 + n3 - 2 S) / sqrt((n0 - n1) (n0 - n2)) (Knight 1966): n0 = E(E-1)/2
+    pairs, n1 and n2 the pairs tied in the reference and in the row, n3 the pairs tied in both,
+    and S the discordant pairs, counted as the inversions of the row once sorted by (reference,
+    row) (a Fenwick tree over ranks, vectorized over rows). O(B E log E) time and O(B E) memory,
+    instead of the (B, E, E) sign tensor of the definition; NaN when a ranking is all ties.
+    Integer ranks 1..E are expected (as :func:`rank_values` gives).
     """
-    upper = np.triu_indices(len(reference), k=1)
-    ref_sign = np.sign(reference[:, None] - reference[None, :])[upper]
-    row_sign = np.sign(rankings[:, :, None] - rankings[:, None, :])[:, upper[0], upper[1]]
-    numerator = (row_sign * ref_sign).sum(axis=1)
-    denominator = np.sqrt(np.abs(ref_sign).sum() * np.abs(row_sign).sum(axis=1))
+    reference = np.asarray(reference, dtype=np.int64)
+    rankings = np.atleast_2d(np.asarray(rankings, dtype=np.int64))
+    n_entries = reference.size
+    n0 = n_entries * (n_entries - 1) // 2
+    n1 = int(_tied_pairs(np.sort(reference)[None, :])[0])
+    n2 = _tied_pairs(np.sort(rankings, axis=1))
+    key = reference[None, :] * (n_entries + 1) + rankings
+    order = np.argsort(key, axis=1, kind="stable")
+    n3 = _tied_pairs(np.take_along_axis(key, order, axis=1))
+    swaps = _inversions(np.take_along_axis(rankings, order, axis=1), n_entries)
+    numerator = n0 - n1 - n2 + n3 - 2 * swaps
+    denominator = np.sqrt(float(n0 - n1) * (n0 - n2))
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(denominator > 0, numerator / np.where(denominator > 0, denominator, 1), np.nan)
+
+
+def _tied_pairs(sorted_rows: np.ndarray) -> np.ndarray:
+    """Pairs of equal values in each row of a row-sorted (B, E) array: the sum of t(t-1)/2 over runs."""
+    b, e = sorted_rows.shape
+    position = np.broadcast_to(np.arange(e), (b, e))
+    new = np.ones((b, e), dtype=bool)
+    new[:, 1:] = sorted_rows[:, 1:] != sorted_rows[:, :-1]
+    run_start = np.maximum.accumulate(np.where(new, position, 0), axis=1)
+    return (position - run_start).sum(axis=1)
+
+
+def _inversions(rows: np.ndarray, max_value: int) -> np.ndarray:
+    """Strict inversions #{i < j: v_i > v_j} per row of (B, E) integers in 1..max_value.
+
+    A Fenwick tree per row, all rows at once: E insertions and queries of log(max_value) steps
+    each; index 0 (queries) and max_value + 1 (updates) are sinks, so every row takes the same
+    number of steps.
+    """
+    b, e = rows.shape
+    sink = max_value + 1
+    tree = np.zeros((b, max_value + 2), dtype=np.int64)
+    every = np.arange(b)
+    total = np.zeros(b, dtype=np.int64)
+    steps = int(max_value).bit_length() + 1
+    for j in range(e):
+        index = np.minimum(rows[:, j], max_value)
+        for _ in range(steps):  # subtract the earlier values <= v_j, add j: the earlier values > v_j
+            total -= tree[every, index]
+            index = index - (index & -index)
+        total += j
+        index = np.minimum(rows[:, j], max_value)
+        for _ in range(steps):
+            tree[every, index] += 1
+            index = np.minimum(index + (index & -index), sink)
+    return total
 
 
 def tied_groups(full: RankResult, boot: BootstrapRanks | None = None) -> np.ndarray:
@@ -360,18 +420,65 @@ def _tied_with(full: RankResult, boot: BootstrapRanks | None, leader: int, entry
 
 
 def _pairwise_wilcoxon(values: np.ndarray, *, direction: str) -> np.ndarray:
-    """One-sided p-value that row entry beats column entry, on cases where both have a value."""
+    """One-sided p-value that row entry beats column entry, on cases where both have a value.
+
+    One pass per unordered pair: both directions come from the same signed ranks (the exact
+    null distribution through scipy, the normal approximation from :func:`_signed_rank_z`).
+    """
     n_entries = values.shape[1]
+    sign = 1.0 if direction == "higher" else -1.0
     pvalues = np.full((n_entries, n_entries), np.nan)
-    for i in range(n_entries):
-        for j in range(n_entries):
-            if i == j:
-                continue
-            difference = values[:, i] - values[:, j]
-            difference = difference[~np.isnan(difference)]
-            pvalues[i, j] = _wilcoxon_greater(difference if direction == "higher" else -difference,
-                                              method=_exact_or_normal(difference))
+    for i, j in zip(*np.triu_indices(n_entries, k=1), strict=True):
+        difference = sign * (values[:, i] - values[:, j])
+        difference = difference[~np.isnan(difference)]
+        if _exact_or_normal(difference) == "exact":
+            pvalues[i, j], pvalues[j, i] = _exact_pvalue(difference), _exact_pvalue(-difference)
+        else:
+            z = _signed_rank_z(difference, np.ones((difference.size, 1)))
+            pvalues[i, j], pvalues[j, i] = (float(p[0]) for p in _normal_pvalues(z))
     return pvalues
+
+
+def _signed_rank_z(difference: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """z of the Wilcoxon signed-rank statistic of ``difference`` on every resample.
+
+    ``weights`` is the transposed count matrix, (n, B), case-major so that gathering cases
+    copies contiguous rows: resample b holds case i ``weights[i, b]`` times. Its statistic comes
+    from the weights, without drawing the resample: zero (and NaN) differences are dropped
+    (``wilcox``), the cases are sorted once by |difference|, a group of t tied magnitudes in the
+    resample (t = the group's total weight) shares the midrank (cases before it) + (t + 1) / 2, and
+
+    .. math:: z = \\frac{R^+ - n(n+1)/4}{\\sqrt{(n(n+1)(2n+1) - \\tfrac12\\sum t^3 - t) / 24}}
+
+    with n the resample's non-zero count: scipy's normal approximation (no continuity
+    correction) on the drawn resample, in O(n log n + B n) instead of a sort per resample.
+    NaN where a resample has no non-zero difference.
+    """
+    d_all = np.nan_to_num(np.asarray(difference, dtype=np.float64))
+    keep = np.flatnonzero(d_all != 0)
+    if keep.size == 0:
+        return np.full(weights.shape[1], np.nan)
+    d = d_all[keep]
+    order = np.argsort(np.abs(d), kind="stable")
+    magnitude = np.abs(d)[order]
+    starts = np.flatnonzero(np.r_[True, magnitude[1:] != magnitude[:-1]])
+    w = weights[keep[order]]
+    positive = w * (d[order] > 0)[:, None]
+    if starts.size < keep.size:  # tied magnitudes: one row per group of equal |difference|
+        tied, positive = np.add.reduceat(w, starts, axis=0), np.add.reduceat(positive, starts, axis=0)
+    else:
+        tied = w
+    midrank = np.cumsum(tied, axis=0) - tied + (tied + 1) / 2
+    r_plus = np.einsum("gb,gb->b", positive, midrank)
+    n = tied.sum(axis=0)
+    se = np.sqrt((n * (n + 1) * (2 * n + 1) - np.sum(tied ** 3 - tied, axis=0) / 2) / 24)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(n > 0, (r_plus - n * (n + 1) / 4) / np.where(n > 0, se, 1), np.nan)
+
+
+def _normal_pvalues(z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One-sided p-values (first beats second, second beats first) of signed-rank z; 1 where z is NaN."""
+    return np.where(np.isnan(z), 1.0, ndtr(-z)), np.where(np.isnan(z), 1.0, ndtr(z))
 
 
 def _exact_or_normal(difference: np.ndarray) -> str:
@@ -385,34 +492,31 @@ def _exact_or_normal(difference: np.ndarray) -> str:
     return "exact" if exact else "asymptotic"
 
 
-def _wilcoxon_greater(difference: np.ndarray, axis: int = -1, *,
-                      method: str = "asymptotic") -> np.ndarray | float:
-    """One-sided signed-rank p-value (positive differences = better); 1 without any non-zero."""
-    nonzero = np.count_nonzero(np.nan_to_num(difference), axis=axis)
-    if np.ndim(nonzero) == 0 and nonzero == 0:
+def _exact_pvalue(difference: np.ndarray) -> float:
+    """One-sided exact signed-rank p-value (positive differences = better); 1 without any non-zero."""
+    if np.count_nonzero(difference) == 0:
         return 1.0
-    with warnings.catch_warnings(), np.errstate(invalid="ignore", divide="ignore"):
-        warnings.simplefilter("ignore", RuntimeWarning)
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        result = stats.wilcoxon(np.nan_to_num(difference), axis=axis, alternative="greater",
-                                zero_method="wilcox", method=method).pvalue
-    return np.where(nonzero > 0, np.nan_to_num(result, nan=1.0), 1.0)
+        result = stats.wilcoxon(difference, alternative="greater", zero_method="wilcox",
+                                method="exact").pvalue
+    return float(np.nan_to_num(result, nan=1.0))
 
 
-def _resampled_wins(values: np.ndarray, indices: np.ndarray, full: RankResult) -> np.ndarray:
-    """Wins per entry on every resample: vectorized Wilcoxon over resamples, Holm per resample.
+def _resampled_wins(values: np.ndarray, counts: np.ndarray, full: RankResult) -> np.ndarray:
+    """Wins per entry on every resample: weighted signed-rank tests per pair, Holm per resample.
 
-    Differences on cases missing for either entry (or on padding) are set to 0, which the
-    ``wilcox`` zero method drops: the same exclusion as on full data.
+    Cases missing for either entry of a pair are dropped, as on full data. One pass per
+    unordered pair over the (B, n) count matrix (:func:`_signed_rank_z`) gives both
+    directions; no resample is drawn as indices.
     """
     n_entries = values.shape[1]
     sign = 1.0 if full.direction == "higher" else -1.0
-    pvalues = np.full((indices.shape[0], n_entries, n_entries), np.nan)
-    for i in range(n_entries):
-        for j in range(n_entries):
-            if i != j:
-                difference = sign * (values[indices, i] - values[indices, j])
-                pvalues[:, i, j] = _wilcoxon_greater(difference, axis=1)
+    pvalues = np.full((counts.shape[0], n_entries, n_entries), np.nan)
+    weights = np.ascontiguousarray(np.asarray(counts, dtype=np.float64).T)
+    for i, j in zip(*np.triu_indices(n_entries, k=1), strict=True):
+        z = _signed_rank_z(sign * (values[:, i] - values[:, j]), weights)
+        pvalues[:, i, j], pvalues[:, j, i] = _normal_pvalues(z)
     return np.nansum(_holm(pvalues) < full.alpha, axis=2).astype(float)
 
 
@@ -449,8 +553,9 @@ def _nanmean(values: np.ndarray, *, axis: int) -> np.ndarray:
 def _weighted_nanmean(values: np.ndarray, counts: np.ndarray) -> np.ndarray:
     """Per resample and entry, the mean over drawn cases that have a value: (B, n) x (n, E)."""
     present = ~np.isnan(values)
-    sums = counts @ np.where(present, values, 0.0)
-    numbers = counts @ present.astype(float)
+    weights = np.asarray(counts, dtype=np.float64)  # float x float: numpy's product runs in BLAS
+    sums = weights @ np.where(present, values, 0.0)
+    numbers = weights @ present.astype(np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(numbers > 0, sums / np.maximum(numbers, 1), np.nan)
 

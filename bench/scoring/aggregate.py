@@ -16,7 +16,7 @@ supplies the intervals.
 import logging
 import math
 import warnings
-from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -24,8 +24,9 @@ import pandas as pd
 
 from bench.io import json_number
 from bench.metrics import UndefinedMetricWarning
-from bench.metrics.classification import weighted_auroc
+from bench.metrics import classification as metric
 from bench.metrics.registry import METRICS
+from bench.metrics.resampled import Calibration, ConfusionMetric, OneVsRest, Weighted
 from bench.metrics.subgroups import (
     BinaryAuroc,
     CallableMetric,
@@ -35,37 +36,13 @@ from bench.metrics.subgroups import (
     ordinal_gaps,
     subgroup_analysis,
 )
-from bench.metrics.uncertainty import bootstrap_counts, percentile_interval
+from bench.metrics.uncertainty import bootstrap_counts, percentile_interval, resampled_means
 from bench.scoring.classification import HeadData, compute_metric
 from bench.tasks import TaskSpec
 
 log = logging.getLogger(__name__)
 
 NON_SCALAR = ("auroc_per_class", "confusion_matrix")
-
-
-@dataclass(frozen=True)
-class MacroAuroc:
-    """One-vs-rest macro AUROC over K classes, as a :class:`bench.metrics.subgroups.Statistic`.
-
-    NaN where a subset or resample lacks a class, like :func:`bench.metrics.classification.auroc`.
-    """
-
-    y_true: np.ndarray
-    proba: np.ndarray
-
-    def _per_class(self, weights: np.ndarray | None) -> np.ndarray:
-        columns = [
-            weighted_auroc((self.y_true == k).astype(np.int64), self.proba[:, k], weights)
-            for k in range(self.proba.shape[1])
-        ]
-        return np.stack([np.asarray(c, dtype=np.float64) for c in columns], axis=-1)
-
-    def value(self, mask: np.ndarray) -> float:
-        return float(np.mean(self._per_class(mask.astype(np.float64)[None, :])[0]))
-
-    def resampled(self, counts: np.ndarray) -> np.ndarray:
-        return np.mean(self._per_class(np.asarray(counts, dtype=np.float64)), axis=-1)
 
 
 def aggregate(spec: TaskSpec, per_case: pd.DataFrame, heads: dict[str, HeadData]) -> dict[str, Any]:
@@ -82,6 +59,8 @@ def aggregate(spec: TaskSpec, per_case: pd.DataFrame, heads: dict[str, HeadData]
 
 
 def _counts(spec: TaskSpec, n: int, *, clusters: np.ndarray | None, strata: np.ndarray | None) -> np.ndarray:
+    """The (B, n) resample counts, as float64: every statistic multiplies them with float matrices,
+    and numpy's matrix product runs in BLAS only when both sides are floating point."""
     boot = spec.bootstrap
     return bootstrap_counts(
         n,
@@ -89,7 +68,7 @@ def _counts(spec: TaskSpec, n: int, *, clusters: np.ndarray | None, strata: np.n
         seed=boot.seed,
         strata=strata if boot.stratify else None,
         clusters=clusters if boot.cluster else None,
-    )
+    ).astype(np.float64)
 
 
 def _entry(interval_value: float, low: float, high: float, direction: str | None, n: int) -> dict[str, Any]:
@@ -135,30 +114,49 @@ def _segmentation(spec: TaskSpec, per_case: pd.DataFrame) -> dict[str, Any]:
         return {"metrics": metrics, "subgroups": {}, "fairness": {}}
     empty_ref = (scored["volume_ref_ml"] == 0).to_numpy()
     counts = _counts(spec, n, clusters=_clusters(spec, scored), strata=empty_ref)
-    for name in spec.metrics:
-        statistic = CaseMean(scored[name].to_numpy(dtype=np.float64))
-        estimate = statistic.value(np.ones(n, dtype=bool))
-        interval = percentile_interval(
-            estimate, statistic.resampled(counts), confidence=spec.bootstrap.confidence
-        )
+    values = scored[list(spec.metrics)].to_numpy(dtype=np.float64)
+    means = resampled_means(values, counts)  # every metric's resampled means from one product
+    for column, name in enumerate(spec.metrics):
+        estimate = CaseMean(values[:, column]).value(np.ones(n, dtype=bool))
+        interval = percentile_interval(estimate, means[:, column], confidence=spec.bootstrap.confidence)
         metrics[name] = _entry(interval.estimate, interval.low, interval.high, METRICS[name].direction, n)
     primary = CaseMean(scored[spec.primary_key].to_numpy(dtype=np.float64))
     return {"metrics": metrics, "subgroups": _subgroups(spec, primary, scored, counts), "fairness": {}}
 
 
 def _statistic(name: str, data: HeadData):
-    """A vectorized (or looping) statistic for the CI of a scalar metric of one head."""
-    k = len(data.head.classes)
-    if name == "auroc":
-        return BinaryAuroc(data.y_true, data.y_score) if data.binary else MacroAuroc(data.y_true, data.proba)
+    """The closed-form resampled statistic (:mod:`bench.metrics.resampled`) of a scalar head metric.
+
+    Each is the registry metric with the registry's calling convention (:func:`compute_metric`);
+    only a metric added to the registry without a closed form falls back to one call per resample.
+    """
+    k = 2 if data.binary else len(data.head.classes)
+    y, y_score = data.y_true, data.y_score
+    if name in ("auroc", "average_precision"):
+        func = metric.weighted_auroc if name == "auroc" else metric.weighted_average_precision
+        return Weighted(func, y, y_score) if data.binary else OneVsRest(func, y, data.proba)
     if name in ("quadratic_weighted_kappa", "cohen_kappa"):
-        return Kappa(data.y_true, data.y_pred, 2 if data.binary else k, quadratic=name != "cohen_kappa")
+        return Kappa(y, data.y_pred, k, quadratic=name != "cohen_kappa")
+    if name == "balanced_accuracy":
+        return ConfusionMetric(y, data.y_pred, k, metric.balanced_accuracy_of)
+    if name == "f1":
+        return ConfusionMetric(y, data.y_pred, k, partial(metric.f1_of, binary=k == 2))
+    if name in ("sensitivity", "specificity"):
+        decided = (np.asarray(y_score) >= data.head.threshold).astype(np.int64)
+        rate = metric.sensitivity_of if name == "sensitivity" else metric.specificity_of
+        return ConfusionMetric(y, decided, 2, rate)
+    if name == "brier":
+        return CaseMean(metric.brier_terms(y, y_score))
+    if name == "log_loss":
+        return CaseMean(metric.log_loss_terms(y, y_score))
+    if name == "ece":
+        return Calibration(*metric.calibration_terms(y, y_score), n_bins=metric.ECE_BINS)
     info = METRICS[name]
     if info.inputs == "labels":
-        return CallableMetric(info.func, data.y_true, data.y_pred, (("n_classes", 2 if data.binary else k),))
+        return CallableMetric(info.func, y, data.y_pred, (("n_classes", k),))
     if info.inputs == "scores_threshold":
-        return CallableMetric(info.func, data.y_true, data.y_score, (("threshold", data.head.threshold),))
-    return CallableMetric(info.func, data.y_true, data.y_score)
+        return CallableMetric(info.func, y, y_score, (("threshold", data.head.threshold),))
+    return CallableMetric(info.func, y, y_score)
 
 
 def _per_class_ci(data: HeadData, counts: np.ndarray, confidence: float) -> tuple[dict, dict]:

@@ -1,5 +1,7 @@
 """Ranking schemes on hand-worked examples; bootstrap pieces against brute force and scipy."""
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -13,6 +15,8 @@ from bench.ranking.schemes import (
     counts_to_indices,
     kendall_tau_b,
     rank_entries,
+    rank_frequencies,
+    rank_values,
     tied_groups,
 )
 
@@ -222,3 +226,59 @@ def test_dataset_level_statistic_bootstrap():
     with pytest.raises(ValueError, match="aggregate-then-rank"):
         bootstrap_ranks_from(statistic, 6, rank_entries(pd.DataFrame(scores), method="test-then-rank"),
                              resamples=10, seed=1)
+
+
+@pytest.mark.parametrize("n_entries", [1, 2, 3, 17, 40])
+def test_kendall_tau_b_with_heavy_ties_matches_scipy(n_entries):
+    rng = np.random.default_rng(n_entries)
+    reference = rank_values(rng.integers(0, n_entries // 3 + 2, n_entries).astype(float), better="lower")
+    rankings = rank_values(rng.integers(0, 4, size=(25, n_entries)).astype(float), better="lower")
+    rankings[0] = 1  # all tied: undefined
+    ours = kendall_tau_b(reference, rankings)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        expected = np.array([stats.kendalltau(reference, row).statistic for row in rankings])
+    np.testing.assert_allclose(ours, expected, rtol=1e-12, atol=1e-15, equal_nan=True)
+
+
+def test_rank_frequencies_count_each_rank_of_each_entry():
+    ranks = np.array([[1, 2, 2], [3, 1, 2], [1, 1, 3], [1, 3, 2]])
+    expected = np.array([[(ranks[:, e] == r).mean() for r in (1, 2, 3)] for e in range(3)])
+    np.testing.assert_array_equal(rank_frequencies(ranks, 3), expected)
+    np.testing.assert_array_equal(rank_frequencies(np.zeros((0, 3), dtype=int), 3), np.zeros((3, 3)))
+
+
+def test_test_then_rank_normal_approximation_equals_scipy_on_full_data():
+    """More than 50 cases with tied magnitudes and zeros: the normal approximation, both directions."""
+    rng = np.random.default_rng(9)
+    matrix = pd.DataFrame(np.round(rng.uniform(size=(80, 4)), 1) + np.array([0.0, 0.05, 0.1, 0.1]),
+                          columns=list("ABCD"))
+    matrix.iloc[4, 2] = np.nan
+    result = rank_entries(matrix, method="test-then-rank")
+    raw = np.full((4, 4), np.nan)
+    for i in range(4):
+        for j in range(4):
+            if i != j:
+                d = (matrix.iloc[:, i] - matrix.iloc[:, j]).dropna().to_numpy()
+                raw[i, j] = stats.wilcoxon(d, alternative="greater", zero_method="wilcox",
+                                           method="asymptotic").pvalue
+    np.testing.assert_allclose(result.pvalues, _holm(raw), rtol=1e-10, equal_nan=True)
+
+
+def test_bootstrap_test_then_rank_with_tied_magnitudes_equals_scipy_on_drawn_resamples():
+    rng = np.random.default_rng(12)
+    matrix = pd.DataFrame(np.round(rng.uniform(size=(30, 3)), 1), columns=list("ABC"))
+    matrix.iloc[2, 0] = np.nan
+    full = rank_entries(matrix, method="test-then-rank")
+    boot = bootstrap_ranks(matrix, full, resamples=20, seed=3)
+    counts = bootstrap_counts(30, n_resamples=20, seed=3)
+    for b in (0, 9, 19):
+        drawn = matrix.iloc[np.repeat(np.arange(30), counts[b])]
+        p = np.full((3, 3), np.nan)
+        for i in range(3):
+            for j in range(3):
+                d = (drawn.iloc[:, i] - drawn.iloc[:, j]).dropna().to_numpy()
+                if i != j:
+                    p[i, j] = stats.wilcoxon(d, alternative="greater", method="asymptotic").pvalue \
+                        if np.any(d != 0) else 1.0
+        np.testing.assert_array_equal(boot.statistic[b], np.nansum(_holm(p) < 0.05, axis=1))
