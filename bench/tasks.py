@@ -20,10 +20,67 @@ from bench.metrics.registry import METRICS
 
 COLLECTIONS = ("MIDRC-RICORD-1A", "MIDRC-RICORD-1B", "MIDRC-RICORD-1C")
 SPLITS = ("train", "validation", "test")
+#: Appearance classes from least to most COVID-typical: the ordinal scale of the tie rule.
+APPEARANCE_ORDER = ("negative", "atypical", "indeterminate", "typical")
+#: Severity grades in increasing order.
+GRADE_ORDER = ("mild", "moderate", "severe")
 
 
 class _Spec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ReadingProtocol(_Spec):
+    """How the readers' labels of a study become its reference (applied by bench.data.protocol).
+
+    The defaults are RICORD's protocol: three radiologists, majority vote, adjudication of the
+    disputed studies (Tsai et al., Radiology 2021), as the real 1c export records it: one MD.ai
+    label group per reader, an ``Adjudication`` group, a ``Default group`` whose labels are
+    no reader's, and ``Invalid Study`` flags. ``appearance`` and ``grade`` map each class to
+    the label names that vote for it, spelled exactly as the 1a and 1c exports spell them
+    (note the two spaces in ``Mild Opacities  (1-2 lung zones)``). ``vote: latest``: a group
+    votes with its latest label of a family by ``createdAt``; ``tie_rule: lower_median``: a
+    tied top count goes to the lower median of the tied values on the ordinal scale.
+    """
+
+    adjudication_groups: list[str] = ["Adjudication"]
+    non_reader_groups: list[str] = ["Default group"]
+    invalid_label: str = "Invalid Study"
+    vote: Literal["latest"] = "latest"
+    tie_rule: Literal["lower_median"] = "lower_median"
+    appearance: dict[Literal[APPEARANCE_ORDER], list[str]] = {  # type: ignore[valid-type]
+        "typical": ["Typical Appearance", "Typical"],
+        "indeterminate": ["Indeterminate Appearance", "Indeterminate"],
+        "atypical": ["Atypical Appearance", "Atypical"],
+        "negative": ["Negative for Pneumonia", "Negative for pneumonia"],
+    }
+    grade: dict[Literal[GRADE_ORDER], list[str]] = {  # type: ignore[valid-type]
+        "mild": ["Mild Opacities  (1-2 lung zones)"],
+        "moderate": ["Moderate Opacities (3-4 lung zones)"],
+        "severe": ["Severe Opacities (>4 lung zones)"],
+    }
+
+    @model_validator(mode="after")
+    def _check(self) -> "ReadingProtocol":
+        names = [n for names in (*self.appearance.values(), *self.grade.values()) for n in names]
+        repeated = sorted({n for n in names if names.count(n) > 1} | ({self.invalid_label} & set(names)))
+        if repeated:
+            raise ValueError(f"label name(s) {repeated} vote for more than one class")
+        both = sorted(set(self.adjudication_groups) & set(self.non_reader_groups))
+        if both:
+            raise ValueError(f"group(s) {both} are both adjudication and non-reader groups")
+        return self
+
+    def vocabulary(self) -> dict[str, tuple[str, str]]:
+        """Exact label name -> (family, class): ``("appearance", "typical")``, ``("grade", "mild")``."""
+        return {name: (family, value)
+                for family, classes in (("appearance", self.appearance), ("grade", self.grade))
+                for value, names in classes.items() for name in names}
+
+    @cached_property
+    def sha256(self) -> str:
+        """sha256 of the protocol's canonical JSON; the manifest records it per row."""
+        return sha256_json(self.model_dump(mode="json"))
 
 
 class SegmentationTarget(_Spec):
@@ -170,6 +227,7 @@ class TaskSpec(_Spec):
     subgroups: Subgroups = Subgroups()
     limits: Limits
     leaderboard: LeaderboardOptions = LeaderboardOptions()
+    reading: ReadingProtocol = ReadingProtocol()
 
     @model_validator(mode="after")
     def _check_kind(self) -> "TaskSpec":

@@ -59,3 +59,9 @@ def _needs_engine_or_browser(request):
         _require("docker", docker_engine_reason(), "BENCH_REQUIRE_DOCKER")
     if request.node.get_closest_marker("browser"):
         _require("browser", browser_reason(), "BENCH_REQUIRE_BROWSER")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_state_dir(tmp_path_factory):
+    """Leases of the test session go to its own state folder, never the user's."""
+    os.environ["BENCH_STATE_DIR"] = str(tmp_path_factory.mktemp("bench-state"))

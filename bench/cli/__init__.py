@@ -36,6 +36,11 @@ app = typer.Typer(
     help="Reproducible evaluation harness for the RSNA MIDRC-RICORD COVID-19 collections.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    # Start-up (benchmarks/bench_startup.py): click's plain help formatter, as typer's rich one
+    # imports rich.markdown and markdown-it; and no --install-completion/--show-completion, whose
+    # values typer coerces through pydantic before any subcommand's --help is shown.
+    rich_markup_mode=None,
+    add_completion=False,
 )
 
 
@@ -47,6 +52,26 @@ def _configure(
         level=logging.DEBUG if verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
+    _reap_killed_runs()
+
+
+def _reap_killed_runs() -> None:
+    """Before any command: clean up after runs, builds and prepares whose process was killed.
+
+    One listing of the lease folder when nothing is stale; a failure here only warns, it never
+    stops the command the user asked for.
+    """
+    from bench.leases import stale_leases
+
+    try:
+        if not stale_leases():
+            return
+        from bench.runners.gc import reap_stale
+
+        for line in reap_stale():
+            console.print(f"[dim]cleanup after a killed run: {shown(line)}[/]", soft_wrap=True)
+    except (BenchError, OSError) as error:
+        logging.getLogger(__name__).warning("cleanup after killed runs failed: %s", error)
 
 
 def main() -> None:
@@ -58,6 +83,7 @@ def main() -> None:
 from bench.cli import cite  # noqa: E402,F401,I001
 from bench.cli import data  # noqa: E402,F401,I001
 from bench.cli import export  # noqa: E402,F401,I001
+from bench.cli import gc  # noqa: E402,F401,I001
 from bench.cli import leaderboard  # noqa: E402,F401,I001
 from bench.cli import prepare  # noqa: E402,F401,I001
 from bench.cli import run  # noqa: E402,F401,I001

@@ -70,13 +70,20 @@ def index_command(
             "the xlsx); repeatable.",
         ),
     ] = None,
+    task: Annotated[
+        str | None,
+        typer.Option("--task", help="Label by this task's reading protocol (default: RICORD's, which every "
+                     "built-in task declares)."),
+    ] = None,
 ) -> None:
     """Index a RICORD download (real or synthetic) into a case manifest plus a report."""
     from bench.data.ricord import index_download
+    from bench.tasks import ReadingProtocol, load_task
 
+    protocol = load_task(task).reading if task else ReadingProtocol()
     with progress_bar("indexing") as progress:
         report = index_download(
-            root, annotations=annotations or [], clinical=clinical or [], progress=progress
+            root, annotations=annotations or [], clinical=clinical or [], progress=progress, protocol=protocol
         )
     report_path = report.write(out)
     manifest = report.manifest
@@ -93,8 +100,17 @@ def index_command(
             ),
         )
     )
-    ties = int(manifest.appearance_tie.sum() + manifest.grade_tie.sum()) if len(manifest) else 0
-    console.print(f"reader ties resolved by the tie rule: {ties}")
+    reading = report.counts["reading"]
+    console.print(
+        _counts_table(
+            "reading protocol: appearance / grade outcome",
+            Counter(zip(manifest.appearance_outcome, manifest.grade_outcome, strict=True)),
+        )
+    )
+    console.print(
+        f"invalid studies left out: {reading['invalid_studies']}; cases with a minority 'Invalid Study' "
+        f"flag: {reading['cases_with_minority_invalid_flags']}"
+    )
     if report.skipped:
         table = Table(title=shown(f"skipped ({len(report.skipped)}; reasons in {report_path.name})"))
         table.add_column("reason")

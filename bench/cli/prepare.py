@@ -7,8 +7,6 @@ import typer
 
 from bench.cli import app
 from bench.cli.progress import console, progress_bar
-from bench.prepare.materialize import prepare_split
-from bench.tasks import load_task
 from bench.text import printable
 
 Out = Annotated[Path, typer.Option("--out", help="Output folder: OUT/input (container) and OUT/reference.")]
@@ -37,6 +35,9 @@ def prepare(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUT/input, OUT/reference.")] = False,
 ) -> None:
     """Write OUT/input (cases.json, task.json, images/) and OUT/reference (labels or masks)."""
+    from bench.prepare.materialize import prepare_split
+    from bench.tasks import load_task
+
     spec = load_task(task)
     with progress_bar(f"preparing {split}") as progress:
         prepared = prepare_split(spec, name, split, root=root, out=out, manifest=manifest,

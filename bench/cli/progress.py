@@ -10,7 +10,6 @@ from contextlib import contextmanager
 
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from bench.text import printable
 
@@ -35,8 +34,11 @@ def progress_bar(label: str) -> Iterator[ProgressCallback]:
     """Yield a callback that drives one rich progress bar titled ``label``.
 
     The bar stays invisible until the first update, so a command that fails early prints
-    its error message alone, not after an empty "0/?" bar.
+    its error message alone, not after an empty "0/?" bar. rich.progress is imported here, not
+    at module level, so ``bench --help`` does not pay for it.
     """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
     columns = (
         TextColumn("[bold]{task.description}"),
         BarColumn(),

@@ -31,6 +31,14 @@ def run(
     memory: Annotated[str | None, typer.Option("--memory", help="Memory limit, e.g. 8g.")] = None,
     cpus: Annotated[float | None, typer.Option("--cpus", help="CPU quota.")] = None,
     gpus: Annotated[int | None, typer.Option("--gpus", help="GPUs (Docker device requests).")] = None,
+    unsafe_no_sandbox: Annotated[
+        bool,
+        typer.Option(
+            "--unsafe-no-sandbox",
+            help="Process runner without bubblewrap: run the command as you, with your network and "
+            "files, no isolation at all. Only for your own code.",
+        ),
+    ] = False,
 ) -> None:
     """Run SUBMISSION on the prepared inputs under the task's limits; validate and keep its outputs."""
     from bench.runners import run_submission
@@ -40,7 +48,8 @@ def run(
     overrides = {"timeout_s": timeout, "memory": memory, "cpus": cpus, "gpus": gpus}
     with progress_bar(f"bench run ({runner})") as progress:
         result = run_submission(
-            submission, spec, inputs, out, runner=runner, limits=overrides, progress=progress
+            submission, spec, inputs, out, runner=runner, limits=overrides, progress=progress,
+            unsafe_no_sandbox=unsafe_no_sandbox,
         )
     if not result.isolated:
         console.print(f"[bold red]{shown(result.isolation)}[/]")

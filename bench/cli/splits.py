@@ -8,10 +8,6 @@ from rich.table import Table
 
 from bench.cli import app
 from bench.cli.progress import console, progress_bar, shown
-from bench.splits.pin import pin_split
-from bench.splits.pinned import load_split
-from bench.splits.verify import summarize_split, verify_split
-from bench.tasks import load_task
 from bench.text import printable
 
 splits_app = typer.Typer(help="Pin, verify and show the train / validation / test splits of a task.",
@@ -36,6 +32,9 @@ def pin(task: Task, name: Name, root: Root,
         manifest: Annotated[Path, typer.Option("--manifest", help="Manifest CSV from `bench data index`.")],
         annotations: Annotations = None, workers: Workers = None, scheduler: Scheduler = None) -> None:
     """Assign patients to splits, fingerprint every case and write tasks/<task>/splits/<name>.json."""
+    from bench.splits.pin import pin_split
+    from bench.tasks import load_task
+
     spec = load_task(task)
     with progress_bar("pinning") as progress:
         split = pin_split(spec, manifest, root=root, name=name, annotations=annotations or (),
@@ -50,6 +49,9 @@ def pin(task: Task, name: Name, root: Root,
 def verify(task: Task, name: Name, root: Root, annotations: Annotations = None, workers: Workers = None,
            scheduler: Scheduler = None) -> None:
     """Recompute every case's fingerprint from a download; exit 1 on any missing or changed case."""
+    from bench.splits.pinned import load_split
+    from bench.splits.verify import verify_split
+
     split = load_split(task, name)
     with progress_bar("verifying") as progress:
         report = verify_split(split, root=root, annotations=annotations or (), progress=progress,
@@ -68,6 +70,9 @@ def verify(task: Task, name: Name, root: Root, annotations: Annotations = None, 
 @splits_app.command("show")
 def show(task: Task, name: Name) -> None:
     """Print cases and patients per split x strata, and confirm that no patient is in two splits."""
+    from bench.splits.pinned import load_split
+    from bench.splits.verify import summarize_split
+
     summary = summarize_split(load_split(task, name))
     console.print(_table(summary.counts, shown(f"{task}/{name}: cases and patients per split x strata")))
     console.print(_table(summary.totals, "per split"))

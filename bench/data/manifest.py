@@ -1,7 +1,7 @@
 """The manifest: one row per case (study), the table every later step starts from.
 
 Columns and their meaning are pinned in CONTRACTS.md section 2 (:data:`MANIFEST_COLUMNS`).
-On disk it is a CSV sorted by ``case_id``; booleans are ``true``/``false``, missing values
+On disk it is a CSV sorted by ``case_id``; missing values
 are empty cells.
 """
 
@@ -32,16 +32,17 @@ MANIFEST_COLUMNS = (
     "covid",
     "appearance",
     "grade",
-    "appearance_tie",
-    "grade_tie",
+    "appearance_outcome",
+    "grade_outcome",
     "age",
     "sex",
     "n_annotations",
     "n_readers",
+    "invalid_flags",
+    "reading_protocol",
     "series_dir",
 )
-INT_COLUMNS = ("n_slices", "rows", "cols", "n_annotations", "n_readers")
-BOOL_COLUMNS = ("appearance_tie", "grade_tie")
+INT_COLUMNS = ("n_slices", "rows", "cols", "n_annotations", "n_readers", "invalid_flags")
 CASE_ID_PATTERN = re.compile(r"^[A-Za-z0-9._-]+$")
 _ALLOWED = {
     "collection": {"MIDRC-RICORD-1A", "MIDRC-RICORD-1B", "MIDRC-RICORD-1C"},
@@ -49,6 +50,8 @@ _ALLOWED = {
     "covid": {"positive", "negative"},
     "appearance": {"typical", "indeterminate", "atypical", "negative", ""},
     "grade": {"mild", "moderate", "severe", ""},
+    "appearance_outcome": {"adjudicated", "majority", "tie", "none"},
+    "grade_outcome": {"adjudicated", "majority", "tie", "none"},
     "sex": {"M", "F", ""},
 }
 
@@ -79,8 +82,6 @@ def write_manifest(frame: pd.DataFrame, path: str | os.PathLike) -> Path:
     """Validate and write ``frame`` (columns :data:`MANIFEST_COLUMNS`, sorted by case_id) atomically."""
     _check(frame, str(path))
     out = frame.loc[:, list(MANIFEST_COLUMNS)].sort_values("case_id", kind="stable").copy()
-    for column in BOOL_COLUMNS:
-        out[column] = np.where(out[column].astype(bool), "true", "false")
     for column in INT_COLUMNS:
         out[column] = out[column].astype(int)
     out["age"] = pd.to_numeric(out["age"], errors="coerce").astype(float)
@@ -90,7 +91,7 @@ def write_manifest(frame: pd.DataFrame, path: str | os.PathLike) -> Path:
 def read_manifest(path: str | os.PathLike) -> pd.DataFrame:
     """Read a manifest CSV, validate its columns and values, and type them.
 
-    Integers as int, ``age`` as float (NaN when empty), the tie flags as bool, all other
+    Integers as int, ``age`` as float (NaN when empty), all other
     columns as str (empty string when missing). Rows sorted by case_id.
 
     Raises
@@ -119,12 +120,6 @@ def read_manifest(path: str | os.PathLike) -> pd.DataFrame:
                 f"{frame.loc[values.isna(), column].iloc[0]!r}."
             )
         frame[column] = values.astype(int)
-    for column in BOOL_COLUMNS:
-        text = frame[column].str.lower()
-        if not text.isin(["true", "false"]).all():
-            case = frame.case_id[~text.isin(["true", "false"])].iloc[0]
-            raise ManifestError(f"{path}: case {case}: {column} must be true or false.")
-        frame[column] = text == "true"
     age = pd.to_numeric(frame["age"].replace("", np.nan), errors="coerce")
     if (age.isna() & (frame["age"] != "")).any():
         case = frame.case_id[age.isna() & (frame["age"] != "")].iloc[0]

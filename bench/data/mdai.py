@@ -6,16 +6,19 @@ Label names are read from the file; nothing here depends on label ids.
 
 Conventions:
 
-- A *reader* is the annotation's ``createdById`` (the label group id when that is null).
+- ``reader`` is the annotation's ``createdById`` (the label group id when that is null): the
+  user. Readers of the reading protocol are label *groups* (:mod:`bench.data.protocol`): a
+  mask per reader group, the Adjudication group's polygons decide where it drew any, the
+  Default group draws no reader's mask.
 - ``data.vertices`` are ``[x = column, y = row]`` in pixel-centre coordinates of the slice
   named by ``SOPInstanceUID`` (pixel ``(row r, column c)`` has its centre at ``x=c, y=r``);
   a polygon covers the pixels whose centres fall inside it (:func:`skimage.draw.polygon`).
-  Several polygons of one label and reader on a slice are OR-ed.
+  Several polygons of one label and reader group on a slice are OR-ed.
 - Rows whose label needs geometry (freeform, polygon, bbox, ...) but whose ``data`` is null
   (or whose polygon has no vertices) are skipped and counted (``n_null_data``); study-level
   labels carry null data by design and are kept.
-- Readers combine by ``union`` (any reader) or ``majority`` (more than half of the readers
-  who annotated anything in the study; with two readers that is their intersection).
+- Reader groups combine by ``union`` (any) or ``majority`` (more than half of the reader
+  groups who annotated anything in the study; with two that is their intersection).
 """
 
 from __future__ import annotations
@@ -23,7 +26,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +34,9 @@ import numpy as np
 import pandas as pd
 from skimage.draw import polygon as draw_polygon
 
+from bench.data.protocol import group_roles
 from bench.errors import AnnotationError
+from bench.tasks import ReadingProtocol
 
 log = logging.getLogger(__name__)
 
@@ -71,10 +75,6 @@ ANNOTATION_COLUMNS = (
     "source",
 )
 
-#: Canonical appearance values, ordered from least to most COVID-typical (the tie rule's scale).
-APPEARANCE_ORDER = ("negative", "atypical", "indeterminate", "typical")
-#: Canonical severity grades in increasing order.
-GRADE_ORDER = ("mild", "moderate", "severe")
 READER_RULES = ("union", "majority")
 
 
@@ -367,8 +367,9 @@ def reader_masks(
     *,
     labels: Sequence[str] | None = None,
     series_uid: str | None = None,
-) -> dict[str, np.ndarray]:
-    """One boolean ``(z, y, x)`` mask per reader of the study the volume belongs to.
+    protocol: ReadingProtocol = ReadingProtocol(),
+) -> dict[str, dict[str, np.ndarray]]:
+    """One boolean ``(z, y, x)`` mask per label group of the study the volume belongs to.
 
     Parameters
     ----------
@@ -382,12 +383,16 @@ def reader_masks(
     series_uid : str, optional
         Also pull in this series' annotations, so that one on a slice that is not in the
         volume raises instead of being ignored.
+    protocol : ReadingProtocol
+        Which groups adjudicate and which are no reader (:func:`bench.data.protocol.group_roles`).
 
     Returns
     -------
     dict
-        reader id -> mask, for every reader with any annotation in the study (readers who
-        drew nothing of the chosen labels get an empty mask, and still count for majority).
+        ``{"reader": {group id: mask}, "adjudicator": {group id: mask}}``: every reader group
+        with any annotation in the study (one that drew nothing of the chosen labels gets an
+        empty mask and still counts for majority), and every adjudicator group that drew any
+        of the chosen labels. Non-reader groups are left out.
 
     Raises
     ------
@@ -398,17 +403,24 @@ def reader_masks(
     rows = _case_rows(export, volume_sop_uids, series_uid)
     studies = set(rows.study_uid)
     table = export.annotations
-    readers = sorted(set(table.loc[table.study_uid.isin(studies), "reader"]))
+    roles = group_roles(export.labels, protocol)
     index = {uid: k for k, uid in enumerate(volume_sop_uids)}
     shape = (len(volume_sop_uids), int(shape_yx[0]), int(shape_yx[1]))
-    masks = {reader: np.zeros(shape, dtype=bool) for reader in readers}
     drawn = rows[rows.label_name.isin(names) & rows.annotation_mode.isin(AREA_MODES) & (rows.sop_uid != "")]
+    drawn = drawn[drawn.vertices.notna()]
+    present = set(table.loc[table.study_uid.isin(studies), "group_id"])
+    masks: dict[str, dict[str, np.ndarray]] = {
+        "reader": {g: np.zeros(shape, dtype=bool) for g in sorted(present) if roles.get(g) == "reader"},
+        "adjudicator": {g: np.zeros(shape, dtype=bool) for g in sorted(set(drawn.group_id))
+                        if roles.get(g) == "adjudicator"},
+    }
     for row in drawn.itertuples(index=False):
-        if row.vertices is None:
+        role = roles.get(row.group_id)
+        if role not in masks:
             continue
         k = index[row.sop_uid]
         rr, cc = draw_polygon(row.vertices[:, 1], row.vertices[:, 0], shape=shape[1:])
-        masks[row.reader][k, rr, cc] = True
+        masks[role][row.group_id][k, rr, cc] = True
     return masks
 
 
@@ -440,68 +452,19 @@ def rasterize_case(
     labels: Sequence[str] | None = None,
     readers: str = "union",
     series_uid: str | None = None,
+    protocol: ReadingProtocol = ReadingProtocol(),
 ) -> np.ndarray:
-    """Boolean ``(z, y, x)`` lesion mask of one case, readers combined (see :func:`reader_masks`)."""
-    per_reader = reader_masks(export, volume_sop_uids, shape_yx, labels=labels, series_uid=series_uid)
+    """Boolean ``(z, y, x)`` lesion mask of one case (see :func:`reader_masks`).
+
+    Where an adjudicator group drew any of the labels, its mask is the reference (several
+    adjudicator groups are united); otherwise the reader groups' masks combine by ``readers``.
+    """
+    masks = reader_masks(export, volume_sop_uids, shape_yx, labels=labels, series_uid=series_uid,
+                         protocol=protocol)
     shape = (len(volume_sop_uids), int(shape_yx[0]), int(shape_yx[1]))
-    return combine_readers(list(per_reader.values()), readers=readers, shape=shape)
-
-
-def canonical_appearance(name: str) -> str | None:
-    """Map an appearance label name (1a or 1c spelling) to APPEARANCE_ORDER, else None."""
-    text = " ".join(str(name).lower().split())
-    if text.endswith(" appearance"):
-        text = text[: -len(" appearance")]
-    if text in ("typical", "indeterminate", "atypical"):
-        return text
-    if text == "negative for pneumonia":
-        return "negative"
-    return None
-
-
-def canonical_grade(name: str) -> str | None:
-    """Map a severity label name (containing Mild/Moderate/Severe as a word) to GRADE_ORDER."""
-    words = str(name).lower().replace("(", " ").replace(")", " ").split()
-    found = [grade for grade in GRADE_ORDER if grade in words]
-    return found[0] if len(found) == 1 else None
-
-
-def study_votes(export: MdaiExport) -> pd.DataFrame:
-    """Each reader's study-level appearance and grade votes: one row per (study, reader).
-
-    A reader with several labels of one family on a study votes with the latest (by
-    ``createdAt``, then file order). Columns: study_uid, reader, appearance, grade.
-    """
-    table = export.annotations[export.annotations.scope.isin(["STUDY", "SERIES"])].copy()
-    table["order"] = np.arange(len(table))
-    table["appearance"] = table.label_name.map(canonical_appearance)
-    table["grade"] = table.label_name.map(canonical_grade)
-    columns = ["study_uid", "reader", "appearance", "grade"]
-    parts = []
-    for family in ("appearance", "grade"):
-        votes = table.dropna(subset=[family]).sort_values(["created_at", "order"], kind="stable")
-        parts.append(votes.groupby(["study_uid", "reader"], as_index=False)[family].last())
-    frame = parts[0].merge(parts[1], on=["study_uid", "reader"], how="outer")
-    return frame.reindex(columns=columns).sort_values(["study_uid", "reader"]).reset_index(drop=True)
-
-
-def majority_vote(values: Sequence[str], order: Sequence[str]) -> tuple[str, bool]:
-    """Most frequent value and whether the top count was tied.
-
-    Tie rule: among the tied values, the lower median on the ordinal scale ``order``
-    (three-way typical/indeterminate/atypical -> indeterminate; mild vs severe -> mild).
-    Returns ``("", False)`` for no votes.
-    """
-    values = [v for v in values if isinstance(v, str) and v]
-    if not values:
-        return "", False
-    counts = Counter(values)
-    best = max(counts.values())
-    top = [value for value, count in counts.items() if count == best]
-    if len(top) == 1:
-        return top[0], False
-    tied = sorted(top, key=order.index)
-    return tied[(len(tied) - 1) // 2], True
+    if masks["adjudicator"]:
+        return combine_readers(list(masks["adjudicator"].values()), readers="union", shape=shape)
+    return combine_readers(list(masks["reader"].values()), readers=readers, shape=shape)
 
 
 def annotation_records(export: MdaiExport, study_uid: str) -> list[dict]:

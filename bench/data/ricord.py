@@ -11,11 +11,15 @@ A case is one study. Rules, in the order they are applied:
 - CT: the series holding the most annotated slices; without annotations the axial,
   non-localizer series with the most slices (then lowest SeriesNumber, then UID). Its
   geometry is checked from the headers (missing slice, uneven spacing -> study skipped).
-- Radiographs: among single-frame CR/DX images, AP/PA views first, then lowest
-  SeriesNumber, InstanceNumber, SOPInstanceUID.
+- Radiographs: among single-frame CR/DX images that are not lateral views (ViewPosition
+  LL/RL/LATERAL; never a case image), AP/PA views first, then lowest SeriesNumber,
+  InstanceNumber, SOPInstanceUID.
 - Labels: covid by collection (1A, 1C positive; 1B negative), cross-checked against the
-  clinical RT-PCR result (a mismatch is a warning); appearance and grade by majority of the
-  readers' study labels (tie rule in :func:`bench.data.mdai.majority_vote`).
+  clinical RT-PCR result (a mismatch is a warning); appearance and grade by the reading
+  protocol (:mod:`bench.data.protocol`: one vote per reader label group, adjudication decides,
+  the Default group is no reader). A study the protocol finds invalid (``Invalid Study`` from
+  the adjudicator or most readers) is skipped with that reason; each reader group's labels go
+  to the reader table (``<manifest stem>.readers.csv``).
 - Demographics: clinical sheet first, else the DICOM PatientAge / PatientSex.
 - ``case_id``: ``<PatientID>-<last 8 digits of StudyInstanceUID>`` (all digits when that
   would collide), with characters outside ``[A-Za-z0-9._-]`` replaced by ``_``.
@@ -46,18 +50,11 @@ from bench.data.dicom import (
     slice_normal,
 )
 from bench.data.manifest import MANIFEST_COLUMNS, write_manifest
-from bench.data.mdai import (
-    APPEARANCE_ORDER,
-    GRADE_ORDER,
-    MdaiExport,
-    majority_vote,
-    merge_exports,
-    rasterize_case,
-    read_exports,
-    study_votes,
-)
+from bench.data.mdai import MdaiExport, merge_exports, rasterize_case, read_exports
+from bench.data.protocol import READER_COLUMNS, apply_protocol, reader_labels
 from bench.errors import DataError, DicomError
-from bench.io import SCHEMA_VERSION, write_json
+from bench.io import SCHEMA_VERSION, write_csv, write_json
+from bench.tasks import ReadingProtocol
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +63,7 @@ RSNA_UID_ROOT = "1.2.826.0.1.3680043.10.474"
 _PATIENT_RE = re.compile(r"^(MIDRC-RICORD-1[ABC])-(.+)-(\d+)$", re.IGNORECASE)
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 _RADIOGRAPH = ("CR", "DX")
+LATERAL_VIEWS = frozenset({"LL", "RL", "LATERAL", "LAT"})
 
 
 #: Kinds of skipped items, matched in this order against the reason text.
@@ -76,6 +74,7 @@ SKIP_KINDS = (
     ("DICOM header lacks", "DICOM header lacks instance UIDs"),
     ("duplicate SOPInstanceUID", "duplicate SOPInstanceUID"),
     ("collection unknown", "collection unknown"),
+    ("invalid study", "invalid study (reading protocol)"),
     ("missing slice", "missing slice"),
     ("uneven slice spacing", "uneven slice spacing"),
     ("share the position", "duplicate slice positions"),
@@ -104,7 +103,9 @@ class IndexReport:
     ``manifest``: the case table (:data:`bench.data.manifest.MANIFEST_COLUMNS`).
     ``skipped``: (path or UID, reason) for every file, study or annotation left out.
     ``ignored``: (series UID, reason) for series present but not used (scouts, reformats).
-    ``warnings``: inconsistencies that did not drop anything. ``counts``: totals.
+    ``warnings``: inconsistencies that did not drop anything. ``counts``: totals, and under
+    ``reading`` the protocol's outcomes over the cases. ``readers``: the reader table
+    (:data:`bench.data.protocol.READER_COLUMNS`) of every annotated study in the download.
     """
 
     manifest: pd.DataFrame
@@ -112,6 +113,7 @@ class IndexReport:
     ignored: tuple[tuple[str, str], ...] = ()
     warnings: tuple[str, ...] = ()
     counts: dict = field(default_factory=dict)
+    readers: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=list(READER_COLUMNS)))
 
     def skipped_by_kind(self) -> dict[str, list[str]]:
         """Skipped items grouped by :func:`skip_kind`, most frequent kind first."""
@@ -133,14 +135,16 @@ class IndexReport:
         }
 
     def write(self, manifest_path: str | os.PathLike) -> Path:
-        """Write the manifest CSV and, beside it, ``<stem>.report.json``; return the report's path.
+        """Write the manifest CSV and, beside it, ``<stem>.readers.csv`` (each reader group's
+        labels per study) and ``<stem>.report.json``; return the report's path.
 
-        Both are written atomically, so a reader never sees a manifest without its report's
-        account of what was skipped.
+        All are written atomically, the report last, so a reader never sees a manifest
+        without its report's account of what was skipped.
         """
         manifest_path = Path(manifest_path)
         report_path = manifest_path.with_name(manifest_path.stem + ".report.json")
         write_manifest(self.manifest, manifest_path)
+        write_csv(manifest_path.with_name(manifest_path.stem + ".readers.csv"), self.readers)
         write_json(report_path, self.to_dict())
         return report_path
 
@@ -252,6 +256,7 @@ def choose_radiograph(instances: pd.DataFrame) -> pd.Series | None:
             columns
         ].itertuples(index=True)
         if modality in _RADIOGRAPH and frames == 1 and photometric in ("MONOCHROME1", "MONOCHROME2")
+        and view not in LATERAL_VIEWS
     ]
     if not candidates:
         return None
@@ -297,15 +302,16 @@ def _dicom_age(text: str) -> float:
 class _Indexer:
     """Builds the manifest study by study; collects skipped, ignored and warnings."""
 
-    def __init__(self, root: Path, export: MdaiExport, clinical: pd.DataFrame):
+    def __init__(self, root: Path, export: MdaiExport, clinical: pd.DataFrame, protocol: ReadingProtocol):
         self.root = root
         self.export = export
+        self.protocol = protocol
         self.clinical = clinical.set_index("study_uid") if len(clinical) else None
         self.skipped: list[tuple[str, str]] = []
         self.ignored: list[tuple[str, str]] = []
         self.warnings: list[str] = []
-        votes = study_votes(export)
-        self.votes = {uid: group for uid, group in votes.groupby("study_uid")}
+        self.readers = reader_labels(export.annotations, protocol)
+        self.decisions = apply_protocol(self.readers, protocol).set_index("study_uid")
         ann = export.annotations
         self.by_study = {uid: group for uid, group in ann.groupby("study_uid")}
         self.metadata: dict[str, str] = {}
@@ -350,19 +356,13 @@ class _Indexer:
         return per_series
 
     def labels(self, study_uid: str) -> dict:
-        votes = self.votes.get(study_uid)
-        if votes is None:
-            return {"appearance": "", "appearance_tie": False, "grade": "", "grade_tie": False}
-        appearance, appearance_tie = majority_vote(list(votes.appearance.dropna()), APPEARANCE_ORDER)
-        grade, grade_tie = majority_vote(list(votes.grade.dropna()), GRADE_ORDER)
-        if appearance == "negative":
-            grade, grade_tie = "", False
-        return {
-            "appearance": appearance,
-            "appearance_tie": appearance_tie,
-            "grade": grade,
-            "grade_tie": grade_tie,
-        }
+        """The protocol's labels and outcomes of a study (no label and ``none`` when unread)."""
+        if study_uid not in self.decisions.index:
+            return {"appearance": "", "appearance_outcome": "none", "grade": "", "grade_outcome": "none",
+                    "n_readers": 0, "invalid_flags": 0}
+        decided = self.decisions.loc[study_uid]
+        return {key: decided[key] for key in ("appearance", "appearance_outcome", "grade", "grade_outcome",
+                                              "n_readers", "invalid_flags")}
 
     def demographics(self, study_uid: str, collection: str, instances: pd.DataFrame) -> dict:
         first = instances.iloc[0]
@@ -401,6 +401,9 @@ class _Indexer:
             return None
         _, site = parse_patient_id(patient_id)
         site = site or site_from_uid(study_uid) or "unknown"
+        if study_uid in self.decisions.index and self.decisions.loc[study_uid, "excluded"]:
+            self.skipped.append((study_uid, f"{self.decisions.loc[study_uid, 'excluded']}; left out of every task"))
+            return None
         annotations = self.by_study.get(study_uid)
         if collection == "MIDRC-RICORD-1C" or not (instances.modality == "CT").any():
             chosen = self._radiograph(study_uid, instances)
@@ -432,7 +435,7 @@ class _Indexer:
             "cols": int(files.cols.iloc[0]),
             "spacing_mm": spacing,
             "n_annotations": 0 if annotations is None else len(annotations),
-            "n_readers": 0 if annotations is None else annotations.reader.nunique(),
+            "reading_protocol": self.protocol.sha256,
             "series_dir": Path(directory).as_posix(),
         }
         row.update(self.labels(study_uid))
@@ -442,7 +445,8 @@ class _Indexer:
     def _radiograph(self, study_uid: str, instances: pd.DataFrame):
         image = choose_radiograph(instances)
         if image is None:
-            self.skipped.append((study_uid, "no single-frame grayscale CR/DX image in the study"))
+            self.skipped.append((study_uid, "no single-frame grayscale CR/DX image in the study other than "
+                                 "lateral views (never a case image)"))
             return None
         spacing, source = radiograph_spacing(image.pixel_spacing, image.imager_pixel_spacing)
         if source == "assumed":
@@ -505,7 +509,8 @@ class _Indexer:
         return series_uid, ordered, len(ordered), spacing, "CT"
 
 
-def index_download(root: str | os.PathLike, *, annotations=(), clinical=(), progress=None) -> IndexReport:
+def index_download(root: str | os.PathLike, *, annotations=(), clinical=(), progress=None,
+                   protocol: ReadingProtocol = ReadingProtocol()) -> IndexReport:
     """Index a RICORD download into a case manifest.
 
     Parameters
@@ -521,6 +526,9 @@ def index_download(root: str | os.PathLike, *, annotations=(), clinical=(), prog
         be empty.
     progress : callable, optional
         ``progress(done, total, description)``.
+    protocol : ReadingProtocol
+        The reading protocol (a task's ``reading``; default RICORD's). Its sha256 goes into
+        every row's ``reading_protocol``, and a task refuses a manifest built with another.
 
     Returns
     -------
@@ -540,7 +548,7 @@ def index_download(root: str | os.PathLike, *, annotations=(), clinical=(), prog
     sheets, notes = clinical_files(_as_list(clinical))
     table = read_clinical(sheets)
     scan = scan_headers(root, progress=progress)
-    indexer = _Indexer(root, export, table)
+    indexer = _Indexer(root, export, table, protocol)
     indexer.warnings.extend(notes)
     indexer.skipped.extend(scan.skipped)
     indexer.metadata = _metadata_collections(root, indexer.warnings)
@@ -580,14 +588,28 @@ def index_download(root: str | os.PathLike, *, annotations=(), clinical=(), prog
         "annotations": int(len(export.annotations)),
         "annotations_null_data": export.n_null_data,
         "skipped": len(indexer.skipped),
+        "reading": _reading_counts(manifest, indexer.decisions, set(instances.study_uid)),
     }
+    readers = indexer.readers[indexer.readers.study_uid.isin(set(instances.study_uid))]
     return IndexReport(
         manifest=manifest,
         skipped=tuple(indexer.skipped),
         ignored=tuple(indexer.ignored),
         warnings=tuple(indexer.warnings),
         counts=counts,
+        readers=readers.reset_index(drop=True),
     )
+
+
+def _reading_counts(manifest: pd.DataFrame, decisions: pd.DataFrame, present: set[str]) -> dict:
+    """The protocol's outcomes: per family over the cases, invalid studies in the download."""
+    excluded = decisions[decisions.excluded != ""]
+    return {
+        "appearance": {k: int(v) for k, v in sorted(Counter(manifest.appearance_outcome).items())},
+        "grade": {k: int(v) for k, v in sorted(Counter(manifest.grade_outcome).items())},
+        "invalid_studies": int(excluded.index.isin(present).sum()),
+        "cases_with_minority_invalid_flags": int((manifest.invalid_flags > 0).sum()),
+    }
 
 
 def case_instances(root: str | os.PathLike, case_row) -> pd.DataFrame:
@@ -638,10 +660,12 @@ def load_case_mask(
     *,
     labels: Sequence[str] | None = None,
     readers: str = "union",
+    protocol: ReadingProtocol = ReadingProtocol(),
 ) -> np.ndarray:
     """Boolean ``(z, y, x)`` lesion mask of a CT case on its image grid (headers only, no pixels).
 
-    ``labels``: polygon label names (default all); ``readers``: ``union`` or ``majority``.
+    ``labels``: polygon label names (default all); ``readers``: ``union`` or ``majority`` of
+    the reader groups; ``protocol``: which groups adjudicate or are no reader.
     """
     if case_row["modality"] in _RADIOGRAPH:
         raise DataError(
@@ -655,4 +679,5 @@ def load_case_mask(
         labels=labels,
         readers=readers,
         series_uid=str(case_row["series_uid"]),
+        protocol=protocol,
     )

@@ -8,16 +8,23 @@ so that the demo and the tests go through the real ingest path:
   (body, lungs, vessels, ground-glass ~-700 HU and consolidation -100..+40 HU lesions),
   extra series that ingest must ignore (scout, coronal reformat), one series whose file
   names and instance numbers are shuffled against position, alternating slice directions;
-  CR/DX radiographs, MONOCHROME1 and MONOCHROME2, some studies with an extra lateral view.
+  CR/DX radiographs, MONOCHROME1 and MONOCHROME2, some studies with a lateral view numbered
+  before the frontal one. 1c is written in the older retriever layout (no ``NA`` StudyID field,
+  empty descriptions omitted), 1a/1b in the newer; 1a spans the four real sites, with the
+  short counter UIDs of 440808 and 660042 (``...474.440808.569``: the folder suffix ``8.569``).
 - ``annotations/MIDRC-RICORD-1a_annotations_labelgroup_all_2020-Dec-8.json`` (freeform
   polygons traced slice by slice from the true lesions, one or two readers, study labels,
   a few null-data rows) and
   ``annotations/1c_mdai_rsna_project_MwBeK3Nr_annotations_labelgroup_all_2021-01-08-164102.json``
-  (three readers' appearance and severity labels, with ties).
+  (the real 1c structure: reader groups Tiger, Bear, Dragon and, on a few studies, Lion; an
+  Adjudication group; a Default group with two users; eight labels per group including
+  ``Invalid Study``; the real 1c annotation keys; one study per reading scenario of
+  :data:`bench.data.synth_plan.SCENARIOS_1C`).
 - ``clinical/*.xlsx`` and ``.csv`` with RICORD's column names (``Anon MRN``, ``Anon Study UID``,
   ``Result``, ``Age``, ``Sex``, ...).
-- ``truth/<StudyInstanceUID>.npz``: the generator's true lesion masks in array order
-  (tests only; nothing in the harness reads it).
+- ``truth/<StudyInstanceUID>.npz``: the generator's true lesion masks in array order, and
+  ``truth/1c_reading.json``: what the reading protocol must give each 1c study (tests only;
+  nothing in the harness reads them).
 
 Deterministic: UIDs are derived from the seed under the RSNA root
 ``1.2.826.0.1.3680043.10.474``, dates are fixed, and no wall-clock value is written, so the
@@ -40,8 +47,7 @@ from bench.data.synth_formats import (
     ANNOTATIONS_1A,
     ANNOTATIONS_1C,
     APPEARANCE_1A,
-    APPEARANCE_1C,
-    GRADE_1C,
+    LABELS_1C,
     ExportBuilder,
     MetadataWriter,
     file_name,
@@ -55,7 +61,18 @@ from bench.data.synth_phantom import (
     random_vessels,
     trace_polygons,
 )
-from bench.data.synth_plan import UID_ROOT, SeedIds, plan_1a, plan_1c, plan_storage, plan_studies
+from bench.data.synth_plan import (
+    ADJUDICATION_GROUP,
+    DEFAULT_GROUP,
+    EXTRA_READER_1C,
+    READERS_1C,
+    UID_ROOT,
+    SeedIds,
+    plan_1a,
+    plan_1c,
+    plan_storage,
+    plan_studies,
+)
 from bench.errors import DataError
 from bench.io import atomic_directory
 
@@ -289,12 +306,14 @@ def _write_cxr(
     photometric = "MONOCHROME1" if index % 2 == 0 else "MONOCHROME2"
     pixel_mm = 400.0 / preset.cxr_shape[1]
     opacities = {"": 0, "mild": 1, "moderate": 3, "severe": 5}[study["grade"]]
-    views = [("AP" if index % 3 else "PA", False)] + ([("LL", True)] if index % 5 == 1 else [])
+    frontal = [("AP" if index % 3 else "PA", False)]
+    # Some studies also hold a lateral view, numbered before the frontal one: ingest must skip it.
+    views = [("LL", True), *frontal] if index % 5 == 1 else frontal
     for number, (view, lateral) in enumerate(views, start=1):
         series = {
             "series_uid": ids.uid(site, "1C", "series", study["study_uid"], number),
             "number": number,
-            "description": "LATERAL" if lateral else "",
+            "description": "" if site == "SITE2" else view,
             "modality": modality,
         }
         directory = writer.root / series_dir(study, series)
@@ -349,7 +368,7 @@ def synthesize(
     preset = SIZES[size]
     rng = np.random.default_rng(seed)
     ids = SeedIds(seed)
-    studies_1a = plan_studies(rng, ids, "MIDRC-RICORD-1A", ["419639", "660042"], preset.n_1a)
+    studies_1a = plan_studies(rng, ids, "MIDRC-RICORD-1A", ["419639", "440808", "660042", "SITE2"], preset.n_1a)
     studies_1b = plan_studies(rng, ids, "MIDRC-RICORD-1B", ["419639", "660042"], preset.n_1b)
     studies_1c = plan_studies(rng, ids, "MIDRC-RICORD-1C", ["419639", "440808", "SITE2"], preset.n_1c)
     readers_1a = [
@@ -372,10 +391,10 @@ def synthesize(
             "MIDRC-RICORD-1a",
             ["Team 1", "Team 2"],
             [
-                *[(name, "INSTANCE", "freeform", "LOCAL") for name in LESION_LABELS],
-                *[(name, "STUDY", None, "GLOBAL") for name in APPEARANCE_1A.values()],
-                ("Infectious lung disease", "STUDY", None, "GLOBAL"),
-                ("Emphysema", "STUDY", None, "GLOBAL"),
+                *[(name, "", "", "INSTANCE", "freeform", "LOCAL") for name in LESION_LABELS],
+                *[(name, name, "", "STUDY", None, "GLOBAL") for name in APPEARANCE_1A.values()],
+                ("Infectious lung disease", "", "", "STUDY", None, "GLOBAL"),
+                ("Emphysema", "", "", "STUDY", None, "GLOBAL"),
             ],
         )
         done = 0
@@ -387,22 +406,25 @@ def synthesize(
             done += 1
             if progress is not None:
                 progress(done, total, "writing CT studies")
+        groups_1c = [DEFAULT_GROUP, READERS_1C[0], EXTRA_READER_1C, *READERS_1C[1:], ADJUDICATION_GROUP]
         export_1c = ExportBuilder(
             ids,
-            "MIDRC-RICORD-1c",
-            ["Team 1", "Team 2", "Team 3"],
-            [
-                *[(name, "STUDY", None, "GLOBAL") for name in APPEARANCE_1C.values()],
-                *[(name, "STUDY", None, "GLOBAL") for name in GRADE_1C.values()],
-            ],
+            "MIDRC-RICORD Release 1c - Chest x-ray (Covid+)",
+            groups_1c,
+            [(name, short, text, "STUDY", None, "GLOBAL") for name, short, text in LABELS_1C.values()],
+            study_level=True,
         )
-        readers_1c = [(f"Team {r + 1}", ids.short("U", "1c", r)) for r in range(3)]
+        users_1c = {group: [ids.short("U", "1c", group)] for group in groups_1c}
+        users_1c[DEFAULT_GROUP].append(ids.short("U", "1c", DEFAULT_GROUP, 2))
         for j, study in enumerate(studies_1c):
             _write_cxr(writer, ids, study, preset, rng, j)
-            _annotate_cxr(export_1c, study, readers_1c)
+            _annotate_cxr(export_1c, study, users_1c)
             done += 1
             if progress is not None:
                 progress(done, total, "writing radiographs")
+        (truth_dir / "1c_reading.json").write_text(
+            json.dumps({s["study_uid"]: {"scenario": s["scenario"], **s["expected"]} for s in studies_1c},
+                       indent=1, sort_keys=True) + "\n", encoding="utf-8")
         annotations = tmp / "annotations"
         annotations.mkdir()
         for name, export in ((ANNOTATIONS_1A, export_1a), (ANNOTATIONS_1C, export_1c)):
@@ -493,12 +515,10 @@ def _save_truth(truth_dir: Path, study: dict, written: dict) -> None:
     )
 
 
-def _annotate_cxr(export: ExportBuilder, study: dict, readers: list[tuple[str, str]]) -> None:
+def _annotate_cxr(export: ExportBuilder, study: dict, users: dict[str, list[str]]) -> None:
+    """The study's labels group by group, in the plan's order (later labels are newer)."""
     export.studies.append({"StudyInstanceUID": study["study_uid"], "number": len(export.studies) + 1})
-    for (group, reader), (appearance, grade) in zip(readers, study["votes"], strict=False):
-        if study["changed_mind"] and group == "Team 1":
-            wrong = "atypical" if appearance != "atypical" else "typical"
-            export.add(group, APPEARANCE_1C[wrong], reader, study)
-        export.add(group, APPEARANCE_1C[appearance], reader, study)
-        if grade:
-            export.add(group, GRADE_1C[grade], reader, study)
+    for group, labels in study["labels"].items():
+        for k, key in enumerate(labels):
+            group_users = users[group]
+            export.add(group, LABELS_1C[key][0], group_users[k % len(group_users)], study)

@@ -30,16 +30,17 @@ APPEARANCE_1A = {
     "atypical": "Atypical",
     "negative": "Negative for pneumonia",
 }
-APPEARANCE_1C = {
-    "typical": "Typical Appearance",
-    "indeterminate": "Indeterminate Appearance",
-    "atypical": "Atypical Appearance",
-    "negative": "Negative for Pneumonia",
-}
-GRADE_1C = {
-    "mild": "Mild Airspace Disease",
-    "moderate": "Moderate Airspace Disease",
-    "severe": "Severe Airspace Disease",
+#: The eight labels of every label group of the real 1c export, in its order:
+#: (family, value) -> (name as the file spells it, shortName, description).
+LABELS_1C = {
+    ("appearance", "typical"): ("Typical Appearance", "Typical", "Multifocal bilateral, peripheral opacities"),
+    ("appearance", "indeterminate"): ("Indeterminate Appearance", "Indeterminate", "Absence of typical findings"),
+    ("appearance", "atypical"): ("Atypical Appearance", "Atypical", "Pneumothorax or pleural effusion"),
+    ("appearance", "negative"): ("Negative for Pneumonia", "Negative", "No lung opacities"),
+    ("grade", "mild"): ("Mild Opacities  (1-2 lung zones)", "Mild", "Opacities in 1-2 lung zones"),
+    ("grade", "moderate"): ("Moderate Opacities (3-4 lung zones)", "Moderate", "Opacities in 3-4 lung zones"),
+    ("grade", "severe"): ("Severe Opacities (>4 lung zones)", "Severe", "Opacities in >4 lung zones"),
+    ("invalid", ""): ("Invalid Study", "", ""),
 }
 
 
@@ -48,22 +49,33 @@ def folder_name(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9 ._()-]", "_", text) if text else "NA"
 
 
+def _legacy(study: dict) -> bool:
+    """1c is written in the older retriever layout, as the real 1C download is."""
+    return study["collection"] == "MIDRC-RICORD-1C"
+
+
 def study_dir(study: dict) -> Path:
-    """``Collection/PatientID/MM-DD-YYYY-NA-<description>-<last 5 of StudyInstanceUID>``."""
+    """``Collection/PatientID/MM-DD-YYYY-NA-<description>-<last 5 of StudyInstanceUID>``.
+
+    The older retriever (the real 1C download) omits the StudyID field and an empty
+    description: ``08-14-2003-XR CHEST 1 VIEW AP-27539``, ``12-23-2006-22708``. The last five
+    characters of a short counter UID hold a dot (``...474.440808.569`` -> ``8.569``).
+    """
     date = study["date_obj"].strftime("%m-%d-%Y")
-    return Path(
-        study["collection"],
-        study["patient_id"],
-        f"{date}-NA-{folder_name(study['description'])}-{study['study_uid'][-5:]}",
-    )
+    if _legacy(study):
+        fields = [date, *([folder_name(study["description"])] if study["description"] else [])]
+    else:
+        fields = [date, "NA", folder_name(study["description"])]
+    return Path(study["collection"], study["patient_id"], "-".join([*fields, study["study_uid"][-5:]]))
 
 
 def series_dir(study: dict, series: dict) -> Path:
-    """The study folder plus ``<n>.000000-<description>-<last 5 of SeriesInstanceUID>``."""
-    return (
-        study_dir(study)
-        / f"{series['number']}.000000-{folder_name(series['description'])}-{series['series_uid'][-5:]}"
-    )
+    """The study folder plus ``<n>.000000-<description>-<last 5 of SeriesInstanceUID>``
+    (the older layout omits an empty description: ``1.000000-89534``)."""
+    fields = [f"{series['number']}.000000"]
+    if series["description"] or not _legacy(study):
+        fields.append(folder_name(series["description"]))
+    return study_dir(study) / "-".join([*fields, series["series_uid"][-5:]])
 
 
 def file_name(number: int, total: int) -> str:
@@ -109,98 +121,69 @@ class MetadataWriter:
         )
 
 
-class ExportBuilder:
-    """Builds one MD.ai export document."""
+def _stamp(minutes: int) -> str:
+    return (dt.datetime(2020, 8, 1, 9, 0) + dt.timedelta(minutes=minutes)).strftime("%Y-%m-%dT%H:%M:%S.000Z")
 
-    def __init__(
-        self, ids: SeedIds, name: str, groups: list[str], labels: list[tuple[str, str, str | None, str]]
-    ):
+
+class ExportBuilder:
+    """Builds one MD.ai export document with the real export's keys.
+
+    ``labels``: ``(name, shortName, description, scope, annotationMode, type)`` defined in
+    every group, each group with its own label ids (as the real exports do). ``study_level``
+    exports (1c) write the real 1c annotation keys: no Series/SOP UIDs, no frameNumber.
+    """
+
+    def __init__(self, ids: SeedIds, name: str, groups: list[str],
+                 labels: list[tuple[str, str, str, str, str | None, str]], *, study_level: bool = False):
         self.ids = ids
         self.name = name
+        self.study_level = study_level
         self.label_ids: dict[tuple[str, str], str] = {}
         self.groups = []
         for group in groups:
             group_id = ids.short("G", name, group)
             entries = []
-            for label_name, scope, mode, kind in labels:
+            for label_name, short_name, description, scope, mode, kind in labels:
                 label_id = ids.short("L", name, group, label_name)
                 self.label_ids[(group, label_name)] = label_id
-                entries.append(
-                    {
-                        "id": label_id,
-                        "name": label_name,
-                        "type": kind,
-                        "scope": scope,
-                        "annotationMode": mode,
-                        "color": "#" + label_id[-6:].encode().hex()[:6],
-                        "description": "",
-                        "radlexTagIds": [],
-                        "parentId": None,
-                    }
-                )
-            self.groups.append({"id": group_id, "name": group, "labels": entries})
+                entries.append({
+                    "id": label_id, "parentId": None, "createdAt": _stamp(0), "updatedAt": _stamp(0),
+                    "name": label_name, "shortName": short_name, "description": description,
+                    "color": "#" + label_id[-6:].encode().hex()[:6], "type": kind, "scope": scope,
+                    "annotationMode": mode, "radlexTagIds": [],
+                })
+            self.groups.append({"id": group_id, "createdAt": _stamp(0), "updatedAt": _stamp(0), "name": group,
+                                "description": None, "type": "STANDARD", "labels": entries})
         self.studies: list[dict] = []
         self.annotations: list[dict] = []
         self.clock = 0
 
-    def add(
-        self,
-        group: str,
-        label: str,
-        reader: str,
-        study: dict,
-        *,
-        series_uid=None,
-        sop_uid=None,
-        data=None,
-        shape=None,
-    ) -> None:
+    def add(self, group: str, label: str, reader: str, study: dict, *, series_uid=None, sop_uid=None,
+            data=None, shape=None) -> None:
         self.clock += 1
-        stamp = (dt.datetime(2020, 11, 2, 9, 0) + dt.timedelta(minutes=self.clock)).strftime(
-            "%Y-%m-%dT%H:%M:%S.000Z"
-        )
-        self.annotations.append(
-            {
-                "id": self.ids.short("A", self.name, self.clock),
-                "labelId": self.label_ids[(group, label)],
-                "StudyInstanceUID": study["study_uid"],
-                "SeriesInstanceUID": series_uid,
-                "SOPInstanceUID": sop_uid,
-                "frameNumber": None,
-                "annotationNumber": None,
-                "height": shape[0] if shape else None,
-                "width": shape[1] if shape else None,
-                "data": data,
-                "note": None,
-                "radlexTagIds": [],
-                "reviews": [],
-                "reviewsPositiveCount": 0,
-                "reviewsNegativeCount": 0,
-                "createdById": reader,
-                "createdAt": stamp,
-                "updatedById": reader,
-                "updatedAt": stamp,
-                "updateHistory": [],
-                "parentId": None,
-                "isImported": False,
-                "groupId": None,
-            }
-        )
+        stamp = _stamp(self.clock)
+        annotation = {
+            "id": self.ids.short("A", self.name, self.clock), "parentId": None, "isImported": False,
+            "createdAt": stamp, "createdById": reader, "updatedAt": stamp, "updatedById": reader,
+            "labelId": self.label_ids[(group, label)], "annotationNumber": None,
+            "height": shape[0] if shape else None, "width": shape[1] if shape else None, "data": data,
+            "note": None, "radlexTagIds": [], "reviewsPositiveCount": 0, "reviewsNegativeCount": 0,
+            "StudyInstanceUID": study["study_uid"],
+        }
+        if not self.study_level:
+            annotation.update({"SeriesInstanceUID": series_uid, "SOPInstanceUID": sop_uid, "frameNumber": None})
+        self.annotations.append(annotation)
 
     def document(self) -> dict:
-        dataset_id = self.ids.short("D", self.name)
         return {
-            "id": self.ids.short("P", self.name),
-            "name": self.name,
+            "id": self.ids.short("P", self.name), "createdAt": _stamp(0), "updatedAt": _stamp(self.clock),
+            "name": self.name, "description": "ricord-bench synthetic export", "isPrivate": True,
             "labelGroups": self.groups,
-            "datasets": [
-                {
-                    "id": dataset_id,
-                    "name": "Dataset",
-                    "studies": self.studies,
-                    "annotations": self.annotations,
-                }
-            ],
+            "datasets": [{
+                "id": self.ids.short("D", self.name), "type": "DICOM", "createdAt": _stamp(0),
+                "updatedAt": _stamp(self.clock), "name": "Dataset", "description": None,
+                "studies": self.studies, "annotations": self.annotations,
+            }],
         }
 
 
@@ -221,30 +204,47 @@ def normalized_xlsx(data: bytes) -> bytes:
     return out.getvalue()
 
 
+def _clinical_frame(collection: str, rows: list[dict]) -> pd.DataFrame:
+    """The sheet's columns as the real sheets have them.
+
+    1c (``CR Pos - TCIA Submission``): ``Anon MRN``, ``Anon TCIA Study Date`` (an Excel date
+    cell), ``Anon Exam Description``, ``Anon Study UID``, then sex and age. 1a/1b: a header
+    containing ``Study UID`` (with a stray space) and a ``Result`` column holding RT-PCR
+    ``DETECTED`` / ``NOT DETECTED``.
+    """
+    if collection == "MIDRC-RICORD-1C":
+        return pd.DataFrame({
+            "Anon MRN": [s["mrn"] for s in rows],
+            "Anon TCIA Study Date": [dt.datetime.combine(s["date_obj"], dt.time()) for s in rows],
+            "Anon Exam Description": [s["description"] or "NA" for s in rows],
+            "Anon Study UID": [s["study_uid"] for s in rows],
+            "Anon Sex": [s["sex"] for s in rows],
+            "Anon Age": [s["age"] for s in rows],
+        })
+    return pd.DataFrame({
+        "Anon MRN": [s["mrn"] for s in rows],
+        "Anon TCIA Study Date": [f"{s['date_obj'].month}/{s['date_obj'].day}/{s['date_obj'].year}" for s in rows],
+        "Anon Exam Description": [s["description"] or "NA" for s in rows],
+        "Anon Study UID ": [s["study_uid"] for s in rows],
+        "Age": [s["age"] for s in rows],
+        "Sex": [s["sex"] for s in rows],
+        "Result": ["NOT DETECTED" if collection == "MIDRC-RICORD-1B" else "DETECTED" for _ in rows],
+        "Test Name": ["SARS-CoV-2 RT-PCR" for _ in rows],
+    })
+
+
 def write_clinical(root: Path, studies: list[dict]) -> list[Path]:
+    """Each collection's clinical sheet as xlsx (the real file name and sheet) and a csv export."""
     paths = []
     for collection, (stem, sheet) in CLINICAL_FILES.items():
-        rows = [s for s in studies if s["collection"] == collection]
-        frame = pd.DataFrame(
-            {
-                "Anon MRN": [s["mrn"] for s in rows],
-                "Anon TCIA Study Date": [
-                    f"{s['date_obj'].month}/{s['date_obj'].day}/{s['date_obj'].year}" for s in rows
-                ],
-                "Anon Exam Description": [s["description"] or "NA" for s in rows],
-                "Anon Study UID ": [s["study_uid"] for s in rows],
-                "Age": [s["age"] for s in rows],
-                "Sex": [s["sex"] for s in rows],
-                " Result": ["NOT DETECTED" if collection == "MIDRC-RICORD-1B" else "DETECTED" for _ in rows],
-                "Test Name": ["SARS-CoV-2 RT-PCR" for _ in rows],
-            }
-        )
+        frame = _clinical_frame(collection, [s for s in studies if s["collection"] == collection])
         buffer = io.BytesIO()
         with pd.ExcelWriter(buffer, engine="openpyxl") as excel:
             frame.to_excel(excel, sheet_name=sheet, index=False)
         xlsx = root / f"{stem}.xlsx"
         xlsx.write_bytes(normalized_xlsx(buffer.getvalue()))
         csv = root / f"{stem.strip()}.csv"
-        csv.write_text(frame.to_csv(index=False, lineterminator="\n", float_format="%.2f"), encoding="utf-8")
+        csv.write_text(frame.to_csv(index=False, lineterminator="\n", float_format="%.2f", date_format="%m/%d/%Y"),
+                       encoding="utf-8")
         paths += [xlsx, csv]
     return paths

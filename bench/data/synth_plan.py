@@ -12,22 +12,42 @@ import hashlib
 import numpy as np
 
 from bench.data.synth_phantom import LESION_LABELS, random_lesions
+from bench.tasks import APPEARANCE_ORDER, GRADE_ORDER
 
 UID_ROOT = "1.2.826.0.1.3680043.10.474"
 BASE_DATE = dt.date(2020, 3, 2)
 
 
+#: Sites whose real UIDs are short counters after the site code (``...474.440808.569``,
+#: ``...474.660042.25678``): the first counter value per site is drawn from these ranges.
+COUNTER_SITES = {"440808": (100, 400), "660042": (10000, 50000)}
+
+
 class SeedIds:
-    """Seed-derived UIDs (RSNA root, site code for numeric sites) and MD.ai-style ids."""
+    """Seed-derived UIDs (RSNA root, site code for numeric sites) and MD.ai-style ids.
+
+    Sites in :data:`COUNTER_SITES` get consecutive counters, as the real ones do; the same
+    ``parts`` always give the same UID.
+    """
 
     def __init__(self, seed: int):
         self.seed = seed
+        self._counted: dict[tuple, str] = {}
+        self._next: dict[str, int] = {}
 
     def _digest(self, parts) -> int:
         text = "|".join(str(p) for p in (self.seed, *parts))
         return int(hashlib.sha256(text.encode()).hexdigest(), 16)
 
     def uid(self, site: str, *parts) -> str:
+        if site in COUNTER_SITES:
+            key = (site, *parts)
+            if key not in self._counted:
+                low, span = COUNTER_SITES[site]
+                counter = self._next.get(site, low + self._digest((site,)) % span)
+                self._next[site] = counter + 1
+                self._counted[key] = f"{UID_ROOT}.{site}.{counter}"
+            return self._counted[key]
         number = self._digest(parts) % (9 * 10**29) + 10**29
         return f"{UID_ROOT}.{site}.{number}" if site.isdigit() else f"{UID_ROOT}.{number}"
 
@@ -125,35 +145,111 @@ def plan_1a(rng, studies: list[dict], readers: list[tuple[str, str]]) -> None:
         study["lesions"] = random_lesions(rng, len(labels), labels)
 
 
+READERS_1C = ("Tiger", "Bear", "Dragon")
+#: A fourth reader group with a few studies (the real export's "Lion").
+EXTRA_READER_1C = "Lion"
+ADJUDICATION_GROUP = "Adjudication"
+DEFAULT_GROUP = "Default group"
+#: Reading scenarios of the first 1c studies (so that even ``tiny`` holds all of them); later
+#: studies are ``dissent`` every fifth, else ``unanimous``.
+SCENARIOS_1C = (
+    "unanimous",
+    "default_group",
+    "adjudicated",
+    "grade_tie",
+    "two_readers",
+    "invalid_majority",
+    "changed_mind",
+    "fourth_reader",
+    "invalid_adjudicator",
+    "minority_invalid",
+    "invalid_only",
+    "dissent",
+    "adjudicated_grade",
+)
+
+
+def _votes(appearance: str, grade: str) -> list[tuple[str, str]]:
+    return [("appearance", appearance)] + ([("grade", grade)] if grade else [])
+
+
 def plan_1c(rng, studies: list[dict]) -> None:
+    """Each 1c study's labels per label group (in creation order) and what the protocol gives.
+
+    ``study["labels"]``: group -> list of ``(family, value)`` with family ``appearance``,
+    ``grade`` or ``invalid``; ``study["expected"]``: the reading protocol's result
+    (appearance, grade and their outcomes, n_readers, invalid_flags, excluded).
+    """
     appearances = spread(
         len(studies), {"typical": 0.4, "indeterminate": 0.25, "atypical": 0.15, "negative": 0.2}
     )
     rng.shuffle(appearances)
     grades = spread(len(studies), {"mild": 0.4, "moderate": 0.35, "severe": 0.25})
     rng.shuffle(grades)
-    order = ["negative", "atypical", "indeterminate", "typical"]
+    order = list(APPEARANCE_ORDER)
     for j, study in enumerate(studies):
         study["description"] = {"419639": "XR CHEST 1 VIEW AP", "440808": "CHEST 1V"}.get(study["site"], "")
+        scenario = SCENARIOS_1C[j] if j < len(SCENARIOS_1C) else ("dissent" if j % 5 == 0 else "unanimous")
         appearance = appearances[j]
-        if j == 3 and appearance == "negative":
+        if scenario in ("grade_tie", "adjudicated_grade") and appearance == "negative":
             appearance = "typical"
         grade = "" if appearance == "negative" else grades[j]
-        votes = [[appearance, grade] for _ in range(3)]
-        if j == 2:  # three-way appearance tie -> combined "indeterminate" (lower median)
-            appearance = "indeterminate"
-            grade = grade or "mild"
-            votes = [["typical", grade], ["indeterminate", grade], ["atypical", grade]]
-        elif j == 3:  # three-way grade tie -> combined "moderate"
-            grade = "moderate"
-            votes = [[appearance, "mild"], [appearance, "moderate"], [appearance, "severe"]]
-        elif j == 4:  # only two readers, who disagree -> tie, lower of the two on the scale
-            other = order[(order.index(appearance) + 1) % 4]
-            votes = [[appearance, grade], [other, grade if other != "negative" else ""]]
-            appearance = min(appearance, other, key=order.index)
-            grade = grade if appearance != "negative" else ""
-        elif j % 5 == 0:  # one dissenting reader
-            other = order[(order.index(appearance) + 2) % 4]
-            votes[2] = [other, "" if other == "negative" else (grade or "mild")]
-        study["appearance"], study["grade"], study["votes"] = appearance, grade, votes
-        study["changed_mind"] = j == 6
+        labels = {reader: _votes(appearance, grade) for reader in READERS_1C}
+        expected = {"appearance": appearance, "appearance_outcome": "majority", "grade": grade,
+                    "grade_outcome": "majority" if grade else "none", "n_readers": 3, "invalid_flags": 0,
+                    "excluded": False}
+        other = order[(order.index(appearance) + 2) % 4]
+        if scenario == "default_group":  # the Default group's two users label otherwise: not counted
+            labels[DEFAULT_GROUP] = [("appearance", other), ("appearance", other)]
+        elif scenario == "dissent":
+            labels["Dragon"] = _votes(other, "" if other == "negative" else (grade or "mild"))
+        elif scenario == "adjudicated":  # three readers split three ways, none as the adjudicator
+            split = [value for value in order if value != appearance]
+            for reader, value in zip(READERS_1C, split, strict=True):
+                labels[reader] = _votes(value, "" if value == "negative" else "mild")
+            labels[ADJUDICATION_GROUP] = _votes(appearance, grade)
+            expected.update(appearance_outcome="adjudicated", grade_outcome="adjudicated" if grade else "none")
+        elif scenario == "grade_tie":  # mild / moderate / severe: the lower median, moderate
+            for reader, value in zip(READERS_1C, GRADE_ORDER, strict=True):
+                labels[reader] = _votes(appearance, value)
+            expected.update(grade="moderate", grade_outcome="tie")
+        elif scenario == "two_readers":  # two readers who disagree: a tie, the lower of the two
+            del labels["Dragon"]
+            second = order[(order.index(appearance) + 1) % 4]
+            graded = grade or "mild"
+            labels["Tiger"] = _votes(appearance, "" if appearance == "negative" else graded)
+            labels["Bear"] = _votes(second, "" if second == "negative" else graded)
+            lower = min(appearance, second, key=order.index)
+            expected.update(appearance=lower, appearance_outcome="tie", n_readers=2,
+                            grade="" if lower == "negative" else graded,
+                            grade_outcome="none" if lower == "negative" else "majority")
+        elif scenario == "invalid_majority":
+            labels["Tiger"] = [("invalid", "")]
+            labels["Bear"] = [("invalid", "")]
+            expected.update(excluded=True, invalid_flags=2)
+        elif scenario == "changed_mind":  # the latest label by createdAt counts
+            labels["Tiger"] = [("appearance", other), *labels["Tiger"]]
+        elif scenario == "fourth_reader":
+            labels[EXTRA_READER_1C] = _votes(appearance, grade)
+            labels["Dragon"] = _votes(other, "" if other == "negative" else (grade or "mild"))
+            labels[DEFAULT_GROUP] = [("appearance", other)]
+            expected.update(n_readers=4)
+        elif scenario == "invalid_adjudicator":
+            labels[ADJUDICATION_GROUP] = [("invalid", "")]
+            expected.update(excluded=True)
+        elif scenario == "minority_invalid":
+            labels["Dragon"] = [("invalid", "")]
+            expected.update(invalid_flags=1)
+        elif scenario == "invalid_only":
+            labels = {reader: [("invalid", "")] for reader in READERS_1C}
+            expected.update(excluded=True, invalid_flags=3)
+        elif scenario == "adjudicated_grade":  # readers split the grade, the adjudicator grades only
+            for reader, value in zip(READERS_1C, ("mild", "severe", "moderate"), strict=True):
+                labels[reader] = _votes(appearance, value)
+            adjudicated = "severe" if grade != "severe" else "mild"
+            labels[ADJUDICATION_GROUP] = [("grade", adjudicated)]
+            expected.update(grade=adjudicated, grade_outcome="adjudicated")
+        if expected["excluded"]:
+            expected.update(appearance="", grade="", appearance_outcome="none", grade_outcome="none")
+        study["scenario"], study["labels"], study["expected"] = scenario, labels, expected
+        study["grade"] = expected["grade"] if not expected["excluded"] else grade

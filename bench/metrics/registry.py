@@ -14,6 +14,9 @@ Calling conventions (``MetricInfo.inputs``):
   positive-class probability ``(n,)`` for a binary head or the ``(n, K)`` probability matrix.
 - ``"labels"``: classification ``f(y_true, y_pred, **options)`` on predicted class indices.
 - ``"scores_threshold"``: ``f(y_true, y_score, *, threshold)`` for a binary head.
+- ``"masks"``: segmentation ``f(pred, ref, *, spacing_mm, tolerance_mm) -> float`` for a case metric
+  outside :func:`~bench.metrics.segmentation.score_case`, computed only for tasks that list it
+  (it costs a pass of its own); a fraction in [0, 1] whose worst value is 0.
 """
 
 import importlib
@@ -41,7 +44,7 @@ class MetricInfo:
     direction : {"higher", "lower"} or None
         Which way is better; None for descriptive values (volumes, confusion matrix) that are
         reported but never ranked.
-    inputs : {"case", "scores", "labels", "scores_threshold"}
+    inputs : {"case", "scores", "labels", "scores_threshold", "masks"}
         Calling convention (see the module docstring).
     target : str
         ``"module:attribute"`` of the callable.
@@ -53,7 +56,7 @@ class MetricInfo:
     kind: Literal["segmentation", "classification"]
     level: Literal["case", "dataset"]
     direction: Direction | None
-    inputs: Literal["case", "scores", "labels", "scores_threshold"]
+    inputs: Literal["case", "scores", "labels", "scores_threshold", "masks"]
     target: str
     description: str
 
@@ -107,6 +110,9 @@ _ALL = (
     _seg("assd", "lower", "Average symmetric surface distance in mm, pooled (medpy 0.5 assd)"),
     _seg("masd", "lower", "Mean of the two directed mean surface distances in mm"),
     _seg("nsd", "higher", "Normalized surface distance: fraction of surface within tolerance_mm"),
+    MetricInfo("nsd_area", "segmentation", "case", "higher", "masks",
+               "bench.metrics.surfels:area_weighted_nsd",
+               "Surface-area-weighted NSD within tolerance_mm (Nikolov et al.; DeepMind's surface-distance)"),
     _seg("lesion_precision", "higher", "Fraction of predicted lesions that overlap a reference lesion"),
     _seg("lesion_recall", "higher", "Fraction of reference lesions overlapped by a predicted lesion"),
     _seg("lesion_f1", "higher", "Harmonic mean of lesion precision and lesion recall"),

@@ -233,7 +233,7 @@ def _build(spec, pinned, split, ordered, ids, rows, images, export, staging: Pat
             shape = geometry["shape_zyx"]
             mask = rasterize_case(export, geometry["sop_uids"], (shape[1], shape[2]),
                                   labels=list(spec.target.labels), readers=spec.target.readers,
-                                  series_uid=case.series_uid)
+                                  series_uid=case.series_uid, protocol=spec.reading)
             mask_image = nifti.mask_image(mask, image)
             nifti.save(mask_image, reference_dir / "masks" / f"{case_id}.nii.gz")
             record["mask"] = f"masks/{case_id}.nii.gz"

@@ -3,25 +3,40 @@
 The container gets the prepared inputs read-only at ``/input``, an empty ``/output``, a
 size-limited tmpfs at ``/tmp`` and nothing else of the host: no network (``network_mode
 none``), a read-only root filesystem, an unprivileged user (65534:65534, *nobody*), every
-capability dropped, ``no-new-privileges``, limits on processes, memory (swap equal to memory,
-so none extra) and CPU, GPUs only when asked. A wall-clock timeout kills it; an OOM kill is
-read from the engine's state. Its logs are capped by the engine and again when saved.
+capability dropped, ``no-new-privileges``, Docker's default seccomp profile with tracing
+refused (:mod:`bench.runners.seccomp`), an init process as PID 1 (it reaps orphans and
+forwards the kill), limits on processes, memory (swap equal to memory, so none extra) and CPU,
+GPUs only when asked. A wall-clock timeout kills it; an OOM kill is read from the engine's
+state. Its stdout and stderr are read from the engine's attach stream while it runs and
+capped as they come (:mod:`bench.runners.streams`): the engine keeps no log of its own.
+
+Every container carries labels naming its run, its deadline and its staging folder, so a
+harness killed mid-run leaves something :mod:`bench.runners.gc` can find and remove. After
+the container is removed the harness checks that no task of it is left in any cgroup
+(:mod:`bench.runners.cgroups`) and records what it found.
 """
 
 import logging
 import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from bench.errors import RunnerError, SubmissionError
+from bench.runners.cgroups import Sweep, sweep
 from bench.runners.result import ExecOutcome, describe_end
+from bench.runners.seccomp import docker_security_opt
 from bench.runners.staging import SUBMISSION_UID
+from bench.runners.streams import CappedLog, drain_frames
 from bench.runners.submission import Submission
 from bench.tasks import Limits, parse_memory_bytes
 
 log = logging.getLogger(__name__)
 
-_ENGINE_LOG_MAX = "4m"
 _BUILD_LOG_TAIL = 25
+ROLE_LABEL = "ricord-bench.role"
+RUN_LABEL = "ricord-bench.run-id"
+DEADLINE_LABEL = "ricord-bench.deadline"
+STAGING_LABEL = "ricord-bench.staging"
 
 
 def ensure_image(submission: Submission, client, *, limits: Limits | None = None):
@@ -116,7 +131,14 @@ def image_record(image) -> dict:
     return {"id": image.id, "digest": digest, "tags": sorted(image.tags)}
 
 
-def container_options(image_id: str, input_dir: Path, output_dir: Path, limits: Limits) -> dict:
+def run_labels(run_id: str, deadline: float, staging: Path) -> dict[str, str]:
+    """The labels that let a later ``bench gc`` find a container a killed harness left behind."""
+    return {RUN_LABEL: run_id, DEADLINE_LABEL: str(int(deadline)), STAGING_LABEL: str(staging)}
+
+
+def container_options(
+    image_id: str, input_dir: Path, output_dir: Path, limits: Limits, labels: Mapping[str, str]
+) -> dict:
     """Keyword arguments for ``client.containers.create``: the whole isolation policy in one place."""
     from docker.types import DeviceRequest, LogConfig, Ulimit
 
@@ -132,7 +154,8 @@ def container_options(image_id: str, input_dir: Path, output_dir: Path, limits: 
             str(output_dir): {"bind": "/output", "mode": "rw"},
         },
         "cap_drop": ["ALL"],
-        "security_opt": ["no-new-privileges"],
+        "security_opt": ["no-new-privileges", docker_security_opt()],
+        "init": True,
         "pids_limit": limits.pids,
         "mem_limit": memory,
         "memswap_limit": memory,
@@ -147,8 +170,9 @@ def container_options(image_id: str, input_dir: Path, output_dir: Path, limits: 
         },
         "hostname": "submission",
         "ulimits": [Ulimit(name="core", soft=0, hard=0)],
-        "log_config": LogConfig(type="json-file", config={"max-size": _ENGINE_LOG_MAX, "max-file": "1"}),
-        "labels": {"ricord-bench.role": "submission"},
+        # the harness reads the attach stream, capped as it comes; the engine stores nothing
+        "log_config": LogConfig(type="none"),
+        "labels": {ROLE_LABEL: "submission", **labels},
         "detach": True,
     }
     if limits.gpus:
@@ -156,8 +180,20 @@ def container_options(image_id: str, input_dir: Path, output_dir: Path, limits: 
     return options
 
 
-def run_container(image, input_dir: Path, output_dir: Path, limits: Limits, client) -> ExecOutcome:
+def run_container(
+    image,
+    input_dir: Path,
+    output_dir: Path,
+    limits: Limits,
+    client,
+    *,
+    labels: Mapping[str, str],
+    on_created: Callable[[str], None] | None = None,
+) -> ExecOutcome:
     """Run the image once under :func:`container_options`; kill it at ``limits.timeout_s``.
+
+    ``on_created`` is called with the container id as soon as it exists (the run's lease
+    records it). The container is removed in every case, then its cgroups are swept.
 
     Raises
     ------
@@ -167,12 +203,18 @@ def run_container(image, input_dir: Path, output_dir: Path, limits: Limits, clie
     import docker.errors
     import requests
 
+    options = container_options(image.id, input_dir, output_dir, limits, labels)
     try:
-        container = client.containers.create(**container_options(image.id, input_dir, output_dir, limits))
+        container = client.containers.create(**options)
     except docker.errors.APIError as error:
         raise RunnerError(f"the engine could not create the container for {image.id}: {error}") from error
+    if on_created is not None:
+        on_created(container.id)
+    stdout, stderr = CappedLog(), CappedLog()
     timed_out = False
     try:
+        frames = container.attach(stdout=True, stderr=True, stream=True, demux=True, logs=False)
+        reader = drain_frames(frames, stdout, stderr)
         started = time.monotonic()
         try:
             container.start()
@@ -190,8 +232,7 @@ def run_container(image, input_dir: Path, output_dir: Path, limits: Limits, clie
         duration = time.monotonic() - started
         container.reload()
         state = container.attrs["State"]
-        stdout = container.logs(stdout=True, stderr=False)
-        stderr = container.logs(stdout=False, stderr=True)
+        reader.join(timeout=10)
     finally:
         try:
             container.remove(force=True)
@@ -204,10 +245,27 @@ def run_container(image, input_dir: Path, output_dir: Path, limits: Limits, clie
         timed_out=timed_out,
         oom_killed=oom,
         duration_s=duration,
-        stdout=stdout,
-        stderr=stderr,
+        stdout=stdout.value(),
+        stderr=stderr.value(),
         error=describe_end(exit_code, timed_out, oom, limits),
+        survivors=sweep_container(client, container),
     )
+
+
+def sweep_container(client, container) -> Sweep:
+    """Check that no task of a removed container is left in its cgroup; kill any that is.
+
+    The cgroup is named by the engine's cgroup driver: ``<parent or /docker>/<id>`` for
+    ``cgroupfs``, ``<parent or system.slice>/docker-<id>.scope`` for ``systemd``. When the
+    engine's hierarchy is not visible from here (a remote engine), nothing can be checked
+    and the sweep says so.
+    """
+    parent = (container.attrs.get("HostConfig") or {}).get("CgroupParent") or ""
+    if client.info().get("CgroupDriver") == "systemd":
+        relative = f"{parent or 'system.slice'}/docker-{container.id}.scope"
+    else:
+        relative = f"{parent or '/docker'}/{container.id}"
+    return sweep(relative)
 
 
 def _kill(container) -> None:

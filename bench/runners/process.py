@@ -1,17 +1,32 @@
 """The process runner: the container contract as a local command, for developers without Docker.
 
 The submission's ``command`` runs from its folder with ``BENCH_INPUT`` and ``BENCH_OUTPUT``
-set. Where bubblewrap (``bwrap``) is installed it runs in a sandbox: every namespace unshared
-(so no network), user 65534, only the system folders, the Python installation, the submission
-folder (read-only, at ``/submission``), the input snapshot (read-only, at ``/input``), the
-output folder (at ``/output``) and a size-limited ``/tmp`` visible. Without bwrap the command
-runs as the calling user with full access to the host, and the run says so plainly
-(``isolated: false``); it would own the snapshot's files, so the images the snapshot
-hard-linked are first replaced by private copies (writing through a link would change the
-prepared original). In both cases ``setrlimit`` bounds address space, file size and core
-dumps, and a wall-clock timeout kills the whole process group.
+set, in a bubblewrap (``bwrap``) sandbox held to what the Docker runner enforces:
+
+- every namespace but the user one unshared (no network, own pid namespace with bwrap as its
+  init, ``--die-with-parent`` so the whole namespace dies with the harness);
+- host uid 65534: as root, bwrap keeps only CAP_SETUID/SETGID/SETPCAP and ``setpriv`` drops
+  to 65534:65534 with no capabilities and no-new-privs before the command starts (a user
+  namespace would map the sandbox user to host root); as another user, a user namespace
+  maps the caller, and ``--disable-userns`` stops a nested one;
+- the same seccomp policy as the containers (:mod:`bench.runners.seccomp`, compiled to BPF
+  for ``bwrap --seccomp``): no ptrace, no new namespaces, no mount;
+- nothing writable but size-capped tmpfs: the root and ``/dev`` are remounted read-only,
+  ``/tmp`` and ``/dev/shm`` are tmpfs of ``tmpfs_mb``, ``/output`` is the run's capped area;
+  only the system folders, the Python installation, the submission folder (at
+  ``/submission``) and the input snapshot are visible, all read-only;
+- stdout and stderr read through pipes and capped as they stream (:mod:`bench.runners.streams`);
+- at the deadline the sandbox is SIGKILLed, which ends its pid namespace; afterwards the
+  harness looks for any process still in that namespace, kills it and records the check.
+
+``setrlimit`` bounds address space, file size and core dumps in both modes. Without
+bubblewrap the runner refuses to run unless asked with ``unsafe=True`` (``bench run
+--unsafe-no-sandbox``): the command then runs as the calling user with the host's network
+and files, only its process group is killed at the deadline (a process that calls
+``setsid`` survives), and the run records ``isolated: false``.
 """
 
+import json
 import logging
 import os
 import resource
@@ -20,25 +35,36 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
 from bench.errors import RunnerError, SubmissionError
-from bench.runners.result import ExecOutcome, describe_end
+from bench.runners.result import ExecOutcome, Sweep, describe_end
+from bench.runners.seccomp import bpf_program
 from bench.runners.staging import SUBMISSION_UID, detach_links
+from bench.runners.streams import CappedLog, drain
 from bench.runners.submission import Submission
 from bench.tasks import Limits, parse_memory_bytes
 
 log = logging.getLogger(__name__)
 
 NOT_ISOLATED = (
-    "NOT ISOLATED: bubblewrap (bwrap) is not installed, so the command ran as the calling user "
-    "with the host's network and files; install bubblewrap or use the Docker runner for "
-    "untrusted code"
+    "NOT ISOLATED (--unsafe-no-sandbox): bubblewrap is not used, so the command ran as the calling "
+    "user with the host's network and files, and a process that left its process group may outlive "
+    "the run; never do this with code you did not write"
 )
 ISOLATED = (
-    "bubblewrap sandbox: all namespaces unshared (no network), uid 65534, input read-only, "
-    "only system folders, Python and the submission visible; setrlimit on memory and file size"
+    "bubblewrap sandbox: network, pid, ipc, uts and cgroup namespaces unshared, host uid 65534 without "
+    "capabilities, seccomp (Docker's default, ptrace refused, no new namespaces), read-only root and "
+    "/dev, size-capped /tmp and /dev/shm, input read-only, output capped, streams capped, setrlimit on "
+    "memory and file size, the whole pid namespace killed at the deadline"
+)
+NO_SANDBOX = (
+    "bubblewrap (bwrap) is not installed, so the process runner cannot contain the submission. "
+    "Install bubblewrap (Debian: apt-get install bubblewrap) or use the Docker runner. To run your "
+    "own code anyway, without any isolation (your user, your network, your files; a daemon it starts "
+    "may outlive the run), pass --unsafe-no-sandbox."
 )
 _SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 _SYSTEM_FILES = (
@@ -49,6 +75,9 @@ _SYSTEM_FILES = (
     "/etc/localtime",
     "/etc/nsswitch.conf",
 )
+_SHM_MB = 64
+# what bwrap keeps as root: just enough for setpriv to become 65534 and drop the bounding set
+_ROOT_CAPS = ("CAP_SETUID", "CAP_SETGID", "CAP_SETPCAP")
 
 
 def bwrap_path() -> str | None:
@@ -81,20 +110,23 @@ def bwrap_arguments(
     output_dir: Path,
     limits: Limits,
     command: tuple[str, ...],
+    *,
+    seccomp_fd: int,
+    info_fd: int,
+    as_root: bool,
 ) -> list[str]:
-    """The full ``bwrap ... -- command`` argument list."""
-    arguments = [
-        bwrap,
-        "--unshare-all",
-        "--die-with-parent",
-        "--new-session",
-        "--uid",
-        str(SUBMISSION_UID),
-        "--gid",
-        str(SUBMISSION_UID),
-        "--hostname",
-        "submission",
-    ]
+    """The full ``bwrap ... -- command`` argument list (see the module docstring for the why)."""
+    arguments = [bwrap]
+    if as_root:
+        # no user namespace: one would map the sandbox user to host root
+        arguments += ["--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts", "--unshare-cgroup"]
+        arguments += ["--cap-drop", "ALL"]
+        for capability in _ROOT_CAPS:
+            arguments += ["--cap-add", capability]
+    else:
+        arguments += ["--unshare-all", "--unshare-user", "--disable-userns",
+                      "--uid", str(SUBMISSION_UID), "--gid", str(SUBMISSION_UID)]
+    arguments += ["--die-with-parent", "--new-session", "--hostname", "submission"]
     for folder in _SYSTEM_DIRS:
         path = Path(folder)
         if path.is_symlink():
@@ -105,12 +137,32 @@ def bwrap_arguments(
         arguments += ["--ro-bind-try", extra, extra]
     # /tmp first: a Python installation or submission that lives under /tmp is bound on top of it
     tmpfs_bytes = str(limits.tmpfs_mb * 1024 * 1024)
-    arguments += ["--proc", "/proc", "--dev", "/dev", "--size", tmpfs_bytes, "--tmpfs", "/tmp"]
+    arguments += ["--proc", "/proc", "--dev", "/dev"]
+    arguments += ["--perms", "01777", "--size", tmpfs_bytes, "--tmpfs", "/tmp"]
+    arguments += ["--perms", "01777", "--size", str(_SHM_MB * 1024 * 1024), "--tmpfs", "/dev/shm"]
     for prefix in _python_roots():
+        # bwrap running as root makes missing parents 0700, which uid 65534 cannot traverse
+        for parent in reversed(Path(prefix).parents[:-1]):
+            arguments += ["--perms", "0755", "--dir", str(parent)]
         arguments += ["--ro-bind", prefix, prefix]
     arguments += ["--ro-bind", str(submission_dir), "/submission", "--ro-bind", str(input_dir), "/input"]
-    arguments += ["--bind", str(output_dir), "/output", "--chdir", "/submission", "--"]
+    arguments += ["--bind", str(output_dir), "/output"]
+    arguments += ["--remount-ro", "/", "--remount-ro", "/dev"]
+    arguments += ["--seccomp", str(seccomp_fd), "--info-fd", str(info_fd), "--chdir", "/submission", "--"]
+    if as_root:
+        arguments += [_setpriv(), "--reuid", str(SUBMISSION_UID), "--regid", str(SUBMISSION_UID),
+                      "--clear-groups", "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs"]
     return arguments + list(command)
+
+
+def _setpriv() -> str:
+    path = shutil.which("setpriv")
+    if path is None or not any(path.startswith(d + "/") for d in _SYSTEM_DIRS):
+        raise RunnerError(
+            "setpriv (util-linux) is not installed under /usr; the process runner needs it to drop "
+            "to uid 65534 inside the sandbox when bench runs as root."
+        )
+    return path
 
 
 def _python_roots() -> list[str]:
@@ -133,7 +185,7 @@ def _python_roots() -> list[str]:
 
 
 def run_process(
-    submission: Submission, input_dir: Path, output_dir: Path, limits: Limits
+    submission: Submission, input_dir: Path, output_dir: Path, limits: Limits, *, unsafe: bool = False
 ) -> tuple[ExecOutcome, bool, tuple[str, ...]]:
     """Run the submission's command under the contract; return (outcome, isolated, command).
 
@@ -142,26 +194,32 @@ def run_process(
     SubmissionError
         Without a ``command``.
     RunnerError
-        When the command cannot be started at all (not found, not executable).
+        When bubblewrap is missing and ``unsafe`` is False, or the command cannot be started at
+        all (not found, not executable).
     """
     command = resolve_command(submission)
     if limits.gpus:
         log.warning("the process runner does not allocate GPUs; the command sees whatever the host has")
     bwrap = bwrap_path()
-    with tempfile.TemporaryDirectory(prefix="bench-process-") as scratch:
-        if bwrap is not None:
-            argv = bwrap_arguments(bwrap, submission.directory, input_dir, output_dir, limits, command)
-            environment = _environment("/input", "/output", "/tmp", limits)
-            cwd = None
-        else:
-            log.warning(NOT_ISOLATED)
-            if detached := detach_links(input_dir):
-                log.info("copied %d hard-linked inputs: the command runs as their owner", detached)
-            argv = list(command)
+    if bwrap is None and not unsafe:
+        raise RunnerError(NO_SANDBOX)
+    if bwrap is None:
+        log.warning(NOT_ISOLATED)
+        if detached := detach_links(input_dir):
+            log.info("copied %d hard-linked inputs: the command runs as their owner", detached)
+        with tempfile.TemporaryDirectory(prefix="bench-process-") as scratch:
             environment = _environment(str(input_dir), str(output_dir), scratch, limits)
-            cwd = submission.directory
-        outcome = _execute(argv, environment, cwd, limits, Path(scratch))
-    return outcome, bwrap is not None, command
+            outcome = _execute(list(command), environment, submission.directory, limits, ())
+        return outcome, False, command
+    info_read, info_write = os.pipe()
+    with bpf_program() as program:
+        argv = bwrap_arguments(
+            bwrap, submission.directory, input_dir, output_dir, limits, command,
+            seccomp_fd=program.fileno(), info_fd=info_write, as_root=os.geteuid() == 0,
+        )
+        environment = _environment("/input", "/output", "/tmp", limits)
+        outcome = _execute(argv, environment, None, limits, (program.fileno(), info_write), info_read)
+    return outcome, True, command
 
 
 def _environment(input_dir: str, output_dir: str, tmp: str, limits: Limits) -> dict[str, str]:
@@ -193,55 +251,130 @@ def _limit_resources(limits: Limits) -> None:
 
 
 def _execute(
-    argv: list[str], environment: dict, cwd: Path | None, limits: Limits, scratch: Path
+    argv: list[str],
+    environment: dict,
+    cwd: Path | None,
+    limits: Limits,
+    pass_fds: tuple[int, ...],
+    info_fd: int | None = None,
 ) -> ExecOutcome:
-    stdout_path, stderr_path = scratch / "stdout", scratch / "stderr"
+    """Start ``argv``, stream its output into capped logs, kill it at the deadline, sweep after."""
+    stdout, stderr = CappedLog(), CappedLog()
     started = time.monotonic()
     timed_out = False
-    with open(stdout_path, "wb") as out, open(stderr_path, "wb") as err:
-        try:
-            child = subprocess.Popen(
-                argv,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=err,
-                env=environment,
-                cwd=cwd,
-                start_new_session=True,
-                preexec_fn=lambda: _limit_resources(limits),
-            )  # noqa: PLW1509
-        except OSError as error:
-            raise RunnerError(
-                f"cannot start {argv[0]!r}: {error.strerror}. Check the command in submission.yaml."
-            ) from error
+    try:
+        child = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=environment,
+            cwd=cwd,
+            start_new_session=True,
+            pass_fds=pass_fds,
+            preexec_fn=lambda: _limit_resources(limits),
+        )  # noqa: PLW1509
+    except OSError as error:
+        raise RunnerError(
+            f"cannot start {argv[0]!r}: {error.strerror}. Check the command in submission.yaml."
+        ) from error
+    finally:
+        for fd in pass_fds[1:]:  # the info pipe's write end belongs to bwrap now
+            os.close(fd)
+    readers = [drain(child.stdout, stdout), drain(child.stderr, stderr)]
+    namespace = _Namespace(info_fd) if info_fd is not None else None
+    try:
         try:
             exit_code = child.wait(timeout=limits.timeout_s)
         except subprocess.TimeoutExpired:
             timed_out = True
-            log.warning(
-                "process %d passed its %d s timeout; killing its process group", child.pid, limits.timeout_s
-            )
-            os.killpg(child.pid, signal.SIGKILL)
-            exit_code = child.wait()
+            log.warning("process %d passed its %d s timeout; killing it", child.pid, limits.timeout_s)
+    finally:  # on every way out, a stop signal included: the sandbox, and with it its pid namespace
+        _kill_group(child.pid)
+        after_kill = child.wait()
+    if timed_out:
+        exit_code = after_kill
     duration = time.monotonic() - started
-    stdout = _read_capped(stdout_path)
-    stderr = _read_capped(stderr_path)
+    survivors = namespace.sweep() if namespace is not None else Sweep(
+        False, 0, 0, "no sandbox: processes that left the command's process group are not tracked")
+    for reader in readers:
+        reader.join(timeout=10)
     return ExecOutcome(
         exit_code=exit_code,
         timed_out=timed_out,
         oom_killed=False,
         duration_s=duration,
-        stdout=stdout,
-        stderr=stderr,
+        stdout=stdout.value(),
+        stderr=stderr.value(),
         error=describe_end(exit_code, timed_out, False, limits),
+        survivors=survivors,
     )
 
 
-def _read_capped(path: Path, cap_bytes: int = 4 << 20) -> bytes:
-    with open(path, "rb") as handle:
-        head = handle.read(cap_bytes)
-        size = os.fstat(handle.fileno()).st_size
-        if size <= cap_bytes:
-            return head
-        handle.seek(size - cap_bytes // 2)
-        return head[: cap_bytes // 2] + handle.read()
+def _kill_group(pgid: int) -> None:
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except ProcessLookupError:  # already gone
+        pass
+
+
+class _Namespace:
+    """The sandbox's pid namespace, learnt from ``bwrap --info-fd`` as soon as bwrap reports it.
+
+    Killing bwrap kills the namespace's init, and the kernel then kills every process in it;
+    :meth:`sweep` checks that, by looking for any process of the host still in the namespace.
+    """
+
+    def __init__(self, info_fd: int):
+        self.inode: str | None = None
+        self._thread = threading.Thread(target=self._read, args=(info_fd,), daemon=True)
+        self._thread.start()
+
+    def _read(self, info_fd: int) -> None:
+        with os.fdopen(info_fd, "rb") as info:
+            text = info.read(1 << 16)
+        try:
+            pid = json.loads(text)["child-pid"]
+            self.inode = os.readlink(f"/proc/{pid}/ns/pid")
+        except (ValueError, KeyError, OSError):  # bwrap failed, or the sandbox was already gone
+            self.inode = None
+
+    def members(self) -> list[int]:
+        found = []
+        for entry in os.scandir("/proc"):
+            if entry.name.isdigit():
+                try:
+                    if os.readlink(f"/proc/{entry.name}/ns/pid") == self.inode:
+                        found.append(int(entry.name))
+                except OSError:
+                    continue
+        return found
+
+    def sweep(self, attempts: int = 50) -> Sweep:
+        self._thread.join(timeout=5)
+        if self.inode is None:
+            return Sweep(False, 0, 0, "bubblewrap reported no sandbox pid namespace; not checked")
+        # the kernel empties the namespace once its init is dead, not at once: a short grace
+        for _ in range(20):
+            if not (found := self.members()):
+                break
+            time.sleep(0.05)
+        killed = set()
+        for _ in range(attempts):
+            alive = self.members()
+            if not alive:
+                break
+            for pid in alive:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                    killed.add(pid)
+                except ProcessLookupError:
+                    pass
+            time.sleep(0.1)
+        left = self.members()
+        if found:
+            detail = f"{len(found)} processes outlived the sandbox, {len(killed)} killed"
+        else:
+            detail = "no process left"
+        detail = f"pid namespace {self.inode}: {detail}" + (f", {len(left)} still alive" if left else "")
+        return Sweep(True, len(found), len(killed), detail)

@@ -52,7 +52,10 @@ class RunRecord:
     overrides). ``error`` is a one-line reason when the run itself failed (non-zero exit,
     timeout, OOM kill), else None. ``inputs_sha256`` hashes the case ids and image bytes the
     submission saw; ``inputs_staging`` says how its images reached the snapshot (``hardlink``,
-    ``copy`` or ``mixed``; ``copy`` for runs recorded before the field existed). A
+    ``copy`` or ``mixed``; ``copy`` for runs recorded before the field existed). ``survivors``
+    is the check made after the run that none of its processes is left
+    (:class:`bench.runners.result.Sweep` as ``{checked, survivors, killed, detail}``; None for
+    runs recorded before the check existed, and for self-reported ones). A
     ``self-reported`` run (:mod:`bench.runners.selfreport`) holds predictions made outside the
     harness: no image, command, limits or inputs hash (None, empty).
     """
@@ -79,6 +82,7 @@ class RunRecord:
     rejected: tuple[Rejected, ...] = ()
     rejected_more: int = 0
     inputs_staging: Literal["hardlink", "copy", "mixed"] = "copy"
+    survivors: dict | None = None
 
     @property
     def counts(self) -> dict[str, int]:
@@ -152,6 +156,7 @@ class RunRecord:
             "error": self.error,
             "inputs_sha256": self.inputs_sha256,
             "inputs_staging": self.inputs_staging,
+            "survivors": dict(self.survivors) if self.survivors is not None else None,
             "counts": self.counts,
             "cases": [
                 {"case_id": c.case_id, "status": c.status, "reason": c.reason}
@@ -224,4 +229,5 @@ def _record(run_dir: Path, body: dict) -> RunRecord:
         rejected=tuple(Rejected(r["path"], r["reason"]) for r in body.get("rejected", [])),
         rejected_more=body.get("rejected_more", 0),
         inputs_staging=body.get("inputs_staging", "copy"),
+        survivors=body.get("survivors"),
     )

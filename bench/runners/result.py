@@ -9,6 +9,25 @@ from bench.tasks import Limits
 
 
 @dataclass(frozen=True)
+class Sweep:
+    """The check, after a run, that nothing it started is still running.
+
+    ``checked`` is False when the harness cannot see the run's processes (a remote engine);
+    ``survivors`` is how many tasks were found still alive once the run had ended, ``killed``
+    how many of them the harness SIGKILLed; ``detail`` says where it looked.
+    """
+
+    checked: bool
+    survivors: int
+    killed: int
+    detail: str
+
+    def to_json(self) -> dict:
+        return {"checked": self.checked, "survivors": self.survivors, "killed": self.killed,
+                "detail": self.detail}
+
+
+@dataclass(frozen=True)
 class ExecOutcome:
     """How the submission's process ended, as a runner reports it to :func:`run_submission`."""
 
@@ -19,6 +38,7 @@ class ExecOutcome:
     stdout: bytes
     stderr: bytes
     error: str | None = None
+    survivors: Sweep | None = None
 
 
 def describe_end(exit_code: int | None, timed_out: bool, oom_killed: bool, limits: Limits) -> str | None:

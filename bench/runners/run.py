@@ -9,6 +9,7 @@ run like any other, with its statuses and reasons.
 
 import logging
 import os
+import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,9 +19,11 @@ from pydantic import ValidationError
 
 from bench.errors import RunnerError
 from bench.io import atomic_directory, validation_problems, write_bytes, write_json
+from bench.leases import take
 from bench.runners.collect import collect_outputs
 from bench.runners.record import RunRecord
 from bench.runners.result import ExecOutcome
+from bench.runners.signals import stop_on_signals
 from bench.runners.staging import (
     check_run_dir,
     output_area,
@@ -34,7 +37,6 @@ from bench.tasks import Limits, TaskSpec
 
 log = logging.getLogger(__name__)
 
-LOG_CAP_BYTES = 1 << 20
 Progress = Callable[[int, int, str], None]
 
 
@@ -66,6 +68,7 @@ def run_submission(
     limits: Limits | Mapping[str, Any] | None = None,
     client=None,
     progress: Progress | None = None,
+    unsafe_no_sandbox: bool = False,
 ) -> RunRecord:
     """Run ``submission`` on the prepared inputs of ``spec`` and write the run directory ``out_dir``.
 
@@ -91,6 +94,10 @@ def run_submission(
         A ``docker.DockerClient`` for the Docker runner; one from the environment by default.
     progress
         Called with (done, total, description) at each step.
+    unsafe_no_sandbox
+        Let the process runner run the command without bubblewrap when it is not installed:
+        as the calling user, with the host's network and files, and a process that leaves
+        its process group may outlive the run. Without it such a run is refused.
 
     Raises
     ------
@@ -117,97 +124,102 @@ def run_submission(
     steps = 3 + len(inputs.cases)
     _step(progress, 0, steps, "preparing")
     staging = staging_root(out_dir)
+    # the lease is written before the folder and its mount exist: after a SIGKILL at any point
+    # the next invocation finds them (bench.runners.gc)
+    lease = take(paths=[staging], mounts=[staging / "output"], note=f"staging of the run {out_dir}")
     try:
-        input_dir, output_dir = staging / "input", staging / "output"
-        snapshot = stage_inputs(inputs, input_dir)
-        with output_area(output_dir, size_mb=limits.output_mb):
-            started_at = _now()
-            if runner == "docker":
-                outcome, isolated, isolation, image, command = _run_docker(
-                    submission, input_dir, output_dir, limits, client, progress, steps
-                )
-            else:
-                outcome, isolated, isolation, image, command = _run_process(
-                    submission, input_dir, output_dir, limits, progress, steps
-                )
-            ended_at = _now()
-            _step(progress, 2, steps, "collecting outputs")
-            with atomic_directory(out_dir) as tmp:
-                collection = collect_outputs(
-                    spec,
-                    inputs.cases,
-                    output_dir,
-                    input_dir,
-                    tmp / "outputs",
-                    cap_bytes=limits.output_mb * 1024 * 1024,
-                )
-                (tmp / "outputs").mkdir(exist_ok=True)
-                write_bytes(tmp / "logs" / "stdout.txt", cap_log(outcome.stdout))
-                write_bytes(tmp / "logs" / "stderr.txt", cap_log(outcome.stderr))
-                result = RunRecord(
-                    run_dir=out_dir,
-                    task=spec.id,
-                    task_sha256=spec.sha256,
-                    submission=submission.metadata(),
-                    runner=runner,
-                    isolated=isolated,
-                    isolation=isolation,
-                    image=image,
-                    command=command,
-                    limits=limits.model_dump(mode="json"),
-                    started_at=started_at,
-                    ended_at=ended_at,
-                    duration_s=round(outcome.duration_s, 3),
-                    exit_code=outcome.exit_code,
-                    timed_out=outcome.timed_out,
-                    oom_killed=outcome.oom_killed,
-                    error=outcome.error,
-                    inputs_sha256=snapshot.inputs_sha256,
-                    # the process runner without bubblewrap replaced the links by copies
-                    inputs_staging=snapshot.staging if isolated else "copy",
-                    cases=collection.cases,
-                    rejected=collection.rejected,
-                    rejected_more=collection.rejected_more,
-                )
-                write_json(tmp / "run.json", result.to_json())
+        with stop_on_signals():
+            staging.mkdir(mode=0o700)
+            input_dir, output_dir = staging / "input", staging / "output"
+            snapshot = stage_inputs(inputs, input_dir)
+            with output_area(output_dir, size_mb=limits.output_mb):
+                started_at = _now()
+                if runner == "docker":
+                    outcome, isolated, isolation, image, command = _run_docker(
+                        submission, input_dir, output_dir, limits, client, progress, steps, lease
+                    )
+                else:
+                    outcome, isolated, isolation, image, command = _run_process(
+                        submission, input_dir, output_dir, limits, progress, steps, unsafe_no_sandbox
+                    )
+                ended_at = _now()
+                _step(progress, 2, steps, "collecting outputs")
+                with atomic_directory(out_dir) as tmp:
+                    collection = collect_outputs(
+                        spec,
+                        inputs.cases,
+                        output_dir,
+                        input_dir,
+                        tmp / "outputs",
+                        cap_bytes=limits.output_mb * 1024 * 1024,
+                    )
+                    (tmp / "outputs").mkdir(exist_ok=True)
+                    write_bytes(tmp / "logs" / "stdout.txt", outcome.stdout)
+                    write_bytes(tmp / "logs" / "stderr.txt", outcome.stderr)
+                    result = RunRecord(
+                        run_dir=out_dir,
+                        task=spec.id,
+                        task_sha256=spec.sha256,
+                        submission=submission.metadata(),
+                        runner=runner,
+                        isolated=isolated,
+                        isolation=isolation,
+                        image=image,
+                        command=command,
+                        limits=limits.model_dump(mode="json"),
+                        started_at=started_at,
+                        ended_at=ended_at,
+                        duration_s=round(outcome.duration_s, 3),
+                        exit_code=outcome.exit_code,
+                        timed_out=outcome.timed_out,
+                        oom_killed=outcome.oom_killed,
+                        error=outcome.error,
+                        inputs_sha256=snapshot.inputs_sha256,
+                        # the process runner without bubblewrap replaced the links by copies
+                        inputs_staging=snapshot.staging if isolated else "copy",
+                        cases=collection.cases,
+                        rejected=collection.rejected,
+                        rejected_more=collection.rejected_more,
+                        survivors=outcome.survivors.to_json() if outcome.survivors else None,
+                    )
+                    write_json(tmp / "run.json", result.to_json())
     finally:
         remove_staging(staging)
+        lease.release()
     _step(progress, steps, steps, f"{result.counts['ok']}/{len(result.cases)} cases ok")
     log.info("run of %s on %s: %s, %s", submission.name, spec.id, result.counts, result.error or "exit 0")
     return result
 
 
-def _run_docker(submission, input_dir, output_dir, limits, client, progress, steps):
-    from bench.runners.docker import ensure_image, image_record, run_container
+def _run_docker(submission, input_dir, output_dir, limits, client, progress, steps, lease):
+    from bench.runners.docker import ensure_image, image_record, run_container, run_labels
     from bench.runners.engine import docker_client
+    from bench.runners.gc import reap_containers
 
     client = client or docker_client()
+    reap_containers(client)
     _step(progress, 0, steps, "image")
     image = ensure_image(submission, client, limits=limits)
     _step(progress, 1, steps, f"running {image.short_id} (timeout {limits.timeout_s} s)")
-    outcome: ExecOutcome = run_container(image, input_dir, output_dir, limits, client)
+    labels = run_labels(lease.id, time.time() + limits.timeout_s, Path(lease.paths[0]))
+    outcome: ExecOutcome = run_container(
+        image, input_dir, output_dir, limits, client, labels=labels,
+        on_created=lambda container_id: lease.update(container=container_id),
+    )
     isolation = (
         "docker: network none, read-only root, uid 65534, all capabilities dropped, no-new-privileges, "
+        "seccomp (Docker's default, ptrace refused), init as PID 1, "
         f"pids {limits.pids}, memory {limits.memory} (no swap), {limits.cpus} CPUs, {limits.gpus} GPUs"
     )
     return outcome, True, isolation, image_record(image), None
 
 
-def _run_process(submission, input_dir, output_dir, limits, progress, steps):
+def _run_process(submission, input_dir, output_dir, limits, progress, steps, unsafe):
     from bench.runners.process import ISOLATED, NOT_ISOLATED, run_process
 
     _step(progress, 1, steps, f"running the command (timeout {limits.timeout_s} s)")
-    outcome, isolated, command = run_process(submission, input_dir, output_dir, limits)
+    outcome, isolated, command = run_process(submission, input_dir, output_dir, limits, unsafe=unsafe)
     return outcome, isolated, ISOLATED if isolated else NOT_ISOLATED, None, command
-
-
-def cap_log(data: bytes, cap_bytes: int = LOG_CAP_BYTES) -> bytes:
-    """Keep the first and last half of ``cap_bytes`` of a log, with a marker where bytes were cut."""
-    if len(data) <= cap_bytes:
-        return data
-    half = cap_bytes // 2
-    marker = f"\n[... {len(data) - 2 * half} bytes cut by ricord-bench ...]\n".encode()
-    return data[:half] + marker + data[-half:]
 
 
 def _now() -> str:

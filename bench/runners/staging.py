@@ -26,6 +26,7 @@ import json
 import logging
 import os
 import re
+import secrets
 import shutil
 import stat
 import subprocess
@@ -256,10 +257,13 @@ def output_area(path: Path, *, size_mb: int) -> Iterator[bool]:
 
 
 def staging_root(out_dir: Path) -> Path:
-    """A private folder beside ``out_dir`` for the snapshot and the output area."""
+    """The path of a new private folder beside ``out_dir`` for the snapshot and the output area.
+
+    Only named here, not created: the caller takes a lease on it first (:mod:`bench.leases`).
+    """
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     # absolute: the engine reads a relative bind source as a volume name
-    return Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.stage-", dir=out_dir.parent)).resolve()
+    return out_dir.parent.resolve() / f".{out_dir.name}.stage-{secrets.token_hex(6)}"
 
 
 def remove_staging(path: Path) -> None:

@@ -36,7 +36,7 @@ from bench.runners.record import RunRecord, read_run
 from bench.runners.selfreport import SELF_REPORTED
 from bench.scoring.aggregate import aggregate
 from bench.scoring.classification import head_data, head_probabilities, predicted_class, read_predictions
-from bench.scoring.segmentation import case_item, score_segmentation_case
+from bench.scoring.segmentation import case_item, mask_metrics, score_segmentation_case
 from bench.splits.pinned import load_split
 from bench.store import Store, StoredRun, make_run_id
 from bench.tasks import TaskSpec
@@ -289,15 +289,16 @@ def _score_segmentation(spec, cases, statuses, run, reference_dir, *, workers, s
     results = map_ordered(
         score_segmentation_case, items, workers=workers, scheduler=scheduler, progress=progress
     )
+    columns = [*SCORE_FIELDS, *mask_metrics(spec)]
     rows = []
     for case, result in zip(cases.to_dict("records"), results, strict=True):
         row = {column: case[column] for column in BASE_COLUMNS[:5]}
         row.update(status=result["status"], reason=result["reason"])
-        row.update(result["metrics"] or {name: np.nan for name in SCORE_FIELDS})
+        row.update(result["metrics"] or {name: np.nan for name in columns})
         if result["metrics"] is None:
             row["empty"] = ""
         rows.append(row)
-    return pd.DataFrame(rows, columns=[*BASE_COLUMNS, *SCORE_FIELDS])
+    return pd.DataFrame(rows, columns=[*BASE_COLUMNS, *columns])
 
 
 def _score_classification(spec, cases, statuses, run):

@@ -11,6 +11,10 @@ a missing or unusable prediction every metric at its worst value
 ``empty_mask`` scores it as an all-zero mask on the reference grid (then the task's
 empty-mask policy decides the values, so it is perfect where the reference is empty too);
 ``exclude`` returns no values, and the case is left out of the aggregates but kept in the table.
+
+Mask metrics outside ``score_case`` (registry inputs ``"masks"``, e.g. ``nsd_area``) are computed
+only when the task lists them, on the same prediction (a zero mask under ``empty_mask``) and
+scored 0 under ``worst``.
 """
 
 from pathlib import Path
@@ -20,6 +24,7 @@ import nibabel as nib
 import numpy as np
 
 from bench.errors import BenchError
+from bench.metrics.registry import METRICS
 from bench.metrics.segmentation import (
     DEFAULT_TOLERANCE_MM,
     SCORE_FIELDS,
@@ -67,6 +72,7 @@ def case_item(
         "status": status,
         "reason": reason,
         "missing_prediction": spec.policies.missing_prediction,
+        "mask_metrics": list(mask_metrics(spec)),
         "tolerance_mm": tolerance_mm(spec),
         "policy": {
             "both_empty_score": policy.both_empty_score,
@@ -74,6 +80,21 @@ def case_item(
             "worst_distance_mm": policy.worst_distance_mm,
         },
     }
+
+
+def mask_metrics(spec: TaskSpec) -> tuple[str, ...]:
+    """The task's metrics computed from the masks outside ``score_case`` (per-case columns after it)."""
+    return tuple(name for name in spec.metrics if METRICS[name].inputs == "masks")
+
+
+def _mask_metric_values(item: dict[str, Any], pred: np.ndarray | None, ref: np.ndarray, spacing_mm,
+                        rule: str) -> dict[str, float]:
+    names = item.get("mask_metrics", ())
+    if pred is None and rule == "worst":
+        return {name: 0.0 for name in names}
+    scored = np.zeros_like(ref, dtype=bool) if pred is None else pred
+    options = {"spacing_mm": spacing_mm, "tolerance_mm": item["tolerance_mm"]}
+    return {name: float(METRICS[name].func(scored, ref, **options)) for name in names}
 
 
 def _zooms(header: nib.Nifti1Header, ndim: int) -> tuple[float, ...]:
@@ -122,6 +143,7 @@ def score_segmentation_case(item: dict[str, Any]) -> dict[str, Any]:
         else:
             reason = _with_rule(reason, "scored as an empty mask (policy missing_prediction=empty_mask)")
             scores = score_case(np.zeros_like(ref, dtype=bool), ref, **options)
+        extra = _mask_metric_values(item, pred, ref, spacing_mm, rule)
     except BenchError as error:
         error.add_note(f"while scoring case {item['case_id']} against {item['reference']}")
         raise
@@ -130,7 +152,7 @@ def score_segmentation_case(item: dict[str, Any]) -> dict[str, Any]:
         "case_id": item["case_id"],
         "status": status,
         "reason": reason,
-        "metrics": {name: metrics[name] for name in SCORE_FIELDS},
+        "metrics": {**{name: metrics[name] for name in SCORE_FIELDS}, **extra},
     }
 
 

@@ -77,17 +77,24 @@ def task_cases(manifest: pd.DataFrame, spec: TaskSpec, *, source: str = "manifes
     Raises
     ------
     SplitError
-        The manifest lacks a column the task needs, has no case of the task's collections, or
-        holds a label value that is not one of a head's classes.
+        The manifest lacks a column the task needs, has no case of the task's collections,
+        holds a label value that is not one of a head's classes, or was labelled by another
+        reading protocol than the task declares.
     """
     needed = ["case_id", "patient_id", "collection", "study_uid", "series_uid", spec.split.group_by,
-              *spec.split.stratify, *spec.label_columns, "n_annotations"]
+              *spec.split.stratify, *spec.label_columns, "n_annotations", "reading_protocol"]
     missing = [column for column in dict.fromkeys(needed) if column not in manifest.columns]
     if missing:
         raise ManifestError(f"{source}: lacks column(s) {missing} that task {spec.id} needs (split "
                             f"stratification {spec.split.stratify}, labels {spec.label_columns}). Rebuild it "
                             "with `bench data index`, or fix split.stratify in the task.yaml.")
     cases = manifest[manifest["collection"].isin(spec.collections)]
+    other = cases[cases["reading_protocol"] != spec.reading.sha256]
+    if len(other):
+        raise SplitError(f"{source}: case {other['case_id'].iloc[0]} was labelled by reading protocol "
+                         f"{other['reading_protocol'].iloc[0]!r}, task {spec.id} declares "
+                         f"{spec.reading.sha256!r} (its task.yaml 'reading'). Index again with "
+                         f"`bench data index ... --task {spec.id}`.")
     if spec.kind == "segmentation":
         cases = cases[pd.to_numeric(cases["n_annotations"], errors="coerce").fillna(0) > 0]
     else:

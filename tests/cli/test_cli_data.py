@@ -3,6 +3,8 @@
 import json
 import re
 
+import pandas as pd
+
 from typer.testing import CliRunner
 
 from bench.cli import app
@@ -31,12 +33,16 @@ def test_synth_then_index(tmp_path):
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     assert "cases per collection / site" in result.output
-    assert "annotation with null data" in result.output
+    assert "annotation with null data" in result.output and "invalid study" in result.output
+    assert "invalid studies left out: 3" in result.output
     manifest = read_manifest(tmp_path / "manifest.csv")
-    assert len(manifest) == 22
+    assert len(manifest) == 19  # 22 studies, 3 of them invalid by the reading protocol
     report = json.loads((tmp_path / "manifest.report.json").read_text())
-    assert report["schema_version"] == 1 and report["counts"]["cases"] == 22
-    assert len(report["skipped"]) == 3 and report["counts"]["series_ignored"] > 0
+    assert report["schema_version"] == 1 and report["counts"]["cases"] == 19
+    assert report["counts"]["reading"]["invalid_studies"] == 3
+    assert len(report["skipped"]) == 6 and report["counts"]["series_ignored"] > 0
+    readers = pd.read_csv(tmp_path / "manifest.readers.csv", dtype=str, keep_default_na=False)
+    assert set(readers.role) == {"reader", "adjudicator", "non_reader"}
 
 
 def test_index_bad_annotation_file_is_a_message_not_a_traceback(tmp_path):

@@ -1,4 +1,4 @@
-"""MD.ai export parsing, polygon rasterization, reader combination, study votes.
+"""MD.ai export parsing, polygon rasterization, reader-group combination.
 
 Masks are checked against hand-drawn expectations; the [x=column, y=row] convention is
 pinned by a non-square rectangle.
@@ -10,18 +10,14 @@ import numpy as np
 import pytest
 
 from bench.data.mdai import (
-    APPEARANCE_ORDER,
-    GRADE_ORDER,
     annotation_records,
     combine_readers,
-    majority_vote,
     polygon_label_names,
     rasterize_case,
     rasterize_polygon,
     read_export,
     read_exports,
     reader_masks,
-    study_votes,
 )
 from bench.errors import AnnotationError
 
@@ -30,12 +26,18 @@ def _label(label_id, name, scope="INSTANCE", mode="freeform"):
     return {"id": label_id, "name": name, "scope": scope, "annotationMode": mode, "type": "LOCAL"}
 
 
-def _ann(ident, label_id, reader, *, sop=None, vertices=None, study="S1", series="SE1", created="", data=...):
+#: Label groups of the default export: three reader teams, an adjudicator, the Default group.
+GROUPS = {1: "Team 1", 2: "Team 2", 3: "Team 3", 4: "Adjudication", 5: "Default group"}
+
+
+def _ann(ident, label_id, reader, *, sop=None, vertices=None, study="S1", series="SE1", created="", data=...,
+         group=1):
+    """An annotation with ``label_id`` of label group ``group`` (each group has its own ids)."""
     if data is ...:
         data = {"vertices": vertices} if vertices is not None else None
     return {
         "id": ident,
-        "labelId": label_id,
+        "labelId": label_id if group == 1 else f"{label_id}_{group}",
         "StudyInstanceUID": study,
         "SeriesInstanceUID": series,
         "SOPInstanceUID": sop,
@@ -49,20 +51,21 @@ SQUARE = [[1, 1], [3, 1], [3, 3], [1, 3]]
 
 
 def _export(tmp_path, annotations, *, groups=None, name="export.json"):
+    labels = [
+        ("L_op", "Infectious opacity", "INSTANCE", "freeform"),
+        ("L_at", "Atelectasis", "INSTANCE", "freeform"),
+        ("L_typ", "Typical", "STUDY", None),
+        ("L_ind", "Indeterminate Appearance", "STUDY", None),
+        ("L_neg", "Negative for pneumonia", "STUDY", None),
+    ]
     groups = groups or [
         {
-            "id": "G_1",
-            "name": "Team 1",
-            "labels": [
-                _label("L_op", "Infectious opacity"),
-                _label("L_at", "Atelectasis"),
-                _label("L_typ", "Typical", "STUDY", None),
-                _label("L_ind", "Indeterminate Appearance", "STUDY", None),
-                _label("L_neg", "Negative for pneumonia", "STUDY", None),
-                _label("L_mild", "Mild Airspace Disease", "STUDY", None),
-                _label("L_sev", "Severe Airspace Disease", "STUDY", None),
-            ],
-        },
+            "id": f"G_{k}",
+            "name": name_,
+            "labels": [_label(ident if k == 1 else f"{ident}_{k}", label, scope, mode)
+                       for ident, label, scope, mode in labels],
+        }
+        for k, name_ in GROUPS.items()
     ]
     path = tmp_path / name
     path.write_text(
@@ -108,15 +111,15 @@ def test_reader_masks_union_and_majority(tmp_path):
         tmp_path,
         [
             _ann("a", "L_op", "U1", sop="I0", vertices=SQUARE),
-            _ann("b", "L_op", "U2", sop="I0", vertices=[[2, 2], [4, 2], [4, 4], [2, 4]]),
-            _ann("c", "L_op", "U3", sop="I0", vertices=[[2, 1], [3, 1], [3, 3], [2, 3]]),
-            _ann("d", "L_at", "U3", sop="I1", vertices=SQUARE),
+            _ann("b", "L_op", "U2", sop="I0", vertices=[[2, 2], [4, 2], [4, 4], [2, 4]], group=2),
+            _ann("c", "L_op", "U3", sop="I0", vertices=[[2, 1], [3, 1], [3, 3], [2, 3]], group=3),
+            _ann("d", "L_at", "U3", sop="I1", vertices=SQUARE, group=3),
         ],
     )
     export = read_export(path)
     masks = reader_masks(export, sops, (5, 5), labels=["Infectious opacity"])
-    assert sorted(masks) == ["U1", "U2", "U3"]
-    assert masks["U3"][1].sum() == 0  # Atelectasis not selected
+    assert sorted(masks["reader"]) == ["G_1", "G_2", "G_3"] and masks["adjudicator"] == {}
+    assert masks["reader"]["G_3"][1].sum() == 0  # Atelectasis not selected
     union = rasterize_case(export, sops, (5, 5), labels=["Infectious opacity"], readers="union")
     majority = rasterize_case(export, sops, (5, 5), labels=["Infectious opacity"], readers="majority")
     expected_union = np.zeros((2, 5, 5), dtype=bool)
@@ -145,7 +148,7 @@ def test_reader_without_polygons_counts_for_majority(tmp_path):
         tmp_path,
         [
             _ann("a", "L_op", "U1", sop="I0", vertices=SQUARE),
-            _ann("b", "L_typ", "U2", series=None, data=None),
+            _ann("b", "L_typ", "U2", series=None, data=None, group=2),
         ],
     )
     export = read_export(path)
@@ -153,33 +156,40 @@ def test_reader_without_polygons_counts_for_majority(tmp_path):
     assert rasterize_case(export, ["I0"], (5, 5), readers="union").sum() == 9
 
 
-def test_majority_vote_and_tie_rule():
-    assert majority_vote(["typical", "typical", "atypical"], APPEARANCE_ORDER) == ("typical", False)
-    assert majority_vote(["typical", "indeterminate", "atypical"], APPEARANCE_ORDER) == (
-        "indeterminate",
-        True,
-    )
-    assert majority_vote(["typical", "negative"], APPEARANCE_ORDER) == ("negative", True)
-    assert majority_vote(["severe", "mild"], GRADE_ORDER) == ("mild", True)
-    assert majority_vote(["mild", "moderate", "severe"], GRADE_ORDER) == ("moderate", True)
-    assert majority_vote([], GRADE_ORDER) == ("", False)
-
-
-def test_study_votes_latest_label_wins(tmp_path):
+def test_two_users_of_one_group_are_one_reader(tmp_path):
+    # Team 1's two users draw different halves; with Team 2 drawing nothing, the majority of the
+    # two reader groups is their intersection: empty. Per user it would have been 2 of 3.
     path = _export(
         tmp_path,
         [
-            _ann("a", "L_typ", "U1", series=None, data=None, created="2020-01-01T10:00:00Z"),
-            _ann("b", "L_ind", "U1", series=None, data=None, created="2020-01-02T10:00:00Z"),
-            _ann("c", "L_mild", "U1", series=None, data=None, created="2020-01-01T10:00:00Z"),
-            _ann("d", "L_neg", "U2", series=None, data=None, created="2020-01-01T10:00:00Z"),
+            _ann("a", "L_op", "U1", sop="I0", vertices=SQUARE),
+            _ann("b", "L_op", "U9", sop="I0", vertices=SQUARE),
+            _ann("c", "L_typ", "U2", series=None, data=None, group=2),
         ],
     )
-    votes = study_votes(read_export(path)).set_index("reader")
-    assert votes.loc["U1", "appearance"] == "indeterminate"
-    assert votes.loc["U1", "grade"] == "mild"
-    assert votes.loc["U2", "appearance"] == "negative"
-    assert votes.loc["U2", "grade"] is None or votes.loc["U2", "grade"] != votes.loc["U2", "grade"]
+    export = read_export(path)
+    assert sorted(reader_masks(export, ["I0"], (5, 5))["reader"]) == ["G_1", "G_2"]
+    assert rasterize_case(export, ["I0"], (5, 5), readers="majority").sum() == 0
+
+
+def test_adjudicator_polygons_decide_and_default_group_draws_nothing(tmp_path):
+    adjudicated = [[0, 0], [1, 0], [1, 1], [0, 1]]
+    path = _export(
+        tmp_path,
+        [
+            _ann("a", "L_op", "U1", sop="I0", vertices=SQUARE),
+            _ann("b", "L_op", "U2", sop="I0", vertices=SQUARE, group=2),
+            _ann("c", "L_op", "U5", sop="I0", vertices=[[0, 0], [4, 0], [4, 4], [0, 4]], group=5),
+        ],
+    )
+    export = read_export(path)
+    assert rasterize_case(export, ["I0"], (5, 5), readers="majority").sum() == 9  # Default group ignored
+    path = _export(tmp_path, [*json.loads(path.read_text())["datasets"][0]["annotations"],
+                              _ann("d", "L_op", "U4", sop="I0", vertices=adjudicated, group=4)],
+                   name="adjudicated.json")
+    expected = np.zeros((1, 5, 5), dtype=bool)
+    expected[0, 0:2, 0:2] = True
+    assert np.array_equal(rasterize_case(read_export(path), ["I0"], (5, 5), readers="union"), expected)
 
 
 def test_polygon_without_vertices_counts_as_null_data(tmp_path):

@@ -62,10 +62,12 @@ def test_manifest_counts_and_labels(synth, indexed):
     preset = SIZES["tiny"]
     assert list(manifest.columns) == list(MANIFEST_COLUMNS)
     counts = manifest.collection.value_counts().to_dict()
+    invalid = sum(e["excluded"] for e in json.loads((synth.truth_dir / "1c_reading.json").read_text()).values())
+    assert invalid == 3 and indexed.counts["reading"]["invalid_studies"] == invalid
     assert counts == {
         "MIDRC-RICORD-1A": preset.n_1a,
         "MIDRC-RICORD-1B": preset.n_1b,
-        "MIDRC-RICORD-1C": preset.n_1c,
+        "MIDRC-RICORD-1C": preset.n_1c - invalid,
     }
     assert manifest.case_id.is_unique and list(manifest.case_id) == sorted(manifest.case_id)
     assert set(manifest.loc[manifest.collection == "MIDRC-RICORD-1B", "covid"]) == {"negative"}
@@ -74,7 +76,8 @@ def test_manifest_counts_and_labels(synth, indexed):
     assert set(cxr.modality) == {"CR", "DX"}
     assert set(cxr.appearance) == {"typical", "indeterminate", "atypical", "negative"}
     assert (cxr.loc[cxr.appearance == "negative", "grade"] == "").all()
-    assert cxr.appearance_tie.any() and cxr.grade_tie.any()
+    assert {"adjudicated", "majority", "tie"} <= set(cxr.appearance_outcome)
+    assert {"adjudicated", "majority", "tie"} <= set(cxr.grade_outcome)
     assert set(manifest.sex) == {"M", "F"}
     assert manifest.age.notna().all()
     assert indexed.counts["annotations_null_data"] == 3
@@ -94,17 +97,42 @@ def test_case_id_rule():
     assert case_id_for("a b/c", "1.2.3") == "a_b_c-123"
 
 
-def test_three_way_tie_resolved_by_rule(synth, indexed):
+def test_synthetic_1c_gets_the_reading_protocols_labels(synth, indexed):
+    # The synthetic 1c export has the real structure (reader groups, Adjudication, a Default group
+    # with two users, Invalid Study); the generator says what the protocol must give each study.
+    expected = json.loads((synth.truth_dir / "1c_reading.json").read_text())
+    assert len({e["scenario"] for e in expected.values()}) == len(expected)  # tiny: one per scenario
+    cases = indexed.manifest.set_index("study_uid")
+    skipped = dict(indexed.skipped)
+    columns = ["appearance", "appearance_outcome", "grade", "grade_outcome", "n_readers", "invalid_flags"]
+    for study_uid, want in expected.items():
+        if want["excluded"]:
+            assert study_uid not in cases.index and skipped[study_uid].startswith("invalid study")
+            continue
+        assert cases.loc[study_uid, columns].to_dict() == {c: want[c] for c in columns}, want["scenario"]
+    readers = indexed.readers
+    default = readers[readers.group_name == "Default group"]
+    assert set(default.role) == {"non_reader"} and default.users.str.contains(";").any()  # two users
+    assert set(readers.role) == {"reader", "adjudicator", "non_reader"}
+
+
+def test_synthetic_1c_export_has_the_real_keys(synth):
     doc = json.loads(synth.annotations[1].read_text())
-    names = {label["id"]: label["name"] for group in doc["labelGroups"] for label in group["labels"]}
-    votes = {}
-    for ann in doc["datasets"][0]["annotations"]:
-        if names[ann["labelId"]].endswith("Appearance"):
-            votes.setdefault(ann["StudyInstanceUID"], {})[ann["createdById"]] = names[ann["labelId"]]
-    three_way = [s for s, v in votes.items() if len(set(v.values())) == 3]
-    assert three_way, "the synthetic 1c export must contain a three-way tie"
-    row = indexed.manifest.set_index("study_uid").loc[three_way[0]]
-    assert row.appearance == "indeterminate" and bool(row.appearance_tie)  # typical/indeterminate/atypical
+    assert sorted(doc) == ["createdAt", "datasets", "description", "id", "isPrivate", "labelGroups", "name",
+                           "updatedAt"]
+    assert {group["type"] for group in doc["labelGroups"]} == {"STANDARD"}
+    assert {len(group["labels"]) for group in doc["labelGroups"]} == {8}
+    names = [label["name"] for label in doc["labelGroups"][0]["labels"]]
+    assert "Mild Opacities  (1-2 lung zones)" in names and "Invalid Study" in names
+    label = doc["labelGroups"][0]["labels"][0]
+    assert sorted(label) == sorted(["id", "parentId", "createdAt", "updatedAt", "name", "shortName", "description",
+                                    "color", "type", "scope", "annotationMode", "radlexTagIds"])
+    assert (label["type"], label["scope"], label["annotationMode"]) == ("GLOBAL", "STUDY", None)
+    keys = {tuple(sorted(a)) for a in doc["datasets"][0]["annotations"]}
+    assert keys == {tuple(sorted(["id", "parentId", "isImported", "createdAt", "createdById", "updatedAt",
+                                  "updatedById", "labelId", "annotationNumber", "height", "width", "data", "note",
+                                  "radlexTagIds", "reviewsPositiveCount", "reviewsNegativeCount",
+                                  "StudyInstanceUID"]))}
 
 
 def test_round_trip_masks_match_truth(synth, indexed):
@@ -176,10 +204,11 @@ def test_shuffled_file_order_series(synth, indexed):
 
 def test_extra_series_are_ignored(synth, indexed):
     ignored = " ".join(reason for _, reason in indexed.ignored)
-    assert "SCOUT" in ignored and "COR 3X3" in ignored and "LATERAL" in ignored
+    assert "SCOUT" in ignored and "COR 3X3" in ignored and "(LL, 1 instance(s))" in ignored
     scan = scan_headers(synth.out_dir)
     chosen = scan.instances[scan.instances.series_uid.isin(indexed.manifest.series_uid)]
-    assert set(chosen.series_description) <= {"ROUTINE CHEST NON-CON", ""}
+    assert set(chosen.series_description) <= {"ROUTINE CHEST NON-CON", "AP", "PA", ""}
+    assert not set(chosen.view_position) & {"LL", "RL", "LATERAL"}  # a lateral is never a case image
     assert not chosen.image_type.str.contains("LOCALIZER").any()
 
 
@@ -201,7 +230,7 @@ def test_manifest_file_round_trip(indexed, tmp_path):
     path = write_manifest(indexed.manifest, tmp_path / "manifest.csv")
     again = read_manifest(path)
     assert list(again.case_id) == list(indexed.manifest.case_id)
-    assert again.appearance_tie.dtype == bool and again.n_slices.dtype.kind == "i"
+    assert again.invalid_flags.dtype.kind == "i" and again.n_slices.dtype.kind == "i"
     pd.testing.assert_series_equal(again.age, indexed.manifest.age.astype(float), check_names=False)
 
 
@@ -475,9 +504,9 @@ def test_real_radiograph_in_tcia_tree(tmp_path):
     )
     groups, annotations = [], []
     votes = [
-        ("Typical Appearance", "Moderate Airspace Disease"),
-        ("Typical Appearance", "Severe Airspace Disease"),
-        ("Atypical Appearance", "Severe Airspace Disease"),
+        ("Typical Appearance", "Moderate Opacities (3-4 lung zones)"),
+        ("Typical Appearance", "Severe Opacities (>4 lung zones)"),
+        ("Atypical Appearance", "Severe Opacities (>4 lung zones)"),
     ]
     for r, (appearance, grade) in enumerate(votes):
         labels = [
@@ -486,8 +515,8 @@ def test_real_radiograph_in_tcia_tree(tmp_path):
                 [
                     "Typical Appearance",
                     "Atypical Appearance",
-                    "Moderate Airspace Disease",
-                    "Severe Airspace Disease",
+                    "Moderate Opacities (3-4 lung zones)",
+                    "Severe Opacities (>4 lung zones)",
                 ]
             )
         ]
@@ -515,11 +544,11 @@ def test_real_radiograph_in_tcia_tree(tmp_path):
         1955,
         1841,
     )
-    assert (row.appearance, row.grade, row.appearance_tie, row.grade_tie) == (
+    assert (row.appearance, row.grade, row.appearance_outcome, row.grade_outcome) == (
         "typical",
         "severe",
-        False,
-        False,
+        "majority",
+        "majority",
     )
     assert row.n_readers == 3 and row.n_annotations == 6
     assert row.spacing_mm == "1,1"  # PixelSpacing 0\0 in the file: 1 mm assumed and reported
@@ -534,8 +563,8 @@ def test_small_collection_has_every_stratum(tmp_path):
     manifest = index.manifest
     assert not index.warnings
     by = manifest.groupby("collection")
-    assert by.size().to_dict() == {"MIDRC-RICORD-1A": 24, "MIDRC-RICORD-1B": 24, "MIDRC-RICORD-1C": 60}
-    assert by.site.nunique().to_dict() == {"MIDRC-RICORD-1A": 2, "MIDRC-RICORD-1B": 2, "MIDRC-RICORD-1C": 3}
+    assert by.size().to_dict() == {"MIDRC-RICORD-1A": 24, "MIDRC-RICORD-1B": 24, "MIDRC-RICORD-1C": 57}
+    assert by.site.nunique().to_dict() == {"MIDRC-RICORD-1A": 4, "MIDRC-RICORD-1B": 2, "MIDRC-RICORD-1C": 3}
     assert (by.sex.nunique() == 2).all()
     assert (by.patient_id.nunique() < by.size()).all()  # every collection has patients with two studies
     for collection in ("MIDRC-RICORD-1A", "MIDRC-RICORD-1C"):
@@ -559,9 +588,10 @@ def test_small_collection_has_every_stratum(tmp_path):
 
 @pytest.mark.slow
 def test_ct_storage_and_site_do_not_give_away_the_covid_label(tmp_path):
-    """Both CT sites and both storage conventions (int16 with intercept 0, uint16 with -1024)
-    occur half and half in 1A and in 1B, so "HU below -1024 exists" (only signed storage can
-    hold it) and the site are no better than chance at telling COVID-positive from negative."""
+    """Both storage conventions (int16 with intercept 0, uint16 with -1024) occur half and half
+    in every (collection, site), so "HU below -1024 exists" (only signed storage can hold it) is
+    no better than chance at telling COVID-positive from negative. The sites are as in the
+    real collections: 1A spans four, 440808 and SITE2 only in 1A (docs/data.md says so)."""
     report = synthesize(tmp_path / "small", seed=0)
     manifest = index_download(report.out_dir, annotations=report.annotations,
                               clinical=report.clinical[::2]).manifest
@@ -576,8 +606,9 @@ def test_ct_storage_and_site_do_not_give_away_the_covid_label(tmp_path):
     ct["convention"], ct["below"] = conventions, below
     assert set(conventions) == {(1, 0.0), (0, -1024.0)}
     groups = ct.groupby(["collection", "site"]).convention.value_counts().unstack()
-    assert groups.shape == (4, 2) and (groups.max(axis=1) - groups.min(axis=1) <= 1).all()
+    assert groups.shape == (6, 2) and (groups.max(axis=1) - groups.min(axis=1) <= 1).all()
     assert (ct.below == (ct.convention == (1, 0.0))).all()  # the feature is the storage convention
     positive = ct.covid == "positive"
     assert roc_auc_score(positive, ct.below) == pytest.approx(0.5, abs=0.05)
-    assert roc_auc_score(positive, ct.site == "660042") == pytest.approx(0.5, abs=0.05)
+    assert set(ct.loc[~positive, "site"]) == {"419639", "660042"}
+    assert set(ct.loc[positive, "site"]) == {"419639", "440808", "660042", "SITE2"}

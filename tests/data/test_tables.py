@@ -25,12 +25,14 @@ def _row(case_id, **overrides):
         "covid": "positive",
         "appearance": "typical",
         "grade": "",
-        "appearance_tie": False,
-        "grade_tie": False,
+        "appearance_outcome": "majority",
+        "grade_outcome": "none",
         "age": 61.5,
         "sex": "F",
         "n_annotations": 7,
         "n_readers": 2,
+        "invalid_flags": 0,
+        "reading_protocol": "0" * 64,
         "series_dir": "MIDRC-RICORD-1A/P/s/t",
     }
     row.update(overrides)
@@ -38,14 +40,14 @@ def _row(case_id, **overrides):
 
 
 def test_manifest_write_sorts_and_reads_back_typed(tmp_path):
-    frame = pd.DataFrame([_row("b"), _row("a", age=np.nan, sex="", appearance_tie=True)])
+    frame = pd.DataFrame([_row("b"), _row("a", age=np.nan, sex="", appearance_outcome="tie")])
     path = write_manifest(frame, tmp_path / "m.csv")
     text = path.read_text().splitlines()
     assert text[0] == ",".join(MANIFEST_COLUMNS)
-    assert text[1].startswith("a,") and ",true,false,," in text[1]  # tie flags, empty age
+    assert text[1].startswith("a,") and ",tie,none,," in text[1]  # outcomes, empty age
     again = read_manifest(path)
     assert list(again.case_id) == ["a", "b"]
-    assert again.loc[0, "appearance_tie"] and not again.loc[1, "appearance_tie"]
+    assert again.loc[0, "appearance_outcome"] == "tie" and again.loc[1, "invalid_flags"] == 0
     assert np.isnan(again.loc[0, "age"]) and again.loc[1, "age"] == 61.5
     assert again.loc[1, "n_slices"] == 3 and again.loc[0, "sex"] == ""
 

@@ -15,7 +15,7 @@ from bench.metrics.registry import (
 from bench.metrics.segmentation import SCORE_FIELDS, score_case
 
 EXPECTED_SEGMENTATION = ("dice", "iou", "precision", "recall", "volume_pred_ml", "volume_ref_ml", "ravd",
-                         "hd", "hd95", "hd95_pooled", "assd", "masd", "nsd", "lesion_precision",
+                         "hd", "hd95", "hd95_pooled", "assd", "masd", "nsd", "nsd_area", "lesion_precision",
                          "lesion_recall", "lesion_f1")
 EXPECTED_CLASSIFICATION = ("auroc", "auroc_per_class", "average_precision", "balanced_accuracy",
                            "sensitivity", "specificity", "f1", "cohen_kappa", "quadratic_weighted_kappa",
@@ -39,7 +39,8 @@ def test_every_entry_is_well_formed_and_resolves(name):
     assert (info.kind, info.level) in (("segmentation", "case"), ("classification", "dataset"))
     assert callable(info.func) and info.description
     if info.kind == "segmentation":
-        assert info.inputs == "case" and name in SCORE_FIELDS
+        assert (info.inputs == "case" and name in SCORE_FIELDS) or (info.inputs == "masks" and info.direction
+                                                                    == "higher" and name not in SCORE_FIELDS)
     else:
         assert info.inputs in ("scores", "labels", "scores_threshold")
     assert info.rankable == (info.direction is not None)
@@ -62,10 +63,11 @@ def test_segmentation_perfect_prediction_is_best_and_beats_a_poor_one(name):
     info = METRICS[name]
     ref, poor = _segmentation_pair()
     spacing = (0.7, 0.7, 1.25)
-    perfect_value = info.compute(ref, ref, spacing_mm=spacing)
-    poor_value = info.compute(poor, ref, spacing_mm=spacing)
+    perfect_value = info.compute(ref, ref, spacing_mm=spacing, tolerance_mm=1.0)
+    poor_value = info.compute(poor, ref, spacing_mm=spacing, tolerance_mm=1.0)
     assert math.isfinite(perfect_value) and math.isfinite(poor_value)
-    assert perfect_value == getattr(score_case(ref, ref, spacing_mm=spacing), name)
+    if info.inputs == "case":
+        assert perfect_value == getattr(score_case(ref, ref, spacing_mm=spacing, tolerance_mm=1.0), name)
     if info.direction == "higher":
         assert perfect_value == 1.0 and poor_value < perfect_value
     elif info.direction == "lower":

@@ -63,10 +63,18 @@ def _run(submission, task, prepared, out, **limits):
 
 def test_container_options_lock_the_container_down(tmp_path):
     limits = Limits(timeout_s=10, memory="512m", cpus=1.5, gpus=1, pids=64, tmpfs_mb=32, output_mb=8)
-    options = container_options("sha256:abc", tmp_path / "in", tmp_path / "out", limits)
+    labels = {"ricord-bench.run-id": "r1", "ricord-bench.deadline": "123"}
+    options = container_options("sha256:abc", tmp_path / "in", tmp_path / "out", limits, labels)
     assert options["network_mode"] == "none" and options["read_only"] is True
     assert options["user"] == "65534:65534" and options["cap_drop"] == ["ALL"]
-    assert options["security_opt"] == ["no-new-privileges"]
+    assert options["security_opt"][0] == "no-new-privileges" and options["init"] is True
+    profile = json.loads(options["security_opt"][1].removeprefix("seccomp="))
+    rules = profile["syscalls"]
+    allowed = {name for rule in rules if rule["action"] == "SCMP_ACT_ALLOW" for name in rule["names"]}
+    assert profile["defaultAction"] == "SCMP_ACT_ERRNO" and "ptrace" not in allowed and "read" in allowed
+    assert not {"process_vm_readv", "process_vm_writev"} & allowed
+    assert options["labels"] == {"ricord-bench.role": "submission", **labels}
+    assert options["log_config"]["Type"] == "none"  # the harness streams the logs itself, capped
     assert options["mem_limit"] == options["memswap_limit"] == 512 * 1024 * 1024
     assert options["nano_cpus"] == 1_500_000_000 and options["pids_limit"] == 64
     assert options["tmpfs"] == {"/tmp": "rw,nosuid,nodev,size=32m,mode=1777"}
@@ -74,7 +82,7 @@ def test_container_options_lock_the_container_down(tmp_path):
     assert options["volumes"][str(tmp_path / "out")] == {"bind": "/output", "mode": "rw"}
     assert options["device_requests"][0]["Count"] == 1
     assert "device_requests" not in container_options(
-        "x", tmp_path, tmp_path, limits.model_copy(update={"gpus": 0})
+        "x", tmp_path, tmp_path, limits.model_copy(update={"gpus": 0}), labels
     )
 
 

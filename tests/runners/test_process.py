@@ -157,28 +157,23 @@ def test_process_timeout_kills_the_sandbox(adversaries, cls_inputs, tmp_path):
     assert [c.status for c in result.cases] == ["ok", "ok", "missing", "missing"]
 
 
-def test_without_bwrap_the_run_says_it_is_not_isolated(cls_inputs, tmp_path, monkeypatch):
+def test_without_bwrap_untrusted_code_is_refused_unless_unsafe(cls_inputs, tmp_path, monkeypatch):
     monkeypatch.setenv("BENCH_NO_BWRAP", "1")
     _, inputs = cls_inputs
-    result = _run(SUBMISSIONS / "constant-prior", CLS, inputs, tmp_path / "run")
+    with pytest.raises(RunnerError, match="--unsafe-no-sandbox"):
+        _run(SUBMISSIONS / "constant-prior", CLS, inputs, tmp_path / "refused")
+    assert not (tmp_path / "refused").exists()
+    result = run_submission(SUBMISSIONS / "constant-prior", load_task(CLS), inputs, tmp_path / "run",
+                            runner="process", limits=LIMITS, unsafe_no_sandbox=True)
     assert result.isolated is False and result.isolation == NOT_ISOLATED
-    assert json.loads((tmp_path / "run/run.json").read_text())["isolated"] is False
+    body = json.loads((tmp_path / "run/run.json").read_text())
+    assert body["isolated"] is False and body["survivors"]["checked"] is False
     assert result.counts["ok"] == 4
-    answer = CliRunner().invoke(
-        app,
-        [
-            "run",
-            str(SUBMISSIONS / "constant-prior"),
-            "--task",
-            CLS,
-            "--inputs",
-            str(inputs),
-            "--out",
-            str(tmp_path / "cli"),
-            "--runner",
-            "process",
-        ],
-    )
+    command = ["run", str(SUBMISSIONS / "constant-prior"), "--task", CLS, "--inputs", str(inputs),
+               "--runner", "process"]
+    refused = CliRunner().invoke(app, [*command, "--out", str(tmp_path / "cli-refused")])
+    assert refused.exit_code == 2 and "bubblewrap (bwrap) is not installed" in refused.output
+    answer = CliRunner().invoke(app, [*command, "--out", str(tmp_path / "cli"), "--unsafe-no-sandbox"])
     assert answer.exit_code == 0 and "NOT ISOLATED" in answer.output
 
 

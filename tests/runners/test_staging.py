@@ -228,7 +228,8 @@ def test_unsandboxed_run_gets_private_copies(prepared, probe, tmp_path, monkeypa
     monkeypatch.setenv("BENCH_NO_BWRAP", "1")
     before = _originals(prepared)
     result = run_submission(
-        probe, load_task(CLS), prepared, tmp_path / "run", runner="process", limits={"timeout_s": 60}
+        probe, load_task(CLS), prepared, tmp_path / "run", runner="process", limits={"timeout_s": 60},
+        unsafe_no_sandbox=True,
     )
     stats, attempts = _probe_lines(tmp_path / "run")
     assert not result.isolated and result.counts["ok"] == 4 and result.inputs_staging == "copy"
@@ -262,7 +263,9 @@ def test_container_cannot_write_or_chmod_a_linked_input(prepared, tmp_path):
     (stage / "output").mkdir(mode=0o777)
     (stage / "output").chmod(0o777)
     limits = Limits(timeout_s=60, memory="256m", cpus=1, pids=64, tmpfs_mb=16, output_mb=16)
-    options = container_options(image.id, stage / "input", stage / "output", limits)
+    options = container_options(image.id, stage / "input", stage / "output", limits, {})
+    # the runner streams its logs (log driver none); this probe reads them back from the engine
+    options["log_config"] = {"Type": "json-file", "Config": {}}
     container = client.containers.create(**{**options, "command": ["python3", "-c", PROBE]})
     try:
         container.start()

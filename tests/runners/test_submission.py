@@ -9,8 +9,8 @@ import pytest
 
 from bench.errors import RunnerError, ScoringError, SubmissionError
 from bench.runners import CaseStatus, Rejected, RunRecord, read_run, resolve_limits
-from bench.runners.run import cap_log
 from bench.runners.staging import read_inputs, stage_inputs
+from bench.runners.streams import CappedLog
 from bench.runners.submission import load_submission
 from bench.tasks import Limits, load_task
 from tests.helpers.runner_fixtures import SUBMISSIONS
@@ -114,9 +114,27 @@ def test_limits_overrides_and_log_cap():
     assert resolve_limits(spec, Limits(timeout_s=5)).timeout_s == 5
     with pytest.raises(RunnerError, match="cpus"):
         resolve_limits(spec, {"cpus": -1})
-    assert cap_log(b"short", 100) == b"short"
-    capped = cap_log(b"a" * 60 + b"b" * 60, 100)
+
+
+def _capped(chunks, cap):
+    log = CappedLog(cap)
+    for chunk in chunks:
+        log.feed(chunk)
+    return log.value()
+
+
+def test_logs_keep_their_first_and_last_halves_as_they_stream():
+    assert _capped([b"short"], 100) == b"short"
+    assert _capped([b"x" * 50, b"y" * 50], 100) == b"x" * 50 + b"y" * 50  # exactly the cap: whole
+    capped = _capped([b"a" * 60 + b"b" * 60], 100)
     assert capped.startswith(b"a" * 50) and capped.endswith(b"b" * 50) and b"[... 20 bytes cut" in capped
+    # many small writes: the start and the very end survive, the middle is counted
+    lines = [f"line {i:05d}\n".encode() for i in range(20000)]
+    capped = _capped(lines, 1000)
+    head, _, tail = capped.partition(b"\n[... ")
+    assert head == b"".join(lines)[:500] and tail.endswith(b"line 19999\n")
+    cut = int(tail.split(b" ")[0])
+    assert cut == sum(map(len, lines)) - 1000 and capped.endswith(b"".join(lines)[-500:])
 
 
 def test_run_record_round_trips(tmp_path):

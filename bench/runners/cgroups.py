@@ -1,0 +1,89 @@
+"""Whether any task of a finished container is still alive, and killing it if one is.
+
+The kernel removes only empty cgroups, so once the runtime has stopped a container its cgroup
+directories are gone, unless a task escaped the runtime's reaping (the leak a self-traced
+init caused: the shim reported an exit while a worker kept running). After every run the
+harness looks for the container's cgroup in every mounted hierarchy (cgroup v1 controllers
+and the v2 tree), SIGKILLs each task it finds until none is left, and removes the directory.
+"""
+
+import logging
+import os
+import signal
+import time
+from pathlib import Path
+
+from bench.runners.result import Sweep
+
+log = logging.getLogger(__name__)
+
+
+def hierarchies(mountinfo: Path = Path("/proc/self/mountinfo")) -> list[Path]:
+    """Mount points of every cgroup (v1) and cgroup2 filesystem this process can see."""
+    points = []
+    try:
+        lines = mountinfo.read_text().splitlines()
+    except OSError:
+        return points
+    for line in lines:
+        fields = line.split()
+        fstype = fields[fields.index("-") + 1]
+        if fstype in ("cgroup", "cgroup2"):
+            points.append(Path(fields[4]))
+    return points
+
+
+def tasks(directory: Path) -> list[int]:
+    """Pids in one cgroup directory and all its descendants (empty when it is gone)."""
+    found = []
+    for folder, _, files in os.walk(directory):
+        if "cgroup.procs" in files:
+            try:
+                text = (Path(folder) / "cgroup.procs").read_text()
+            except OSError:  # removed between the walk and the read
+                continue
+            found += [int(pid) for pid in text.split()]
+    return found
+
+
+def sweep(relative: str, *, attempts: int = 50) -> Sweep:
+    """Find tasks left in the cgroup ``relative`` (e.g. ``/docker/<id>``) of every hierarchy, kill them.
+
+    Returns how many tasks were found and killed. A directory that stays non-empty after
+    ``attempts`` rounds of SIGKILL is reported in ``detail`` (survivors > killed).
+    """
+    mounts = hierarchies()
+    if not mounts:
+        return Sweep(False, 0, 0, "no cgroup hierarchy visible to the harness; not checked")
+    directories = [mount / relative.lstrip("/") for mount in mounts]
+    if not any(d.parent.is_dir() for d in directories):
+        return Sweep(False, 0, 0, f"the parent of cgroup {relative} is in no hierarchy visible to the "
+                     "harness (an engine on another host or in another cgroup namespace); not checked")
+    present = [d for d in directories if d.is_dir()]
+    found = sorted({pid for d in present for pid in tasks(d)})
+    if not found:
+        return Sweep(True, 0, 0, f"no task left in cgroup {relative} ({len(mounts)} hierarchies checked)")
+    log.warning("%d tasks of %s outlived the container; killing them", len(found), relative)
+    killed: set[int] = set()
+    for _ in range(attempts):
+        alive = sorted({pid for d in present for pid in tasks(d)})
+        if not alive:
+            break
+        for pid in alive:
+            try:
+                os.kill(pid, signal.SIGKILL)
+                killed.add(pid)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.1)
+    left = sorted({pid for d in present for pid in tasks(d)})
+    for directory in sorted(present, key=lambda d: len(d.parts), reverse=True):
+        for folder, _, _ in sorted(os.walk(directory), key=lambda w: len(w[0]), reverse=True):
+            try:
+                os.rmdir(folder)
+            except OSError:
+                pass
+    detail = f"{len(found)} tasks outlived the container in cgroup {relative}; {len(killed)} killed"
+    if left:
+        detail += f", {len(left)} still alive ({left[:10]})"
+    return Sweep(True, len(found), len(killed), detail)
