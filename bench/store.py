@@ -2,7 +2,7 @@
 
 Layout (CONTRACTS section 7)::
 
-    <root>/<task>/<submission slug>/<run_id>/
+    <root>/<task>/<team slug>/<entry slug>/<run_id>/
         receipt.json   what produced the numbers (harness, task, split, reference, submission, ...)
         per_case.csv   one row per case of the split, with its status and every per-case value
         scores.json    aggregates with confidence intervals, counts, policies, subgroups
@@ -13,8 +13,11 @@ into place only when every file is written, so a crash, ``SIGKILL`` or Ctrl-C ne
 half result: listing skips the hidden temporary directories such a crash leaves behind. The
 leaderboard is built from the store alone, so it can be rebuilt at any time.
 
-Submission names are free text (they are shown on the board); the directory name is a
-filesystem-safe slug of it (:func:`slugify`) and the display name stays in the receipt.
+An entry is the pair (team, entry name) of the receipt's ``submission`` block
+(:class:`EntryId`), never a file name: two teams' ``model.tar`` are two entries. Names are free
+text (they are shown on the board); each directory level is a filesystem-safe slug of one of
+them (:func:`slugify`), so two entries never share a directory, and the display names stay in
+the receipt.
 """
 
 import hashlib
@@ -50,7 +53,7 @@ RECEIPT_REQUIRED = {
     "schema_version": None,
     "task": ("id", "sha256"),
     "split": ("name", "split", "sha256"),
-    "submission": ("name",),
+    "submission": ("name", "team"),
     "started_at": None,
 }
 """Receipt fields the store and the leaderboard rely on (nested keys listed per mapping).
@@ -85,6 +88,25 @@ def slugify(name: str) -> str:
     stem = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-._")[:48] or "entry"
     digest = hashlib.sha256(name.encode("utf-8")).hexdigest()[:8]
     return f"{stem}-{digest}"
+
+
+@dataclass(frozen=True, order=True)
+class EntryId:
+    """One entry of a board: a team and the entry's name within it (both free text).
+
+    ``key`` (``<team slug>/<entry slug>``) names the entry's folder in the store and on the
+    site; it is unique because each part is an injective slug without ``/``.
+    """
+
+    team: str
+    name: str
+
+    @property
+    def key(self) -> str:
+        return f"{slugify(self.team)}/{slugify(self.name)}"
+
+    def __str__(self) -> str:
+        return f"{self.team} / {self.name}"
 
 
 def make_run_id(started_at: datetime | str, inputs_hash: str) -> str:
@@ -128,7 +150,8 @@ class StoredRun:
     task : str
         Task id (the first directory level).
     submission : str
-        The submission's directory slug; the display name is :attr:`name`.
+        The entry's key, ``<team slug>/<entry slug>`` (:attr:`EntryId.key`); the display
+        names are :attr:`team` and :attr:`name`.
     run_id : str
         ``<UTC time>-<inputs hash>``, see :func:`make_run_id`.
     path : Path
@@ -154,7 +177,11 @@ class StoredRun:
 
     @property
     def team(self) -> str:
-        return str(self.receipt["submission"].get("team") or "")
+        return str(self.receipt["submission"]["team"])
+
+    @property
+    def entry(self) -> EntryId:
+        return EntryId(self.team, self.name)
 
     @property
     def split(self) -> str:
@@ -191,14 +218,14 @@ class Store:
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root)
 
-    def run_dir(self, task: str, submission: str, run_id: str) -> Path:
-        """Where run ``run_id`` of ``submission`` (display name or slug) on ``task`` lives."""
-        return self.root / slugify(task) / slugify(submission) / run_id
+    def run_dir(self, task: str, entry: EntryId, run_id: str) -> Path:
+        """Where run ``run_id`` of ``entry`` on ``task`` lives."""
+        return self.root / slugify(task) / entry.key / run_id
 
     def write_run(
         self,
         task: str,
-        submission: str,
+        entry: EntryId,
         run_id: str,
         *,
         receipt: Mapping[str, Any],
@@ -210,9 +237,11 @@ class Store:
 
         Parameters
         ----------
-        task, submission : str
-            Task id and the submission's display name (its slug names the directory; the
-            receipt's ``submission.name`` must equal it).
+        task : str
+            Task id.
+        entry : EntryId
+            The entry (its key names the directories; the receipt's ``submission.team`` and
+            ``submission.name`` must equal its parts).
         run_id : str
             From :func:`make_run_id`.
         receipt, scores : Mapping
@@ -232,21 +261,21 @@ class Store:
             raise StoreError(f"run id {run_id!r} does not look like "
                              "<yyyymmddTHHMMSS.ffffffZ>-<4 hex>-<8 hex>; make it with "
                              "bench.store.make_run_id")
-        where = f"run {task}/{submission}/{run_id}"
+        where = f"run {task}/{entry.key}/{run_id}"
         _check_receipt(receipt, where)
         _check_scores(scores, where)
         if receipt["task"]["id"] != task or scores["task"] != task:
             raise StoreError(f"{where}: receipt task {receipt['task']['id']!r} / scores task "
                              f"{scores['task']!r} differ from the task {task!r} it is stored under")
-        if receipt["submission"]["name"] != submission:
-            raise StoreError(f"{where}: receipt submission name {receipt['submission']['name']!r} "
-                             f"differs from {submission!r}")
+        claimed = EntryId(receipt["submission"]["team"], receipt["submission"]["name"])
+        if claimed != entry:
+            raise StoreError(f"{where}: receipt submission {claimed} differs from the entry {entry}")
         table = _check_per_case(per_case, where).sort_values("case_id", kind="stable")
-        final = self.run_dir(task, submission, run_id)
+        final = self.run_dir(task, entry, run_id)
         with exclusive(self.root / LOCK, timeout_s=LOCK_TIMEOUT_S, what=f"the results store {self.root}",
                        error=StoreError):
             if final.exists():
-                raise StoreError(f"{final} already exists: run {run_id} of {submission!r} is stored. "
+                raise StoreError(f"{final} already exists: run {run_id} of {entry} is stored. "
                                  "Runs are immutable; score again to make a new run id.")
             with atomic_directory(final) as tmp:
                 write_csv(tmp / PER_CASE, table)
@@ -259,7 +288,7 @@ class Store:
         return self.read_run(final)
 
     def read_run(self, path: str | os.PathLike) -> StoredRun:
-        """Read and validate the run directory ``path`` (``<root>/<task>/<slug>/<run_id>``)."""
+        """Read and validate the run directory ``path`` (``<root>/<task>/<team>/<entry>/<run_id>``)."""
         path = Path(path)
         if not path.is_dir():
             raise StoreError(f"{path}: no such run directory")
@@ -267,14 +296,16 @@ class Store:
         _check_receipt(receipt, str(path / RECEIPT))
         scores = _read_json(path / SCORES)
         _check_scores(scores, str(path / SCORES))
-        task, slug, run_id = path.parent.parent.name, path.parent.name, path.name
+        task, run_id = path.parent.parent.parent.name, path.name
+        slug = f"{path.parent.parent.name}/{path.parent.name}"
         if receipt["task"]["id"] != task:
             raise StoreError(f"{path / RECEIPT}: task {receipt['task']['id']!r} but the run is stored "
                              f"under task directory {task!r}")
-        if slugify(receipt["submission"]["name"]) != slug:
-            expected = slugify(receipt["submission"]["name"])
-            raise StoreError(f"{path / RECEIPT}: submission {receipt['submission']['name']!r} does not "
-                             f"belong in directory {slug!r} (expected {expected!r})")
+        expected = EntryId(receipt["submission"]["team"], receipt["submission"]["name"]).key
+        if expected != slug:
+            raise StoreError(f"{path / RECEIPT}: entry {receipt['submission']['team']!r} / "
+                             f"{receipt['submission']['name']!r} does not belong in directory {slug!r} "
+                             f"(expected {expected!r})")
         try:
             table = pd.read_csv(path / PER_CASE, dtype={"case_id": str}, keep_default_na=True)
         except FileNotFoundError:
@@ -297,8 +328,8 @@ class Store:
         tasks = [self.root / slugify(task)] if task else _children(self.root)
         found = []
         for task_dir in tasks:
-            for sub_dir in _children(task_dir):
-                for run_dir in _children(sub_dir):
+            for entry_dir in (e for team_dir in _children(task_dir) for e in _children(team_dir)):
+                for run_dir in _children(entry_dir):
                     try:
                         found.append(self.read_run(run_dir))
                     except StoreError as error:
@@ -308,20 +339,20 @@ class Store:
                         broken.append((run_dir, str(error)))
         return found
 
-    def latest(self, task: str, submission: str, *, split: str | None = None) -> StoredRun | None:
-        """The most recent run (largest run id = latest start) of ``submission`` on ``task``.
+    def latest(self, task: str, entry: EntryId, *, split: str | None = None) -> StoredRun | None:
+        """The most recent run (largest run id = latest start) of ``entry`` on ``task``.
 
         With ``split`` (``train``/``validation``/``test``), only runs scored on that split count.
         """
-        runs = [self.read_run(d) for d in _children(self.root / slugify(task) / slugify(submission))]
+        runs = [self.read_run(d) for d in _children(self.root / slugify(task) / entry.key)]
         runs = [run for run in runs if split is None or run.split == split]
         return runs[-1] if runs else None
 
     def latest_runs(self, task: str | None = None, *,
                     broken: list[tuple[Path, str]] | None = None) -> list[StoredRun]:
-        """The latest run of every (task, submission, split name, split), sorted by those keys.
+        """The latest run of every (task, entry, split name, split), sorted by those keys.
 
-        A submission scored on the validation and the test split keeps one run of each, so
+        An entry scored on the validation and the test split keeps one run of each, so
         the two never mix in one ranking. ``broken``: as in :meth:`runs` (an unreadable run
         is left out, so the submission's previous readable run counts as its latest).
         """
@@ -378,15 +409,17 @@ def _check_receipt(receipt: Mapping, where: str) -> None:
                 missing.extend(f"{key}.{sub}" for sub in nested if sub not in receipt[key])
     if missing:
         raise StoreError(f"{where}: receipt lacks {missing}; a receipt needs schema_version, "
-                         "task{id, sha256}, split{name, split, sha256}, submission{name}, started_at")
+                         "task{id, sha256}, split{name, split, sha256}, submission{name, team}, started_at")
     if receipt["schema_version"] != SCHEMA_VERSION:
         raise StoreError(f"{where}: receipt schema_version {receipt['schema_version']!r}, this harness "
                          f"reads {SCHEMA_VERSION}; rescore the run with this harness")
     if receipt["split"]["split"] not in ("train", "validation", "test"):
         raise StoreError(f"{where}: receipt split.split is {receipt['split']['split']!r}, expected "
                          "train, validation or test")
-    if not isinstance(receipt["submission"]["name"], str) or not receipt["submission"]["name"].strip():
-        raise StoreError(f"{where}: receipt submission.name must be a non-empty string")
+    for part in ("name", "team"):
+        value = receipt["submission"][part]
+        if not isinstance(value, str) or not value.strip():
+            raise StoreError(f"{where}: receipt submission.{part} must be a non-empty string, got {value!r}")
 
 
 def _check_scores(scores: Mapping, where: str) -> None:

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from bench.errors import StoreError
-from bench.store import Store, make_run_id, plain, slugify
+from bench.store import EntryId, Store, make_run_id, plain, slugify
 from bench.tasks import load_task
 from tests.helpers.board_fixtures import EVIL, SEG_TASK, build_fake_store, receipt, seg_run
 
@@ -57,13 +57,17 @@ def test_slugify_keeps_safe_names_and_hashes_others():
 def test_write_and_read_back(tmp_path):
     store = build_fake_store(tmp_path / "results")
     runs = store.runs()
-    assert [(r.task, r.name, r.split) for r in runs] == [
-        (SEG_TASK, EVIL, "test"), (SEG_TASK, "threshold-hu", "test"),
-        (SEG_TASK, "unet-baseline", "validation"), (SEG_TASK, "unet-baseline", "test"),
-        ("ricord-1c-cxr-appearance", "cxr-prior", "test"), ("ricord-1c-cxr-appearance", "cxr-resnet", "test"),
+    # sorted by task, team slug, entry slug, run id ("Lab $x$" and "<b>bold</b>" are hashed slugs)
+    assert [(r.task, r.team, r.name, r.split) for r in runs] == [
+        (SEG_TASK, "Lab $x$", "threshold-hu", "test"),
+        (SEG_TASK, "RSNA", "unet-baseline", "validation"), (SEG_TASK, "RSNA", "unet-baseline", "test"),
+        (SEG_TASK, "<b>bold</b>", EVIL, "test"),
+        ("ricord-1c-cxr-appearance", "Team A", "cxr-prior", "test"),
+        ("ricord-1c-cxr-appearance", "Team A", "cxr-resnet", "test"),
     ]
-    evil = store.latest(SEG_TASK, EVIL)
-    assert evil.name == EVIL and evil.submission == slugify(EVIL)
+    evil = store.latest(SEG_TASK, EntryId("<b>bold</b>", EVIL))
+    assert evil.name == EVIL and evil.submission == f"{slugify('<b>bold</b>')}/{slugify(EVIL)}"
+    assert evil.path == tmp_path / "results" / SEG_TASK / slugify("<b>bold</b>") / slugify(EVIL) / evil.run_id
     assert evil.per_case["case_id"].tolist() == [f"c{i:02d}" for i in range(8)]
     assert evil.per_case["dice"].iloc[0] == pytest.approx(0.78)
     assert [p.name for p in evil.logs] == ["stderr.txt", "stdout.txt"]
@@ -75,12 +79,26 @@ def test_write_and_read_back(tmp_path):
 
 def test_latest_picks_latest_start_per_split(tmp_path):
     store = build_fake_store(tmp_path / "results")
-    assert store.latest(SEG_TASK, "unet-baseline").split == "test"
-    assert store.latest(SEG_TASK, "unet-baseline", split="validation").per_case.shape[0] == 4
-    assert store.latest(SEG_TASK, "nobody") is None
-    keys = [(r.task, r.submission, r.split) for r in store.latest_runs(SEG_TASK)]
-    assert keys == [(SEG_TASK, slugify(EVIL), "test"), (SEG_TASK, "threshold-hu", "test"),
-                    (SEG_TASK, "unet-baseline", "test"), (SEG_TASK, "unet-baseline", "validation")]
+    unet = EntryId("RSNA", "unet-baseline")
+    assert store.latest(SEG_TASK, unet).split == "test"
+    assert store.latest(SEG_TASK, unet, split="validation").per_case.shape[0] == 4
+    assert store.latest(SEG_TASK, EntryId("RSNA", "nobody")) is None
+    assert store.latest(SEG_TASK, EntryId("Other team", "unet-baseline")) is None
+    keys = [(r.task, r.name, r.split) for r in store.latest_runs(SEG_TASK)]
+    assert keys == [(SEG_TASK, "threshold-hu", "test"), (SEG_TASK, "unet-baseline", "test"),
+                    (SEG_TASK, "unet-baseline", "validation"), (SEG_TASK, EVIL, "test")]
+
+
+def test_two_teams_with_the_same_entry_name_never_collide(tmp_path):
+    spec = load_task(SEG_TASK)
+    store = Store(tmp_path)
+    started = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
+    seg_run(store, spec, "model", [0.9, 0.8], team="Team A", started=started)
+    seg_run(store, spec, "model", [0.0, 0.0], team="Team B", started=started)
+    runs = store.latest_runs(SEG_TASK)
+    assert [(r.team, r.name, r.per_case["dice"].tolist()) for r in runs] == [
+        ("Team A", "model", [0.9, 0.8]), ("Team B", "model", [0.0, 0.0])]
+    assert len({r.submission for r in runs}) == 2
 
 
 def test_runs_are_immutable(tmp_path):
@@ -91,6 +109,9 @@ def test_runs_are_immutable(tmp_path):
         store.write_run(spec.id, "a", first.run_id, receipt=plain(first.receipt), scores=plain(first.scores),
                         per_case=first.per_case)
     assert seg_run(store, spec, "a", [0.5, 0.6]).run_id != first.run_id  # same inputs, same second: a new id
+
+
+ENTRY_A = EntryId("Team A", "a")
 
 
 def test_write_validates_inputs(tmp_path):
@@ -105,23 +126,25 @@ def test_write_validates_inputs(tmp_path):
     run_id = make_run_id(started, "a" * 64)
     bad_receipt = {k: v for k, v in good.items() if k != "split"}
     with pytest.raises(StoreError, match=r"receipt lacks \['split'\]"):
-        store.write_run(SEG_TASK, "a", run_id, receipt=bad_receipt, scores=scores, per_case=table)
+        store.write_run(SEG_TASK, ENTRY_A, run_id, receipt=bad_receipt, scores=scores, per_case=table)
     with pytest.raises(StoreError, match="status values"):
-        store.write_run(SEG_TASK, "a", run_id, receipt=good, scores=scores,
+        store.write_run(SEG_TASK, ENTRY_A, run_id, receipt=good, scores=scores,
                         per_case=table.assign(status=["done"]))
     with pytest.raises(StoreError, match="primary metric"):
-        store.write_run(SEG_TASK, "a", run_id, receipt=good, scores={**scores, "primary_metric": "iou"},
+        store.write_run(SEG_TASK, ENTRY_A, run_id, receipt=good, scores={**scores, "primary_metric": "iou"},
                         per_case=table)
-    with pytest.raises(StoreError, match="differs from 'b'"):
-        store.write_run(SEG_TASK, "b", run_id, receipt=good, scores=scores, per_case=table)
+    with pytest.raises(StoreError, match="differs from the entry Team A / b"):
+        store.write_run(SEG_TASK, EntryId("Team A", "b"), run_id, receipt=good, scores=scores,
+                        per_case=table)
     with pytest.raises(StoreError, match="run id"):
-        store.write_run(SEG_TASK, "a", "latest", receipt=good, scores=scores, per_case=table)
+        store.write_run(SEG_TASK, ENTRY_A, "latest", receipt=good, scores=scores,
+                        per_case=table)
     assert store.runs() == []
 
 
 def test_read_names_the_broken_file(tmp_path):
     store = build_fake_store(tmp_path / "results")
-    run = store.latest(SEG_TASK, "threshold-hu")
+    run = store.latest(SEG_TASK, EntryId("Lab $x$", "threshold-hu"))
     (run.path / "scores.json").write_text("{not json")
     with pytest.raises(StoreError, match=r"scores\.json: not valid JSON"):
         store.read_run(run.path)
@@ -145,7 +168,7 @@ def test_failure_inside_the_write_leaves_no_entry(tmp_path, monkeypatch, interru
     with pytest.raises(type(interrupt)):
         seg_run(store, spec, "a", [0.5, 0.6])
     assert calls and store.runs() == []
-    assert list((tmp_path / SEG_TASK / "a").iterdir()) == []
+    assert list((tmp_path / SEG_TASK / slugify("Team A") / "a").iterdir()) == []
     monkeypatch.undo()
     assert seg_run(store, spec, "a", [0.5, 0.6]).per_case.shape[0] == 2
 
@@ -177,7 +200,7 @@ def test_sigkill_mid_write_leaves_no_entry_and_rerun_completes(tmp_path):
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     writer = os.open(fifo, os.O_WRONLY)  # blocks until the child opens the FIFO mid-write
     os.write(writer, b"half a log line")
-    sub_dir = results / SEG_TASK / "victim"
+    sub_dir = results / SEG_TASK / slugify("Team A") / "victim"
     deadline = time.monotonic() + 30
     while not any((p / "scores.json").exists() for p in sub_dir.glob(".*.tmp")):
         assert time.monotonic() < deadline, "the child never reached the middle of the write"
@@ -187,11 +210,11 @@ def test_sigkill_mid_write_leaves_no_entry_and_rerun_completes(tmp_path):
     os.close(writer)
     assert child.returncode == -signal.SIGKILL
     store = Store(results)
-    assert store.runs() == [] and store.latest(SEG_TASK, "victim") is None
+    assert store.runs() == [] and store.latest(SEG_TASK, EntryId("Team A", "victim")) is None
     assert [p.name.startswith(".") for p in sub_dir.iterdir()] == [True]  # only the hidden temp dir
 
     rerun = subprocess.run([sys.executable, "-c", script, "/dev/null"], cwd=REPO,
                            capture_output=True, text=True, timeout=120)
     assert rerun.returncode == 0, rerun.stderr
     assert [r.name for r in store.runs()] == ["victim"]
-    assert store.latest(SEG_TASK, "victim").per_case["dice"].tolist() == [0.5, 0.6, 0.7]
+    assert store.latest(SEG_TASK, EntryId("Team A", "victim")).per_case["dice"].tolist() == [0.5, 0.6, 0.7]

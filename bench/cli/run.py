@@ -7,6 +7,7 @@ import typer
 from rich.table import Table
 
 from bench.cli import app
+from bench.cli.options import Entry, Team
 from bench.cli.progress import console, progress_bar, shown
 
 images_app = typer.Typer(help="Container images the harness builds locally.", no_args_is_help=True)
@@ -26,6 +27,8 @@ def run(
         Path, typer.Option("--inputs", help="Prepared input folder (`bench prepare` OUT/input).")
     ],
     out: Annotated[Path, typer.Option("--out", help="Run directory to create.")],
+    team: Team = None,
+    entry: Entry = None,
     runner: Annotated[str, typer.Option("--runner", help="docker or process.")] = "docker",
     timeout: Annotated[int | None, typer.Option("--timeout", help="Wall-clock limit, seconds.")] = None,
     memory: Annotated[str | None, typer.Option("--memory", help="Memory limit, e.g. 8g.")] = None,
@@ -42,18 +45,20 @@ def run(
 ) -> None:
     """Run SUBMISSION on the prepared inputs under the task's limits; validate and keep its outputs."""
     from bench.runners import run_submission
+    from bench.runners.submission import load_submission
     from bench.tasks import load_task
 
     spec = load_task(task)
+    loaded = load_submission(submission, team=team, entry=entry)
     overrides = {"timeout_s": timeout, "memory": memory, "cpus": cpus, "gpus": gpus}
     with progress_bar(f"bench run ({runner})") as progress:
         result = run_submission(
-            submission, spec, inputs, out, runner=runner, limits=overrides, progress=progress,
+            loaded, spec, inputs, out, runner=runner, limits=overrides, progress=progress,
             unsafe_no_sandbox=unsafe_no_sandbox,
         )
     if not result.isolated:
         console.print(f"[bold red]{shown(result.isolation)}[/]")
-    table = Table("case", "status", "reason", title=shown(f"{result.submission['name']} on {result.task}"))
+    table = Table("case", "status", "reason", title=shown(f"{loaded.team} / {loaded.name} on {result.task}"))
     for case in result.cases:
         colour = {"ok": "green", "missing": "yellow", "malformed": "red"}[case.status]
         table.add_row(shown(case.case_id), f"[{colour}]{case.status}[/]", shown(case.reason))

@@ -8,6 +8,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bench.cli import app
+from bench.cli.options import Entry, Team
 from bench.cli.progress import progress_bar, shown
 
 console = Console()
@@ -41,10 +42,8 @@ def score(
         Path, typer.Option("--reference", help="<prepared>/reference from `bench prepare`.")
     ],
     out: Annotated[Path, typer.Option("--out", help="Results store root.")] = Path("results"),
-    submission: Annotated[
-        str | None,
-        typer.Option("--submission", help="Entry name for a plain predictions folder (default: its name)."),
-    ] = None,
+    team: Team = None,
+    entry: Entry = None,
     workers: Workers = None,
     scheduler: Scheduler = None,
 ) -> None:
@@ -59,7 +58,8 @@ def score(
             predictions,
             reference,
             results=out,
-            submission=submission,
+            team=team,
+            entry=entry,
             workers=workers,
             scheduler=scheduler,
             progress=progress,
@@ -74,6 +74,8 @@ def evaluate(
     ],
     task: Annotated[str, typer.Option("--task", help="Task id.")],
     root: Annotated[Path, typer.Option("--root", help="The RICORD download (or synthetic collection).")],
+    team: Team = None,
+    entry: Entry = None,
     name: Annotated[
         str, typer.Option("--name", help="Pinned split name (tasks/<id>/splits/<name>.json).")
     ] = "synthetic",
@@ -97,6 +99,8 @@ def evaluate(
             submission,
             spec,
             root=root,
+            team=team,
+            entry=entry,
             name=name,
             split=split,
             runner=runner,
@@ -158,7 +162,7 @@ def demo(
 
 def _print_stored(stored) -> None:
     scores = stored.scores
-    table = Table(title=shown(f"{stored.task} / {stored.name} / {stored.run_id}"))
+    table = Table(title=shown(f"{stored.task} / {stored.entry} / {stored.run_id}"))
     for column in ("metric", "value", "95% CI"):
         table.add_column(column)
     for key, entry in scores["metrics"].items():

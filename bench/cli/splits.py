@@ -28,20 +28,50 @@ Scheduler = Annotated[str | None, typer.Option(
 
 
 @splits_app.command("pin")
-def pin(task: Task, name: Name, root: Root,
-        manifest: Annotated[Path, typer.Option("--manifest", help="Manifest CSV from `bench data index`.")],
-        annotations: Annotations = None, workers: Workers = None, scheduler: Scheduler = None) -> None:
+def pin(task: Task, name: Name,
+        root: Annotated[Path | None, typer.Option(
+            "--root", help="Root of the RICORD download (or of `bench data synth`).")] = None,
+        manifest: Annotated[Path | None, typer.Option(
+            "--manifest", help="Manifest CSV from `bench data index`.")] = None,
+        annotations: Annotations = None,
+        clinical: Annotated[list[Path] | None, typer.Option(
+            "--clinical", help="With --from-export: sheet(s) mapping study UID -> Anon MRN (repeatable).")] = None,
+        from_export: Annotated[bool, typer.Option(
+            "--from-export", help="Pin from the MD.ai export and the clinical sheet alone; pixel fingerprints "
+            "pending until --complete.")] = False,
+        complete: Annotated[bool, typer.Option(
+            "--complete", help="Write <name>.lock.json (series and pixel fingerprints) for a split pinned with "
+            "--from-export; its sha256 does not change.")] = False,
+        workers: Workers = None, scheduler: Scheduler = None) -> None:
     """Assign patients to splits, fingerprint every case and write tasks/<task>/splits/<name>.json."""
     from bench.splits.pin import pin_split
+    from bench.splits.publish import complete_split, pin_from_export
     from bench.tasks import load_task
 
     spec = load_task(task)
-    with progress_bar("pinning") as progress:
-        split = pin_split(spec, manifest, root=root, name=name, annotations=annotations or (),
-                          progress=progress, workers=workers, scheduler=scheduler)
+    if from_export:
+        if complete or root or manifest:
+            raise typer.BadParameter("--from-export reads --annotations and --clinical only (no --root, "
+                                     "--manifest or --complete).")
+        split = pin_from_export(spec, name=name, annotations=annotations or (), clinical=clinical or ())
+    else:
+        if root is None or manifest is None:
+            raise typer.BadParameter("give --manifest and --root (or --from-export with --annotations and "
+                                     "--clinical).")
+        with progress_bar("pinning") as progress:
+            if complete:
+                split = complete_split(spec, name=name, manifest=manifest, root=root, annotations=annotations or (),
+                                       progress=progress, workers=workers, scheduler=scheduler)
+            else:
+                split = pin_split(spec, manifest, root=root, name=name, annotations=annotations or (),
+                                  progress=progress, workers=workers, scheduler=scheduler)
     counts = {s: len(split.cases(s)) for s in ("train", "validation", "test")}
     console.print(f"[bold]{shown(split.path)}[/]: {len(split.records)} cases "
                   + ", ".join(f"{s} {n}" for s, n in counts.items()))
+    if not split.complete:
+        console.print("pixel fingerprints pending: complete with `bench splits pin --complete --manifest M --root R`")
+    elif split.lock_sha256:
+        typer.echo(f"lock sha256:{split.lock_sha256}")
     typer.echo(f"split sha256:{split.sha256}")
 
 
@@ -63,6 +93,9 @@ def verify(task: Task, name: Name, root: Root, annotations: Annotations = None, 
         console.print(table)
     summary = ", ".join(f"{label} {n}" for label, n in report.counts().items())
     typer.echo(printable(f"{task}/{name} sha256:{split.sha256}: {len(report.checks)} cases: {summary}"))
+    if not report.pixels_checked:
+        typer.echo("annotations checked; pixels not: the split has no lock file yet (`bench splits pin "
+                   "--complete`)")
     if not report.ok:
         raise typer.Exit(1)
 

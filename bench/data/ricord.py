@@ -198,6 +198,13 @@ def case_id_for(patient_id: str, study_uid: str, *, full: bool = False) -> str:
     return _UNSAFE.sub("_", f"{patient_id}-{digits if full else digits[-8:]}")
 
 
+def case_ids(patient_ids: Sequence[str], study_uids: Sequence[str]) -> list[str]:
+    """:func:`case_id_for` of each study, with all UID digits for the ids that would collide."""
+    short = [case_id_for(p, s) for p, s in zip(patient_ids, study_uids, strict=True)]
+    clash = pd.Series(short).duplicated(keep=False).to_numpy()
+    return [case_id_for(p, s, full=c) for p, s, c in zip(patient_ids, study_uids, clash, strict=True)]
+
+
 def _is_axial(orientation) -> bool:
     return orientation is not None and len(orientation) == 6 and abs(slice_normal(orientation)[2]) > 0.9
 
@@ -566,12 +573,7 @@ def index_download(root: str | os.PathLike, *, annotations=(), clinical=(), prog
             progress(done, len(studies), "building cases")
     manifest = pd.DataFrame(rows, columns=list(MANIFEST_COLUMNS))
     if len(manifest):
-        ids = [case_id_for(p, s) for p, s in zip(manifest.patient_id, manifest.study_uid, strict=True)]
-        clash = pd.Series(ids).duplicated(keep=False).to_numpy()
-        manifest["case_id"] = [
-            case_id_for(p, s, full=c)
-            for p, s, c in zip(manifest.patient_id, manifest.study_uid, clash, strict=True)
-        ]
+        manifest["case_id"] = case_ids(manifest.patient_id, manifest.study_uid)
         manifest = manifest.sort_values("case_id", kind="stable").reset_index(drop=True)
     if table is not None and len(table):
         unknown = sorted(set(table.study_uid) - set(instances.study_uid))

@@ -211,7 +211,7 @@ def _write_task(env: jinja2.Environment, folder: Path, spec: TaskSpec, boards: l
                 plots_of[board.key][kind] = f"{board.key}-{kind}.svg"
         for entry in board.entries:
             write_text(folder / board.key / entry.page, env.get_template("submission.html").render(
-                root="../../", spec=spec, board=board, entry=entry,
+                root="../../../", spec=spec, board=board, entry=entry,
                 page_title=f"{entry.run.name} · {spec.title}",
                 per_case=None if board.hide_per_case else _per_case_rows(entry.run.per_case)))
     write_text(folder / "index.html", env.get_template("task.html").render(

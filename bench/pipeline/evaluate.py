@@ -5,7 +5,7 @@ validation split with exactly the organizer's scorer and limits. Everything that
 ``bench rescore`` needs stays on disk under the work folder (default ``<results>/.work``, a
 hidden folder the store's listing skips): the prepared split in ``prepared/<task>/<name>/<split>``
 (reused while its reference still matches the task spec and the pinned split) and each run
-directory in ``runs/<task>/<submission>/<split>-<UTC time>``, whose path the receipt records.
+directory in ``runs/<task>/<team>/<entry>/<split>-<UTC time>``, whose path the receipt records.
 """
 
 import logging
@@ -25,7 +25,7 @@ from bench.runners import run_submission
 from bench.runners.submission import load_submission
 from bench.scoring.score import score_and_store
 from bench.splits.pinned import load_split
-from bench.store import StoredRun, slugify
+from bench.store import EntryId, StoredRun
 from bench.tasks import TaskSpec
 
 log = logging.getLogger(__name__)
@@ -96,6 +96,8 @@ def evaluate(
     spec: TaskSpec,
     *,
     root: str | Path,
+    team: str | None = None,
+    entry: str | None = None,
     split: str = "test",
     name: str = "synthetic",
     results: str | Path = "results",
@@ -113,6 +115,9 @@ def evaluate(
     submission : path or str
         A submission folder, a ``docker save`` tarball or an image reference
         (:func:`bench.runners.submission.load_submission`).
+    team, entry : str, optional
+        The entry's team and name: required for a tarball or an image reference, override
+        ``submission.yaml`` for a folder.
     spec : TaskSpec
         The task.
     root : path
@@ -138,15 +143,16 @@ def evaluate(
         ``progress(done, total, description)``; descriptions name the stage.
     """
     work = Path(work) if work is not None else Path(results) / ".work"
-    loaded = load_submission(submission)
+    loaded = load_submission(submission, team=team, entry=entry)
     started = time.monotonic()
     prepared, cached = prepared_split(spec, root=root, name=name, split=split, work=work, progress=progress)
     prepared_at = time.monotonic()
-    run_dir = _new_run_dir(work, spec.id, loaded.name, split)
+    run_dir = _new_run_dir(work, spec.id, EntryId(loaded.team, loaded.name), split)
     if scheduler:
         # The container runs as one task on a cluster worker that declares a Docker engine; the
         # work folder must be on a filesystem shared by that worker (docs/scaling.md).
-        item = {"submission": str(submission), "spec": spec, "inputs": str(prepared / "input"),
+        item = {"submission": str(submission), "team": loaded.team, "entry": loaded.name,
+                "spec": spec, "inputs": str(prepared / "input"),
                 "run_dir": str(run_dir), "runner": runner, "limits": limits}
         resources = {"docker": 1} if runner == "docker" else None
         map_ordered(run_on_worker, [item], scheduler=scheduler, resources=resources)
@@ -184,13 +190,13 @@ def evaluate(
 def run_on_worker(item: dict) -> dict:
     """Run one submission where this function is called: a cluster task of :func:`evaluate`.
 
-    ``item`` holds only paths and small values (``submission``, ``spec``, ``inputs``,
-    ``run_dir``, ``runner``, ``limits``); the worker reads the inputs and writes the run
+    ``item`` holds only paths and small values (``submission``, ``team``, ``entry``, ``spec``,
+    ``inputs``, ``run_dir``, ``runner``, ``limits``); the worker reads the inputs and writes the run
     directory on the shared filesystem. Returns a small summary naming the worker.
     """
     from distributed import get_worker
 
-    submission = load_submission(item["submission"])
+    submission = load_submission(item["submission"], team=item["team"], entry=item["entry"])
     result = run_submission(submission, item["spec"], item["inputs"], item["run_dir"],
                             runner=item["runner"], limits=item["limits"])
     try:
@@ -201,8 +207,8 @@ def run_on_worker(item: dict) -> dict:
             "run_dir": str(result.run_dir)}
 
 
-def _new_run_dir(work: Path, task: str, submission: str, split: str) -> Path:
-    parent = work.absolute() / "runs" / task / slugify(submission)
+def _new_run_dir(work: Path, task: str, entry: EntryId, split: str) -> Path:
+    parent = work.absolute() / "runs" / task / entry.key
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
     parent.mkdir(parents=True, exist_ok=True)
     return parent / f"{split}-{stamp}-{secrets.token_hex(2)}"  # unique under concurrent evaluates

@@ -111,7 +111,7 @@ def _text(value) -> str:
 
 def _compare(stored: StoredRun, result: ScoreResult) -> list[Change]:
     def change(what, old, new):
-        return Change(stored.task, stored.name, stored.run_id, what, _text(old), _text(new))
+        return Change(stored.task, str(stored.entry), stored.run_id, what, _text(old), _text(new))
 
     out = []
     old_metrics, new_metrics = plain(stored.scores["metrics"]), result.scores["metrics"]
@@ -180,7 +180,9 @@ def _rank_changes(store: Store, fresh: dict[Path, ScoreResult]) -> list[Change]:
         new = _ranks(spec, [(r.name, fresh[r.path].scores, _as_stored(fresh[r.path].per_case)) for r in runs])
         for run, before, after in zip(runs, old, new, strict=True):
             if before != after:
-                out.append(Change(task, run.name, run.run_id, f"rank ({split})", str(before), str(after)))
+                out.append(
+                    Change(task, str(run.entry), run.run_id, f"rank ({split})", str(before), str(after))
+                )
     return out
 
 

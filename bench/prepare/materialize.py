@@ -169,6 +169,11 @@ def prepare_split(spec: TaskSpec, name: str, split: str, *, root: str | os.PathL
         raise PrepareError(f"--salt-file {salt_path} lies inside the container input tree {out / 'input'}; "
                            "submissions would see it. Keep the salt outside OUT/input.")
     pinned = load_split(spec.id, name, directory=directory)
+    if not pinned.complete:
+        raise PrepareError(f"split {spec.id}/{name} was published before its pixels were fingerprinted; "
+                           f"complete it from your download first: `bench splits pin --task {spec.id} "
+                           f"--name {name} --complete --manifest MANIFEST --root ROOT` (writes "
+                           f"{name}.lock.json; the split's sha256 stays {pinned.sha256}).")
     cases = pinned.cases(split)
     if not cases:
         raise PrepareError(f"split {spec.id}/{name} has no {split} case; nothing to prepare.")

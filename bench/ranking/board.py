@@ -56,7 +56,7 @@ class BoardEntry:
 
     @property
     def page(self) -> str:
-        """Submission page, relative to the task folder."""
+        """The entry's page relative to its board folder: ``<team slug>/<entry slug>.html``."""
         return f"{self.run.submission}.html"
 
 

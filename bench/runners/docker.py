@@ -23,6 +23,7 @@ from pathlib import Path
 
 from bench.errors import RunnerError, SubmissionError
 from bench.runners.cgroups import Sweep, sweep
+from bench.runners.intake import load_tarball, tag_entry_image
 from bench.runners.result import ExecOutcome, describe_end
 from bench.runners.seccomp import docker_security_opt
 from bench.runners.staging import SUBMISSION_UID
@@ -39,29 +40,36 @@ DEADLINE_LABEL = "ricord-bench.deadline"
 STAGING_LABEL = "ricord-bench.staging"
 
 
-def ensure_image(submission: Submission, client, *, limits: Limits | None = None):
-    """The ``docker.models.images.Image`` to run: built, loaded from a tarball, or looked up.
+def ensure_image(submission: Submission, client, *, scratch: Path, limits: Limits | None = None):
+    """The image to run and its record for ``run.json``: built, loaded from a tarball, or looked up.
 
     Builds from ``docker.context`` with no network during the build (no registry is assumed:
     the base image must already be in the engine), the build containers held to the run's
-    memory limit when ``limits`` is given, and tags the result ``ricord-bench/<name>``.
+    memory limit when ``limits`` is given; the build creates no tag, the result is tagged with
+    the entry's own name (:func:`bench.runners.intake.entry_reference`). A tarball goes through
+    :func:`bench.runners.intake.load_tarball` (inspected, claims refused or dropped, loaded
+    untagged from a copy under ``scratch``, then tagged the same way).
+
+    Returns
+    -------
+    (image, record)
+        The ``docker.models.images.Image`` and :func:`image_record` of it, with the tags a
+        tarball claimed (none of them created) under ``claimed_tags``.
 
     Raises
     ------
     SubmissionError
-        When the image is not in the engine, the build fails (with the end of the build log)
-        or the tarball cannot be loaded.
+        When the image is not in the engine, the build fails (with the end of the build log),
+        or the tarball is refused or cannot be loaded.
     """
     import docker.errors
 
     if submission.docker_context is not None:
-        tag = f"ricord-bench/{submission.name.lower()}:latest"
-        log.info("building %s from %s", tag, submission.docker_context)
+        log.info("building %s / %s from %s", submission.team, submission.name, submission.docker_context)
         try:
             image, _ = client.images.build(
                 path=str(submission.docker_context),
                 dockerfile=submission.dockerfile,
-                tag=tag,
                 rm=True,
                 forcerm=True,
                 pull=False,
@@ -82,30 +90,21 @@ def ensure_image(submission: Submission, client, *, limits: Limits | None = None
             ) from error
         except docker.errors.APIError as error:
             raise SubmissionError(f"{submission.source}: the engine refused the build: {error}") from error
-        return image
+        image = tag_entry_image(image, submission.team, submission.name)
+        return image, image_record(image)
     if submission.tarball is not None:
-        try:
-            with open(submission.tarball, "rb") as handle:
-                images = client.images.load(handle)
-        except docker.errors.APIError as error:
-            raise SubmissionError(
-                f"{submission.tarball}: `docker load` failed: {error}. "
-                "Give a file written by `docker save IMAGE -o FILE`."
-            ) from error
-        if len(images) != 1:
-            raise SubmissionError(
-                f"{submission.tarball}: holds {len(images)} images; a submission tarball "
-                "must hold exactly one."
-            )
-        return images[0]
+        image, inspected = load_tarball(submission.tarball, submission.team, submission.name, client,
+                                        scratch=scratch)
+        return image, {**image_record(image), "claimed_tags": list(inspected.claimed_tags)}
     if submission.image is not None:
         try:
-            return client.images.get(submission.image)
+            image = client.images.get(submission.image)
         except docker.errors.ImageNotFound as error:
             raise SubmissionError(
                 f"image {submission.image!r} is not in the engine; no registry is contacted. "
                 "Build or `docker load` it first."
             ) from error
+        return image, image_record(image)
     raise SubmissionError(
         f"{submission.source}: submission.yaml has no 'docker' or 'image'; it can only run "
         "with --runner process."

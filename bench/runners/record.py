@@ -20,6 +20,7 @@ from typing import Literal
 
 from bench.errors import ScoringError
 from bench.io import SCHEMA_VERSION
+from bench.store import EntryId
 
 CaseState = Literal["ok", "missing", "malformed"]
 CASE_STATES = ("ok", "missing", "malformed")
@@ -102,13 +103,28 @@ class RunRecord:
         return self.by_case[case_id]
 
     @property
-    def submission_name(self) -> str:
-        """The submission's display name as the run recorded it ("" when absent)."""
-        return str(self.submission.get("name") or "")
-
-    @property
     def outputs_dir(self) -> Path:
         return self.run_dir / "outputs"
+
+    @property
+    def entry(self) -> EntryId:
+        """The (team, entry) the run belongs to, from ``run.json`` (never from a folder name).
+
+        Raises
+        ------
+        ScoringError
+            When ``run.json`` lacks the team or the entry name (a run recorded before entries
+            were (team, entry) pairs): run the submission again.
+        """
+        block = self.submission or {}
+        team, name = block.get("team"), block.get("name")
+        if not (isinstance(team, str) and team.strip() and isinstance(name, str) and name.strip()):
+            raise ScoringError(
+                f"{self.run_dir / 'run.json'}: submission {dict(block)!r} lacks a team or an entry name; "
+                "every stored run belongs to a (team, entry). Run the submission again with this harness "
+                "(`bench run ... --team T --entry E` for a tarball or an image)."
+            )
+        return EntryId(team, name)
 
     def mask_path(self, case_id: str) -> Path:
         """Where a segmentation run keeps the validated mask of ``case_id``."""

@@ -192,14 +192,14 @@ def run_submission(
 
 
 def _run_docker(submission, input_dir, output_dir, limits, client, progress, steps, lease):
-    from bench.runners.docker import ensure_image, image_record, run_container, run_labels
+    from bench.runners.docker import ensure_image, run_container, run_labels
     from bench.runners.engine import docker_client
     from bench.runners.gc import reap_containers
 
     client = client or docker_client()
     reap_containers(client)
     _step(progress, 0, steps, "image")
-    image = ensure_image(submission, client, limits=limits)
+    image, record = ensure_image(submission, client, scratch=input_dir.parent / "image", limits=limits)
     _step(progress, 1, steps, f"running {image.short_id} (timeout {limits.timeout_s} s)")
     labels = run_labels(lease.id, time.time() + limits.timeout_s, Path(lease.paths[0]))
     outcome: ExecOutcome = run_container(
@@ -211,7 +211,7 @@ def _run_docker(submission, input_dir, output_dir, limits, client, progress, ste
         "seccomp (Docker's default, ptrace refused), init as PID 1, "
         f"pids {limits.pids}, memory {limits.memory} (no swap), {limits.cpus} CPUs, {limits.gpus} GPUs"
     )
-    return outcome, True, isolation, image_record(image), None
+    return outcome, True, isolation, record, None
 
 
 def _run_process(submission, input_dir, output_dir, limits, progress, steps, unsafe):

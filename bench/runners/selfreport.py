@@ -46,7 +46,8 @@ def record_predictions(
     reference_dir: str | os.PathLike,
     out_dir: str | os.PathLike,
     *,
-    submission: str | None = None,
+    team: str,
+    entry: str,
 ) -> RunRecord:
     """Validate a plain predictions folder (or CSV file) and write it as a self-reported run at ``out_dir``.
 
@@ -61,8 +62,8 @@ def record_predictions(
         ``<prepared>/reference``: its case ids are the cases expected, its masks the grids.
     out_dir
         The run directory to create (must not exist): ``run.json`` + ``outputs/``.
-    submission
-        The entry's name (default: the folder's name).
+    team, entry
+        Who the entry belongs to and its name: given, never taken from the folder's name.
 
     Raises
     ------
@@ -81,7 +82,6 @@ def record_predictions(
             f"{reference_dir}: the reference is for task {reference.task!r}, not {spec.id!r}; "
             f"pass the reference prepared for {spec.id}."
         )
-    name = submission or (source.stem if source.is_file() else source.resolve().name)
     case_ids = reference.case_ids
     started_at = utc_now()
     with tempfile.TemporaryDirectory(prefix="bench-self-reported-", dir=out_dir.parent) as scratch:
@@ -106,7 +106,7 @@ def record_predictions(
                 run_dir=out_dir,
                 task=spec.id,
                 task_sha256=spec.sha256,
-                submission={"name": name, "source": str(source.resolve())},
+                submission={"name": entry, "team": team, "source": str(source.resolve())},
                 runner=SELF_REPORTED,
                 isolated=False,
                 isolation=ISOLATION,

@@ -1,15 +1,17 @@
 """Loading a submission: a folder with ``submission.yaml``, a ``docker save`` tarball, or an image name.
 
-A submission folder describes itself in ``submission.yaml`` (validated field by field, so a
-participant sees every mistake at once); a tarball or an image already in the engine carries
-no description, so its name comes from the file or the image reference. Nothing here talks to
-the engine: building, loading and resolving images is the Docker runner's job.
+An entry is identified by the pair (team, entry name), never by a file name: two teams that
+both send ``model.tar`` are two entries. A submission folder names both in ``submission.yaml``
+(``team`` and ``name``, validated field by field, so a participant sees every mistake at
+once); a tarball or an image reference carries no trustworthy name, so the organizer gives
+both (``--team`` and ``--entry``). Explicit values override the folder's. Nothing here talks
+to the engine: building, loading and resolving images is the Docker runner's job.
 """
 
 import gzip
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -19,6 +21,8 @@ from bench.errors import SubmissionError
 from bench.io import read_yaml_model
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+"""An entry name: what ``submission.yaml``'s ``name`` and ``--entry`` accept."""
+TEAM_MAX_LENGTH = 200
 # docker reference grammar, simplified: [registry[:port]/]path[:tag][@digest]
 _IMAGE_REF = re.compile(
     r"^[a-z0-9][a-z0-9._/:-]*(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[0-9a-f]{64})?$"
@@ -47,7 +51,7 @@ class SubmissionConfig(_Config):
     """
 
     name: Annotated[str, Field(pattern=NAME_PATTERN)]
-    team: Annotated[str, Field(min_length=1, max_length=200)]
+    team: Annotated[str, Field(min_length=1, max_length=TEAM_MAX_LENGTH)]
     description: Annotated[str, Field(max_length=5000)] = ""
     docker: DockerBuild | None = None
     image: str | None = None
@@ -68,9 +72,10 @@ class SubmissionConfig(_Config):
 class Submission:
     """A loaded submission, ready for a runner.
 
-    ``kind`` says where the code comes from: ``directory`` (``submission.yaml``), ``tarball``
-    (``docker save`` output) or ``image`` (a reference the engine already has). ``source`` is
-    what the user named, recorded in ``run.json``.
+    ``team`` and ``name`` (the entry's name within its team) identify the entry. ``kind`` says
+    where the code comes from: ``directory`` (``submission.yaml``), ``tarball`` (``docker
+    save`` output) or ``image`` (a reference the engine already has). ``source`` is what the
+    user named, recorded in ``run.json``.
     """
 
     name: str
@@ -91,7 +96,9 @@ class Submission:
         return {"name": self.name, "team": self.team, "description": self.description, "source": self.source}
 
 
-def load_submission(source: str | os.PathLike) -> Submission:
+def load_submission(
+    source: str | os.PathLike, *, team: str | None = None, entry: str | None = None
+) -> Submission:
     """Load a submission from a folder, a ``docker save`` tarball or an image reference.
 
     Parameters
@@ -99,18 +106,23 @@ def load_submission(source: str | os.PathLike) -> Submission:
     source
         A folder holding ``submission.yaml``; a ``.tar``/``.tar.gz``/``.tgz`` file written by
         ``docker save``; or an image reference (``team/model:1``) present in the engine.
+    team, entry
+        Who the entry belongs to and its name within the team. Required for a tarball or an
+        image reference; for a folder they override ``submission.yaml``'s ``team`` and ``name``.
 
     Raises
     ------
     SubmissionError
         When the folder has no or an invalid ``submission.yaml`` (every invalid field listed),
-        when the build context or Dockerfile lies outside the folder, or when ``source`` is
-        none of the three.
+        when the build context or Dockerfile lies outside the folder, when a tarball or image
+        comes without ``team`` and ``entry``, or when ``source`` is none of the three.
     """
     text = os.fspath(source)
     path = Path(text)
+    _check_identity(team, entry)
     if path.is_dir():
-        return _from_directory(path)
+        loaded = _from_directory(path)
+        return replace(loaded, team=team or loaded.team, name=entry or loaded.name)
     if path.is_file():
         if not path.name.endswith(_TARBALL_SUFFIXES):
             raise SubmissionError(
@@ -118,20 +130,18 @@ def load_submission(source: str | os.PathLike) -> Submission:
                 f"({', '.join(_TARBALL_SUFFIXES)}); got {path.name!r}."
             )
         _check_tarball(path)
-        stem = re.sub(r"(\.tar\.gz|\.tgz|\.tar)$", "", path.name)
+        team, entry = _required_identity(team, entry, f"{path}: a `docker save` tarball")
         return Submission(
-            name=_safe_name(stem),
-            team="",
+            name=entry,
+            team=team,
             description="",
             source=str(path.resolve()),
             kind="tarball",
             tarball=path.resolve(),
         )
     if _IMAGE_REF.match(text):
-        repository = text.split("@")[0].rsplit("/", 1)[-1].split(":")[0]
-        return Submission(
-            name=_safe_name(repository), team="", description="", source=text, kind="image", image=text
-        )
+        team, entry = _required_identity(team, entry, f"image {text!r}")
+        return Submission(name=entry, team=team, description="", source=text, kind="image", image=text)
     raise SubmissionError(
         f"submission {text!r}: not a folder with submission.yaml, not a `docker save` "
         "tarball, and not an image reference. Give one of the three."
@@ -198,6 +208,21 @@ def _check_tarball(path: Path) -> None:
         )
 
 
-def _safe_name(text: str) -> str:
-    name = re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-._") or "submission"
-    return name[:64]
+def _check_identity(team: str | None, entry: str | None) -> None:
+    problems = []
+    if team is not None and not (team.strip() and len(team) <= TEAM_MAX_LENGTH):
+        problems.append(f"team {team!r} must be 1 to {TEAM_MAX_LENGTH} characters, not blank")
+    if entry is not None and not re.match(NAME_PATTERN, entry):
+        problems.append(f"entry {entry!r} must match {NAME_PATTERN} (letters, digits, '.', '_', '-')")
+    if problems:
+        raise SubmissionError("; ".join(problems) + ".")
+
+
+def _required_identity(team: str | None, entry: str | None, what: str) -> tuple[str, str]:
+    missing = [flag for flag, value in (("--team", team), ("--entry", entry)) if not value]
+    if missing:
+        raise SubmissionError(
+            f"{what} carries no trustworthy team or entry name; pass {' and '.join(missing)}. "
+            "The file or image name is never used: two teams' model.tar would become one entry."
+        )
+    return team, entry  # type: ignore[return-value]

@@ -22,7 +22,7 @@ from bench.io import write_csv
 from bench.provenance import utc_now
 from bench.runners.selfreport import is_run_directory, record_predictions
 from bench.scoring.score import ProgressCallback, ScoreResult, score_and_store, score_run
-from bench.store import StoredRun, slugify
+from bench.store import EntryId, StoredRun
 from bench.tasks import TaskSpec, load_task
 
 Predictions = str | os.PathLike | pd.DataFrame
@@ -33,7 +33,8 @@ def score_predictions(
     predictions: Predictions,
     reference: str | os.PathLike,
     *,
-    submission: str | None = None,
+    team: str = "local",
+    entry: str = "notebook",
     workers: int | None = 1,
 ) -> ScoreResult:
     """Score ``predictions`` against a prepared ``reference`` under the task's own settings.
@@ -48,8 +49,8 @@ def score_predictions(
         or, for classification, a DataFrame with ``case_id`` and one probability column per class.
     reference : path
         ``<prepared>/reference`` written by ``bench prepare``.
-    submission : str, optional
-        Name of the entry in the result (default: the folder's name).
+    team, entry : str, optional
+        Who the result belongs to (not stored: the defaults only label the result).
     workers : int, optional
         Processes for per-case segmentation scoring (default 1: in this process; None: one per
         core for large runs).
@@ -76,7 +77,7 @@ def score_predictions(
     with tempfile.TemporaryDirectory(prefix="bench-score-") as scratch:
         source = _source(predictions, Path(scratch), spec)
         run_dir = Path(scratch) / "run"
-        record_predictions(spec, source, reference, run_dir, submission=submission or _name(predictions))
+        record_predictions(spec, source, reference, run_dir, team=team, entry=entry)
         return score_run(spec, run_dir, reference, workers=workers)
 
 
@@ -86,7 +87,8 @@ def score_predictions_and_store(
     reference: str | os.PathLike,
     *,
     results: str | os.PathLike,
-    submission: str | None = None,
+    team: str | None = None,
+    entry: str | None = None,
     workers: int | None = None,
     scheduler: str | None = None,
     progress: ProgressCallback | None = None,
@@ -95,21 +97,26 @@ def score_predictions_and_store(
 
     A plain folder is recorded first under ``<results>/.work/self-reported/<task>/`` (the receipt
     points there, so ``bench rescore`` can recompute it); the stored receipt says
-    ``self_reported: true`` and the board marks the entry.
+    ``self_reported: true`` and the board marks the entry. ``team`` and ``entry`` name it (a
+    folder's name never does); a run directory already names its entry in ``run.json``.
     """
     run_dir = Path(predictions)
     if not is_run_directory(run_dir):
-        name = submission or _name(predictions)
+        if not team or not entry:
+            raise ScoringError(
+                f"{predictions}: predictions made outside the harness need --team and --entry to be "
+                "stored; the folder's name is never an entry's name."
+            )
         stamp = utc_now().replace(":", "").replace("-", "").replace(".", "")
-        work = Path(results) / ".work" / "self-reported" / spec.id
+        work = Path(results) / ".work" / "self-reported" / spec.id / EntryId(team, entry).key
         work.mkdir(parents=True, exist_ok=True)
-        run_dir = Path(tempfile.mkdtemp(prefix=f"{slugify(name)}-{stamp}-", dir=work))
+        run_dir = Path(tempfile.mkdtemp(prefix=f"{stamp}-", dir=work))
         run_dir.rmdir()
-        record_predictions(spec, predictions, reference, run_dir, submission=name)
-    elif submission is not None:
+        record_predictions(spec, predictions, reference, run_dir, team=team, entry=entry)
+    elif team is not None or entry is not None:
         raise ScoringError(
-            f"{predictions} is a run directory; its submission name comes from run.json, "
-            "so --submission applies only to a plain predictions folder."
+            f"{predictions} is a run directory; its team and entry come from run.json, "
+            "so --team and --entry apply only to a plain predictions folder."
         )
     return score_and_store(
         spec, run_dir, reference, results=results, workers=workers, scheduler=scheduler, progress=progress
@@ -118,13 +125,6 @@ def score_predictions_and_store(
 
 def _is_run(predictions: Predictions) -> bool:
     return not isinstance(predictions, pd.DataFrame) and is_run_directory(predictions)
-
-
-def _name(predictions: Predictions) -> str:
-    if isinstance(predictions, pd.DataFrame):
-        return "notebook"
-    path = Path(predictions).resolve()
-    return path.stem if path.is_file() else path.name
 
 
 def _source(predictions: Predictions, scratch: Path, spec: TaskSpec) -> Path:

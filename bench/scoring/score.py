@@ -38,7 +38,7 @@ from bench.scoring.aggregate import aggregate
 from bench.scoring.classification import head_data, head_probabilities, predicted_class, read_predictions
 from bench.scoring.segmentation import case_item, mask_metrics, score_segmentation_case
 from bench.splits.pinned import load_split
-from bench.store import Store, StoredRun, make_run_id
+from bench.store import EntryId, Store, StoredRun, make_run_id
 from bench.tasks import TaskSpec
 from bench.text import clean_reason
 
@@ -60,8 +60,10 @@ class ScoreResult:
 
     Attributes
     ----------
-    task, submission, run_id : str
-        Where the result goes in the store (``results/<task>/<submission>/<run_id>/``).
+    task, run_id : str
+        Where the result goes in the store (``results/<task>/<team>/<entry>/<run_id>/``).
+    entry : EntryId
+        The (team, entry) the run belongs to, as ``run.json`` records it.
     inputs_sha256 : str
         Hash of what decides the scores: task spec, split, reference and run outputs.
     per_case : pandas.DataFrame
@@ -73,7 +75,7 @@ class ScoreResult:
     """
 
     task: str
-    submission: str
+    entry: EntryId
     run_id: str
     inputs_sha256: str
     per_case: pd.DataFrame = field(repr=False)
@@ -149,13 +151,14 @@ def score_run(
         }
     )
     run_id = make_run_id(started, inputs_sha256)
-    submission = run.submission_name or Path(run_dir).name
+    entry = run.entry
     body = aggregate(spec, per_case, heads)
     scores = rounded(
         {
             "schema_version": SCHEMA_VERSION,
             "task": spec.id,
-            "submission": submission,
+            "submission": entry.name,
+            "team": entry.team,
             "run_id": run_id,
             "primary_metric": spec.primary_key,
             **body,
@@ -169,8 +172,7 @@ def score_run(
         }
     )
     receipt = _receipt(spec, reference, reference_dir, run, per_case, run_id, inputs_sha256, started_at)
-    receipt["submission"]["name"] = submission
-    return ScoreResult(spec.id, submission, run_id, inputs_sha256, per_case, scores, receipt)
+    return ScoreResult(spec.id, entry, run_id, inputs_sha256, per_case, scores, receipt)
 
 
 def score_and_store(
@@ -199,7 +201,7 @@ def score_and_store(
     )
     return Store(results).write_run(
         result.task,
-        result.submission,
+        result.entry,
         result.run_id,
         receipt=result.receipt,
         scores=result.scores,

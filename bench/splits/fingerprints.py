@@ -60,14 +60,21 @@ PER_FILE_BYTES = 256 * 1024
 
 @dataclass(frozen=True)
 class Fingerprint:
-    """The three content hashes of one case (see the module docstring)."""
+    """The three content hashes of one case (see the module docstring).
 
-    images: str
+    ``images`` is None for a split published before its pixels were fingerprinted (pinned
+    from the annotation export; :mod:`bench.splits.publish`): then ``case`` is None too, until
+    the split's lock file supplies the pixel hash.
+    """
+
+    images: str | None
     annotations: str
 
     @property
-    def case(self) -> str:
+    def case(self) -> str | None:
         """sha256 over both parts: the one hash that changes whenever the case does."""
+        if self.images is None:
+            return None
         return sha256_json({"annotations": self.annotations, "images": self.images})
 
     def as_dict(self) -> dict:

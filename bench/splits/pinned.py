@@ -3,12 +3,18 @@
 ``tasks/<task>/splits/<name>.json`` lists each case with its split, strata and content
 fingerprint, and carries its own sha256 over canonical JSON: the hash a paper cites. Reading
 refuses a file whose hash, records or strategy do not match (a hand edit, a stale task).
+
+A split pinned from the annotation export alone (:mod:`bench.splits.publish`) has no series
+and no pixel hash yet: ``series_uid`` and ``fingerprint.images`` are null. They are completed
+later in ``<name>.lock.json`` beside it, which names the split's sha256 it completes and has its
+own; reading applies a lock that is present (after checking both hashes and that it covers
+exactly the split's cases), and the cited sha256 never changes.
 """
 
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
 
@@ -31,7 +37,7 @@ class SplitCase:
     patient_id: str
     collection: str
     study_uid: str
-    series_uid: str
+    series_uid: str | None
     split: str
     strata: Mapping[str, str | None]
     fingerprint: Fingerprint
@@ -42,16 +48,23 @@ class PinnedSplit:
     """A pinned split file, read and integrity-checked (see :func:`load_split`).
 
     ``records`` holds every case sorted by case_id; ``cases(split)`` those of one split.
-    ``sha256`` is the file's own hash, what a paper cites.
+    ``sha256`` is the file's own hash, what a paper cites. ``manifest_sha256`` is None for a
+    split pinned from the export; ``lock_sha256`` the hash of the lock file that completed it.
     """
 
     task: str
     name: str
     strategy: Mapping
-    manifest_sha256: str
+    manifest_sha256: str | None
     records: tuple[SplitCase, ...]
     sha256: str
     path: Path | None = field(default=None, compare=False)
+    lock_sha256: str | None = None
+
+    @property
+    def complete(self) -> bool:
+        """True when every case has its series and pixel fingerprint (pinned or locked)."""
+        return all(case.fingerprint.images is not None for case in self.records)
 
     def cases(self, split: str | None = None) -> tuple[SplitCase, ...]:
         """Cases of ``split`` (``train``, ``validation``, ``test``), or all cases when None."""
@@ -72,6 +85,39 @@ def split_path(task_id: str, name: str, *, directory: Path | None = None) -> Pat
     if not _NAME.match(name):
         raise SplitError(f"split name {name!r} must match {_NAME.pattern} (e.g. 'synthetic', 'tcia').")
     return (directory or tasks_dir()) / task_id / "splits" / f"{name}.json"
+
+
+def lock_path(path: Path) -> Path:
+    """``<name>.lock.json`` beside the split file ``<name>.json``."""
+    return path.with_name(path.stem + ".lock.json")
+
+
+def _apply_lock(split: PinnedSplit, path: Path) -> PinnedSplit:
+    """``split`` with the series and pixel hashes of its lock file (checked, see the module)."""
+    import json
+
+    try:
+        lock = json.loads(path.read_text(encoding="utf-8"))
+        body = {key: value for key, value in lock.items() if key != "sha256"}
+        cases = {row["case_id"]: row for row in lock["cases"]}
+        bound = lock["split_sha256"]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise SplitError(f"{path}: not a readable lock file ({type(error).__name__}: {error}). Write it "
+                         "again with `bench splits pin --complete`.") from error
+    if sha256_json(body) != lock.get("sha256"):
+        raise SplitError(f"{path}: sha256 does not match the content; the lock file was edited. Write it "
+                         "again with `bench splits pin --complete`.")
+    if bound != split.sha256:
+        raise SplitError(f"{path}: completes split sha256 {bound}, not this split's {split.sha256}. Complete "
+                         "the current split again with `bench splits pin --complete`.")
+    if set(cases) != {case.case_id for case in split.records}:
+        raise SplitError(f"{path}: does not list exactly the split's {len(split.records)} cases.")
+    records = tuple(
+        replace(case, series_uid=cases[case.case_id]["series_uid"],
+                fingerprint=Fingerprint(images=cases[case.case_id]["images"],
+                                        annotations=case.fingerprint.annotations))
+        for case in split.records)
+    return replace(split, records=records, lock_sha256=lock["sha256"])
 
 
 def from_document(document: Mapping, path: Path | None) -> PinnedSplit:
@@ -124,6 +170,8 @@ def read_split(path: str | os.PathLike) -> PinnedSplit:
     except (KeyError, TypeError) as error:
         raise SplitError(f"{path}: malformed case record ({type(error).__name__}: {error}).") from error
     _check_records(split, path)
+    if not split.complete and lock_path(path).is_file():
+        split = _apply_lock(split, lock_path(path))
     return split
 
 

@@ -16,7 +16,7 @@ import pandas as pd
 
 from bench.data.mdai import annotation_files
 from bench.errors import SplitError
-from bench.splits.fingerprints import EMPTY_ANNOTATIONS
+from bench.splits.fingerprints import EMPTY_ANNOTATIONS, annotations_fingerprint, read_annotation_records
 from bench.splits.pin import case_fingerprints
 from bench.splits.pinned import PinnedSplit
 from bench.tasks import SPLITS
@@ -54,6 +54,7 @@ class VerifyReport:
     root: Path
     annotation_files: tuple[Path, ...]
     checks: tuple[CaseCheck, ...]
+    pixels_checked: bool = True
 
     @property
     def ok(self) -> bool:
@@ -79,7 +80,8 @@ def verify_split(split: PinnedSplit, *, root: str | os.PathLike,
 
     Series are found by SeriesInstanceUID in a scan of the whole tree, so any folder layout
     works. A case whose series is absent is ``missing``; a case whose pixel hash or annotation
-    hash differs is ``changed`` with the part(s) named. ``workers`` and ``scheduler`` say where
+    hash differs is ``changed`` with the part(s) named. A split published before its pixels were
+    fingerprinted (no lock file yet) has its annotations checked only (``pixels_checked`` False). ``workers`` and ``scheduler`` say where
     the pixel hashing runs (see :func:`bench.splits.pin.case_fingerprints`; default: in this process
     below 1 GiB of DICOM files, else all cores); the report is the same either way.
 
@@ -94,6 +96,8 @@ def verify_split(split: PinnedSplit, *, root: str | os.PathLike,
     if not files and any(case.fingerprint.annotations != EMPTY_ANNOTATIONS for case in split.records):
         raise SplitError(f"split {split.task}/{split.name} pins annotation records, but no MD.ai export was "
                          f"given and {root / 'annotations'} has none. Pass the export(s) with --annotations.")
+    if not split.complete:
+        return _verify_annotations(split, root, files)
     cases = pd.DataFrame([{"case_id": c.case_id, "study_uid": c.study_uid, "series_uid": c.series_uid}
                           for c in split.records])
     prints = case_fingerprints(cases, root=root, annotations=files, use_series_dir=False, progress=progress,
@@ -114,6 +118,20 @@ def verify_split(split: PinnedSplit, *, root: str | os.PathLike,
         log.warning("split %s/%s: %d of %d cases do not match %s", split.task, split.name,
                     len(report.mismatches), len(checks), root)
     return report
+
+
+def _verify_annotations(split: PinnedSplit, root: Path, files: tuple[Path, ...]) -> VerifyReport:
+    """A split without pixel fingerprints yet (no lock file): check each case's annotations."""
+    records = read_annotation_records(files)
+    checks = []
+    for case in split.records:
+        same = annotations_fingerprint(records.get(case.study_uid, [])) == case.fingerprint.annotations
+        checks.append(CaseCheck(case.case_id, case.split, "ok" if same else "changed",
+                                () if same else ("annotations",)))
+    log.warning("split %s/%s has no pixel fingerprints yet: annotations checked, pixels not (complete it "
+                "with `bench splits pin --complete`)", split.task, split.name)
+    return VerifyReport(task=split.task, name=split.name, split_sha256=split.sha256, root=root,
+                        annotation_files=files, checks=tuple(checks), pixels_checked=False)
 
 
 @dataclass(frozen=True)

@@ -86,3 +86,41 @@ def test_protocol_declaration_is_validated_and_hashed():
     with pytest.raises(ValidationError, match="both adjudication and non-reader"):
         ReadingProtocol(non_reader_groups=["Adjudication"])
     assert ReadingProtocol().sha256 == RICORD.sha256 != ReadingProtocol(non_reader_groups=[]).sha256
+
+
+#: What the protocol gives on the committed excerpt of the real 1c export, checked by hand against
+#: each group's labels (tests/data/fixtures/ricord_1c_excerpt/README.md): study UID suffix ->
+#: (appearance, its outcome, grade, its outcome, n_readers, invalid_flags, excluded by).
+REAL_EXCERPT = {
+    "880589870364": ("indeterminate", "majority", "moderate", "majority", 3, 0, ""),
+    "818016108712": ("negative", "majority", "", "none", 3, 0, ""),
+    "520023387588": ("indeterminate", "adjudicated", "mild", "adjudicated", 3, 0, ""),
+    "919682725854": ("negative", "majority", "", "none", 3, 1, ""),
+    "458731515618": ("", "none", "", "none", 3, 3, "from 3 of 3 readers"),
+    "837906197543": ("", "none", "", "none", 3, 2, "from 2 of 3 readers"),  # despite the adjudicator's labels
+    "384393653536": ("indeterminate", "majority", "mild", "tie", 3, 0, ""),  # moderate vs mild: the lower
+    "371761037996": ("negative", "majority", "", "none", 3, 1, ""),  # the Default group's flag is no reader's
+    "506736342049": ("", "none", "", "none", 3, 2, "from the adjudicator"),
+    "261163510534": ("atypical", "tie", "moderate", "tie", 4, 0, ""),  # Lion is a fourth reader group
+    "887153688181": ("atypical", "adjudicated", "moderate", "adjudicated", 3, 0, ""),  # 3 readers said otherwise
+    "898997616718": ("negative", "majority", "", "none", 4, 0, ""),
+    "474.440808.368": ("typical", "majority", "moderate", "majority", 4, 0, ""),
+}
+
+
+def test_real_excerpt_gets_the_protocols_labels():
+    from pathlib import Path
+
+    from bench.data.mdai import read_export
+
+    path = Path(__file__).parent / "fixtures" / "ricord_1c_excerpt" / "1c_mdai_excerpt.json"
+    readers = reader_labels(read_export(path).annotations, RICORD)
+    assert set(readers.group_name) == {"Tiger", "Bear", "Dragon", "Lion", "Adjudication", "Default group"}
+    decided = apply_protocol(readers, RICORD)
+    assert len(decided) == len(REAL_EXCERPT)
+    for row in decided.itertuples(index=False):
+        (want,) = [v for k, v in REAL_EXCERPT.items() if row.study_uid.endswith(k)]
+        got = (row.appearance, row.appearance_outcome, row.grade, row.grade_outcome, row.n_readers,
+               row.invalid_flags)
+        assert got == want[:6], row.study_uid
+        assert (want[6] in row.excluded) if want[6] else row.excluded == "", row.study_uid

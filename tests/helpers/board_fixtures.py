@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
-from bench.store import Store, make_run_id
+from bench.store import EntryId, Store, make_run_id
 
 SEG_TASK = "ricord-1a-lesion-seg"
 CLS_TASK = "ricord-1c-cxr-appearance"
@@ -88,13 +88,13 @@ def seg_run(store: Store, spec, name: str, dice: list[float], *, split: str = "t
     errors = [{"case_id": f"c{i:02d}", "status": "missing", "reason": "no mask file"} for i in missing]
     run_id = make_run_id(started, hashlib.sha256(f"{name}/{split}".encode()).hexdigest())
     scores["run_id"] = run_id
-    return store.write_run(spec.id, name, run_id, receipt=receipt(
+    return store.write_run(spec.id, EntryId(team, name), run_id, receipt=receipt(
         spec.id, spec.sha256, name, split=split, team=team, started=started, run_errors=errors),
         scores=scores, per_case=table, logs={"stdout.txt": "done\n", "stderr.txt": ""})
 
 
 def cls_run(store: Store, spec, name: str, skill: float, *, seed: int, n: int = 24,
-            split: str = "test", started: datetime | None = None):
+            split: str = "test", team: str = "Team A", started: datetime | None = None):
     """Store one 1c appearance/severity run; ``skill`` in [0, 1] sharpens the true class."""
     started = started or datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
     rng = np.random.default_rng(seed)
@@ -130,8 +130,8 @@ def cls_run(store: Store, spec, name: str, skill: float, *, seed: int, n: int = 
     }
     run_id = make_run_id(started, f"{seed:08x}")
     scores["run_id"] = run_id
-    return store.write_run(spec.id, name, run_id, receipt=receipt(
-        spec.id, spec.sha256, name, split=split, started=started),
+    return store.write_run(spec.id, EntryId(team, name), run_id, receipt=receipt(
+        spec.id, spec.sha256, name, split=split, team=team, started=started),
         scores=scores, per_case=table)
 
 
@@ -146,7 +146,7 @@ def build_fake_store(root, tasks_dir=None) -> Store:
     seg_run(store, seg, "threshold-hu", [0.41, 0.52, 0.38, 0.0, 0.47, 0.55, 0.30, 0.49],
             team="Lab $x$", missing=(3,))
     seg_run(store, seg, EVIL, [0.78, 0.70, 0.90, 0.66, 0.75, 0.80, 0.72, 0.86], team="<b>bold</b>")
-    seg_run(store, seg, "unet-baseline", [0.6, 0.7, 0.8, 0.9], split="validation",
+    seg_run(store, seg, "unet-baseline", [0.6, 0.7, 0.8, 0.9], split="validation", team="RSNA",
             started=datetime(2026, 11, 19, 9, 0, tzinfo=UTC))
     cls_run(store, cls, "cxr-resnet", 0.3, seed=1)
     cls_run(store, cls, "cxr-prior", 0.05, seed=2)

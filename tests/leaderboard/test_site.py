@@ -18,7 +18,7 @@ from bench.leaderboard import build_leaderboard
 from bench.leaderboard.plots import label
 from bench.metrics.uncertainty import bootstrap_counts
 from bench.ranking.statistics import resampled_auroc
-from bench.store import Store, plain, slugify
+from bench.store import EntryId, Store, plain
 from bench.tasks import load_task, tasks_dir
 from tests.helpers.board_fixtures import CLS_TASK, EVIL, SEG_TASK, build_fake_store, cls_run, seg_run
 
@@ -40,12 +40,12 @@ def test_site_layout_and_report(built):
     site = root / "site"
     assert report.index == site / "index.html"
     assert report.tasks == (SEG_TASK, CLS_TASK) and report.boards == 3 and report.entries == 6
-    evil = slugify(EVIL)
+    evil = EntryId("<b>bold</b>", EVIL).key
     for path in ["index.html", "leaderboard.json", "static/style.css", "static/sort.js",
                  f"{SEG_TASK}/index.html", f"{SEG_TASK}/{SEG_TASK}.csv",
                  f"{SEG_TASK}/validation-synthetic-distribution.svg", f"{SEG_TASK}/test-synthetic-ranks.svg",
                  f"{SEG_TASK}/test-synthetic/{evil}.html",
-                 f"{SEG_TASK}/validation-synthetic/unet-baseline.html",
+                 f"{SEG_TASK}/validation-synthetic/RSNA/unet-baseline.html",
                  f"{CLS_TASK}/test-synthetic-ranks.svg"]:
         assert (site / path).is_file(), path
     # hidden test split: no ROC curves, and no boxes over 8 cases (their quartiles are case values)
@@ -98,7 +98,8 @@ def test_user_text_is_escaped_everywhere(built):
         if name.endswith((".html", ".svg")):
             assert "<script>alert(1)" not in text, name
             assert "<b>bold</b>" not in text and "<b>desc</b>" not in text, name
-    page = (root / "site" / SEG_TASK / "test-synthetic" / f"{slugify(EVIL)}.html").read_text()
+    evil = EntryId("<b>bold</b>", EVIL).key
+    page = (root / "site" / SEG_TASK / "test-synthetic" / f"{evil}.html").read_text()
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
     assert page.count("<script") == 1  # only the site's own sort.js
     svg = (root / "site" / SEG_TASK / "test-synthetic-ranks.svg").read_text()
@@ -107,8 +108,8 @@ def test_user_text_is_escaped_everywhere(built):
 
 def test_per_case_hidden_on_test_shown_on_validation(built):
     root, _ = built
-    hidden = (root / "site" / SEG_TASK / "test-synthetic" / "unet-baseline.html").read_text()
-    shown = (root / "site" / SEG_TASK / "validation-synthetic" / "unet-baseline.html").read_text()
+    hidden = (root / "site" / SEG_TASK / "test-synthetic" / "RSNA" / "unet-baseline.html").read_text()
+    shown = (root / "site" / SEG_TASK / "validation-synthetic" / "RSNA" / "unet-baseline.html").read_text()
     assert "c00" not in hidden and "Per-case scores are hidden" in hidden
     assert "c00" in shown and "c03" in shown
     # subgroups under the minimum size keep their count but not their score on a hidden split
@@ -147,8 +148,8 @@ def test_hidden_split_publishes_no_per_case_values(built):
     site = root / "site"
     ids, numbers = _hidden_values(root / "results")
     assert len(ids) == 8 + 24 and numbers
-    hidden_files = [p for p in site.rglob("*") if p.is_file() and "validation" not in p.name
-                    and "validation" not in p.parent.name and p.parent.name != "static"]
+    hidden_files = [p for p in site.rglob("*") if p.is_file() and p.parent.name != "static"
+                    and "validation" not in str(p.relative_to(site))]
     assert {p.suffix for p in hidden_files} == {".html", ".svg", ".json", ".csv"}
     for path in hidden_files:
         text = path.read_text()
@@ -322,7 +323,8 @@ def _page_run(store: Store, spec, scratch: Path) -> None:
     receipt["run"] = {"path": "/srv/secret/runs/nested-1",
                       "command": ["/srv/secret/venv/bin/python", "predict.py"]}
     receipt["submission"]["source"] = "/home/alice/submissions/nested"
-    store.write_run(spec.id, "nested", run.run_id, receipt=receipt, scores=scores, per_case=run.per_case)
+    store.write_run(spec.id, EntryId("Team A", "nested"), run.run_id, receipt=receipt, scores=scores,
+                    per_case=run.per_case)
 
 
 def test_submission_page_tables_notes_and_public_receipt(tmp_path):
@@ -330,7 +332,8 @@ def test_submission_page_tables_notes_and_public_receipt(tmp_path):
     store = Store(tmp_path / "results")
     _page_run(store, spec, tmp_path / "scratch")
     build_leaderboard(tmp_path / "results", tmp_path / "out")
-    page = (tmp_path / "out" / CLS_TASK / "test-synthetic" / "nested.html").read_text()
+    nested = EntryId("Team A", "nested").key
+    page = (tmp_path / "out" / CLS_TASK / "test-synthetic" / f"{nested}.html").read_text()
     # one row per class, with its own interval; no raw dict or nested list anywhere
     assert "appearance.auroc_per_class · typical" in page and "[0.8100, 0.9700]" in page
     assert "appearance.auroc_per_class · atypical" in page and "[0.4400, 0.7900]" in page
@@ -351,7 +354,7 @@ def test_submission_page_tables_notes_and_public_receipt(tmp_path):
     for secret in ("/srv/secret", "/home/alice"):
         assert secret not in page
     assert "nested-1" in receipt and "predict.py" in receipt and "&#34;python&#34;" in receipt
-    stored = Store(tmp_path / "results").latest(CLS_TASK, "nested").receipt
+    stored = Store(tmp_path / "results").latest(CLS_TASK, EntryId("Team A", "nested")).receipt
     assert stored["reference"]["path"] == "/srv/secret/prepared/reference"
     assert stored["submission"]["source"] == "/home/alice/submissions/nested"
 
@@ -360,7 +363,7 @@ def test_corrupt_run_is_skipped_with_a_warning(built, tmp_path):
     root, _ = built
     shutil.copytree(root / "results", tmp_path / "results")
     store = Store(tmp_path / "results")
-    broken = store.latest(CLS_TASK, "cxr-prior")
+    broken = store.latest(CLS_TASK, EntryId("Team A", "cxr-prior"))
     (broken.path / "scores.json").write_text('{"schema_version": 1, "metrics": ')  # cut off mid-write
     relative = (broken.path / "scores.json").relative_to(tmp_path / "results")
     report = build_leaderboard(tmp_path / "results", tmp_path / "site")

@@ -61,10 +61,10 @@ def test_changed_metric_definition_shows_values_and_ranks(covid_store, monkeypat
     monkeypatch.setattr(classification, "auroc", lambda y, s: 1.0 - honest(y, s))  # an upgrade gone wrong
     report = rescore_store(covid_store, workers=1)
     changed = {(c.submission, c.what): (c.stored, c.now) for c in report.changes}
-    assert changed[("A", "covid.auroc")] == ("1", "0")
-    assert changed[("B", "covid.auroc")] == ("0.6666666667", "0.3333333333")
-    assert changed[("A", "rank (test)")] == ("1", "2")
-    assert changed[("B", "rank (test)")] == ("2", "1")
+    assert changed[("Team T / A", "covid.auroc")] == ("1", "0")
+    assert changed[("Team T / B", "covid.auroc")] == ("0.6666666667", "0.3333333333")
+    assert changed[("Team T / A", "rank (test)")] == ("1", "2")
+    assert changed[("Team T / B", "rank (test)")] == ("2", "1")
     assert not any(what.startswith(("covid.sensitivity", "per_case")) for _, what in changed)
 
 

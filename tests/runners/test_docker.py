@@ -17,6 +17,8 @@ from bench.cli import app
 from bench.runners import read_run, run_submission
 from bench.runners.base_image import BASE_IMAGE
 from bench.runners.docker import container_options
+from bench.runners.intake import entry_reference
+from bench.runners.submission import load_submission
 from bench.tasks import Limits, load_task
 from tests.helpers.runner_fixtures import (
     SUBMISSIONS,
@@ -109,7 +111,8 @@ def test_threshold_seg_finds_the_synthetic_lesions(base_image, prepared, tmp_pat
     assert result.counts == {"ok": 4, "missing": 0, "malformed": 0}
     assert result.exit_code == 0 and result.error is None and result.isolated
     assert result.image["id"].startswith("sha256:") and result.image["digest"].startswith("sha256:")
-    assert "ricord-bench/threshold-seg:latest" in result.image["tags"]
+    tag = entry_reference("ricord-bench reference", "threshold-seg", result.image["id"])
+    assert tag in result.image["tags"]
     root, _ = prepared[SEG]
     for case_id, positive in (("CASE-000", True), ("CASE-001", False), ("CASE-002", True)):
         predicted = np.asanyarray(nib.load(tmp_path / "run/outputs/masks" / f"{case_id}.nii.gz").dataobj) > 0
@@ -145,16 +148,18 @@ def test_other_references_produce_valid_outputs(base_image, prepared, tmp_path, 
 
 def test_tarball_and_image_name_submissions(client, base_image, prepared, tmp_path):
     first = _run(SUBMISSIONS / "constant-prior", CLS, prepared, tmp_path / "first")
-    tag = "ricord-bench/constant-prior:latest"
-    tarball = tmp_path / "constant-prior.tar"
+    tag = entry_reference("ricord-bench reference", "constant-prior", first.image["id"])
+    tarball = tmp_path / "model.tar"
     with open(tarball, "wb") as handle:
-        for chunk in client.images.get(tag).save(named=True):
+        for chunk in client.images.get(tag).save(named=False):  # by id: the tarball claims no tag
             handle.write(chunk)
-    from_tar = _run(tarball, CLS, prepared, tmp_path / "tar")
-    from_name = _run(tag, CLS, prepared, tmp_path / "name")
+    from_tar = _run(load_submission(tarball, team="Team T", entry="prior"), CLS, prepared, tmp_path / "tar")
+    from_name = _run(load_submission(tag, team="Team T", entry="by-name"), CLS, prepared, tmp_path / "name")
     assert from_tar.counts["ok"] == from_name.counts["ok"] == 4
     assert from_tar.image["id"] == from_name.image["id"] == first.image["id"]
-    assert from_tar.submission["name"] == "constant-prior"
+    assert (from_tar.submission["team"], from_tar.submission["name"]) == ("Team T", "prior")
+    assert from_tar.image["claimed_tags"] == [] and from_tar.image["digest"] == first.image["id"]
+    assert entry_reference("Team T", "prior", first.image["id"]) in from_tar.image["tags"]
 
 
 def test_cli_run_docker_with_a_relative_out(base_image, prepared, tmp_path, monkeypatch):

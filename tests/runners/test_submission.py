@@ -59,20 +59,45 @@ def _tar_bytes():
 
 
 def test_tarballs_and_image_references(tmp_path):
-    (tmp_path / "team-model_v2.tar").write_bytes(_tar_bytes())
+    (tmp_path / "model.tar").write_bytes(_tar_bytes())
     (tmp_path / "other.tar.gz").write_bytes(gzip.compress(_tar_bytes()))
-    assert load_submission(tmp_path / "team-model_v2.tar").name == "team-model_v2"
-    assert load_submission(tmp_path / "other.tar.gz").kind == "tarball"
+    tarball = load_submission(tmp_path / "model.tar", team="Team A", entry="unet-v2")
+    assert (tarball.kind, tarball.team, tarball.name) == ("tarball", "Team A", "unet-v2")
+    assert load_submission(tmp_path / "other.tar.gz", team="B", entry="x").kind == "tarball"
     (tmp_path / "fake.tar").write_bytes(b"not a tar" * 100)
     with pytest.raises(SubmissionError, match="not a tar archive"):
-        load_submission(tmp_path / "fake.tar")
+        load_submission(tmp_path / "fake.tar", team="A", entry="x")
     (tmp_path / "model.zip").write_bytes(b"PK")
     with pytest.raises(SubmissionError, match="must be a `docker save` tarball"):
         load_submission(tmp_path / "model.zip")
-    image = load_submission("registry.local:5000/team/model:1.2")
-    assert (image.kind, image.name, image.image) == ("image", "model", "registry.local:5000/team/model:1.2")
+    image = load_submission("registry.local:5000/team/model:1.2", team="Team A", entry="m")
+    assert (image.kind, image.team, image.name) == ("image", "Team A", "m")
+    assert image.image == "registry.local:5000/team/model:1.2"
     with pytest.raises(SubmissionError, match="not a folder with submission.yaml"):
         load_submission("Not An Image")
+
+
+def test_an_entry_is_never_named_after_its_file(tmp_path):
+    (tmp_path / "model.tar").write_bytes(_tar_bytes())
+    with pytest.raises(SubmissionError, match="pass --team and --entry. The file or image name is never"):
+        load_submission(tmp_path / "model.tar")
+    with pytest.raises(SubmissionError, match="pass --entry"):
+        load_submission(tmp_path / "model.tar", team="Team A")
+    with pytest.raises(SubmissionError, match="pass --team"):
+        load_submission("team/model:1", entry="model")
+    with pytest.raises(SubmissionError, match="entry 'bad name!' must match"):
+        load_submission(tmp_path / "model.tar", team="Team A", entry="bad name!")
+    with pytest.raises(SubmissionError, match="team ' ' must be 1 to 200 characters"):
+        load_submission(tmp_path / "model.tar", team=" ", entry="model")
+
+
+def test_explicit_team_and_entry_override_submission_yaml():
+    folder = SUBMISSIONS / "threshold-seg"
+    assert (load_submission(folder).team, load_submission(folder).name) == ("ricord-bench reference",
+                                                                            "threshold-seg")
+    renamed = load_submission(folder, team="Organizers", entry="baseline")
+    assert (renamed.team, renamed.name) == ("Organizers", "baseline")
+    assert renamed.metadata()["team"] == "Organizers"
 
 
 def test_read_inputs_checks_the_prepared_tree(tmp_path):

@@ -21,7 +21,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 def _entries(results: Path) -> list[Path]:
     """Every non-hidden run directory under the store root (what a reader would take as a result)."""
-    return [p for p in results.glob("*/*/*") if not any(part.startswith(".") for part in p.parts[-3:])]
+    return [p for p in results.glob("*/*/*/*") if not any(part.startswith(".") for part in p.parts[-4:])]
 
 
 @pytest.mark.slow

@@ -68,7 +68,8 @@ def test_plain_folder_scores_like_the_run_holding_the_same_masks(tmp_path, monke
         shutil.copy(run / "outputs" / "masks" / f"{case}.nii.gz", folder / f"{case}.nii.gz")
     (folder / "plans.json").write_text("{}")
     from_run = score_and_store(spec, run, reference, results=tmp_path / "results-run", workers=1)
-    from_folder = score_predictions_and_store(spec, folder, reference, results=tmp_path / "results", workers=1)
+    from_folder = score_predictions_and_store(spec, folder, reference, results=tmp_path / "results",
+                                              workers=1, team="Team T", entry=folder.name)
     assert _stored_bytes(from_folder) == _stored_bytes(from_run)
     assert from_folder.run_id.split("-")[-1] == from_run.run_id.split("-")[-1]
     receipt = from_folder.receipt
@@ -156,12 +157,13 @@ def test_predictions_csv_file_and_dataframe_score_alike(tmp_path, monkeypatch):
     frame = pd.DataFrame(rows, columns=spec.output_columns)
     csv = tmp_path / "mine.csv"
     frame.to_csv(csv, index=False)
-    from_file = score_predictions(CXR, csv, reference)
+    from_file = score_predictions(CXR, csv, reference, team="Team T", entry="mine")
     from_frame = score_predictions(CXR, frame, reference)
     assert from_file.per_case.equals(from_frame.per_case)
     assert (from_file.per_case["status"] == "ok").all()
     assert from_file.scores["metrics"] == from_frame.scores["metrics"]
-    assert from_file.submission == "mine" and from_frame.submission == "notebook"
+    assert (from_file.entry.team, from_file.entry.name) == ("Team T", "mine")
+    assert (from_frame.entry.team, from_frame.entry.name) == ("local", "notebook")
 
 
 def test_cli_scores_a_plain_folder_and_prints_the_hashes(tmp_path, monkeypatch):
@@ -172,7 +174,7 @@ def test_cli_scores_a_plain_folder_and_prints_the_hashes(tmp_path, monkeypatch):
     result = CliRunner().invoke(
         app,
         ["score", "--task", SEG, "--predictions", str(folder), "--reference", str(reference),
-         "--out", str(tmp_path / "results"), "--workers", "1"],
+         "--out", str(tmp_path / "results"), "--workers", "1", "--team", "Team T", "--entry", "my-model"],
     )
     assert result.exit_code == 0, result.output
     spec = load_task(SEG)
@@ -192,7 +194,8 @@ def test_board_marks_the_self_reported_entry(tmp_path, monkeypatch):
     folder = tmp_path / "home-made"
     folder.mkdir()
     shutil.copy(run / "outputs" / "masks" / "a.nii.gz", folder / "a.nii.gz")
-    score_predictions_and_store(spec, folder, reference, results=tmp_path / "results", workers=1)
+    score_predictions_and_store(spec, folder, reference, results=tmp_path / "results", workers=1,
+                                              team="Team T", entry=folder.name)
     build_leaderboard(tmp_path / "results", tmp_path / "site")
     board = json.loads((tmp_path / "site" / "leaderboard.json").read_text())["tasks"][0]["boards"][0]
     marks = {entry["submission"]: entry["self_reported"] for entry in board["entries"]}

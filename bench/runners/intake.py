@@ -1,0 +1,273 @@
+"""Safe image intake: names the harness chooses for every entry image, and ``docker save`` tarballs
+loaded without letting them touch a tag.
+
+A plain ``docker load`` obeys the tarball: every ``RepoTags`` entry of its ``manifest.json`` is
+created, or silently moved off the image that held it. A participant's tarball claiming
+``ricord-bench/python:bookworm`` would replace the base image every other entry builds on; one
+claiming another entry's tag would replace that entry. So a tarball is read (never extracted)
+before the engine sees it: exactly one image, a configuration whose sha256 matches its name
+(that sha256 is the image id the engine will give it), and every tag it claims collected from
+``manifest.json``, the legacy ``repositories`` file and an OCI ``index.json``. A claim of the base
+image, of a name in the harness's namespaces that is not this entry's, or of a tag the engine
+already gives to another image is refused with what was claimed. Otherwise the engine loads a
+copy with every claim removed, so the load creates no tag, and the harness tags the image
+:func:`entry_reference` (team, entry, content digest). Folder builds get the same entry-scoped
+names (:func:`tag_entry_image`).
+"""
+
+import copy
+import hashlib
+import io
+import json
+import logging
+import re
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.errors import SubmissionError
+from bench.runners.base_image import BASE_IMAGE
+
+log = logging.getLogger(__name__)
+
+ENTRY_NAMESPACE = "ricord-bench-entry"
+"""Repository prefix of entry images: ``ricord-bench-entry/<team>/<entry>:<digest 12>``."""
+HARNESS_NAMESPACES = ("ricord-bench/", f"{ENTRY_NAMESPACE}/")
+"""Repository prefixes only the harness names (the base image and every entry's image)."""
+_MANIFEST_MAX_BYTES = 1 << 20
+_COMPONENT = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$")
+_CLAIM_KEYS = ("io.containerd.image.name", "org.opencontainers.image.ref.name")
+_DROPPED = frozenset({"repositories"})
+
+
+@dataclass(frozen=True)
+class TarballImage:
+    """What a ``docker save`` tarball holds, read before loading.
+
+    ``digest`` is ``sha256:<hex>`` of the image configuration: the image id the engine gives
+    it. ``claimed_tags`` are every tag the tarball asks for (none is ever created).
+    """
+
+    path: Path
+    digest: str
+    claimed_tags: tuple[str, ...]
+    layers: int
+
+
+def docker_component(text: str) -> str:
+    """A lowercase Docker repository path component for free text (a team or entry name).
+
+    Text that already is a valid component is kept; any other text becomes its letters and
+    digits joined by ``-`` plus 8 hex digits of its sha256, so two names never share a
+    component (``Team A`` and ``team a`` differ).
+    """
+    if _COMPONENT.match(text):
+        return text
+    stem = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:40] or "x"
+    return f"{stem}-{hashlib.sha256(text.encode('utf-8')).hexdigest()[:8]}"
+
+
+def entry_repository(team: str, entry: str) -> str:
+    """``ricord-bench-entry/<team>/<entry>``: the repository of every image of one entry."""
+    return f"{ENTRY_NAMESPACE}/{docker_component(team)}/{docker_component(entry)}"
+
+
+def entry_reference(team: str, entry: str, digest: str) -> str:
+    """``<entry repository>:<first 12 hex of the content digest>``."""
+    return f"{entry_repository(team, entry)}:{digest.removeprefix('sha256:')[:12]}"
+
+
+def inspect_tarball(path: Path) -> TarballImage:
+    """Read a ``docker save`` tarball's manifest and configuration without loading or extracting it.
+
+    Raises
+    ------
+    SubmissionError
+        When it is not a readable tar, has no ``manifest.json``, holds other than exactly one
+        image, or its configuration is missing or does not hash to its name.
+    """
+    try:
+        with tarfile.open(path, "r:*") as archive:
+            members = {member.name.removeprefix("./"): member for member in archive.getmembers()}
+            manifest = _json_member(archive, members, "manifest.json", path)
+            if not isinstance(manifest, list) or len(manifest) != 1 or not isinstance(manifest[0], dict):
+                count = len(manifest) if isinstance(manifest, list) else "no list of"
+                raise SubmissionError(
+                    f"{path}: manifest.json describes {count} images; a submission tarball holds exactly "
+                    "one (`docker save ONE-IMAGE -o FILE`)."
+                )
+            config_name = str(manifest[0].get("Config") or "")
+            config = _member_bytes(archive, members, config_name, path, "the image configuration")
+            claims = list(manifest[0].get("RepoTags") or [])
+            if "repositories" in members:
+                claims += _legacy_claims(_json_member(archive, members, "repositories", path))
+            if "index.json" in members:
+                claims += _index_claims(_json_member(archive, members, "index.json", path))
+    except (tarfile.TarError, EOFError, OSError) as error:
+        raise SubmissionError(f"{path}: not a readable `docker save` tarball ({error}).") from error
+    digest = hashlib.sha256(config).hexdigest()
+    if digest not in config_name:
+        raise SubmissionError(
+            f"{path}: the image configuration {config_name!r} hashes to sha256:{digest}, which its "
+            "name does not carry; the tarball was altered after `docker save`."
+        )
+    layers = manifest[0].get("Layers") or []
+    return TarballImage(path, f"sha256:{digest}", tuple(sorted(set(map(str, claims)))), len(layers))
+
+
+def check_claims(image: TarballImage, team: str, entry: str, client) -> None:
+    """Refuse a tarball whose claimed tags would hit the base image, another entry, or an existing tag.
+
+    Nothing it claims is ever created (the loaded copy carries no tag), but a claim on a name
+    the harness or another image owns is an attack or a mistake the organizer must see.
+
+    Raises
+    ------
+    SubmissionError
+        Naming every offending claim and whose name it is.
+    """
+    import docker.errors
+
+    own = entry_repository(team, entry)
+    problems = []
+    for claim in image.claimed_tags:
+        reference = claim if ":" in claim.rsplit("/", 1)[-1] else f"{claim}:latest"
+        if reference == BASE_IMAGE:
+            problems.append(f"{claim!r} is the harness's base image")
+            continue
+        if reference.startswith(HARNESS_NAMESPACES) and not reference.startswith(f"{own}:"):
+            problems.append(f"{claim!r} is in the harness's namespace and not this entry's ({own})")
+            continue
+        try:
+            holder = client.images.get(reference)
+        except docker.errors.ImageNotFound:
+            continue
+        except docker.errors.APIError as error:
+            problems.append(f"{claim!r} cannot be checked against the engine ({error})")
+            continue
+        if holder.id != image.digest:
+            problems.append(f"{claim!r} already names image {holder.id[:19]} in the engine")
+    if problems:
+        raise SubmissionError(
+            f"{image.path}: refused; the tarball claims tags it may not have: {'; '.join(problems)}. "
+            "Nothing was loaded. Save the image under a name of your own (`docker tag` then `docker save`); "
+            f"the harness names it {entry_reference(team, entry, image.digest)} itself."
+        )
+
+
+def load_tarball(path: Path, team: str, entry: str, client, *, scratch: Path):
+    """Load a ``docker save`` tarball as entry (team, entry); return (tagged image, :class:`TarballImage`).
+
+    The tarball is inspected (:func:`inspect_tarball`), its claims checked (:func:`check_claims`),
+    and a copy without any claim (``RepoTags`` emptied, ``repositories`` dropped, ``index.json``
+    names removed) written under ``scratch`` is what the engine loads; the copy is deleted after.
+    The loaded image must have the inspected digest; it is tagged :func:`entry_reference`.
+
+    Raises
+    ------
+    SubmissionError
+        Anything the checks refuse, or an engine that will not load the copy.
+    """
+    import docker.errors
+
+    image = inspect_tarball(path)
+    check_claims(image, team, entry, client)
+    scratch.mkdir(parents=True, exist_ok=True)
+    untagged = scratch / "image-without-tags.tar"
+    try:
+        _write_untagged_copy(path, untagged)
+        with open(untagged, "rb") as handle:
+            loaded = client.images.load(handle)
+    except docker.errors.APIError as error:
+        raise SubmissionError(
+            f"{path}: `docker load` failed: {error}. Give a file written by `docker save IMAGE -o FILE`."
+        ) from error
+    finally:
+        untagged.unlink(missing_ok=True)
+    if [item.id for item in loaded] != [image.digest]:
+        raise SubmissionError(
+            f"{path}: the engine loaded {[item.id for item in loaded]}, not the inspected image "
+            f"{image.digest}; refusing to run it."
+        )
+    tagged = tag_entry_image(loaded[0], team, entry)
+    log.info("loaded %s as %s (claimed tags, none created: %s)", path, tagged.tags, image.claimed_tags)
+    return tagged, image
+
+
+def tag_entry_image(image, team: str, entry: str):
+    """Tag ``image`` with its entry-scoped reference (:func:`entry_reference`); return it reloaded."""
+    repository, _, tag = entry_reference(team, entry, image.id).rpartition(":")
+    image.tag(repository, tag)
+    image.reload()
+    return image
+
+
+def _json_member(archive: tarfile.TarFile, members: dict, name: str, path: Path):
+    data = _member_bytes(archive, members, name, path, name)
+    try:
+        return json.loads(data)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise SubmissionError(f"{path}: {name} is not valid JSON ({error}).") from error
+
+
+def _member_bytes(archive: tarfile.TarFile, members: dict, name: str, path: Path, what: str) -> bytes:
+    member = members.get(name.removeprefix("./"))
+    if member is None or not member.isfile():
+        raise SubmissionError(
+            f"{path}: {what} ({name or 'unnamed'}) is not a file in the tarball; expected the output "
+            "of `docker save IMAGE -o FILE`."
+        )
+    if member.size > _MANIFEST_MAX_BYTES:
+        raise SubmissionError(f"{path}: {name} is {member.size} bytes; more than a manifest ever needs.")
+    return archive.extractfile(member).read()
+
+
+def _legacy_claims(repositories) -> list[str]:
+    if not isinstance(repositories, dict):
+        return []
+    return [f"{repo}:{tag}" for repo, tags in repositories.items() if isinstance(tags, dict) for tag in tags]
+
+
+def _index_claims(index) -> list[str]:
+    manifests = index.get("manifests") if isinstance(index, dict) else None
+    claims = []
+    for item in manifests if isinstance(manifests, list) else []:
+        annotations = item.get("annotations") if isinstance(item, dict) else None
+        if isinstance(annotations, dict):
+            claims += [str(annotations[key]) for key in _CLAIM_KEYS if key in annotations]
+    return [claim for claim in claims if "/" in claim or ":" in claim]
+
+
+def _write_untagged_copy(source: Path, target: Path) -> None:
+    """Copy the tarball member by member with every tag claim removed (layers copied as they are)."""
+    with (
+        tarfile.open(source, "r:*") as reader,
+        tarfile.open(target, "w", format=tarfile.PAX_FORMAT) as writer,
+    ):
+        for member in reader:
+            name = member.name.removeprefix("./")
+            if name in _DROPPED:
+                continue
+            if name == "manifest.json":
+                body = json.loads(reader.extractfile(member).read())
+                for item in body:
+                    item["RepoTags"] = None
+                _add_bytes(writer, member, json.dumps(body).encode())
+            elif name == "index.json":
+                body = json.loads(reader.extractfile(member).read())
+                for item in body.get("manifests") or []:
+                    for key in _CLAIM_KEYS:
+                        (item.get("annotations") or {}).pop(key, None)
+                _add_bytes(writer, member, json.dumps(body).encode())
+            elif member.isfile():
+                with reader.extractfile(member) as handle:
+                    writer.addfile(member, handle)
+            else:
+                writer.addfile(member)
+
+
+def _add_bytes(writer: tarfile.TarFile, member: tarfile.TarInfo, data: bytes) -> None:
+    info = copy.copy(member)
+    info.size = len(data)
+    writer.addfile(info, io.BytesIO(data))
+
