@@ -106,8 +106,8 @@ def test_runs_are_immutable(tmp_path):
     store = Store(tmp_path)
     first = seg_run(store, spec, "a", [0.5, 0.6])
     with pytest.raises(StoreError, match="already exists"):
-        store.write_run(spec.id, "a", first.run_id, receipt=plain(first.receipt), scores=plain(first.scores),
-                        per_case=first.per_case)
+        store.write_run(spec.id, first.entry, first.run_id, receipt=plain(first.receipt),
+                        scores=plain(first.scores), per_case=first.per_case)
     assert seg_run(store, spec, "a", [0.5, 0.6]).run_id != first.run_id  # same inputs, same second: a new id
 
 
