@@ -25,8 +25,6 @@ from pathlib import Path
 
 import psutil
 
-from bench.io import write_json
-
 log = logging.getLogger(__name__)
 
 STATE_ENV = "BENCH_STATE_DIR"
@@ -77,9 +75,17 @@ class Lease:
 
 
 def _write(lease: Lease) -> None:
+    """Write the lease file atomically (a temporary file, then a rename).
+
+    Not through :mod:`bench.io`: every ``bench`` invocation reads leases before its command
+    runs, and that module imports pandas, which would slow every start-up.
+    """
     body = asdict(lease)
     body["paths"], body["mounts"] = list(lease.paths), list(lease.mounts)
-    write_json(lease.file, body)
+    lease.file.parent.mkdir(parents=True, exist_ok=True)
+    tmp = lease.file.with_name(f".{lease.file.name}.{secrets.token_hex(4)}.tmp")
+    tmp.write_text(json.dumps(body, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    os.replace(tmp, lease.file)
 
 
 def _started(pid: int) -> float:

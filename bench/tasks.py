@@ -1,17 +1,25 @@
-"""Task specifications: the model of ``tasks/<id>/task.yaml`` and its loader.
+"""Task specifications: the model of ``<id>/task.yaml``, its loader and where tasks live.
 
 A task declares everything that decides a score: which collections and labels form the
 target, the input and output contract a submission sees, the metrics and the primary one,
 the policies for missing predictions and empty masks, how entries are ranked, the bootstrap,
 the subgroups, and the run limits. The spec's sha256 goes into every receipt, so a score
 can always be traced back to the exact definition that produced it.
+
+Tasks live in two folders, each holding ``<id>/task.yaml`` and ``<id>/splits/<name>.json``:
+the user's (:func:`user_tasks_dir`: ``--tasks-dir``, ``$BENCH_TASKS_DIR`` or the platform's
+user data folder) and the built-in one shipped as package data (:data:`BUILTIN_TASKS`).
+Lookups try the user's folder first; everything bench writes (a newly pinned split) goes to
+the user's folder, so an installed package and a source checkout are never written.
 """
 
 import os
 from functools import cached_property
+from importlib import resources
 from pathlib import Path
 from typing import Annotated, Literal
 
+import platformdirs
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from bench.errors import TaskSpecError
@@ -20,6 +28,8 @@ from bench.metrics.registry import METRICS
 
 COLLECTIONS = ("MIDRC-RICORD-1A", "MIDRC-RICORD-1B", "MIDRC-RICORD-1C")
 SPLITS = ("train", "validation", "test")
+TASKS_ENV = "BENCH_TASKS_DIR"
+"""Environment variable naming the user's tasks folder (see :func:`user_tasks_dir`)."""
 #: Appearance classes from least to most COVID-typical: the ordinal scale of the tie rule.
 APPEARANCE_ORDER = ("negative", "atypical", "indeterminate", "typical")
 #: Severity grades in increasing order.
@@ -206,7 +216,7 @@ class LeaderboardOptions(_Spec):
 
 
 class TaskSpec(_Spec):
-    """A benchmark task as declared in ``tasks/<id>/task.yaml``."""
+    """A benchmark task as declared in ``<id>/task.yaml``."""
 
     id: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]*$")]
     title: str
@@ -331,33 +341,64 @@ def parse_memory_bytes(memory: str) -> int:
     return int(number) * units.get(unit, 1)
 
 
-def tasks_dir() -> Path:
-    """The ``tasks/`` folder: ``$BENCH_TASKS_DIR``, else the one beside the ``bench`` package."""
-    if os.environ.get("BENCH_TASKS_DIR"):
-        return Path(os.environ["BENCH_TASKS_DIR"])
-    return Path(__file__).resolve().parent.parent / "tasks"
+BUILTIN_TASKS = Path(os.fspath(resources.files("bench").joinpath("builtin", "tasks")))
+"""The tasks shipped inside the package (``bench/builtin/tasks``): read, never written."""
 
 
-def list_tasks(directory: Path | None = None) -> list[str]:
-    """Ids of every task with a ``task.yaml``, sorted."""
-    root = directory or tasks_dir()
-    return sorted(path.parent.name for path in root.glob("*/task.yaml"))
+def user_tasks_dir(directory: str | os.PathLike | None = None) -> Path:
+    """The user's tasks folder, where pinned splits and added tasks go.
+
+    ``directory`` when given (the CLI's ``--tasks-dir``), else ``$BENCH_TASKS_DIR``, else the
+    platform's user data folder (``~/.local/share/ricord-bench/tasks`` on Linux). Never the
+    package: an installed bench may be read-only and is replaced on upgrade.
+    """
+    if directory is not None:
+        return Path(directory)
+    if os.environ.get(TASKS_ENV):
+        return Path(os.environ[TASKS_ENV])
+    return platformdirs.user_data_path("ricord-bench") / "tasks"
 
 
-def load_task(task: str | os.PathLike, *, directory: Path | None = None) -> TaskSpec:
-    """Load and validate a task by id (``tasks/<id>/task.yaml``) or by the path of a task.yaml.
+def task_folders(directory: str | os.PathLike | None = None) -> tuple[Path, ...]:
+    """Where tasks and their pinned splits are looked up, in order: the user's folder, then the
+    built-in tasks (one folder when the user's folder is the built-in one)."""
+    user = user_tasks_dir(directory)
+    return (user,) if user.resolve() == BUILTIN_TASKS.resolve() else (user, BUILTIN_TASKS)
+
+
+def list_tasks(directory: str | os.PathLike | None = None) -> list[str]:
+    """Ids of every task with a ``task.yaml`` in the user's folder or built in, sorted."""
+    folders = task_folders(directory)
+    return sorted({path.parent.name for folder in folders for path in folder.glob("*/task.yaml")})
+
+
+def task_yaml(task_id: str, directory: str | os.PathLike | None = None) -> Path:
+    """The ``<id>/task.yaml`` that :func:`load_task` reads: the user's, else the built-in one.
+
+    When neither exists, the path it would have in the user's folder.
+    """
+    candidates = [folder / task_id / "task.yaml" for folder in task_folders(directory)]
+    return next((path for path in candidates if path.is_file()), candidates[0])
+
+
+def load_task(task: str | os.PathLike, *, directory: str | os.PathLike | None = None) -> TaskSpec:
+    """Load and validate a task by id (``<id>/task.yaml`` in :func:`task_folders`) or by the
+    path of a task.yaml.
 
     Raises :class:`TaskSpecError` listing every invalid field with its location.
     """
     path = Path(task)
-    if not path.suffix:
-        path = (directory or tasks_dir()) / str(task) / "task.yaml"
+    by_id = not path.suffix
+    if by_id:
+        path = task_yaml(str(task), directory)
     if not path.is_file():
         known = ", ".join(list_tasks(directory)) or "none"
-        raise TaskSpecError(f"task {str(task)!r}: no task.yaml at {path}. Known tasks: {known}.")
+        where = " or ".join(str(folder) for folder in task_folders(directory))
+        raise TaskSpecError(f"task {str(task)!r}: no task.yaml at {path}" + (f" (looked in {where})" if by_id
+                            else "") + f". Known tasks: {known}.")
     spec = read_yaml_model(path, TaskSpec, error=TaskSpecError, what="task fields",
-                           docs="tasks/README.md for every field")
-    in_tasks_dir = path.parent.parent == (directory or tasks_dir())
+                           docs=f"{BUILTIN_TASKS / 'README.md'} for every field")
+    in_tasks_dir = path.parent.parent in task_folders(directory)
     if in_tasks_dir and path.parent.name != spec.id:
         raise TaskSpecError(f"{path}: id {spec.id!r} does not match its folder {path.parent.name!r}")
     return spec

@@ -158,16 +158,17 @@ def mark_tree(root: str | os.PathLike, kind: str) -> Path:
     return write_json(root / MARKER, {"schema_version": SCHEMA_VERSION, "kind": kind, "entries": entries})
 
 
-def foreign_content(root: str | os.PathLike, kind: str) -> str | None:
+def foreign_content(root: str | os.PathLike, kind: str, *, kept: tuple[str, ...] = ()) -> str | None:
     """Why ``root`` is not a tree of ``kind`` the harness wrote, or None when it is (or does not exist).
 
-    An empty folder is not foreign. Otherwise the folder needs :data:`MARKER` of ``kind`` and
-    nothing in it the marker does not list.
+    An empty folder is not foreign, nor one holding only files named in ``kept`` (top-level
+    files the caller carries into the new tree, such as a repository's README). Otherwise the
+    folder needs :data:`MARKER` of ``kind`` and nothing in it the marker does not list.
     """
     root = Path(root)
     if root.is_symlink() or (root.exists() and not root.is_dir()):
         return f"{root} is not a folder"
-    if not root.exists() or not any(root.iterdir()):
+    if not root.exists() or all(path.name in kept and path.is_file() for path in root.iterdir()):
         return None
     try:
         marker = json.loads((root / MARKER).read_text(encoding="utf-8"))

@@ -63,12 +63,13 @@ def whole_run(scratch: Path, index: int) -> float:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
     from runner_inputs import write_prepared
 
+    from bench.pipeline.demo import BUILTIN_SUBMISSIONS
     from bench.runners import run_submission
     from bench.tasks import load_task
 
     root = scratch / f"prepared-{index}"
     inputs = write_prepared(root, "ricord-ct-covid-cls", n_cases=4)
-    submission = Path(__file__).resolve().parents[1] / "submissions" / "constant-prior"
+    submission = BUILTIN_SUBMISSIONS / "constant-prior"
     started = time.perf_counter()
     run_submission(
         submission, load_task("ricord-ct-covid-cls"), inputs, root / "run", limits={"timeout_s": 60}

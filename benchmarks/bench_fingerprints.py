@@ -6,7 +6,7 @@ Run from the repository root on an indexed download (``bench data synth`` + ``be
     python -m benchmarks.bench_fingerprints --root /tmp/ricord-full --repeat 3
 
 It pins ``--task`` (default the segmentation task) into a temporary copy of the task specs (the
-repository's ``tasks/`` is never written), then verifies that split against the same download,
+built-in tasks folder is never written), then verifies that split against the same download,
 each with ``workers=1`` (the former single-process loop, the peer), ``workers=2`` and the
 default (in-process below :data:`bench.splits.fingerprints.INLINE_BYTES` of estimated work). One
 unmeasured pin first warms the page cache; each figure is the median of ``--repeat`` runs. It
@@ -33,15 +33,15 @@ from bench.splits.fingerprints import (
 )
 from bench.splits.pin import pin_split
 from bench.splits.verify import verify_split
-from bench.tasks import list_tasks, load_task, tasks_dir
+from bench.tasks import BUILTIN_TASKS, list_tasks, load_task
 
 CONFIGS = (("workers=1", 1), ("workers=2", 2), ("default", None))
 
 
 def _task_specs(target: Path) -> Path:
-    for task_id in list_tasks():
+    for task_id in list_tasks(BUILTIN_TASKS):
         (target / task_id).mkdir(parents=True)
-        shutil.copyfile(tasks_dir() / task_id / "task.yaml", target / task_id / "task.yaml")
+        shutil.copyfile(BUILTIN_TASKS / task_id / "task.yaml", target / task_id / "task.yaml")
     return target
 
 

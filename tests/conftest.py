@@ -1,4 +1,5 @@
-"""Shared test configuration: the hypothesis profiles, and markers that need a Docker engine or a browser.
+"""Shared test configuration: the hypothesis profiles, markers that need a Docker engine or a
+browser, and a private tasks folder.
 
 Hypothesis: under CI (``CI`` set to ``true``/``1``, as every CI service does) the ``ci`` profile
 runs derandomized (the examples are a fixed function of each test, so a red build is red on
@@ -9,6 +10,10 @@ every re-run and on every machine) and without the local example database; elsew
 Tests marked ``docker`` or ``browser`` skip with a reason when the engine or chromium is
 absent, unless ``BENCH_REQUIRE_DOCKER=1`` / ``BENCH_REQUIRE_BROWSER=1`` is set (as CI
 does), in which case they fail: CI must never pass by skipping them.
+
+Every test gets its own, initially absent, user tasks folder (``BENCH_TASKS_DIR``), so nothing
+a test pins lands in the real user data folder or leaks into another test, and the docstring
+examples see only the built-in tasks.
 """
 
 import os
@@ -59,6 +64,19 @@ def _needs_engine_or_browser(request):
         _require("docker", docker_engine_reason(), "BENCH_REQUIRE_DOCKER")
     if request.node.get_closest_marker("browser"):
         _require("browser", browser_reason(), "BENCH_REQUIRE_BROWSER")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _session_tasks_dir(tmp_path_factory):
+    """For session- and module-scoped fixtures, which are set up before any test's own folder."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("BENCH_TASKS_DIR", str(tmp_path_factory.mktemp("user-tasks") / "tasks"))
+        yield
+
+
+@pytest.fixture(autouse=True)
+def _private_tasks_dir(tmp_path_factory, monkeypatch):
+    monkeypatch.setenv("BENCH_TASKS_DIR", str(tmp_path_factory.mktemp("user-tasks") / "tasks"))
 
 
 @pytest.fixture(autouse=True, scope="session")

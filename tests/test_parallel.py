@@ -241,13 +241,14 @@ def test_resources_route_tasks_to_the_worker_that_declares_them(cluster):
 @pytest.mark.slow
 @pytest.mark.docker
 def test_container_runs_go_to_the_docker_worker_and_write_to_the_shared_path(cluster, tmp_path):
+    from bench.pipeline.demo import BUILTIN_SUBMISSIONS
     from bench.pipeline.evaluate import run_on_worker
     from bench.runners.base_image import build_base_image
     from bench.tasks import load_task
     from tests.helpers.runner_inputs import write_prepared
 
     build_base_image()  # reused when present (the runners' tests build it)
-    submissions = REPO / "submissions"
+    submissions = BUILTIN_SUBMISSIONS
     items = []
     for name, task in (("threshold-seg", "ricord-1a-lesion-seg"), ("hu-stats-cls", "ricord-ct-covid-cls")):
         inputs = write_prepared(tmp_path / "prepared" / task, task)

@@ -4,11 +4,11 @@ import pytest
 import yaml
 
 from bench.errors import TaskSpecError
-from bench.tasks import list_tasks, load_task, parse_memory_bytes, tasks_dir
+from bench.tasks import BUILTIN_TASKS, list_tasks, load_task, parse_memory_bytes
 
 
 def _write(tmp_path, **changes):
-    raw = yaml.safe_load((tasks_dir() / "ricord-ct-covid-cls" / "task.yaml").read_text())
+    raw = yaml.safe_load((BUILTIN_TASKS / "ricord-ct-covid-cls" / "task.yaml").read_text())
     raw.update(changes)
     path = tmp_path / "task.yaml"
     path.write_text(yaml.safe_dump(raw))
@@ -42,7 +42,7 @@ def test_public_dict_carries_no_labels_or_policies():
 
 
 def test_unknown_metric_is_reported_with_its_field(tmp_path):
-    heads = yaml.safe_load((tasks_dir() / "ricord-ct-covid-cls" / "task.yaml").read_text())["heads"]
+    heads = yaml.safe_load((BUILTIN_TASKS / "ricord-ct-covid-cls" / "task.yaml").read_text())["heads"]
     heads[0]["metrics"] = ["auroc", "accuracy_of_vibes"]
     with pytest.raises(TaskSpecError) as error:
         load_task(_write(tmp_path, heads=heads))

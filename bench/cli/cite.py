@@ -6,6 +6,7 @@ from typing import Annotated
 import typer
 
 from bench.cli import app
+from bench.cli.options import TasksDir
 
 
 @app.command("cite")
@@ -18,6 +19,7 @@ def cite(
     name: Annotated[str | None, typer.Option("--name", help="Pinned split name (with --task).")] = None,
     split: Annotated[str | None, typer.Option("--split", help="train, validation or test (with --task).")] = None,
     bibtex: Annotated[bool, typer.Option("--bibtex/--no-bibtex", help="Print the BibTeX entries too.")] = True,
+    tasks_dir: TasksDir = None,
 ) -> None:
     """Print split sha256, task spec sha256, harness version and git revision, metrics, and BibTeX."""
     from bench.splits.citation import cite_result, cite_split
@@ -26,11 +28,11 @@ def cite(
     if (result is None) == (task is None):
         raise typer.BadParameter("pass either a result folder or --task with --name, not both.")
     if result is not None:
-        citation = cite_result(result)
+        citation = cite_result(result, directory=tasks_dir)
     else:
         if name is None:
             raise typer.BadParameter("--task needs --name (the pinned split, e.g. tcia or synthetic).")
-        citation = cite_split(load_task(task), name, split)
+        citation = cite_split(load_task(task, directory=tasks_dir), name, split, directory=tasks_dir)
     typer.echo(citation.text())
     if bibtex:
         typer.echo("")

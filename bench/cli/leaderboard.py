@@ -7,6 +7,7 @@ import typer
 from rich.console import Console
 
 from bench.cli import app
+from bench.cli.options import TasksDir
 from bench.cli.progress import progress_bar, shown
 
 leaderboard_app = typer.Typer(help="Build the static leaderboard from the results store.",
@@ -19,8 +20,7 @@ def build(
     results: Annotated[Path, typer.Option("--results", help="Root of the results store.")] = Path("results"),
     out: Annotated[Path, typer.Option("--out", help="Folder for the site (replaced when it is a previous "
                                       "leaderboard).")] = Path("leaderboard"),
-    tasks_dir: Annotated[Path | None, typer.Option("--tasks-dir", help="Folder of task definitions "
-                                                   "(default: the repository's tasks/).")] = None,
+    tasks_dir: TasksDir = None,
 ) -> None:
     """Rank every task's entries and write the site (HTML, SVG plots, leaderboard.json, CSVs)."""
     with progress_bar("leaderboard") as progress:

@@ -6,6 +6,7 @@ from typing import Annotated
 import typer
 
 from bench.cli import app
+from bench.cli.options import TasksDir
 from bench.cli.progress import console, progress_bar
 from bench.text import printable
 
@@ -22,8 +23,8 @@ SaltFile = Annotated[Path | None, typer.Option(
 
 @app.command("prepare")
 def prepare(
-    task: Annotated[str, typer.Option("--task", help="Task id (tasks/<id>/task.yaml).")],
-    name: Annotated[str, typer.Option("--name", help="Pinned split name (tasks/<id>/splits/<name>.json).")],
+    task: Annotated[str, typer.Option("--task", help="Task id, e.g. ricord-1a-lesion-seg.")],
+    name: Annotated[str, typer.Option("--name", help="Pinned split name (<id>/splits/<name>.json).")],
     root: Annotated[Path, typer.Option("--root", help="Root of the download the split was pinned from.")],
     out: Out,
     split: Annotated[str, typer.Option("--split", help="train, validation or test.")] = "test",
@@ -33,16 +34,18 @@ def prepare(
     salt_file: SaltFile = None,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Convert every image; cache nothing.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUT/input, OUT/reference.")] = False,
+    tasks_dir: TasksDir = None,
 ) -> None:
     """Write OUT/input (cases.json, task.json, images/) and OUT/reference (labels or masks)."""
     from bench.prepare.materialize import prepare_split
     from bench.tasks import load_task
 
-    spec = load_task(task)
+    spec = load_task(task, directory=tasks_dir)
     with progress_bar(f"preparing {split}") as progress:
         prepared = prepare_split(spec, name, split, root=root, out=out, manifest=manifest,
                                  annotations=annotations or (), overwrite=overwrite, progress=progress,
-                                 salt_file=salt_file, cache_dir=cache, cache=not no_cache)
+                                 salt_file=salt_file, cache_dir=cache, cache=not no_cache,
+                                 directory=tasks_dir)
     console.print(f"{len(prepared.case_ids)} {split} cases ({prepared.cache_hits} images from the cache)")
     typer.echo(printable(f"input: {prepared.input_dir}"))
     typer.echo(printable(f"reference: {prepared.reference_dir}"))

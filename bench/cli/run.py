@@ -7,7 +7,7 @@ import typer
 from rich.table import Table
 
 from bench.cli import app
-from bench.cli.options import Entry, Team
+from bench.cli.options import Entry, TasksDir, Team
 from bench.cli.progress import console, progress_bar, shown
 
 images_app = typer.Typer(help="Container images the harness builds locally.", no_args_is_help=True)
@@ -22,7 +22,7 @@ def run(
             help="Folder with submission.yaml, a `docker save` tarball, or an image in the engine."
         ),
     ],
-    task: Annotated[str, typer.Option("--task", help="Task id (tasks/<id>) or path of a task.yaml.")],
+    task: Annotated[str, typer.Option("--task", help="Task id or path of a task.yaml.")],
     inputs: Annotated[
         Path, typer.Option("--inputs", help="Prepared input folder (`bench prepare` OUT/input).")
     ],
@@ -42,13 +42,14 @@ def run(
             "files, no isolation at all. Only for your own code.",
         ),
     ] = False,
+    tasks_dir: TasksDir = None,
 ) -> None:
     """Run SUBMISSION on the prepared inputs under the task's limits; validate and keep its outputs."""
     from bench.runners import run_submission
     from bench.runners.submission import load_submission
     from bench.tasks import load_task
 
-    spec = load_task(task)
+    spec = load_task(task, directory=tasks_dir)
     loaded = load_submission(submission, team=team, entry=entry)
     overrides = {"timeout_s": timeout, "memory": memory, "cpus": cpus, "gpus": gpus}
     with progress_bar(f"bench run ({runner})") as progress:

@@ -8,7 +8,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bench.cli import app
-from bench.cli.options import Entry, Team
+from bench.cli.options import Entry, TasksDir, Team
 from bench.cli.progress import progress_bar, shown
 
 console = Console()
@@ -29,7 +29,7 @@ Scheduler = Annotated[
 
 @app.command("score")
 def score(
-    task: Annotated[str, typer.Option("--task", help="Task id (tasks/<id>/task.yaml) or a task.yaml path.")],
+    task: Annotated[str, typer.Option("--task", help="Task id or a task.yaml path.")],
     predictions: Annotated[
         Path,
         typer.Option(
@@ -46,12 +46,13 @@ def score(
     entry: Entry = None,
     workers: Workers = None,
     scheduler: Scheduler = None,
+    tasks_dir: TasksDir = None,
 ) -> None:
     """Score predictions against a reference and store per-case scores, aggregates and a receipt."""
     from bench.scoring.predictions import score_predictions_and_store
     from bench.tasks import load_task
 
-    spec = load_task(task)
+    spec = load_task(task, directory=tasks_dir)
     with progress_bar(f"scoring {spec.id}") as progress:
         stored = score_predictions_and_store(
             spec,
@@ -63,6 +64,7 @@ def score(
             workers=workers,
             scheduler=scheduler,
             progress=progress,
+            tasks_dir=tasks_dir,
         )
     _print_stored(stored)
 
@@ -77,7 +79,7 @@ def evaluate(
     team: Team = None,
     entry: Entry = None,
     name: Annotated[
-        str, typer.Option("--name", help="Pinned split name (tasks/<id>/splits/<name>.json).")
+        str, typer.Option("--name", help="Pinned split name (<id>/splits/<name>.json).")
     ] = "synthetic",
     split: Annotated[str, typer.Option("--split", help="validation or test.")] = "test",
     runner: Annotated[str, typer.Option("--runner", help="docker or process.")] = "docker",
@@ -88,12 +90,13 @@ def evaluate(
     ] = None,
     workers: Workers = None,
     scheduler: Scheduler = None,
+    tasks_dir: TasksDir = None,
 ) -> None:
     """Prepare (cached), run, score and store one submission: what an organizer runs per entry."""
     from bench.pipeline.evaluate import evaluate as evaluate_submission
     from bench.tasks import load_task
 
-    spec = load_task(task)
+    spec = load_task(task, directory=tasks_dir)
     with progress_bar(f"evaluating on {spec.id}") as progress:
         report = evaluate_submission(
             submission,
@@ -109,6 +112,7 @@ def evaluate(
             workers=workers,
             scheduler=scheduler,
             progress=progress,
+            tasks_dir=tasks_dir,
         )
     _print_stored(report.stored)
     console.print(f"prepare {report.prepare_s:.1f} s, run {report.run_s:.1f} s, score {report.score_s:.1f} s")
@@ -119,12 +123,14 @@ def rescore(
     results: Annotated[Path, typer.Option("--results", help="Results store root.")] = Path("results"),
     workers: Workers = None,
     scheduler: Scheduler = None,
+    tasks_dir: TasksDir = None,
 ) -> None:
     """Recompute every stored run with this harness; print any score or rank that changed."""
     from bench.pipeline.rescore import rescore_store
 
     with progress_bar("rescoring") as progress:
-        report = rescore_store(results, workers=workers, scheduler=scheduler, progress=progress)
+        report = rescore_store(results, workers=workers, scheduler=scheduler, progress=progress,
+                               tasks_dir=tasks_dir)
     for entry, reason in report.skipped:
         console.print(f"[yellow]skipped[/] {shown(entry)}: {shown(reason)}")
     if not report.changes:
@@ -148,12 +154,19 @@ def demo(
     seed: Annotated[int, typer.Option("--seed", help="Seed of the synthetic collection.")] = 0,
     runner: Annotated[str, typer.Option("--runner", help="auto, docker or process.")] = "auto",
     workers: Workers = None,
+    leaderboard: Annotated[Path | None, typer.Option(
+        "--leaderboard", help="Folder for the site (default: OUT/leaderboard).")] = None,
+    tasks_dir: TasksDir = None,
 ) -> None:
     """Synthesize, index, verify splits, prepare, run every reference submission, score, publish."""
     from bench.pipeline.demo import run_demo
 
     with progress_bar("demo") as progress:
-        report = run_demo(out, seed=seed, runner=runner, workers=workers, progress=progress)
+        report = run_demo(out, seed=seed, runner=runner, workers=workers, leaderboard=leaderboard,
+                          tasks_dir=tasks_dir, progress=progress)
+    for task, pinned in report.splits.items():
+        if pinned["action"] == "pinned":
+            console.print(shown(f"pinned {task} split {report.split_name}: {pinned['path']}"), soft_wrap=True)
     console.print(f"runner: [bold]{shown(report.runner)}[/] ({shown(report.runner_reason)})")
     for line in report.timings():
         console.print(shown(line), soft_wrap=True)

@@ -7,6 +7,7 @@ import typer
 from rich.table import Table
 
 from bench.cli import app
+from bench.cli.options import TasksDir
 from bench.cli.progress import console, progress_bar, shown
 from bench.text import printable
 
@@ -14,7 +15,7 @@ splits_app = typer.Typer(help="Pin, verify and show the train / validation / tes
                          no_args_is_help=True)
 app.add_typer(splits_app, name="splits")
 
-Task = Annotated[str, typer.Option("--task", help="Task id (tasks/<id>/task.yaml).")]
+Task = Annotated[str, typer.Option("--task", help="Task id, e.g. ricord-1a-lesion-seg.")]
 Name = Annotated[str, typer.Option("--name", help="Pinned split name, one per download: synthetic, tcia...")]
 Root = Annotated[Path, typer.Option("--root", help="Root of the RICORD download (or of `bench data synth`).")]
 Annotations = Annotated[list[Path] | None, typer.Option(
@@ -42,18 +43,20 @@ def pin(task: Task, name: Name,
         complete: Annotated[bool, typer.Option(
             "--complete", help="Write <name>.lock.json (series and pixel fingerprints) for a split pinned with "
             "--from-export; its sha256 does not change.")] = False,
-        workers: Workers = None, scheduler: Scheduler = None) -> None:
-    """Assign patients to splits, fingerprint every case and write tasks/<task>/splits/<name>.json."""
+        workers: Workers = None, scheduler: Scheduler = None, tasks_dir: TasksDir = None) -> None:
+    """Assign patients to splits, fingerprint every case and write <task>/splits/<name>.json in your
+    tasks folder."""
     from bench.splits.pin import pin_split
     from bench.splits.publish import complete_split, pin_from_export
     from bench.tasks import load_task
 
-    spec = load_task(task)
+    spec = load_task(task, directory=tasks_dir)
     if from_export:
         if complete or root or manifest:
             raise typer.BadParameter("--from-export reads --annotations and --clinical only (no --root, "
                                      "--manifest or --complete).")
-        split = pin_from_export(spec, name=name, annotations=annotations or (), clinical=clinical or ())
+        split = pin_from_export(spec, name=name, annotations=annotations or (), clinical=clinical or (),
+                                directory=tasks_dir)
     else:
         if root is None or manifest is None:
             raise typer.BadParameter("give --manifest and --root (or --from-export with --annotations and "
@@ -61,10 +64,11 @@ def pin(task: Task, name: Name,
         with progress_bar("pinning") as progress:
             if complete:
                 split = complete_split(spec, name=name, manifest=manifest, root=root, annotations=annotations or (),
-                                       progress=progress, workers=workers, scheduler=scheduler)
+                                       progress=progress, workers=workers, scheduler=scheduler,
+                                       directory=tasks_dir)
             else:
                 split = pin_split(spec, manifest, root=root, name=name, annotations=annotations or (),
-                                  progress=progress, workers=workers, scheduler=scheduler)
+                                  progress=progress, workers=workers, scheduler=scheduler, directory=tasks_dir)
     counts = {s: len(split.cases(s)) for s in ("train", "validation", "test")}
     console.print(f"[bold]{shown(split.path)}[/]: {len(split.records)} cases "
                   + ", ".join(f"{s} {n}" for s, n in counts.items()))
@@ -77,12 +81,12 @@ def pin(task: Task, name: Name,
 
 @splits_app.command("verify")
 def verify(task: Task, name: Name, root: Root, annotations: Annotations = None, workers: Workers = None,
-           scheduler: Scheduler = None) -> None:
+           scheduler: Scheduler = None, tasks_dir: TasksDir = None) -> None:
     """Recompute every case's fingerprint from a download; exit 1 on any missing or changed case."""
     from bench.splits.pinned import load_split
     from bench.splits.verify import verify_split
 
-    split = load_split(task, name)
+    split = load_split(task, name, directory=tasks_dir)
     with progress_bar("verifying") as progress:
         report = verify_split(split, root=root, annotations=annotations or (), progress=progress,
                               workers=workers, scheduler=scheduler)
@@ -101,12 +105,12 @@ def verify(task: Task, name: Name, root: Root, annotations: Annotations = None, 
 
 
 @splits_app.command("show")
-def show(task: Task, name: Name) -> None:
+def show(task: Task, name: Name, tasks_dir: TasksDir = None) -> None:
     """Print cases and patients per split x strata, and confirm that no patient is in two splits."""
     from bench.splits.pinned import load_split
     from bench.splits.verify import summarize_split
 
-    summary = summarize_split(load_split(task, name))
+    summary = summarize_split(load_split(task, name, directory=tasks_dir))
     console.print(_table(summary.counts, shown(f"{task}/{name}: cases and patients per split x strata")))
     console.print(_table(summary.totals, "per split"))
     typer.echo(f"split sha256:{summary.sha256}")

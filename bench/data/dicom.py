@@ -16,10 +16,11 @@ Conventions (relied on by prepare and the metrics):
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -97,9 +98,14 @@ HEADER_COLUMNS = (
     "tcia_collection",
 )
 
-# Relative and absolute slack when comparing slice gaps (positions are printed with ~6 decimals).
-_GAP_RTOL = 0.01
-_GAP_ATOL_MM = 0.01
+#: Slices closer than this along the normal share a position (positions are printed with ~6 decimals).
+SAME_POSITION_MM = 0.01
+#: Accepted slice-spacing variation: every gap within SPACING_ATOL_MM + SPACING_RTOL x the median gap
+#: of it. These are dicom2nifti's slice-increment check (``numpy.allclose(..., rtol=0.05,
+#: atol=0.1)``), which the field uses on RICORD (real 1a/1b series are irregular at the 0.01 mm
+#: level); a gap beyond it means the series is not one regular stack.
+SPACING_ATOL_MM = 0.1
+SPACING_RTOL = 0.05
 
 
 @dataclass(frozen=True, eq=False)
@@ -112,7 +118,11 @@ class HeaderScan:
 
 @dataclass(frozen=True, eq=False)
 class CtVolume:
-    """A CT series in HU, sorted along the slice normal (see the module docstring)."""
+    """A CT series in HU, sorted along the slice normal (see the module docstring).
+
+    ``sop_aliases``: exact duplicate slices left out of the volume, dropped SOPInstanceUID ->
+    the kept one (an annotation on a dropped slice belongs to the kept one's index).
+    """
 
     hu: np.ndarray
     spacing_mm: tuple[float, float, float]
@@ -120,6 +130,7 @@ class CtVolume:
     sop_uids: tuple[str, ...]
     study_uid: str
     series_uid: str
+    sop_aliases: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, eq=False)
@@ -137,11 +148,21 @@ class Radiograph:
 
 @dataclass(frozen=True, eq=False)
 class SeriesOrder:
-    """Slice order and spacing of a series, derived from its headers alone."""
+    """Slice order and spacing of a series, derived from its headers alone.
+
+    ``max_deviation_mm``: the largest difference of a gap from the median gap (within
+    :data:`SPACING_ATOL_MM` + :data:`SPACING_RTOL` x median, or the series was rejected).
+    """
 
     order: np.ndarray
     slice_spacing_mm: float
     step_lps: np.ndarray
+    max_deviation_mm: float = 0.0
+
+    @property
+    def irregular(self) -> bool:
+        """True when some gap differs from the median by more than the print precision."""
+        return self.max_deviation_mm > SAME_POSITION_MM
 
 
 def is_candidate(path: Path) -> bool:
@@ -429,7 +450,7 @@ def order_slices(
     where: str,
     slice_thickness_mm: float = 0.0,
 ) -> SeriesOrder:
-    """Sort slices along the normal and check that they are evenly spaced.
+    """Sort slices along the normal and check that they are evenly spaced within the tolerance.
 
     Parameters
     ----------
@@ -447,8 +468,9 @@ def order_slices(
     Raises
     ------
     DicomError
-        Duplicate positions, a missing slice (a gap that is a multiple of the usual one),
-        or otherwise uneven spacing.
+        Two slices at one position (exact duplicates are dropped before, by
+        :func:`duplicate_slices`), a missing slice (a gap that is a multiple of the median one),
+        or a gap beyond :data:`SPACING_ATOL_MM` + :data:`SPACING_RTOL` x the median gap.
     """
     positions = np.asarray(positions, dtype=float)
     normal = slice_normal(orientation)
@@ -459,16 +481,17 @@ def order_slices(
         spacing = float(slice_thickness_mm) if slice_thickness_mm > 0 else 1.0
         return SeriesOrder(order=order, slice_spacing_mm=spacing, step_lps=normal * spacing)
     gaps = np.diff(along[order])
-    spacing = float(np.median(gaps))
-    tolerance = _GAP_ATOL_MM + _GAP_RTOL * abs(spacing)
-    if np.any(gaps <= tolerance):
-        k = int(np.argmax(gaps <= tolerance))
+    if np.any(gaps <= SAME_POSITION_MM):
+        k = int(np.argmax(gaps <= SAME_POSITION_MM))
         raise DicomError(
             f"series {where}: slices {sop_uids[order[k]]} and {sop_uids[order[k + 1]]} share the "
-            f"position {along[order[k]]:.3f} mm along the normal; two series are mixed or a slice is "
-            "duplicated. Remove the duplicate files."
+            f"position {along[order[k]]:.3f} mm along the normal with different pixel data; two series "
+            "are mixed. Remove the files of the other series."
         )
-    bad = np.flatnonzero(np.abs(gaps - spacing) > tolerance)
+    spacing = float(np.median(gaps))
+    tolerance = SPACING_ATOL_MM + SPACING_RTOL * abs(spacing)
+    deviation = np.abs(gaps - spacing)
+    bad = np.flatnonzero(deviation > tolerance)
     if bad.size:
         k = int(bad[0])
         ratio = gaps[k] / spacing
@@ -480,11 +503,51 @@ def order_slices(
             )
         raise DicomError(
             f"series {where}: uneven slice spacing: gap of {gaps[k]:.3f} mm between slices "
-            f"{sop_uids[order[k]]} and {sop_uids[order[k + 1]]}, {spacing:.3f} mm expected "
-            f"(tolerance {tolerance:.3f} mm). The series cannot be used as one volume."
+            f"{sop_uids[order[k]]} and {sop_uids[order[k + 1]]}, {spacing:.3f} mm (the median) expected, "
+            f"tolerance {tolerance:.3f} mm ({SPACING_ATOL_MM} mm + {SPACING_RTOL:.0%}). The series is not one "
+            "regular stack: resample it to a regular grid (e.g. with SimpleITK) or remove the odd slices, "
+            "then index again."
         )
     step = (positions[order[-1]] - positions[order[0]]) / (n - 1)
-    return SeriesOrder(order=order, slice_spacing_mm=spacing, step_lps=step)
+    return SeriesOrder(order=order, slice_spacing_mm=spacing, step_lps=step,
+                       max_deviation_mm=float(deviation.max()))
+
+
+def stored_pixel_sha256(path: str | os.PathLike) -> str:
+    """sha256 of a file's PixelData bytes as stored (no decoding)."""
+    try:
+        return hashlib.sha256(bytes(pydicom.dcmread(path).PixelData)).hexdigest()
+    except (InvalidDicomError, AttributeError, EOFError, OSError, ValueError, KeyError, TypeError) as error:
+        raise DicomError(f"{path}: cannot read its pixel data ({type(error).__name__}: {error}). "
+                         "Re-download it.") from error
+
+
+def duplicate_slices(paths: Sequence[str | os.PathLike], positions: np.ndarray, orientation: Sequence[float],
+                     sop_uids: Sequence[str]) -> dict[str, str]:
+    """Exact duplicates of a series: dropped SOPInstanceUID -> the kept one.
+
+    Slices within :data:`SAME_POSITION_MM` of each other along the normal whose stored pixel
+    data are identical are one slice written twice (real RICORD 1a/1b series have them); the
+    one with the smallest SOPInstanceUID is kept. Slices at one position with different pixels
+    are not duplicates and stay (:func:`order_slices` then rejects the series). Only the files
+    that share a position are read.
+    """
+    along = np.asarray(positions, dtype=float) @ slice_normal(orientation)
+    order = np.argsort(along, kind="stable")
+    groups: list[list[int]] = []
+    for previous, index in zip(order[:-1], order[1:], strict=True):
+        if along[index] - along[previous] <= SAME_POSITION_MM:
+            if groups and groups[-1][-1] == previous:
+                groups[-1].append(int(index))
+            else:
+                groups.append([int(previous), int(index)])
+    aliases: dict[str, str] = {}
+    for group in groups:
+        hashes = {stored_pixel_sha256(paths[i]) for i in group}
+        if len(hashes) == 1:
+            kept = min(sop_uids[i] for i in group)
+            aliases.update({sop_uids[i]: kept for i in group if sop_uids[i] != kept})
+    return aliases
 
 
 def _same(values: list, what: str, where: str, paths: Sequence) -> None:

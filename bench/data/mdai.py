@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -368,6 +368,7 @@ def reader_masks(
     labels: Sequence[str] | None = None,
     series_uid: str | None = None,
     protocol: ReadingProtocol = ReadingProtocol(),
+    aliases: Mapping[str, str] | None = None,
 ) -> dict[str, dict[str, np.ndarray]]:
     """One boolean ``(z, y, x)`` mask per label group of the study the volume belongs to.
 
@@ -385,6 +386,9 @@ def reader_masks(
         volume raises instead of being ignored.
     protocol : ReadingProtocol
         Which groups adjudicate and which are no reader (:func:`bench.data.protocol.group_roles`).
+    aliases : mapping, optional
+        SOPInstanceUIDs of exact duplicate slices dropped from the volume -> the kept slice
+        (``CtVolume.sop_aliases``); their polygons are drawn on the kept slice.
 
     Returns
     -------
@@ -400,11 +404,12 @@ def reader_masks(
         Unknown label names, or polygons on slices that are not in the volume.
     """
     names = _select_labels(export, labels)
-    rows = _case_rows(export, volume_sop_uids, series_uid)
+    index = {uid: k for k, uid in enumerate(volume_sop_uids)}
+    index.update({dropped: index[kept] for dropped, kept in (aliases or {}).items() if kept in index})
+    rows = _case_rows(export, list(index), series_uid)
     studies = set(rows.study_uid)
     table = export.annotations
     roles = group_roles(export.labels, protocol)
-    index = {uid: k for k, uid in enumerate(volume_sop_uids)}
     shape = (len(volume_sop_uids), int(shape_yx[0]), int(shape_yx[1]))
     drawn = rows[rows.label_name.isin(names) & rows.annotation_mode.isin(AREA_MODES) & (rows.sop_uid != "")]
     drawn = drawn[drawn.vertices.notna()]
@@ -453,6 +458,7 @@ def rasterize_case(
     readers: str = "union",
     series_uid: str | None = None,
     protocol: ReadingProtocol = ReadingProtocol(),
+    aliases: Mapping[str, str] | None = None,
 ) -> np.ndarray:
     """Boolean ``(z, y, x)`` lesion mask of one case (see :func:`reader_masks`).
 
@@ -460,7 +466,7 @@ def rasterize_case(
     adjudicator groups are united); otherwise the reader groups' masks combine by ``readers``.
     """
     masks = reader_masks(export, volume_sop_uids, shape_yx, labels=labels, series_uid=series_uid,
-                         protocol=protocol)
+                         protocol=protocol, aliases=aliases)
     shape = (len(volume_sop_uids), int(shape_yx[0]), int(shape_yx[1]))
     if masks["adjudicator"]:
         return combine_readers(list(masks["adjudicator"].values()), readers="union", shape=shape)

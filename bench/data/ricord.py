@@ -10,7 +10,11 @@ A case is one study. Rules, in the order they are applied:
   the RSNA root ``1.2.826.0.1.3680043.10.474``, else ``unknown``.
 - CT: the series holding the most annotated slices; without annotations the axial,
   non-localizer series with the most slices (then lowest SeriesNumber, then UID). Its
-  geometry is checked from the headers (missing slice, uneven spacing -> study skipped).
+  geometry is checked from the headers: exact duplicates (same position, same pixels) are
+  dropped and counted; spacing that varies within the tolerance of
+  :data:`bench.data.dicom.SPACING_ATOL_MM` + :data:`~bench.data.dicom.SPACING_RTOL` x the
+  median gap is accepted and counted; a missing slice, a gap beyond it, or two different
+  slices at one position skip the study with the reason (``counts["geometry"]``).
 - Radiographs: among single-frame CR/DX images that are not lateral views (ViewPosition
   LL/RL/LATERAL; never a case image), AP/PA views first, then lowest SeriesNumber,
   InstanceNumber, SOPInstanceUID.
@@ -32,8 +36,9 @@ import os
 import re
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from types import MappingProxyType
 
 import numpy as np
 import pandas as pd
@@ -42,6 +47,8 @@ from bench.data.clinical import clinical_files, read_clinical
 from bench.data.dicom import (
     CtVolume,
     Radiograph,
+    SeriesOrder,
+    duplicate_slices,
     load_ct_series,
     load_radiograph,
     order_slices,
@@ -270,8 +277,9 @@ def choose_radiograph(instances: pd.DataFrame) -> pd.Series | None:
     return instances.loc[min(candidates)[-1]]
 
 
-def _ordered_series(series_rows: pd.DataFrame) -> tuple[pd.DataFrame, float]:
-    """The series' header rows in array order, and the slice spacing (raises DicomError)."""
+def _ordered_series(series_rows: pd.DataFrame) -> tuple[pd.DataFrame, SeriesOrder, dict[str, str]]:
+    """The series' header rows in array order without exact duplicates, its geometry, and the
+    dropped duplicates (dropped SOPInstanceUID -> kept one). Raises DicomError."""
     uid = str(series_rows.series_uid.iloc[0])
     if series_rows.position.isna().any() or series_rows.orientation.isna().any():
         raise DicomError(
@@ -284,14 +292,17 @@ def _ordered_series(series_rows: pd.DataFrame) -> tuple[pd.DataFrame, float]:
             f"series {uid}: slices have different ImageOrientationPatient; it is not one stack. "
             "Remove the odd files or re-download the series."
         )
+    aliases = duplicate_slices(list(series_rows.path), np.array(list(series_rows.position)),
+                               series_rows.orientation.iloc[0], list(series_rows.sop_uid))
+    kept = series_rows[~series_rows.sop_uid.isin(set(aliases))]
     geometry = order_slices(
-        np.array(list(series_rows.position)),
-        series_rows.orientation.iloc[0],
-        sop_uids=list(series_rows.sop_uid),
+        np.array(list(kept.position)),
+        kept.orientation.iloc[0],
+        sop_uids=list(kept.sop_uid),
         where=uid,
-        slice_thickness_mm=float(series_rows.slice_thickness.iloc[0]),
+        slice_thickness_mm=float(kept.slice_thickness.iloc[0]),
     )
-    return series_rows.iloc[geometry.order], geometry.slice_spacing_mm
+    return kept.iloc[geometry.order], geometry, aliases
 
 
 def _fmt(values) -> str:
@@ -322,6 +333,7 @@ class _Indexer:
         ann = export.annotations
         self.by_study = {uid: group for uid, group in ann.groupby("study_uid")}
         self.metadata: dict[str, str] = {}
+        self.geometry: Counter = Counter()
 
     def collection(self, patient_id: str, instances: pd.DataFrame) -> str | None:
         collection, _ = parse_patient_id(patient_id)
@@ -504,15 +516,25 @@ class _Indexer:
             return None
         rows = instances[instances.series_uid == series_uid]
         try:
-            ordered, slice_spacing = _ordered_series(rows)
+            ordered, geometry, duplicates = _ordered_series(rows)
         except DicomError as error:
             self.skipped.append((study_uid, str(error)))
             return None
+        if duplicates:
+            self.geometry["duplicate_slices_dropped"] += len(duplicates)
+            self.geometry["series_with_duplicates"] += 1
+            self.warnings.append(f"study {study_uid}: series {series_uid}: {len(duplicates)} exact duplicate "
+                                 "slice(s) (same position, same pixels) dropped")
+        if geometry.irregular:
+            self.geometry["series_irregular_spacing_accepted"] += 1
+            self.warnings.append(f"study {study_uid}: series {series_uid}: irregular slice spacing accepted "
+                                 f"(largest deviation {geometry.max_deviation_mm:.3f} mm from the median "
+                                 f"{geometry.slice_spacing_mm:.3f} mm, within the tolerance)")
         pixel = ordered.pixel_spacing.iloc[0]
         if pixel is None:
             self.skipped.append((study_uid, f"series {series_uid} has no PixelSpacing"))
             return None
-        spacing = _fmt((slice_spacing, pixel[0], pixel[1]))
+        spacing = _fmt((geometry.slice_spacing_mm, pixel[0], pixel[1]))
         return series_uid, ordered, len(ordered), spacing, "CT"
 
 
@@ -591,6 +613,7 @@ def index_download(root: str | os.PathLike, *, annotations=(), clinical=(), prog
         "annotations_null_data": export.n_null_data,
         "skipped": len(indexer.skipped),
         "reading": _reading_counts(manifest, indexer.decisions, set(instances.study_uid)),
+        "geometry": _geometry_counts(indexer.geometry, indexer.skipped),
     }
     readers = indexer.readers[indexer.readers.study_uid.isin(set(instances.study_uid))]
     return IndexReport(
@@ -601,6 +624,21 @@ def index_download(root: str | os.PathLike, *, annotations=(), clinical=(), prog
         counts=counts,
         readers=readers.reset_index(drop=True),
     )
+
+
+#: The CT geometry decisions counted in the report (see docs/data.md, "CT geometry").
+GEOMETRY_REJECTIONS = ("missing slice", "uneven slice spacing", "duplicate slice positions")
+
+
+def _geometry_counts(accepted: Counter, skipped: Sequence[tuple[str, str]]) -> dict:
+    """Duplicates dropped, irregular spacing accepted, and series rejected per geometry reason."""
+    kinds = Counter(skip_kind(reason) for _, reason in skipped)
+    return {
+        "duplicate_slices_dropped": int(accepted["duplicate_slices_dropped"]),
+        "series_with_duplicates": int(accepted["series_with_duplicates"]),
+        "series_irregular_spacing_accepted": int(accepted["series_irregular_spacing_accepted"]),
+        "series_rejected": {kind: int(kinds[kind]) for kind in GEOMETRY_REJECTIONS},
+    }
 
 
 def _reading_counts(manifest: pd.DataFrame, decisions: pd.DataFrame, present: set[str]) -> dict:
@@ -614,8 +652,9 @@ def _reading_counts(manifest: pd.DataFrame, decisions: pd.DataFrame, present: se
     }
 
 
-def case_instances(root: str | os.PathLike, case_row) -> pd.DataFrame:
-    """Header rows of a case's image(s), in array order (CT: along the slice normal).
+def case_series(root: str | os.PathLike, case_row) -> tuple[pd.DataFrame, dict[str, str]]:
+    """Header rows of a case's image(s) in array order (CT: along the slice normal, exact
+    duplicates dropped), and the dropped duplicates (dropped SOPInstanceUID -> kept one).
 
     Looks in ``root / case_row.series_dir`` and matches by ``series_uid`` (radiographs: the
     image :func:`choose_radiograph` picks).
@@ -637,22 +676,28 @@ def case_instances(root: str | os.PathLike, case_row) -> pd.DataFrame:
         image = choose_radiograph(rows)
         if image is None:
             raise DicomError(f"case {case_row['case_id']}: no usable radiograph in {directory}.")
-        return rows[rows.sop_uid == image.sop_uid]
-    ordered, _ = _ordered_series(rows)
+        return rows[rows.sop_uid == image.sop_uid], {}
+    ordered, _, duplicates = _ordered_series(rows)
     if len(ordered) != int(case_row["n_slices"]):
         raise DicomError(
             f"case {case_row['case_id']}: series {case_row['series_uid']} has {len(ordered)} "
             f"slices on disk, the manifest says {case_row['n_slices']}. Re-run `bench data index`."
         )
-    return ordered
+    return ordered, duplicates
+
+
+def case_instances(root: str | os.PathLike, case_row) -> pd.DataFrame:
+    """The header rows of :func:`case_series`."""
+    return case_series(root, case_row)[0]
 
 
 def load_case_image(root: str | os.PathLike, case_row) -> CtVolume | Radiograph:
-    """Load a case's image: a :class:`CtVolume` for CT, a :class:`Radiograph` for CR/DX."""
-    rows = case_instances(root, case_row)
+    """Load a case's image: a :class:`CtVolume` for CT (with its dropped duplicates in
+    ``sop_aliases``), a :class:`Radiograph` for CR/DX."""
+    rows, duplicates = case_series(root, case_row)
     if case_row["modality"] in _RADIOGRAPH:
         return load_radiograph(rows.path.iloc[0])
-    return load_ct_series(list(rows.path))
+    return replace(load_ct_series(list(rows.path)), sop_aliases=MappingProxyType(duplicates))
 
 
 def load_case_mask(
@@ -673,7 +718,7 @@ def load_case_mask(
         raise DataError(
             f"case {case_row['case_id']} is a radiograph; RICORD 1c has study labels only, no lesion masks."
         )
-    rows = case_instances(root, case_row)
+    rows, duplicates = case_series(root, case_row)
     return rasterize_case(
         export,
         list(rows.sop_uid),
@@ -682,4 +727,5 @@ def load_case_mask(
         readers=readers,
         series_uid=str(case_row["series_uid"]),
         protocol=protocol,
+        aliases=duplicates,
     )

@@ -19,8 +19,6 @@ import json
 import logging
 import math
 import os
-import shutil
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
@@ -42,6 +40,7 @@ from bench.io import (
     write_text,
 )
 from bench.leaderboard import pages, plots
+from bench.leases import temp_dir
 from bench.metrics.registry import METRICS
 from bench.ranking.board import Board, BoardEntry, build_boards
 from bench.store import Store, plain
@@ -58,6 +57,9 @@ METHOD_TEXT = {
 }
 SITE_KIND = "leaderboard site"
 """The kind recorded in the marker of a site this module built (:func:`bench.trees.mark_tree`)."""
+KEPT = ("README.md",)
+"""Files of the site folder that are not the site's (the repository's ``leaderboard/README.md``):
+allowed in ``out`` and carried into every rebuilt site."""
 SCORE_LABEL = {"aggregate-then-rank": "Ranked by", "rank-then-aggregate": "Mean rank",
                "test-then-rank": "Wins"}
 
@@ -83,12 +85,12 @@ def build_leaderboard(results: str | os.PathLike, out: str | os.PathLike, *,
     The site is assembled in a temporary directory beside ``out`` and renamed into place at
     the end, so a failed or interrupted build leaves the previous site untouched. ``out`` may
     be a site this harness built (its :data:`bench.trees.MARKER` lists every file, and nothing
-    else is there) or an empty or missing directory; anything else, and an ``out`` that holds
-    or lies inside the results store, is refused: the harness deletes only what it wrote.
-    Folders of the site are 0755 and files 0644, so a web server running as another user can
-    serve it. A stored run that cannot be read (e.g. a corrupt
-    ``scores.json``) is left out with a warning on the index page and in the report's
-    ``skipped``; the rest is built.
+    else is there) or an empty or missing directory (a ``README.md`` aside, which is kept, see
+    :data:`KEPT`); anything else, and an ``out`` that holds or lies inside the results store, is
+    refused: the harness deletes only what it wrote. Folders of the site are 0755 and files
+    0644, so a web server running as another user can serve it. A stored run that cannot be
+    read (e.g. a corrupt ``scores.json``) is left out with a warning on the index page and in
+    the report's ``skipped``; the rest is built.
 
     Parameters
     ----------
@@ -97,7 +99,7 @@ def build_leaderboard(results: str | os.PathLike, out: str | os.PathLike, *,
     out : path
         Where the site goes.
     tasks_dir : path, optional
-        Folder of task definitions (default: the repository's ``tasks/``).
+        The user's tasks folder, looked up before the built-in tasks (see :mod:`bench.tasks`).
     progress : callable, optional
         ``progress(done, total, description)`` per task.
 
@@ -121,8 +123,8 @@ def build_leaderboard(results: str | os.PathLike, out: str | os.PathLike, *,
     env = _environment()
     tasks = []
     out.parent.mkdir(parents=True, exist_ok=True)
-    site = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
-    try:
+    # under a lease (bench.leases): a build killed by SIGKILL leaves a folder the next bench removes
+    with temp_dir(out.parent, prefix=f".{out.name}.", suffix=".tmp") as site:
         _copy_static(site / "static")
         for done, task_id in enumerate(task_ids):
             if progress:
@@ -135,12 +137,12 @@ def build_leaderboard(results: str | os.PathLike, out: str | os.PathLike, *,
             root="", tasks=tasks, skipped=skipped, page_title="Leaderboard"))
         write_json(site / "leaderboard.json", {"schema_version": SCHEMA_VERSION,
                                                "tasks": [_task_json(spec, boards) for spec, boards in tasks]})
+        for name in KEPT:
+            if (out / name).is_file():
+                shutil.copy2(out / name, site / name)
         mark_tree(site, SITE_KIND)
         publish_modes(site)
         _swap(site, out)
-    except BaseException:
-        shutil.rmtree(site, ignore_errors=True)
-        raise
     if progress:
         progress(len(task_ids), len(task_ids), "done")
     return LeaderboardReport(out / "index.html", tuple(task_ids), sum(len(b) for _, b in tasks),
@@ -153,26 +155,30 @@ def _check_out(out: Path, results: Path) -> None:
     if store.is_relative_to(site) or site.is_relative_to(store):
         raise LeaderboardError(f"--out {out} and the results store {results} overlap; building replaces "
                                "--out entirely. Choose an --out outside the store (e.g. a sibling folder).")
-    problem = foreign_content(out, SITE_KIND)
+    problem = foreign_content(out, SITE_KIND, kept=KEPT)
     if problem is not None:
         raise LeaderboardError(f"{problem}. `bench leaderboard build` replaces --out entirely, so it only "
                                "replaces a site it built; choose an empty or new --out directory.")
 
 
 def _swap(site: Path, out: Path) -> None:
-    """Put the finished ``site`` at ``out``: two renames, the previous site removed after."""
-    old = None
-    if out.exists():
-        old = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".old"))
+    """Put the finished ``site`` at ``out``: two renames, the previous site removed after
+    (and put back if the second rename fails)."""
+    if not out.exists():
+        os.replace(site, out)
+        return
+    with temp_dir(out.parent, prefix=f".{out.name}.", suffix=".old") as old:
         os.replace(out, old / out.name)
-    os.replace(site, out)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+        try:
+            os.replace(site, out)
+        except BaseException:
+            os.replace(old / out.name, out)
+            raise
 
 
 def _load_spec(task_id: str, tasks_dir) -> TaskSpec:
     try:
-        return load_task(task_id, directory=Path(tasks_dir) if tasks_dir else None)
+        return load_task(task_id, directory=tasks_dir)
     except TaskSpecError as error:
         raise LeaderboardError(f"the store has runs of task {task_id!r} but its definition cannot be "
                                f"loaded; pass --tasks-dir pointing at its folder. {error}") from error

@@ -1,23 +1,26 @@
 """`bench demo`: the whole benchmark on the built-in synthetic collection, from nothing to a leaderboard.
 
 Straight line, every stage through the real parts: synthesize the collection (DICOM, MD.ai JSON,
-clinical sheets), index it into a manifest, verify the committed pinned splits
-``tasks/<id>/splits/synthetic.json`` against it case by case (pin only when a split is missing),
+clinical sheets), index it into a manifest, verify the built-in pinned splits
+``<id>/splits/synthetic.json`` against it case by case (pin only when a split is missing),
 prepare each task's test split, run every reference submission that applies to the task
 (Docker when an engine answers and the local base image is there or builds; otherwise the
 process runner, and the report says which and why), score into the results store, and build the
 static leaderboard.
 
-The default collection (seed 0, size ``small``) is the one the committed splits were pinned from.
+The default collection (seed 0, size ``small``) is the one the built-in splits were pinned from.
 Another seed or size is a different collection: its splits are pinned under their own name
-(``synthetic-seed<N>-<size>``) on first use instead of verified.
+(``synthetic-seed<N>-<size>``) on first use, into the user's tasks folder
+(:func:`bench.tasks.user_tasks_dir`), and verified on later runs.
 """
 
 import json
 import logging
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
 from bench.data.ricord import index_download
@@ -35,15 +38,15 @@ log = logging.getLogger(__name__)
 
 ProgressCallback = Callable[[int, int, str], None]
 
-SUBMISSIONS_DIR = Path(__file__).resolve().parents[2] / "submissions"
-"""The reference submissions beside the package (a source checkout)."""
+BUILTIN_SUBMISSIONS = Path(os.fspath(resources.files("bench").joinpath("builtin", "submissions")))
+"""The reference submissions, shipped as package data (``bench/builtin/submissions``)."""
 
 ENTRIES = {
     "ricord-1a-lesion-seg": ("threshold-seg", "constant-prior"),
     "ricord-ct-covid-cls": ("hu-stats-cls", "constant-prior"),
     "ricord-1c-cxr-appearance": ("cxr-intensity", "constant-prior"),
 }
-"""Which reference submissions apply to which task (see submissions/README.md)."""
+"""Which reference submissions apply to which task (see ``bench/builtin/submissions/README.md``)."""
 
 
 @dataclass(frozen=True)
@@ -125,15 +128,18 @@ def run_demo(
     size: str = "small",
     runner: str = "auto",
     workers: int | None = None,
-    submissions_dir: str | Path = SUBMISSIONS_DIR,
+    submissions_dir: str | Path = BUILTIN_SUBMISSIONS,
+    tasks_dir: str | Path | None = None,
+    leaderboard: str | Path | None = None,
     progress: ProgressCallback | None = None,
 ) -> DemoReport:
     """Run the demo into ``out_dir``; return where the leaderboard is and what happened.
 
     Layout: ``data/`` (the synthetic collection and its manifest), ``work/`` (prepared splits,
-    image cache, run directories), ``results/`` (the store), ``leaderboard/`` (the site).
-    Rerunning into the same folder reuses the collection when seed and size match and adds new
-    runs to the store.
+    image cache, run directories), ``results/`` (the store), ``leaderboard/`` (the site, unless
+    ``leaderboard`` names another folder). Rerunning into the same folder reuses the collection
+    when seed and size match and adds new runs to the store. Splits the demo has to pin go to
+    ``tasks_dir`` (default: :func:`bench.tasks.user_tasks_dir`).
     """
     out = Path(out_dir).absolute()
     stages: list[tuple[str, float]] = []
@@ -155,14 +161,14 @@ def run_demo(
     report.write(data / "manifest.csv")
     lap("index")
     name = "synthetic" if (seed, size) == (0, "small") else f"synthetic-seed{seed}-{size}"
-    tasks = [task for task in list_tasks() if task in ENTRIES]
-    splits = {task: _pinned(task, name, data, annotations, progress) for task in tasks}
+    tasks = [task for task in list_tasks(tasks_dir) if task in ENTRIES]
+    splits = {task: _pinned(task, name, data, annotations, tasks_dir, progress) for task in tasks}
     lap("verify splits")
     chosen, reason = choose_runner(runner)
     lap(f"runner ({chosen})")
     evaluations = []
     for task in tasks:
-        spec = load_task(task)
+        spec = load_task(task, directory=tasks_dir)
         for entry in ENTRIES[task]:
             evaluated = evaluate(
                 Path(submissions_dir) / entry,
@@ -175,6 +181,7 @@ def run_demo(
                 work=out / "work",
                 workers=workers,
                 progress=stage_progress(progress, f"{task} / {entry}"),
+                tasks_dir=tasks_dir,
             )
             scores = evaluated.stored.scores
             evaluations.append(
@@ -190,7 +197,8 @@ def run_demo(
                 )
             )
     lap("evaluate")
-    index_html = _leaderboard(out / "results", out / "leaderboard", progress)
+    site = Path(leaderboard).absolute() if leaderboard is not None else out / "leaderboard"
+    index_html = _leaderboard(out / "results", site, tasks_dir, progress)
     lap("leaderboard")
     return DemoReport(out, index_html, chosen, reason, name, splits, tuple(stages), tuple(evaluations))
 
@@ -227,30 +235,33 @@ def _one_format(clinical) -> list[Path]:
     return [Path(p) for p in clinical if Path(p).suffix == ".csv"]
 
 
-def _pinned(task: str, name: str, data: Path, annotations: list[Path], progress) -> dict:
-    """Verify the committed pinned split against the collection, or pin it when it is missing."""
-    if not split_path(task, name).is_file():
+def _pinned(task: str, name: str, data: Path, annotations: list[Path], tasks_dir, progress) -> dict:
+    """Verify the pinned split against the collection, or pin it when it is missing."""
+    if not split_path(task, name, directory=tasks_dir).is_file():
         split = pin_split(
-            load_task(task),
+            load_task(task, directory=tasks_dir),
             data / "manifest.csv",
             root=data,
             name=name,
             annotations=annotations,
+            directory=tasks_dir,
             progress=stage_progress(progress, f"pin {task}"),
         )
-        return {"sha256": split.sha256, "action": "pinned"}
-    split = load_split(task, name)
+        return {"sha256": split.sha256, "action": "pinned", "path": split.path}
+    split = load_split(task, name, directory=tasks_dir)
     report = verify_split(
         split, root=data, annotations=annotations, progress=stage_progress(progress, f"verify {task}")
     )
     if not report.ok:
         raise SplitError(
-            f"tasks/{task}/splits/{name}.json does not match the synthetic collection in {data}: "
+            f"{split.path} does not match the synthetic collection in {data}: "
             f"{report.counts()}. The collection generator changed since the split was pinned; "
-            f"re-pin with `bench splits pin --task {task} --name {name} --root {data}` and commit it."
+            f"re-pin with `bench splits pin --task {task} --name {name} --root {data} --manifest "
+            f"{data / 'manifest.csv'} --tasks-dir {split.path.parents[2]}` (and commit it if it is built in)."
         )
-    return {"sha256": split.sha256, "action": "verified"}
+    return {"sha256": split.sha256, "action": "verified", "path": split.path}
 
 
-def _leaderboard(results: Path, out: Path, progress) -> Path:
-    return build_leaderboard(results, out, progress=stage_progress(progress, "leaderboard")).index.absolute()
+def _leaderboard(results: Path, out: Path, tasks_dir, progress) -> Path:
+    return build_leaderboard(results, out, tasks_dir=tasks_dir,
+                             progress=stage_progress(progress, "leaderboard")).index.absolute()

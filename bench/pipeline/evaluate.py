@@ -56,6 +56,7 @@ def prepared_split(
     split: str,
     work: str | Path,
     progress: ProgressCallback | None = None,
+    tasks_dir: str | Path | None = None,
 ) -> tuple[Path, bool]:
     """The prepared split ``work/prepared/<task>/<name>/<split>``, prepared only when needed.
 
@@ -74,7 +75,7 @@ def prepared_split(
             except BenchError as error:
                 log.info("prepared split %s is unusable (%s); preparing again", out, error)
             else:
-                pinned = load_split(spec.id, name).sha256
+                pinned = load_split(spec.id, name, directory=tasks_dir).sha256
                 if reference.task_sha256 == spec.sha256 and reference.split_sha256 == pinned:
                     return out, True
                 log.info("prepared split %s is stale (task or split changed); preparing again", out)
@@ -86,6 +87,7 @@ def prepared_split(
             out=out,
             cache_dir=Path(work).absolute() / "cache",
             overwrite=True,
+            directory=tasks_dir,
             progress=stage_progress(progress, "prepare"),
         )
     return out, False
@@ -107,6 +109,7 @@ def evaluate(
     workers: int | None = None,
     scheduler: str | None = None,
     progress: ProgressCallback | None = None,
+    tasks_dir: str | Path | None = None,
 ) -> EvaluateReport:
     """Prepare (cached), run, score and store one submission on one split of a task.
 
@@ -125,7 +128,7 @@ def evaluate(
     split : {"validation", "test", "train"}
         Which part of the pinned split to evaluate on.
     name : str
-        The pinned split (``tasks/<task>/splits/<name>.json``).
+        The pinned split (``<task>/splits/<name>.json`` in a tasks folder, see :mod:`bench.tasks`).
     results : path
         The results store root.
     runner : {"docker", "process"}
@@ -141,11 +144,14 @@ def evaluate(
         worker shares.
     progress : callable, optional
         ``progress(done, total, description)``; descriptions name the stage.
+    tasks_dir : path, optional
+        The user's tasks folder holding the pinned split (:func:`bench.tasks.user_tasks_dir`).
     """
     work = Path(work) if work is not None else Path(results) / ".work"
     loaded = load_submission(submission, team=team, entry=entry)
     started = time.monotonic()
-    prepared, cached = prepared_split(spec, root=root, name=name, split=split, work=work, progress=progress)
+    prepared, cached = prepared_split(spec, root=root, name=name, split=split, work=work, progress=progress,
+                                      tasks_dir=tasks_dir)
     prepared_at = time.monotonic()
     run_dir = _new_run_dir(work, spec.id, EntryId(loaded.team, loaded.name), split)
     if scheduler:
@@ -175,6 +181,7 @@ def evaluate(
         workers=workers,
         scheduler=scheduler,
         progress=stage_progress(progress, "score"),
+        tasks_dir=tasks_dir,
     )
     return EvaluateReport(
         stored,

@@ -59,6 +59,7 @@ def rescore_store(
     workers: int | None = None,
     scheduler: str | None = None,
     progress: ProgressCallback | None = None,
+    tasks_dir: str | Path | None = None,
 ) -> RescoreReport:
     """Rescore every run in the store at ``results``; report changed scores, counts, cases and ranks.
 
@@ -70,6 +71,8 @@ def rescore_store(
         As for :func:`bench.scoring.score.score_run` (per-case scoring of each run).
     progress : callable, optional
         ``progress(done, total, description)`` per run.
+    tasks_dir : path, optional
+        The user's tasks folder (:func:`bench.tasks.user_tasks_dir`).
     """
     runs = Store(results).runs()
     changes: list[Change] = []
@@ -78,7 +81,7 @@ def rescore_store(
     for done, stored in enumerate(runs, start=1):
         label = f"{stored.task}/{stored.submission}/{stored.run_id}"
         try:
-            result = _rescore_one(stored, workers=workers, scheduler=scheduler)
+            result = _rescore_one(stored, workers=workers, scheduler=scheduler, tasks_dir=tasks_dir)
         except BenchError as error:
             log.warning("cannot rescore %s: %s", label, error)
             skipped.append((label, str(error)))
@@ -87,11 +90,11 @@ def rescore_store(
             changes.extend(_compare(stored, result))
         if progress is not None:
             progress(done, len(runs), label)
-    changes.extend(_rank_changes(Store(results), fresh))
+    changes.extend(_rank_changes(Store(results), fresh, tasks_dir))
     return RescoreReport(len(fresh), tuple(changes), tuple(skipped))
 
 
-def _rescore_one(stored: StoredRun, *, workers, scheduler) -> ScoreResult:
+def _rescore_one(stored: StoredRun, *, workers, scheduler, tasks_dir) -> ScoreResult:
     receipt = plain(stored.receipt)
     run_dir = receipt.get("run", {}).get("path")
     reference_dir = receipt.get("reference", {}).get("path")
@@ -100,7 +103,8 @@ def _rescore_one(stored: StoredRun, *, workers, scheduler) -> ScoreResult:
             raise ScoringError(
                 f"the {what} named in its receipt ({path}) is not there; restore it to rescore"
             )
-    return score_run(load_task(stored.task), run_dir, reference_dir, workers=workers, scheduler=scheduler)
+    return score_run(load_task(stored.task, directory=tasks_dir), run_dir, reference_dir, workers=workers,
+                     scheduler=scheduler, tasks_dir=tasks_dir)
 
 
 def _text(value) -> str:
@@ -165,7 +169,7 @@ def _per_case_changes(stored: StoredRun, now: pd.DataFrame, change) -> list[Chan
     return out
 
 
-def _rank_changes(store: Store, fresh: dict[Path, ScoreResult]) -> list[Change]:
+def _rank_changes(store: Store, fresh: dict[Path, ScoreResult], tasks_dir) -> list[Change]:
     """Ranks of the latest run of each submission, per task and split, before and after."""
     groups: dict[tuple[str, str, str], list[StoredRun]] = {}
     for stored in store.latest_runs():
@@ -175,7 +179,7 @@ def _rank_changes(store: Store, fresh: dict[Path, ScoreResult]) -> list[Change]:
     for (task, _, split), runs in sorted(groups.items()):
         if len(runs) < 2:
             continue
-        spec = load_task(task)
+        spec = load_task(task, directory=tasks_dir)
         old = _ranks(spec, [(r.name, r.scores, r.per_case) for r in runs])
         new = _ranks(spec, [(r.name, fresh[r.path].scores, _as_stored(fresh[r.path].per_case)) for r in runs])
         for run, before, after in zip(runs, old, new, strict=True):

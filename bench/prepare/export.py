@@ -92,7 +92,7 @@ def export_split(
     Parameters
     ----------
     spec, name, split
-        The task, the pinned split (``tasks/<task>/splits/<name>.json``), ``train`` or ``validation``.
+        The task, the pinned split (``<task>/splits/<name>.json``), ``train`` or ``validation``.
     root, manifest, annotations, cache_dir, salt_file, directory
         As for :func:`bench.prepare.materialize.prepare_split` (same ids, same cache).
     out

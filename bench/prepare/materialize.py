@@ -18,7 +18,6 @@ second prepare reads no DICOM at all. NIfTI conventions: :mod:`bench.prepare.nif
 import logging
 import os
 import shutil
-import tempfile
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +28,7 @@ import numpy as np
 from bench.data.mdai import annotation_files
 from bench.errors import PrepareError, SplitError
 from bench.io import SCHEMA_VERSION, is_missing, write_csv, write_json
+from bench.leases import temp_dir
 from bench.prepare import nifti
 from bench.prepare.caseids import SALT_PATH, case_id_salt, prepared_case_id
 from bench.prepare.demographics import age_band
@@ -130,7 +130,7 @@ def prepare_split(spec: TaskSpec, name: str, split: str, *, root: str | os.PathL
     spec : TaskSpec
         The task.
     name : str
-        The pinned split (``tasks/<task>/splits/<name>.json``).
+        The pinned split (``<task>/splits/<name>.json``).
     split : str
         ``train``, ``validation`` or ``test``.
     root : path
@@ -152,7 +152,8 @@ def prepare_split(spec: TaskSpec, name: str, split: str, *, root: str | os.PathL
     overwrite : bool
         Replace existing ``out/input`` and ``out/reference``.
     directory : path, optional
-        The tasks folder (default :func:`bench.tasks.tasks_dir`).
+        The user's tasks folder (default :func:`bench.tasks.user_tasks_dir`), looked up before
+        the built-in tasks.
 
     Raises
     ------
@@ -204,12 +205,10 @@ def prepare_split(spec: TaskSpec, name: str, split: str, *, root: str | os.PathL
     images = ImageSource(spec, root, cache_dir if cache else None, rows, cases)
     ordered = sorted(cases, key=lambda c: ids[c.case_id])
     out.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=out, prefix=".prepare-"))
-    try:
+    # under a lease (bench.leases): a prepare killed by SIGKILL leaves a folder the next bench removes
+    with temp_dir(out, prefix=".prepare-") as staging:
         document = _build(spec, pinned, split, ordered, ids, rows, images, export, staging, progress)
         _commit(staging, out, overwrite=overwrite)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return PreparedSplit(out=out, input_dir=out / "input", reference_dir=out / "reference", task=spec.id,
                          split_name=name, split=split, split_sha256=pinned.sha256,
                          reference_sha256=document["reference_sha256"],
@@ -238,7 +237,8 @@ def _build(spec, pinned, split, ordered, ids, rows, images, export, staging: Pat
             shape = geometry["shape_zyx"]
             mask = rasterize_case(export, geometry["sop_uids"], (shape[1], shape[2]),
                                   labels=list(spec.target.labels), readers=spec.target.readers,
-                                  series_uid=case.series_uid, protocol=spec.reading)
+                                  series_uid=case.series_uid, protocol=spec.reading,
+                                  aliases=geometry["sop_aliases"])
             mask_image = nifti.mask_image(mask, image)
             nifti.save(mask_image, reference_dir / "masks" / f"{case_id}.nii.gz")
             record["mask"] = f"masks/{case_id}.nii.gz"

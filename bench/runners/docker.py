@@ -148,6 +148,7 @@ def container_options(
         "network_mode": "none",
         "read_only": True,
         "tmpfs": {"/tmp": f"rw,nosuid,nodev,size={limits.tmpfs_mb}m,mode=1777"},
+        "shm_size": limits.tmpfs_mb * 1024 * 1024,
         "volumes": {
             str(input_dir): {"bind": "/input", "mode": "ro"},
             str(output_dir): {"bind": "/output", "mode": "rw"},

@@ -75,7 +75,6 @@ _SYSTEM_FILES = (
     "/etc/localtime",
     "/etc/nsswitch.conf",
 )
-_SHM_MB = 64
 # what bwrap keeps as root: just enough for setpriv to become 65534 and drop the bounding set
 _ROOT_CAPS = ("CAP_SETUID", "CAP_SETGID", "CAP_SETPCAP")
 
@@ -139,7 +138,7 @@ def bwrap_arguments(
     tmpfs_bytes = str(limits.tmpfs_mb * 1024 * 1024)
     arguments += ["--proc", "/proc", "--dev", "/dev"]
     arguments += ["--perms", "01777", "--size", tmpfs_bytes, "--tmpfs", "/tmp"]
-    arguments += ["--perms", "01777", "--size", str(_SHM_MB * 1024 * 1024), "--tmpfs", "/dev/shm"]
+    arguments += ["--perms", "01777", "--size", tmpfs_bytes, "--tmpfs", "/dev/shm"]
     for prefix in _python_roots():
         # bwrap running as root makes missing parents 0700, which uid 65534 cannot traverse
         for parent in reversed(Path(prefix).parents[:-1]):

@@ -92,13 +92,15 @@ def score_predictions_and_store(
     workers: int | None = None,
     scheduler: str | None = None,
     progress: ProgressCallback | None = None,
+    tasks_dir: str | os.PathLike | None = None,
 ) -> StoredRun:
     """Score a run directory, or a plain folder / CSV as a self-reported run, into the store.
 
     A plain folder is recorded first under ``<results>/.work/self-reported/<task>/`` (the receipt
     points there, so ``bench rescore`` can recompute it); the stored receipt says
     ``self_reported: true`` and the board marks the entry. ``team`` and ``entry`` name it (a
-    folder's name never does); a run directory already names its entry in ``run.json``.
+    folder's name never does); a run directory already names its entry in ``run.json``. ``tasks_dir`` is the user's tasks
+    folder holding the pinned split (:func:`bench.tasks.user_tasks_dir`).
     """
     run_dir = Path(predictions)
     if not is_run_directory(run_dir):
@@ -119,7 +121,8 @@ def score_predictions_and_store(
             "so --team and --entry apply only to a plain predictions folder."
         )
     return score_and_store(
-        spec, run_dir, reference, results=results, workers=workers, scheduler=scheduler, progress=progress
+        spec, run_dir, reference, results=results, workers=workers, scheduler=scheduler, progress=progress,
+        tasks_dir=tasks_dir,
     )
 
 

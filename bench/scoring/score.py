@@ -91,6 +91,7 @@ def score_run(
     workers: int | None = None,
     scheduler: str | None = None,
     progress: ProgressCallback | None = None,
+    tasks_dir: str | Path | None = None,
 ) -> ScoreResult:
     """Score the run in ``run_dir`` against the prepared reference in ``reference_dir``.
 
@@ -109,6 +110,8 @@ def score_run(
         A dask.distributed scheduler address; per-case scoring becomes tasks on that cluster.
     progress : callable, optional
         ``progress(done, total, description)`` per scored case.
+    tasks_dir : path, optional
+        The user's tasks folder holding the pinned split (:func:`bench.tasks.user_tasks_dir`).
 
     Raises
     ------
@@ -121,7 +124,7 @@ def score_run(
     reference_dir = Path(reference_dir).resolve()
     # segmentation: each worker checks the mask it scores, decompressing it once
     reference = read_reference(reference_dir, check_masks=spec.kind != "segmentation")
-    _check_reference(spec, reference, reference_dir)
+    _check_reference(spec, reference, reference_dir, tasks_dir)
     run = read_run(run_dir, task_id=spec.id)
     if run.task_sha256 != spec.sha256:
         log.warning(
@@ -184,6 +187,7 @@ def score_and_store(
     workers: int | None = None,
     scheduler: str | None = None,
     progress: ProgressCallback | None = None,
+    tasks_dir: str | Path | None = None,
 ) -> StoredRun:
     """Score a run (see :func:`score_run`) and write it into the results store at ``results``.
 
@@ -192,7 +196,8 @@ def score_and_store(
     ``bench rescore`` reads to recompute the entry. Written atomically by :class:`bench.store.Store`:
     an interruption at any point leaves no entry.
     """
-    result = score_run(spec, run_dir, reference_dir, workers=workers, scheduler=scheduler, progress=progress)
+    result = score_run(spec, run_dir, reference_dir, workers=workers, scheduler=scheduler, progress=progress,
+                       tasks_dir=tasks_dir)
     logs_dir = Path(run_dir) / "logs"
     logs = (
         {path.name: path for path in sorted(logs_dir.iterdir()) if path.is_file()}
@@ -210,7 +215,7 @@ def score_and_store(
     )
 
 
-def _check_reference(spec: TaskSpec, reference, reference_dir: Path) -> None:
+def _check_reference(spec: TaskSpec, reference, reference_dir: Path, tasks_dir) -> None:
     """Refuse a reference made for another task, another spec version or another split."""
     if reference.task != spec.id:
         raise ScoringError(
@@ -220,16 +225,16 @@ def _check_reference(spec: TaskSpec, reference, reference_dir: Path) -> None:
     if reference.task_sha256 != spec.sha256:
         raise ScoringError(
             f"{reference_dir}: the reference was prepared with task spec sha256 "
-            f"{reference.task_sha256}, but tasks/{spec.id}/task.yaml now hashes to "
+            f"{reference.task_sha256}, but task spec {spec.id!r} now hashes to "
             f"{spec.sha256}. Prepare the split again with `bench prepare` so reference and "
             f"spec agree."
         )
-    pinned = load_split(spec.id, reference.split_name).sha256
-    if reference.split_sha256 != pinned:
+    pinned = load_split(spec.id, reference.split_name, directory=tasks_dir)
+    if reference.split_sha256 != pinned.sha256:
         raise ScoringError(
             f"{reference_dir}: the reference's split sha256 {reference.split_sha256} does not "
-            f"match the pinned split tasks/{spec.id}/splits/{reference.split_name}.json "
-            f"({pinned}). Prepare the reference again from the pinned split."
+            f"match the pinned split {pinned.path} ({pinned.sha256}). Prepare the reference again "
+            "from the pinned split."
         )
 
 

@@ -127,7 +127,7 @@ def cite_split(spec: TaskSpec, name: str, split: str | None = None, *, directory
     Raises
     ------
     SplitError
-        When ``tasks/<task>/splits/<name>.json`` is missing or fails its checks.
+        When ``<task>/splits/<name>.json`` is missing or fails its checks.
     """
     pinned = load_split(spec.id, name, directory=directory)
     running = harness()

@@ -28,7 +28,7 @@ from bench.splits.fingerprints import (
     locate_series,
     read_annotation_records,
 )
-from bench.splits.pinned import PinnedSplit, from_document, split_path
+from bench.splits.pinned import PinnedSplit, from_document, pinned_split_target
 from bench.tasks import TaskSpec
 
 log = logging.getLogger(__name__)
@@ -103,7 +103,8 @@ def pin_split(spec: TaskSpec, manifest: str | os.PathLike, *, root: str | os.Pat
               annotations: Iterable[str | os.PathLike] = (), directory: Path | None = None,
               progress: Progress | None = None, workers: int | None = None,
               scheduler: str | None = None) -> PinnedSplit:
-    """Assign, fingerprint and write ``tasks/<task>/splits/<name>.json``; return it as loaded.
+    """Assign, fingerprint and write ``<task>/splits/<name>.json`` in the user's tasks folder;
+    return it as loaded.
 
     Parameters
     ----------
@@ -118,7 +119,8 @@ def pin_split(spec: TaskSpec, manifest: str | os.PathLike, *, root: str | os.Pat
     annotations : paths
         MD.ai export files or folders (default: ``root/annotations/*.json`` if present).
     directory : path, optional
-        The tasks folder to write into (default: :func:`bench.tasks.tasks_dir`).
+        The tasks folder to write into (default: :func:`bench.tasks.user_tasks_dir`; see
+        :func:`bench.splits.pinned.pinned_split_target`).
     workers, scheduler : optional
         Where the pixel hashing runs (see :func:`case_fingerprints`; default: in this process
         below 1 GiB of DICOM files, else all cores). The file is byte-identical either way.
@@ -131,7 +133,7 @@ def pin_split(spec: TaskSpec, manifest: str | os.PathLike, *, root: str | os.Pat
     """
     from bench.data.manifest import read_manifest
 
-    path = split_path(spec.id, name, directory=directory)
+    path = pinned_split_target(spec.id, name, directory=directory)
     manifest = Path(manifest)
     cases = task_cases(read_manifest(manifest), spec, source=str(manifest))
     assigned = assign_splits(cases, spec.split)

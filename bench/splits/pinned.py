@@ -1,8 +1,9 @@
 """A pinned split file: its records, where it lives, and reading it back with every check.
 
-``tasks/<task>/splits/<name>.json`` lists each case with its split, strata and content
-fingerprint, and carries its own sha256 over canonical JSON: the hash a paper cites. Reading
-refuses a file whose hash, records or strategy do not match (a hand edit, a stale task).
+``<task>/splits/<name>.json`` (in a tasks folder, see :mod:`bench.tasks`) lists each case with
+its split, strata and content fingerprint, and carries its own sha256 over canonical JSON: the
+hash a paper cites. Reading refuses a file whose hash, records or strategy do not match (a hand
+edit, a stale task).
 
 A split pinned from the annotation export alone (:mod:`bench.splits.publish`) has no series
 and no pixel hash yet: ``series_uid`` and ``fingerprint.images`` are null. They are completed
@@ -24,7 +25,7 @@ from bench.splits.assign import strategy_record
 from bench.splits.fingerprints import (
     Fingerprint,
 )
-from bench.tasks import SPLITS, load_task, tasks_dir
+from bench.tasks import SPLITS, load_task, task_folders, task_yaml, user_tasks_dir
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 
@@ -81,15 +82,47 @@ class PinnedSplit:
 
 
 def split_path(task_id: str, name: str, *, directory: Path | None = None) -> Path:
-    """``tasks/<task_id>/splits/<name>.json`` in ``directory`` (default: the tasks folder)."""
+    """The pinned split ``<task_id>/splits/<name>.json`` that :func:`load_split` reads.
+
+    The first of :func:`bench.tasks.task_folders` that holds it (the user's tasks folder, then
+    the built-in tasks); when none does, where :func:`pinned_split_target` would write it.
+    """
+    file = f"{_checked(name)}.json"
+    candidates = [folder / task_id / "splits" / file for folder in task_folders(directory)]
+    return next((path for path in candidates if path.is_file()), candidates[0])
+
+
+def pinned_split_target(task_id: str, name: str, *, directory: Path | None = None) -> Path:
+    """Where pinning writes ``<task_id>/splits/<name>.json``: always the user's tasks folder
+    (:func:`bench.tasks.user_tasks_dir`), never the package; it then shadows a built-in split
+    of the same name."""
+    return user_tasks_dir(directory) / task_id / "splits" / f"{_checked(name)}.json"
+
+
+def pinned_names(task_id: str, *, directory: Path | None = None) -> list[str]:
+    """Names of the task's pinned splits in the user's folder and built in, sorted."""
+    return sorted({path.stem for folder in task_folders(directory)
+                   for path in (folder / task_id / "splits").glob("*.json")})
+
+
+def _checked(name: str) -> str:
     if not _NAME.match(name):
         raise SplitError(f"split name {name!r} must match {_NAME.pattern} (e.g. 'synthetic', 'tcia').")
-    return (directory or tasks_dir()) / task_id / "splits" / f"{name}.json"
+    return name
 
 
 def lock_path(path: Path) -> Path:
     """``<name>.lock.json`` beside the split file ``<name>.json``."""
     return path.with_name(path.stem + ".lock.json")
+
+
+def lock_file(task_id: str, name: str, *, directory: Path | None = None) -> Path:
+    """The lock ``<task_id>/splits/<name>.lock.json`` that completes a split: the first of
+    :func:`bench.tasks.task_folders` that holds it, else where completing writes it (the user's
+    tasks folder, also for a built-in split)."""
+    candidates = [lock_path(folder / task_id / "splits" / f"{_checked(name)}.json")
+                  for folder in task_folders(directory)]
+    return next((path for path in candidates if path.is_file()), candidates[0])
 
 
 def _apply_lock(split: PinnedSplit, path: Path) -> PinnedSplit:
@@ -137,8 +170,11 @@ def from_document(document: Mapping, path: Path | None) -> PinnedSplit:
                        sha256=document["sha256"], path=path)
 
 
-def read_split(path: str | os.PathLike) -> PinnedSplit:
+def read_split(path: str | os.PathLike, *, lock: str | os.PathLike | None = None) -> PinnedSplit:
     """Read a split file and check its own sha256 and its shape.
+
+    A split pinned from the export alone is completed by its lock file: ``lock`` when given
+    (:func:`lock_file` finds it in the tasks folders), else ``<name>.lock.json`` beside it.
 
     Raises
     ------
@@ -170,8 +206,9 @@ def read_split(path: str | os.PathLike) -> PinnedSplit:
     except (KeyError, TypeError) as error:
         raise SplitError(f"{path}: malformed case record ({type(error).__name__}: {error}).") from error
     _check_records(split, path)
-    if not split.complete and lock_path(path).is_file():
-        split = _apply_lock(split, lock_path(path))
+    lock = Path(lock) if lock is not None else lock_path(path)
+    if not split.complete and lock.is_file():
+        split = _apply_lock(split, lock)
     return split
 
 
@@ -192,7 +229,8 @@ def _check_records(split: PinnedSplit, path: Path) -> None:
 
 
 def load_split(task_id: str, name: str, *, directory: Path | None = None) -> PinnedSplit:
-    """Read ``tasks/<task_id>/splits/<name>.json`` and check it against the task's current spec.
+    """Read the pinned split ``<task_id>/splits/<name>.json`` (:func:`split_path`) and check it
+    against the task's current spec.
 
     Raises
     ------
@@ -203,17 +241,17 @@ def load_split(task_id: str, name: str, *, directory: Path | None = None) -> Pin
     spec = load_task(task_id, directory=directory)
     path = split_path(task_id, name, directory=directory)
     if not path.is_file():
-        pinned = sorted(p.stem for p in path.parent.glob("*.json")) if path.parent.is_dir() else []
+        pinned = pinned_names(task_id, directory=directory)
         raise SplitError(f"task {task_id}: no pinned split {name!r} ({path} does not exist; pinned: "
                          f"{pinned or 'none'}). Pin it with "
                          f"`bench splits pin --task {task_id} --name {name} ...`.")
-    split = read_split(path)
+    split = read_split(path, lock=lock_file(task_id, name, directory=directory))
     if split.task != task_id or split.name != name:
         raise SplitError(f"{path}: belongs to task {split.task!r} / name {split.name!r}, not "
                          f"{task_id!r} / {name!r}.")
     expected = strategy_record(spec.split)
     if dict(split.strategy) != expected:
         raise SplitError(f"{path}: pinned with strategy {dict(split.strategy)}, but "
-                         f"tasks/{task_id}/task.yaml now says {expected}. Pin the split again (and cite "
-                         "the new sha256).")
+                         f"{task_yaml(task_id, directory)} now says {expected}. Pin the split again "
+                         "(and cite the new sha256).")
     return split

@@ -9,8 +9,9 @@ study -> patient mapping of the clinical sheet. Neither holds a pixel, so:
   annotated studies left out with their reasons. ``series_uid`` and the pixel fingerprint are
   null.
 - :func:`complete_split` reads a download's manifest and DICOM files and writes
-  ``<name>.lock.json``: each case's series and pixel fingerprint, bound to the split's sha256
-  and carrying its own. The split file is not touched, so the cited hash stays; reading the
+  ``<name>.lock.json`` in the user's tasks folder (also for a built-in split; see
+  :func:`bench.splits.pinned.lock_file`): each case's series and pixel fingerprint, bound to the
+  split's sha256 and carrying its own. The split file is not touched, so the cited hash stays; reading the
   split applies the lock (:func:`bench.splits.pinned.read_split`), and ``verify`` checks the
   pixels against it. Before the lock exists ``verify`` checks the annotations only and says so.
 
@@ -30,7 +31,15 @@ from bench.io import SCHEMA_VERSION, sha256_json, write_json
 from bench.splits.assign import assign_splits, strategy_record, task_cases
 from bench.splits.fingerprints import annotations_fingerprint, read_annotation_records
 from bench.splits.pin import case_fingerprints, file_sha256
-from bench.splits.pinned import PinnedSplit, from_document, load_split, lock_path, read_split, split_path
+from bench.splits.pinned import (
+    PinnedSplit,
+    from_document,
+    load_split,
+    lock_path,
+    pinned_split_target,
+    read_split,
+    split_path,
+)
 from bench.tasks import TaskSpec
 
 log = logging.getLogger(__name__)
@@ -92,7 +101,7 @@ def pin_from_export(spec: TaskSpec, *, name: str, annotations: Iterable[str | os
         "cases": rows,
     }
     document["sha256"] = sha256_json(document)
-    path = split_path(spec.id, name, directory=directory)
+    path = pinned_split_target(spec.id, name, directory=directory)
     write_json(path, document)
     log.info("pinned %s from the export: %d cases, sha256 %s (pixels pending)", path, len(rows), document["sha256"])
     return from_document(document, path)
@@ -155,6 +164,7 @@ def complete_split(spec: TaskSpec, *, name: str, manifest: str | os.PathLike, ro
                    "images": prints[str(row.case_id)].images} for row in rows.itertuples(index=False)],
     }
     lock["sha256"] = sha256_json(lock)
-    write_json(lock_path(path), lock)
-    log.info("completed %s: %d cases, lock sha256 %s", path, len(rows), lock["sha256"])
-    return read_split(path)
+    target = lock_path(pinned_split_target(spec.id, name, directory=directory))
+    write_json(target, lock)
+    log.info("completed %s with %s: %d cases, lock sha256 %s", path, target, len(rows), lock["sha256"])
+    return read_split(path, lock=target)

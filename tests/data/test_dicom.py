@@ -91,8 +91,20 @@ def test_missing_slice_message():
 
 def test_uneven_spacing_message():
     positions = np.array([[0, 0, z] for z in (0.0, 2.0, 4.0, 7.0, 9.0, 11.0)])
-    with pytest.raises(DicomError, match=r"series S1: uneven slice spacing: gap of 3\.000 mm"):
+    with pytest.raises(DicomError, match=r"series S1: uneven slice spacing: gap of 3\.000 mm .*tolerance "
+                                         r"0\.200 mm \(0\.1 mm \+ 5%\).*resample it"):
         order_slices(positions, (1, 0, 0, 0, 1, 0), sop_uids=list("abcdef"), where="S1")
+
+
+def test_spacing_variation_within_the_tolerance_is_accepted():
+    # 2 mm slices: tolerance 0.1 + 5% x 2 = 0.2 mm per gap (dicom2nifti's rtol 0.05, atol 0.1)
+    positions = np.array([[0, 0, z] for z in (0.0, 2.0, 4.15, 6.0, 8.0)])
+    order = order_slices(positions, (1, 0, 0, 0, 1, 0), sop_uids=list("abcde"), where="S1")
+    assert order.irregular and order.max_deviation_mm == pytest.approx(0.15)
+    assert order.slice_spacing_mm == pytest.approx(2.0) and np.allclose(order.step_lps, [0, 0, 2.0])
+    regular = order_slices(np.array([[0, 0, 2.0 * k] for k in range(4)]), (1, 0, 0, 0, 1, 0),
+                           sop_uids=list("abcd"), where="S1")
+    assert not regular.irregular
 
 
 def test_duplicate_position_message():

@@ -382,6 +382,60 @@ def test_bad_files_missing_slice_uneven_spacing_and_dangling_annotations(synth, 
     assert {entry["kind"] for entry in report.to_dict()["skipped"]} == set(kinds)
 
 
+def _copy_slice(path, target, *, sop_uid, shift_mm=0.0, pixel_delta=0):
+    ds = pydicom.dcmread(path)
+    ds.SOPInstanceUID = sop_uid
+    ds.ImagePositionPatient[2] = float(ds.ImagePositionPatient[2]) + shift_mm
+    if pixel_delta:
+        ds.PixelData = (ds.pixel_array + pixel_delta).astype(ds.pixel_array.dtype).tobytes()
+    ds.save_as(target)
+
+
+def test_ct_geometry_quirks_are_counted(synth, indexed, broken):
+    """Each real CT geometry quirk gives its counted outcome: an exact duplicate is dropped (and an
+    annotation on it lands on its twin), spacing within the tolerance is accepted, a different
+    slice at an existing position rejects the series with the reason."""
+    manifest = indexed.manifest
+    export = read_exports(synth.annotations)
+    # 1. an exact duplicate (new SOPInstanceUID, same position and pixels) of an annotated 1A slice
+    annotated = manifest[(manifest.collection == "MIDRC-RICORD-1A") & (manifest.n_annotations > 3)].iloc[0]
+    rows = case_instances(broken, annotated)
+    drawn = export.annotations[(export.annotations.series_uid == annotated.series_uid)
+                               & (export.annotations.sop_uid != "")]
+    source = rows.loc[rows.sop_uid == drawn.sop_uid.iloc[0], "path"].iloc[0]
+    twin = "1.2.826.0.1.3680043.10.474.999.1"
+    _copy_slice(source, Path(source).with_name("dup-1.dcm"), sop_uid=twin)
+    # 2. one slice of a 1B case moved by 3% of its spacing: irregular, within the tolerance
+    row_j, files = _series_files(broken, manifest, "MIDRC-RICORD-1B", 0)
+    ds = pydicom.dcmread(files[4])
+    ds.ImagePositionPatient[2] = float(ds.ImagePositionPatient[2]) + 0.03 * float(row_j.spacing_mm.split(",")[0])
+    ds.save_as(files[4])
+    # 3. a different slice at the position of an existing one in another 1B case
+    row_d, files = _series_files(broken, manifest, "MIDRC-RICORD-1B", 1)
+    _copy_slice(files[2], Path(files[2]).with_name("other-1.dcm"), sop_uid="1.2.826.0.1.3680043.10.474.999.2",
+                pixel_delta=7)
+
+    report = index_download(broken, annotations=synth.annotations, clinical=synth.clinical[:2])
+    geometry = report.counts["geometry"]
+    assert geometry["duplicate_slices_dropped"] == 1 and geometry["series_with_duplicates"] == 1
+    assert geometry["series_irregular_spacing_accepted"] == 1
+    assert geometry["series_rejected"] == {"missing slice": 0, "uneven slice spacing": 0,
+                                           "duplicate slice positions": 1}
+    kept = report.manifest.set_index("study_uid")
+    assert kept.loc[annotated.study_uid, "n_slices"] == annotated.n_slices
+    assert row_j.study_uid in kept.index
+    assert "with different pixel data" in dict(report.skipped)[row_d.study_uid]
+    # the twin's polygons would be the same as the kept slice's: move one annotation onto the twin
+    moved = export.annotations.copy()
+    moved.loc[moved.annotation_id == drawn.annotation_id.iloc[0], "sop_uid"] = twin
+    row = kept.loc[annotated.study_uid].to_dict() | {"study_uid": annotated.study_uid}
+    from dataclasses import replace
+
+    mask = load_case_mask(broken, replace(export, annotations=moved), row)
+    assert np.array_equal(mask, load_case_mask(broken, export, row))
+    assert load_case_image(broken, row).sop_aliases == {twin: drawn.sop_uid.iloc[0]}
+
+
 def test_annotated_study_not_in_download(synth, indexed, broken):
     row = indexed.manifest[indexed.manifest.collection == "MIDRC-RICORD-1C"].iloc[0]
     shutil.rmtree(broken / Path(row.series_dir).parent)

@@ -13,9 +13,9 @@ import socket
 import threading
 from pathlib import Path
 
+from bench.pipeline.demo import BUILTIN_SUBMISSIONS as SUBMISSIONS  # noqa: F401 (re-exported to the runner tests)
+
 ADVERSARIAL = Path(__file__).resolve().parents[1] / "adversarial"
-REPO = Path(__file__).resolve().parents[2]
-SUBMISSIONS = REPO / "submissions"
 
 _DOCKERFILE = """ARG BASE_IMAGE=ricord-bench/python:bookworm
 FROM ${BASE_IMAGE}

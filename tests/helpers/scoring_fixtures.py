@@ -21,18 +21,17 @@ from bench.prepare.reference import labels_table, reference_sha256
 from bench.runners.record import CaseStatus, RunRecord
 from bench.splits.assign import PROCEDURE
 from bench.splits.pinned import load_split
-from bench.tasks import SPLITS, load_task
+from bench.tasks import BUILTIN_TASKS, SPLITS, load_task
 
-REPO_TASKS = Path(__file__).resolve().parents[2] / "tasks"
 SPLIT_NAME = "fixture"
 
 
 def make_tasks_dir(root: Path, monkeypatch, task_id: str, *, edit=None) -> Path:
-    """Copy ``tasks/<task_id>/task.yaml`` under ``root/tasks`` (optionally edited) and point
+    """Copy the built-in ``<task_id>/task.yaml`` under ``root/tasks`` (optionally edited) and point
     ``BENCH_TASKS_DIR`` at it."""
     folder = root / "tasks" / task_id
     folder.mkdir(parents=True, exist_ok=True)
-    raw = yaml.safe_load((REPO_TASKS / task_id / "task.yaml").read_text())
+    raw = yaml.safe_load((BUILTIN_TASKS / task_id / "task.yaml").read_text())
     if edit is not None:
         edit(raw)
     (folder / "task.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
@@ -41,7 +40,8 @@ def make_tasks_dir(root: Path, monkeypatch, task_id: str, *, edit=None) -> Path:
 
 
 def pin_fixture_split(task_id: str, cases: list[tuple[str, str]], *, split: str = "test") -> str:
-    """Write ``tasks/<task_id>/splits/fixture.json`` holding ``(case_id, patient_id)`` in ``split``."""
+    """Write ``<task_id>/splits/fixture.json`` in ``BENCH_TASKS_DIR`` holding ``(case_id, patient_id)``
+    in ``split``."""
     spec = load_task(task_id)
     strategy = {
         "procedure": PROCEDURE,

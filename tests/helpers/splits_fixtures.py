@@ -13,7 +13,7 @@ from bench.data.ricord import index_download
 from bench.data.synth import synthesize
 from bench.splits.pin import pin_split
 from bench.splits.pinned import PinnedSplit
-from bench.tasks import list_tasks, load_task, tasks_dir
+from bench.tasks import BUILTIN_TASKS, list_tasks, load_task
 
 TASKS = ("ricord-1a-lesion-seg", "ricord-ct-covid-cls", "ricord-1c-cxr-appearance")
 
@@ -30,10 +30,10 @@ _built: dict[str, Synthetic] = {}
 
 
 def copy_task_specs(target: Path) -> Path:
-    """The repository's task.yaml files, without their pinned splits, under ``target``."""
-    for task_id in list_tasks():
+    """The built-in task.yaml files, without their pinned splits, under ``target``."""
+    for task_id in list_tasks(BUILTIN_TASKS):
         (target / task_id).mkdir(parents=True)
-        shutil.copyfile(tasks_dir() / task_id / "task.yaml", target / task_id / "task.yaml")
+        shutil.copyfile(BUILTIN_TASKS / task_id / "task.yaml", target / task_id / "task.yaml")
     return target
 
 

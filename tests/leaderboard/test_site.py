@@ -19,7 +19,7 @@ from bench.leaderboard.plots import label
 from bench.metrics.uncertainty import bootstrap_counts
 from bench.ranking.statistics import resampled_auroc
 from bench.store import EntryId, Store, plain
-from bench.tasks import load_task, tasks_dir
+from bench.tasks import BUILTIN_TASKS, load_task
 from tests.helpers.board_fixtures import CLS_TASK, EVIL, SEG_TASK, build_fake_store, cls_run, seg_run
 
 
@@ -179,6 +179,17 @@ def test_same_store_same_bytes_and_rebuild_in_place(built, tmp_path):
     assert _files(tmp_path / "again") == _files(root / "site")
 
 
+def test_the_repository_leaderboard_folder_keeps_its_readme(built, tmp_path):
+    root, _ = built
+    (tmp_path / "leaderboard").mkdir()
+    (tmp_path / "leaderboard" / "README.md").write_text("how it is built and published")
+    for _ in range(2):  # the first build and a rebuild over it
+        build_leaderboard(root / "results", tmp_path / "leaderboard")
+        assert (tmp_path / "leaderboard" / "README.md").read_text() == "how it is built and published"
+        site = _files(tmp_path / "leaderboard")
+        assert {name: data for name, data in site.items() if name != "README.md"} == _files(root / "site")
+
+
 def test_refuses_foreign_output_and_empty_store(built, tmp_path):
     root, _ = built
     (tmp_path / "docs").mkdir()
@@ -190,16 +201,22 @@ def test_refuses_foreign_output_and_empty_store(built, tmp_path):
         build_leaderboard(tmp_path / "empty", tmp_path / "out")
 
 
-def test_missing_task_definition_is_named(built, tmp_path):
-    root, _ = built
+def test_missing_task_definition_is_named(tmp_path):
+    # the built-in tasks are always found, so the store holds runs of a task defined elsewhere
+    raw = yaml.safe_load((BUILTIN_TASKS / SEG_TASK / "task.yaml").read_text())
+    raw["id"] = "my-lesion-seg"
+    (tmp_path / "custom" / "my-lesion-seg").mkdir(parents=True)
+    (tmp_path / "custom" / "my-lesion-seg" / "task.yaml").write_text(yaml.safe_dump(raw))
+    seg_run(Store(tmp_path / "results"), load_task("my-lesion-seg", directory=tmp_path / "custom"), "entry",
+            [0.5, 0.6, 0.7])
     (tmp_path / "tasks").mkdir()
-    with pytest.raises(LeaderboardError, match=f"runs of task '{SEG_TASK}'.*--tasks-dir"):
-        build_leaderboard(root / "results", tmp_path / "out", tasks_dir=tmp_path / "tasks")
+    with pytest.raises(LeaderboardError, match="runs of task 'my-lesion-seg'.*--tasks-dir"):
+        build_leaderboard(tmp_path / "results", tmp_path / "out", tasks_dir=tmp_path / "tasks")
 
 
 def _custom_tasks(tmp_path: Path, task: str, **changes) -> Path:
     folder = tmp_path / "tasks"
-    shutil.copytree(tasks_dir() / task, folder / task)
+    shutil.copytree(BUILTIN_TASKS / task, folder / task)
     spec = yaml.safe_load((folder / task / "task.yaml").read_text())
     spec.update(changes)
     (folder / task / "task.yaml").write_text(yaml.safe_dump(spec))
@@ -209,7 +226,7 @@ def _custom_tasks(tmp_path: Path, task: str, **changes) -> Path:
 def test_dataset_level_metric_refuses_per_case_schemes(tmp_path):
     folder = _custom_tasks(tmp_path, CLS_TASK, ranking={"method": "rank-then-aggregate"})
     build_fake_store(tmp_path / "results")
-    shutil.copytree(tasks_dir() / SEG_TASK, folder / SEG_TASK)
+    shutil.copytree(BUILTIN_TASKS / SEG_TASK, folder / SEG_TASK)
     with pytest.raises(LeaderboardError, match="needs a per-case primary metric"):
         build_leaderboard(tmp_path / "results", tmp_path / "out", tasks_dir=folder)
 

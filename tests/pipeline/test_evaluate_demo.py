@@ -13,14 +13,13 @@ from bench.cli import app
 from bench.data.manifest import write_manifest
 from bench.data.ricord import index_download
 from bench.data.synth import synthesize
-from bench.pipeline.demo import ENTRIES, run_demo
+from bench.pipeline.demo import BUILTIN_SUBMISSIONS, ENTRIES, run_demo
 from bench.pipeline.evaluate import evaluate
 from bench.pipeline.rescore import rescore_store
 from bench.splits.pin import pin_split
 from bench.store import Store
-from bench.tasks import load_task
+from bench.tasks import BUILTIN_TASKS, load_task
 
-REPO = Path(__file__).resolve().parents[2]
 COVID = "ricord-ct-covid-cls"
 SEG = "ricord-1a-lesion-seg"
 
@@ -39,8 +38,8 @@ def collection(tmp_path_factory):
 
 @pytest.fixture
 def tasks(tmp_path, monkeypatch):
-    """A copy of the repository's tasks folder (with any committed splits), as BENCH_TASKS_DIR."""
-    shutil.copytree(REPO / "tasks", tmp_path / "tasks")
+    """A copy of the built-in tasks folder (with its pinned splits), as BENCH_TASKS_DIR."""
+    shutil.copytree(BUILTIN_TASKS, tmp_path / "tasks")
     monkeypatch.setenv("BENCH_TASKS_DIR", str(tmp_path / "tasks"))
     return tmp_path / "tasks"
 
@@ -54,7 +53,7 @@ def test_evaluate_process_runner_caches_prepare_and_rescores_clean(collection, t
     _pin(COVID, root, annotations)
     spec, results = load_task(COVID), tmp_path / "results"
     first = evaluate(
-        REPO / "submissions" / "hu-stats-cls",
+        BUILTIN_SUBMISSIONS / "hu-stats-cls",
         spec,
         root=root,
         name="evaluate-test",
@@ -63,7 +62,7 @@ def test_evaluate_process_runner_caches_prepare_and_rescores_clean(collection, t
         runner="process",
     )
     second = evaluate(
-        REPO / "submissions" / "constant-prior",
+        BUILTIN_SUBMISSIONS / "constant-prior",
         spec,
         root=root,
         name="evaluate-test",
@@ -91,10 +90,10 @@ def test_evaluate_on_a_cluster_runs_the_submission_on_a_worker(collection, tasks
     root, annotations = collection
     _pin(COVID, root, annotations)
     spec = load_task(COVID)
-    local = evaluate(REPO / "submissions" / "hu-stats-cls", spec, root=root, name="evaluate-test",
+    local = evaluate(BUILTIN_SUBMISSIONS / "hu-stats-cls", spec, root=root, name="evaluate-test",
                      results=tmp_path / "local", runner="process")
     with LocalCluster(n_workers=1, processes=True, threads_per_worker=1, dashboard_address=":0") as cluster:
-        remote = evaluate(REPO / "submissions" / "hu-stats-cls", spec, root=root, name="evaluate-test",
+        remote = evaluate(BUILTIN_SUBMISSIONS / "hu-stats-cls", spec, root=root, name="evaluate-test",
                           results=tmp_path / "cluster", runner="process", scheduler=cluster.scheduler_address)
     assert (remote.run_dir / "run.json").is_file() and remote.run_dir.is_relative_to(tmp_path / "cluster")
     assert remote.stored.per_case.equals(local.stored.per_case)
@@ -108,7 +107,7 @@ def test_cli_evaluate_segmentation_with_process_runner(collection, tasks, tmp_pa
         app,
         [
             "evaluate",
-            str(REPO / "submissions" / "threshold-seg"),
+            str(BUILTIN_SUBMISSIONS / "threshold-seg"),
             "--task",
             SEG,
             "--root",

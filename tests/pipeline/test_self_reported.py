@@ -8,7 +8,6 @@ per-case tables and the same scores.json apart from the run id and the entry nam
 
 import json
 import shutil
-from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -17,19 +16,19 @@ from bench.cli import app
 from bench.data.manifest import write_manifest
 from bench.data.ricord import index_download
 from bench.data.synth import synthesize
+from bench.pipeline.demo import BUILTIN_SUBMISSIONS
 from bench.prepare.materialize import prepare_split
 from bench.runners.run import run_submission
 from bench.splits.pin import pin_split
-from bench.tasks import load_task
+from bench.tasks import BUILTIN_TASKS, load_task
 
-REPO = Path(__file__).resolve().parents[2]
 SEG = "ricord-1a-lesion-seg"
 
 pytestmark = pytest.mark.slow
 
 
 def test_folder_scoring_equals_run_scoring_byte_for_byte(tmp_path, monkeypatch):
-    shutil.copytree(REPO / "tasks", tmp_path / "tasks")
+    shutil.copytree(BUILTIN_TASKS, tmp_path / "tasks")
     monkeypatch.setenv("BENCH_TASKS_DIR", str(tmp_path / "tasks"))
     monkeypatch.setenv("BENCH_CACHE_DIR", str(tmp_path / "cache"))
     root = tmp_path / "data"
@@ -39,7 +38,7 @@ def test_folder_scoring_equals_run_scoring_byte_for_byte(tmp_path, monkeypatch):
     spec = load_task(SEG)
     pin_split(spec, root / "manifest.csv", root=root, name="self-test", annotations=list(synth.annotations))
     prepared = prepare_split(spec, "self-test", "test", root=root, out=tmp_path / "prepared")
-    run = run_submission(REPO / "submissions" / "threshold-seg", spec, prepared.input_dir, tmp_path / "run",
+    run = run_submission(BUILTIN_SUBMISSIONS / "threshold-seg", spec, prepared.input_dir, tmp_path / "run",
                          runner="process")
     assert run.counts["ok"] == len(prepared.case_ids)
     folder = tmp_path / "threshold-seg"

@@ -145,7 +145,7 @@ def test_the_salt_is_kept_with_the_download_and_decides_the_ids(synth, prepared,
                           salt_file=own, directory=synth.tasks)
     assert own.is_file() and own.read_text() != salt_path.read_text()
     # no cache_dir: the library's default is the CLI's, $BENCH_CACHE_DIR
-    assert len(list((tmp_path / "default-cache" / "nifti-v1").iterdir())) == len(other.case_ids)
+    assert len(list((tmp_path / "default-cache" / "nifti-v2").iterdir())) == len(other.case_ids)
     assert not set(other.case_ids) & set(first.case_ids)
     assert sorted(other.source_case_ids.values()) == sorted(first.source_case_ids.values())
     again = prepare_split(spec, "synthetic", "test", root=synth.root, out=tmp_path / "again",
@@ -263,6 +263,9 @@ def test_a_second_prepare_takes_every_image_from_the_cache(synth, prepared, tmp_
     for case_id in first.case_ids:
         name = f"images/{case_id}.nii.gz"
         assert (again.input_dir / name).read_bytes() == (first.input_dir / name).read_bytes()
+        # the cache shares its bytes by hard link, into the first tree and out to the second
+        assert (again.input_dir / name).stat().st_ino == (first.input_dir / name).stat().st_ino
+        assert (again.input_dir / name).stat().st_mode & 0o777 == 0o644
 
 
 def test_out_layouts_that_would_expose_the_reference_are_refused(synth, prepared):

@@ -15,7 +15,7 @@ from bench.errors import ManifestError, SplitError
 from bench.splits.pin import pin_split
 from bench.splits.pinned import load_split, read_split
 from bench.splits.verify import summarize_split, verify_split
-from bench.tasks import load_task, tasks_dir
+from bench.tasks import BUILTIN_TASKS, load_task
 from tests.helpers.splits_fixtures import TASKS, copy_task_specs, synthetic
 
 pytestmark = pytest.mark.slow
@@ -54,7 +54,7 @@ def test_pinning_with_one_or_two_workers_writes_the_same_bytes(synth, tmp_path):
 
 @pytest.mark.parametrize("task_id", TASKS)
 def test_committed_synthetic_split_is_reproduced_byte_for_byte(synth, task_id):
-    committed = tasks_dir() / task_id / "splits" / "synthetic.json"
+    committed = BUILTIN_TASKS / task_id / "splits" / "synthetic.json"
     assert committed.is_file(), f"{committed} is not committed; see docs/splits.md to pin it"
     assert (synth.tasks / task_id / "splits" / "synthetic.json").read_bytes() == committed.read_bytes(), (
         f"{committed} no longer matches `bench data synth --seed 0` + `bench splits pin`; "

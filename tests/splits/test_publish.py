@@ -1,6 +1,6 @@
 """The canonical TCIA split: pinned from the export, completed later by a lock file, same hash.
 
-The committed ``tasks/ricord-1c-cxr-appearance/splits/tcia.json`` is checked three ways: against a
+The built-in ``bench/builtin/tasks/ricord-1c-cxr-appearance/splits/tcia.json`` is checked three ways: against a
 committed excerpt of the real export (each case record re-derived), by re-running the
 assignment on its own records, and (when the whole export is on disk: ``RICORD_1C_EXPORT`` and
 ``RICORD_1C_V3`` name the export JSON and its ``_v3.csv``) by re-pinning it byte for byte.
@@ -23,11 +23,11 @@ from bench.splits.assign import assign_splits
 from bench.splits.pinned import load_split, lock_path, read_split, split_path
 from bench.splits.publish import complete_split, pin_from_export
 from bench.splits.verify import verify_split
-from bench.tasks import load_task, tasks_dir
+from bench.tasks import BUILTIN_TASKS, load_task
 
 TASK = "ricord-1c-cxr-appearance"
 EXCERPT = Path(__file__).parents[1] / "data" / "fixtures" / "ricord_1c_excerpt"
-TCIA = tasks_dir() / TASK / "splits" / "tcia.json"
+TCIA = BUILTIN_TASKS / TASK / "splits" / "tcia.json"
 
 
 def test_tcia_records_rederive_from_the_real_excerpt():
@@ -61,7 +61,7 @@ def test_tcia_assignment_reruns_on_its_own_records():
 @pytest.mark.skipif(not (os.environ.get("RICORD_1C_EXPORT") and os.environ.get("RICORD_1C_V3")),
                     reason="the whole real 1c export is not on disk (set RICORD_1C_EXPORT and RICORD_1C_V3)")
 def test_tcia_repins_byte_for_byte_from_the_real_export(tmp_path):
-    shutil.copytree(tasks_dir() / TASK, tmp_path / TASK, ignore=shutil.ignore_patterns("tcia*"))
+    shutil.copytree(BUILTIN_TASKS / TASK, tmp_path / TASK, ignore=shutil.ignore_patterns("tcia*"))
     pin_from_export(load_task(TASK), name="tcia", annotations=[os.environ["RICORD_1C_EXPORT"]],
                     clinical=[os.environ["RICORD_1C_V3"]], directory=tmp_path)
     assert (tmp_path / TASK / "splits" / "tcia.json").read_bytes() == TCIA.read_bytes()
@@ -73,7 +73,7 @@ def published(tmp_path_factory):
     base = tmp_path_factory.mktemp("publish")
     report = synthesize(base / "ricord", seed=3, size="tiny")
     tasks = base / "tasks"
-    shutil.copytree(tasks_dir() / TASK, tasks / TASK, ignore=shutil.ignore_patterns("*.json"))
+    shutil.copytree(BUILTIN_TASKS / TASK, tasks / TASK, ignore=shutil.ignore_patterns("*.json"))
     export = report.out_dir / "annotations" / report.annotations[1].name
     sheet = next(p for p in report.clinical if "1c" in p.name and p.suffix == ".xlsx")
     split = pin_from_export(load_task(TASK, directory=tasks), name="tcia", annotations=[export],
