@@ -178,7 +178,7 @@ def foreign_content(root: str | os.PathLike, kind: str, *, kept: tuple[str, ...]
     if marked_kind != kind:
         return f"{root} was created by ricord-bench as a {marked_kind}, not a {kind}"
     for entry in walk_entries(root):
-        if entry.parts != (MARKER,) and entry.relative not in listed:
+        if entry.parts != (MARKER,) and entry.relative not in listed and entry.relative not in kept:
             return f"{root} holds {entry.relative!r}, which ricord-bench did not write there"
     return None
 

@@ -19,6 +19,7 @@ import json
 import logging
 import math
 import os
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
@@ -137,10 +138,10 @@ def build_leaderboard(results: str | os.PathLike, out: str | os.PathLike, *,
             root="", tasks=tasks, skipped=skipped, page_title="Leaderboard"))
         write_json(site / "leaderboard.json", {"schema_version": SCHEMA_VERSION,
                                                "tasks": [_task_json(spec, boards) for spec, boards in tasks]})
+        mark_tree(site, SITE_KIND)
         for name in KEPT:
             if (out / name).is_file():
                 shutil.copy2(out / name, site / name)
-        mark_tree(site, SITE_KIND)
         publish_modes(site)
         _swap(site, out)
     if progress:

@@ -17,7 +17,6 @@ second prepare reads no DICOM at all. NIfTI conventions: :mod:`bench.prepare.nif
 
 import logging
 import os
-import shutil
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
