@@ -19,7 +19,6 @@ import json
 import logging
 import math
 import os
-import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
@@ -141,7 +140,7 @@ def build_leaderboard(results: str | os.PathLike, out: str | os.PathLike, *,
         mark_tree(site, SITE_KIND)
         for name in KEPT:
             if (out / name).is_file():
-                shutil.copy2(out / name, site / name)
+                write_bytes(site / name, (out / name).read_bytes())
         publish_modes(site)
         _swap(site, out)
     if progress:
