@@ -91,9 +91,11 @@ def spreadsheet_safe(frame: pd.DataFrame) -> pd.DataFrame:
     single quote, which spreadsheets show as text. Numbers, including negative ones, are
     left as they are.
     """
+    from pandas.api.types import is_numeric_dtype
+
     safe = frame.copy()
     for column in safe.columns:
-        if not pd.api.types.is_numeric_dtype(safe[column]):
+        if not is_numeric_dtype(safe[column]):
             safe[column] = safe[column].map(_neutral)
     return safe
 
