@@ -19,7 +19,14 @@ set, in a bubblewrap (``bwrap``) sandbox held to what the Docker runner enforces
 - at the deadline the sandbox is SIGKILLed, which ends its pid namespace; afterwards the
   harness looks for any process still in that namespace, kills it and records the check.
 
-``setrlimit`` bounds address space, file size and core dumps in both modes. Without
+Memory is bounded with ``setrlimit`` in both modes: ``RLIMIT_AS`` (address space) without GPUs;
+with GPUs ``RLIMIT_DATA`` instead (private writable memory: heap and anonymous mappings), because
+CUDA reserves tens of GiB of address space it never touches and does not start under an
+address-space cap. File size and core dumps are capped in both. ``--gpus`` binds the NVIDIA
+device nodes (:mod:`bench.runners.devices`); ``python`` (``bench run --python``) runs the
+submission's ``{python}`` with the developer's own interpreter (a venv or conda environment),
+whose installation is bound read-only, found from the path alone (the interpreter is never run
+on the host). Without
 bubblewrap the runner refuses to run unless asked with ``unsafe=True`` (``bench run
 --unsafe-no-sandbox``): the command then runs as the calling user with the host's network
 and files, only its process group is killed at the deadline (a process that calls
@@ -40,6 +47,7 @@ import time
 from pathlib import Path
 
 from bench.errors import RunnerError, SubmissionError
+from bench.runners.devices import GpuBinding, gpu_binding
 from bench.runners.result import ExecOutcome, Sweep, describe_end
 from bench.runners.seccomp import bpf_program
 from bench.runners.staging import SUBMISSION_UID, detach_links
@@ -79,6 +87,14 @@ _SYSTEM_FILES = (
 _ROOT_CAPS = ("CAP_SETUID", "CAP_SETGID", "CAP_SETPCAP")
 
 
+def describe_sandbox(limits: Limits, gpus: GpuBinding, roots: list[str]) -> str:
+    """Exactly what the sandbox of one run allows: the fixed rules, then memory, GPUs and Python."""
+    memory = (f"RLIMIT_DATA {limits.memory} (private writable memory; GPU runs, as CUDA reserves "
+              "address space it does not use)" if gpus.indexes else f"RLIMIT_AS {limits.memory} (address space)")
+    python = ", ".join(roots) if roots else "the system's, under /usr"
+    return f"{ISOLATED}; memory: {memory}; {gpus.describe()}; Python installation read-only: {python}"
+
+
 def bwrap_path() -> str | None:
     """The bubblewrap executable, or None when it is not installed or disabled (``BENCH_NO_BWRAP=1``)."""
     if os.environ.get("BENCH_NO_BWRAP") == "1":
@@ -86,8 +102,27 @@ def bwrap_path() -> str | None:
     return shutil.which("bwrap")
 
 
-def resolve_command(submission: Submission) -> tuple[str, ...]:
-    """The submission's command with ``{python}`` replaced by this interpreter.
+def resolve_python(python: str | os.PathLike | None) -> str:
+    """The interpreter ``{python}`` stands for: ``python`` (a path, or a name on PATH), else this one.
+
+    Raises
+    ------
+    RunnerError
+        ``python`` is not an executable file.
+    """
+    if python is None:
+        return sys.executable
+    found = shutil.which(str(python))
+    if found is None or not os.path.isfile(found):
+        raise RunnerError(
+            f"--python {python}: not an executable file. Pass the interpreter of your environment, "
+            "e.g. /opt/conda/envs/nnunet/bin/python or ~/venvs/monai/bin/python."
+        )
+    return os.path.abspath(found)
+
+
+def resolve_command(submission: Submission, python: str | None = None) -> tuple[str, ...]:
+    """The submission's command with ``{python}`` replaced by ``python`` (default: this interpreter).
 
     Raises
     ------
@@ -99,7 +134,8 @@ def resolve_command(submission: Submission) -> tuple[str, ...]:
             f"{submission.source}: no 'command' in submission.yaml; the process runner needs "
             "one (e.g. command: ['{python}', 'predict.py'])."
         )
-    return tuple(part.replace("{python}", sys.executable) for part in submission.command)
+    interpreter = python or sys.executable
+    return tuple(part.replace("{python}", interpreter) for part in submission.command)
 
 
 def bwrap_arguments(
@@ -113,6 +149,8 @@ def bwrap_arguments(
     seccomp_fd: int,
     info_fd: int,
     as_root: bool,
+    python: str | None = None,
+    gpus: GpuBinding = GpuBinding(),
 ) -> list[str]:
     """The full ``bwrap ... -- command`` argument list (see the module docstring for the why)."""
     arguments = [bwrap]
@@ -139,7 +177,11 @@ def bwrap_arguments(
     arguments += ["--proc", "/proc", "--dev", "/dev"]
     arguments += ["--perms", "01777", "--size", tmpfs_bytes, "--tmpfs", "/tmp"]
     arguments += ["--perms", "01777", "--size", tmpfs_bytes, "--tmpfs", "/dev/shm"]
-    for prefix in _python_roots():
+    for host, inside in gpus.nodes:
+        arguments += ["--dev-bind", host, inside]
+    if gpus.indexes:
+        arguments += ["--ro-bind-try", "/sys", "/sys"]
+    for prefix in python_roots(python or sys.executable):
         # bwrap running as root makes missing parents 0700, which uid 65534 cannot traverse
         for parent in reversed(Path(prefix).parents[:-1]):
             arguments += ["--perms", "0755", "--dir", str(parent)]
@@ -164,41 +206,57 @@ def _setpriv() -> str:
     return path
 
 
-def _python_roots() -> list[str]:
-    """Folders the interpreter needs outside /usr: the venv and its base installation."""
+def python_roots(executable: str) -> list[str]:
+    """Folders an interpreter needs outside the system folders, found from its path alone.
+
+    ``<prefix>/bin/python`` gives the environment (a venv, a conda environment), the resolved
+    symlink gives the installation it was made from, and a venv's ``pyvenv.cfg`` ``home`` names
+    that installation's bin folder too. Each is bound read-only under its own path.
+    """
+    given = Path(os.path.abspath(executable))
+    real = Path(os.path.realpath(executable))
+    candidates = {given.parents[1], real.parents[1]}
+    config = given.parents[1] / "pyvenv.cfg"
+    if config.is_file():
+        for line in config.read_text(encoding="utf-8", errors="replace").splitlines():
+            key, _, value = line.partition("=")
+            if key.strip() == "home" and value.strip():
+                candidates.add(Path(value.strip()).parent)
     roots = set()
-    for candidate in (
-        sys.prefix,
-        sys.base_prefix,
-        sys.exec_prefix,
-        str(Path(os.path.realpath(sys.executable)).parents[1]),
-    ):
-        path = os.path.realpath(candidate)
-        if not any(path == d or path.startswith(d + "/") for d in _SYSTEM_DIRS):
-            roots.add(path)
-    if os.path.realpath(sys.prefix) != sys.prefix:
-        roots.add(sys.prefix)
+    for candidate in candidates:
+        for path in {str(candidate), os.path.realpath(candidate)}:
+            if path != "/" and not any(path == d or path.startswith(d + "/") for d in _SYSTEM_DIRS):
+                roots.add(path)
     # keep only outermost folders: bwrap binds each once
     ordered = sorted(roots)
     return [r for r in ordered if not any(r != o and r.startswith(o + "/") for o in ordered)]
 
 
 def run_process(
-    submission: Submission, input_dir: Path, output_dir: Path, limits: Limits, *, unsafe: bool = False
-) -> tuple[ExecOutcome, bool, tuple[str, ...]]:
-    """Run the submission's command under the contract; return (outcome, isolated, command).
+    submission: Submission,
+    input_dir: Path,
+    output_dir: Path,
+    limits: Limits,
+    *,
+    unsafe: bool = False,
+    python: str | os.PathLike | None = None,
+) -> tuple[ExecOutcome, bool, str, tuple[str, ...]]:
+    """Run the submission's command under the contract; return (outcome, isolated, isolation, command).
+
+    ``isolation`` states exactly what the sandbox allowed (:func:`describe_sandbox`). ``python``
+    replaces this interpreter for ``{python}`` (its installation is bound read-only).
 
     Raises
     ------
     SubmissionError
         Without a ``command``.
     RunnerError
-        When bubblewrap is missing and ``unsafe`` is False, or the command cannot be started at
-        all (not found, not executable).
+        When bubblewrap is missing and ``unsafe`` is False, ``python`` is not an interpreter, the
+        GPUs asked for are not there, or the command cannot be started at all.
     """
-    command = resolve_command(submission)
-    if limits.gpus:
-        log.warning("the process runner does not allocate GPUs; the command sees whatever the host has")
+    interpreter = resolve_python(python)
+    command = resolve_command(submission, interpreter)
+    gpus = gpu_binding(limits.gpus)
     bwrap = bwrap_path()
     if bwrap is None and not unsafe:
         raise RunnerError(NO_SANDBOX)
@@ -207,28 +265,33 @@ def run_process(
         if detached := detach_links(input_dir):
             log.info("copied %d hard-linked inputs: the command runs as their owner", detached)
         with tempfile.TemporaryDirectory(prefix="bench-process-") as scratch:
-            environment = _environment(str(input_dir), str(output_dir), scratch, limits)
+            environment = _environment(str(input_dir), str(output_dir), scratch, limits, interpreter, gpus)
             outcome = _execute(list(command), environment, submission.directory, limits, ())
-        return outcome, False, command
+        return outcome, False, NOT_ISOLATED, command
     info_read, info_write = os.pipe()
     with bpf_program() as program:
         argv = bwrap_arguments(
             bwrap, submission.directory, input_dir, output_dir, limits, command,
             seccomp_fd=program.fileno(), info_fd=info_write, as_root=os.geteuid() == 0,
+            python=interpreter, gpus=gpus,
         )
-        environment = _environment("/input", "/output", "/tmp", limits)
+        environment = _environment("/input", "/output", "/tmp", limits, interpreter, gpus)
         outcome = _execute(argv, environment, None, limits, (program.fileno(), info_write), info_read)
-    return outcome, True, command
+    return outcome, True, describe_sandbox(limits, gpus, python_roots(interpreter)), command
 
 
-def _environment(input_dir: str, output_dir: str, tmp: str, limits: Limits) -> dict[str, str]:
+def _environment(input_dir: str, output_dir: str, tmp: str, limits: Limits, python: str,
+                 gpus: GpuBinding) -> dict[str, str]:
+    """The command's whole environment; ``python``'s bin folder leads PATH (its entry points, e.g.
+    ``nnUNetv2_predict``, then resolve)."""
     threads = str(max(1, int(limits.cpus)))
     return {
+        **gpus.environment,
         "BENCH_INPUT": input_dir,
         "BENCH_OUTPUT": output_dir,
         "HOME": tmp,
         "TMPDIR": tmp,
-        "PATH": "/usr/local/bin:/usr/bin:/bin",
+        "PATH": f"{os.path.dirname(python)}:/usr/local/bin:/usr/bin:/bin",
         "LANG": "C.UTF-8",
         "PYTHONDONTWRITEBYTECODE": "1",
         "PYTHONUNBUFFERED": "1",
@@ -237,11 +300,16 @@ def _environment(input_dir: str, output_dir: str, tmp: str, limits: Limits) -> d
     }
 
 
+def memory_rlimit(limits: Limits) -> int:
+    """``RLIMIT_AS`` without GPUs; ``RLIMIT_DATA`` with them (CUDA does not start under an AS cap)."""
+    return resource.RLIMIT_DATA if limits.gpus else resource.RLIMIT_AS
+
+
 def _limit_resources(limits: Limits) -> None:
-    """Runs in the child before exec: address space, file size and core-dump limits."""
+    """Runs in the child before exec: memory (:func:`memory_rlimit`), file size and core-dump limits."""
     memory = parse_memory_bytes(limits.memory)
     for name, value in (
-        (resource.RLIMIT_AS, memory),
+        (memory_rlimit(limits), memory),
         (resource.RLIMIT_FSIZE, limits.output_mb * 1024 * 1024),
         (resource.RLIMIT_CORE, 0),
     ):
