@@ -185,10 +185,10 @@ def test_concurrent_evaluates_of_one_entry_are_all_stored(collection, tasks, tmp
     root, annotations = collection
     _pin(COVID, root, annotations)
     results = tmp_path / "results"
-    command = [sys.executable, "-m", "bench", "evaluate", str(REPO / "submissions" / "constant-prior"),
+    command = [sys.executable, "-m", "bench", "evaluate", str(BUILTIN_SUBMISSIONS / "constant-prior"),
                "--task", COVID, "--root", str(root), "--name", "evaluate-test", "--split", "test",
                "--results", str(results), "--runner", "process"]
-    env = {**os.environ, "BENCH_TASKS_DIR": str(tasks), "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "BENCH_TASKS_DIR": str(tasks), "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     processes = [subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                   text=True) for _ in range(4)]
     outputs = [process.communicate(timeout=900)[0] for process in processes]
@@ -197,3 +197,28 @@ def test_concurrent_evaluates_of_one_entry_are_all_stored(collection, tasks, tmp
     assert len(runs) == 4 and len({run.run_id for run in runs}) == 4
     assert all(run.scores["counts"]["ok"] == run.scores["counts"]["cases"] > 0 for run in runs)
     assert len(list((results / ".work" / "prepared" / COVID / "evaluate-test").glob("test"))) == 1
+
+
+def test_a_real_run_is_refused_against_another_split_or_preparation(collection, tasks, tmp_path):
+    from bench.errors import ScoringError
+    from bench.pipeline.evaluate import prepared_split
+    from bench.prepare.materialize import prepare_split
+    from bench.runners import run_submission
+    from bench.scoring.score import score_run
+
+    root, annotations = collection
+    _pin(COVID, root, annotations)
+    spec = load_task(COVID)
+    test, _ = prepared_split(spec, root=root, name="evaluate-test", split="test", work=tmp_path / "work")
+    validation, _ = prepared_split(spec, root=root, name="evaluate-test", split="validation",
+                                   work=tmp_path / "work")
+    other = prepare_split(spec, "evaluate-test", "test", root=root, out=tmp_path / "other",
+                          salt_file=tmp_path / "another-salt", cache_dir=tmp_path / "work" / "cache")
+    run = run_submission(BUILTIN_SUBMISSIONS / "constant-prior", spec, test / "input", tmp_path / "run",
+                         runner="process")
+    assert run.split == {"name": "evaluate-test", "split": "test", "sha256": other.split_sha256}
+    assert score_run(spec, run.run_dir, test / "reference", workers=1).scores["counts"]["ok"] > 0
+    with pytest.raises(ScoringError, match=r"on split evaluate-test/test .* is split evaluate-test/validation"):
+        score_run(spec, run.run_dir, validation / "reference", workers=1)
+    with pytest.raises(ScoringError, match="another preparation"):
+        score_run(spec, run.run_dir, other.reference_dir, workers=1)
