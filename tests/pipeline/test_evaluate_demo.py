@@ -188,7 +188,8 @@ def test_concurrent_evaluates_of_one_entry_are_all_stored(collection, tasks, tmp
     command = [sys.executable, "-m", "bench", "evaluate", str(BUILTIN_SUBMISSIONS / "constant-prior"),
                "--task", COVID, "--root", str(root), "--name", "evaluate-test", "--split", "test",
                "--results", str(results), "--runner", "process"]
-    env = {**os.environ, "BENCH_TASKS_DIR": str(tasks), "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    repo = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "BENCH_TASKS_DIR": str(tasks), "PYTHONPATH": str(repo)}
     processes = [subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                   text=True) for _ in range(4)]
     outputs = [process.communicate(timeout=900)[0] for process in processes]
