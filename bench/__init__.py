@@ -38,12 +38,17 @@ docs/api.md walks through the whole pipeline. A quick look, using the built-in t
 """
 
 import importlib
-from importlib.metadata import PackageNotFoundError, version
 
-try:
-    __version__ = version("ricord-bench")
-except PackageNotFoundError:  # running from a source tree without an install
-    __version__ = "0.1.0+src"
+
+def _version() -> str:
+    """The installed distribution's version; importlib.metadata is read on first use only (it
+    costs a tenth of ``bench --help``'s start-up)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("ricord-bench")
+    except PackageNotFoundError:  # running from a source tree without an install
+        return "0.1.0+src"
 
 _EXPORTS = {
     "synthesize": "bench.data.synth",
@@ -82,6 +87,9 @@ __all__ = sorted(_EXPORTS)
 
 def __getattr__(name: str):
     """Import a public name on first use and keep it, so later lookups are plain attributes."""
+    if name == "__version__":
+        globals()[name] = _version()
+        return globals()[name]
     if name not in _EXPORTS:
         raise AttributeError(f"module 'bench' has no attribute {name!r}")
     value = getattr(importlib.import_module(_EXPORTS[name]), name)
