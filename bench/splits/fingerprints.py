@@ -106,8 +106,13 @@ def pixel_sha256(path: str | os.PathLike) -> tuple[str, str]:
 
 def images_fingerprint(paths: Sequence[str | os.PathLike]) -> str:
     """sha256 over the sorted (SOPInstanceUID, pixel sha256) pairs of a series' files."""
-    pairs = sorted(pixel_sha256(path) for path in paths)
-    return sha256_json([list(pair) for pair in pairs])
+    return fingerprint_of_pixels(pixel_sha256(path) for path in paths)
+
+
+def fingerprint_of_pixels(pairs) -> str:
+    """:func:`images_fingerprint` from (SOPInstanceUID, pixel sha256) pairs already at hand (e.g.
+    :attr:`bench.data.dicom.CtVolume.pixel_sha256`, taken while loading the volume)."""
+    return sha256_json([list(pair) for pair in sorted(pairs)])
 
 
 @dataclass(frozen=True)

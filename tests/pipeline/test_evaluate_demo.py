@@ -132,8 +132,20 @@ def test_cli_evaluate_segmentation_with_process_runner(collection, tasks, tmp_pa
 def _check_demo(out: Path, report) -> None:
     assert report.index_html.is_file() and report.index_html == out / "leaderboard" / "index.html"
     assert len(report.evaluations) == sum(len(entries) for entries in ENTRIES.values())
-    runs = Store(out / "results").runs()
+    stored = Store(out / "results").runs()
+    runs = [r for r in stored if not r.reference_entry]
     assert {(r.task, r.name) for r in runs} == {(t, e) for t, entries in ENTRIES.items() for e in entries}
+    assert {(r.task, r.name) for r in stored if r.reference_entry} == {("ricord-ct-covid-cls", "confound-floor")}
+    boards = {t["id"]: t["boards"] for t in json.loads((out / "leaderboard" / "leaderboard.json").read_text())["tasks"]}
+    for task_boards in boards.values():
+        for board in task_boards:
+            assert board["analysis"]["power"]["gaps"] and board["analysis"]["definition_sensitivity"]
+            assert "confound-floor" not in {e["submission"] for e in board["entries"]}  # a line, not a rank
+    (ct,) = boards["ricord-ct-covid-cls"]
+    assert [r["name"] for r in ct["analysis"]["reference_lines"]] == ["confound-floor"]
+    (cxr,) = boards["ricord-1c-cxr-appearance"]
+    band = cxr["analysis"]["reader_band"]
+    assert band["readers"] and {t["entry"] for t in band["non_inferiority"]} == set(ENTRIES["ricord-1c-cxr-appearance"])
     assert all(r.split == "test" and r.split_name == "synthetic" for r in runs)
     assert all(
         json.loads((r.path / "receipt.json").read_text())["run"]["runner"] == report.runner for r in runs
@@ -161,3 +173,28 @@ def test_demo_end_to_end_with_docker_runner(tasks, tmp_path):
     report = run_demo(out, runner="docker")
     assert report.runner == "docker" and "Docker engine reachable" in report.runner_reason
     _check_demo(out, report)
+
+
+def test_a_real_run_is_refused_against_another_split_or_preparation(collection, tasks, tmp_path):
+    from bench.errors import ScoringError
+    from bench.pipeline.evaluate import prepared_split
+    from bench.prepare.materialize import prepare_split
+    from bench.runners import run_submission
+    from bench.scoring.score import score_run
+
+    root, annotations = collection
+    _pin(COVID, root, annotations)
+    spec = load_task(COVID)
+    test, _ = prepared_split(spec, root=root, name="evaluate-test", split="test", work=tmp_path / "work")
+    validation, _ = prepared_split(spec, root=root, name="evaluate-test", split="validation",
+                                   work=tmp_path / "work")
+    other = prepare_split(spec, "evaluate-test", "test", root=root, out=tmp_path / "other",
+                          salt_file=tmp_path / "another-salt", cache_dir=tmp_path / "work" / "cache")
+    run = run_submission(BUILTIN_SUBMISSIONS / "constant-prior", spec, test / "input", tmp_path / "run",
+                         runner="process")
+    assert run.split == {"name": "evaluate-test", "split": "test", "sha256": other.split_sha256}
+    assert score_run(spec, run.run_dir, test / "reference", workers=1).scores["counts"]["ok"] > 0
+    with pytest.raises(ScoringError, match=r"on split evaluate-test/test .* is split evaluate-test/validation"):
+        score_run(spec, run.run_dir, validation / "reference", workers=1)
+    with pytest.raises(ScoringError, match="another preparation"):
+        score_run(spec, run.run_dir, other.reference_dir, workers=1)
