@@ -34,7 +34,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -206,9 +205,11 @@ def run_process(
         log.warning(NOT_ISOLATED)
         if detached := detach_links(input_dir):
             log.info("copied %d hard-linked inputs: the command runs as their owner", detached)
-        with tempfile.TemporaryDirectory(prefix="bench-process-") as scratch:
-            environment = _environment(str(input_dir), str(output_dir), scratch, limits)
-            outcome = _execute(list(command), environment, submission.directory, limits, ())
+        # inside the run's staging folder, so the run's lease covers it if the harness is killed
+        scratch = input_dir.parent / "scratch"
+        scratch.mkdir(mode=0o700)
+        environment = _environment(str(input_dir), str(output_dir), str(scratch), limits)
+        outcome = _execute(list(command), environment, submission.directory, limits, ())
         return outcome, False, command
     info_read, info_write = os.pipe()
     with bpf_program() as program:
