@@ -39,6 +39,7 @@ import time
 from pathlib import Path
 
 from bench.errors import RunnerError, SubmissionError
+from bench.runners.confine import Confinement, confine
 from bench.runners.result import ExecOutcome, Sweep, describe_end
 from bench.runners.seccomp import bpf_program
 from bench.runners.staging import SUBMISSION_UID, detach_links
@@ -56,9 +57,11 @@ NOT_ISOLATED = (
 ISOLATED = (
     "bubblewrap sandbox: network, pid, ipc, uts and cgroup namespaces unshared, host uid 65534 without "
     "capabilities, seccomp (Docker's default, ptrace refused, no new namespaces), read-only root and "
-    "/dev, size-capped /tmp and /dev/shm, input read-only, output capped, streams capped, setrlimit on "
-    "memory and file size, the whole pid namespace killed at the deadline"
+    "/dev, size-capped /tmp and /dev/shm, input read-only, output capped, streams capped, file size "
+    "limited, the whole pid namespace killed at the deadline"
 )
+CGROUP = "; a cgroup holds pids and memory (swap included) to the task's limits"
+NO_CGROUP = "; no cgroup could be made (not root, or cgroup v2): memory is a per-process address-space rlimit"
 NO_SANDBOX = (
     "bubblewrap (bwrap) is not installed, so the process runner cannot contain the submission. "
     "Install bubblewrap (Debian: apt-get install bubblewrap) or use the Docker runner. To run your "
@@ -184,8 +187,10 @@ def _python_roots() -> list[str]:
 
 def run_process(
     submission: Submission, input_dir: Path, output_dir: Path, limits: Limits, *, unsafe: bool = False
-) -> tuple[ExecOutcome, bool, tuple[str, ...]]:
-    """Run the submission's command under the contract; return (outcome, isolated, command).
+) -> tuple[ExecOutcome, bool, str, tuple[str, ...]]:
+    """Run the submission's command under the contract; return (outcome, isolated, isolation, command).
+
+    ``isolation`` says in words what confined the run (it goes into ``run.json``).
 
     Raises
     ------
@@ -210,16 +215,19 @@ def run_process(
         scratch.mkdir(mode=0o700)
         environment = _environment(str(input_dir), str(output_dir), str(scratch), limits)
         outcome = _execute(list(command), environment, submission.directory, limits, ())
-        return outcome, False, command
+        return outcome, False, NOT_ISOLATED, command
     info_read, info_write = os.pipe()
+    as_root = os.geteuid() == 0
+    confinement = confine(pids=limits.pids, memory_bytes=parse_memory_bytes(limits.memory))
     with bpf_program() as program:
         argv = bwrap_arguments(
             bwrap, submission.directory, input_dir, output_dir, limits, command,
-            seccomp_fd=program.fileno(), info_fd=info_write, as_root=os.geteuid() == 0,
+            seccomp_fd=program.fileno(), info_fd=info_write, as_root=as_root,
         )
         environment = _environment("/input", "/output", "/tmp", limits)
-        outcome = _execute(argv, environment, None, limits, (program.fileno(), info_write), info_read)
-    return outcome, True, command
+        outcome = _execute(argv, environment, None, limits, (program.fileno(), info_write), info_read,
+                           confinement)
+    return outcome, True, ISOLATED + (CGROUP if confinement is not None else NO_CGROUP), command
 
 
 def _environment(input_dir: str, output_dir: str, tmp: str, limits: Limits) -> dict[str, str]:
@@ -238,14 +246,13 @@ def _environment(input_dir: str, output_dir: str, tmp: str, limits: Limits) -> d
     }
 
 
-def _limit_resources(limits: Limits) -> None:
-    """Runs in the child before exec: address space, file size and core-dump limits."""
-    memory = parse_memory_bytes(limits.memory)
-    for name, value in (
-        (resource.RLIMIT_AS, memory),
-        (resource.RLIMIT_FSIZE, limits.output_mb * 1024 * 1024),
-        (resource.RLIMIT_CORE, 0),
-    ):
+def _limit_resources(limits: Limits, *, address_space: bool) -> None:
+    """Runs in the child before exec: file size and core-dump limits, and the address space when
+    no memory cgroup holds the tree (address space is not memory: a cgroup is the real limit)."""
+    bounds = [(resource.RLIMIT_FSIZE, limits.output_mb * 1024 * 1024), (resource.RLIMIT_CORE, 0)]
+    if address_space:
+        bounds.append((resource.RLIMIT_AS, parse_memory_bytes(limits.memory)))
+    for name, value in bounds:
         resource.setrlimit(name, (value, value))
     signal.signal(signal.SIGXFSZ, signal.SIG_DFL)
 
@@ -257,8 +264,16 @@ def _execute(
     limits: Limits,
     pass_fds: tuple[int, ...],
     info_fd: int | None = None,
+    confinement: Confinement | None = None,
 ) -> ExecOutcome:
-    """Start ``argv``, stream its output into capped logs, kill it at the deadline, sweep after."""
+    """Start ``argv`` (in ``confinement``'s cgroup when given), stream its output into capped
+    logs, kill it at the deadline, sweep after."""
+
+    def before_exec():
+        _limit_resources(limits, address_space=confinement is None)
+        if confinement is not None:
+            confinement.join()
+
     stdout, stderr = CappedLog(), CappedLog()
     started = time.monotonic()
     timed_out = False
@@ -272,9 +287,11 @@ def _execute(
             cwd=cwd,
             start_new_session=True,
             pass_fds=pass_fds,
-            preexec_fn=lambda: _limit_resources(limits),
+            preexec_fn=before_exec,
         )  # noqa: PLW1509
     except OSError as error:
+        if confinement is not None:
+            confinement.release()
         raise RunnerError(
             f"cannot start {argv[0]!r}: {error.strerror}. Check the command in submission.yaml."
         ) from error
@@ -297,16 +314,20 @@ def _execute(
     duration = time.monotonic() - started
     survivors = namespace.sweep() if namespace is not None else Sweep(
         False, 0, 0, "no sandbox: processes that left the command's process group are not tracked")
+    oom = False
+    if confinement is not None:
+        oom = confinement.oom_kills() > 0
+        confinement.release()
     for reader in readers:
         reader.join(timeout=10)
     return ExecOutcome(
         exit_code=exit_code,
         timed_out=timed_out,
-        oom_killed=False,
+        oom_killed=oom,
         duration_s=duration,
         stdout=stdout.value(),
         stderr=stderr.value(),
-        error=describe_end(exit_code, timed_out, False, limits),
+        error=describe_end(exit_code, timed_out, oom, limits),
         survivors=survivors,
     )
 

@@ -215,11 +215,13 @@ def _run_docker(submission, input_dir, output_dir, limits, client, progress, ste
 
 
 def _run_process(submission, input_dir, output_dir, limits, progress, steps, unsafe):
-    from bench.runners.process import ISOLATED, NOT_ISOLATED, run_process
+    from bench.runners.process import run_process
 
     _step(progress, 1, steps, f"running the command (timeout {limits.timeout_s} s)")
-    outcome, isolated, command = run_process(submission, input_dir, output_dir, limits, unsafe=unsafe)
-    return outcome, isolated, ISOLATED if isolated else NOT_ISOLATED, None, command
+    outcome, isolated, isolation, command = run_process(
+        submission, input_dir, output_dir, limits, unsafe=unsafe
+    )
+    return outcome, isolated, isolation, None, command
 
 
 def _now() -> str:
