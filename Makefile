@@ -22,6 +22,9 @@ test-fast: $(VENV)/.installed
 
 benchmarks: $(VENV)/.installed
 	$(PY) -m benchmarks.bench_metrics
+	$(PY) -m benchmarks.bench_score
+	$(PY) -m benchmarks.bench_prepare
+	$(PY) -m benchmarks.bench_cost
 	$(PY) -m benchmarks.bench_ingest
 	$(PY) -m benchmarks.bench_containers
 	$(PY) -m benchmarks.bench_scaling

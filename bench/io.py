@@ -175,3 +175,22 @@ def atomic_directory(final_path: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def link_or_copy(source: str | os.PathLike, target: str | os.PathLike) -> bool:
+    """Hard-link ``source`` to ``target`` when both are on one filesystem and ``source`` is ours,
+    else copy it; True when linked.
+
+    For files that are written once and never rewritten in place (cached conversions): a link
+    costs no bytes and no time. Only a file this user owns is linked, so that a later chmod of
+    the target (which changes the shared inode) never fails or touches someone else's file.
+    """
+    source, target = Path(source), Path(target)
+    if source.stat().st_uid == os.getuid():
+        try:
+            os.link(source, target)
+            return True
+        except OSError:  # another filesystem, links not permitted or not supported: copy
+            pass
+    shutil.copyfile(source, target)
+    return False

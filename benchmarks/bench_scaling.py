@@ -33,6 +33,7 @@ from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 from bench.data.dicom import load_ct_series
 from bench.metrics.segmentation import score_case
 from bench.parallel import map_ordered
+from bench.prepare import nifti
 from bench.scoring.segmentation import case_item, score_segmentation_case
 from bench.tasks import load_task
 
@@ -105,18 +106,16 @@ def make_ct_series(directory: Path, *, seed: int = 20240601) -> Path:
 
 
 def prepare_case(series: Path, out: Path) -> Path:
-    """The per-case prepare work: load the DICOM series (bench.data.dicom), write int16 HU .nii.gz."""
+    """The per-case prepare work: load the DICOM series (bench.data.dicom), write int16 HU .nii.gz
+    with the harness's own converter and writer (bench.prepare.nifti)."""
     volume = load_ct_series(sorted(series.glob("*.dcm")))
-    hu = np.clip(np.rint(volume.hu), -32768, 32767).astype(np.int16)
-    data = np.ascontiguousarray(hu.transpose(2, 1, 0))
-    affine_ras = np.diag([-1.0, -1.0, 1.0, 1.0]) @ volume.affine_lps[:, [2, 1, 0, 3]]
-    nib.save(nib.Nifti1Image(data, affine_ras), out)
+    nifti.save(nifti.ct_image(volume.hu, volume.affine_lps), out)
     return out
 
 
 def _load(path: str) -> tuple[np.ndarray, tuple[float, ...]]:
-    image = nib.load(path)
-    return np.asanyarray(image.dataobj), tuple(float(z) for z in image.header.get_zooms()[:3])
+    data, header, _ = nifti.read_volume(path)
+    return data, tuple(float(z) for z in header.get_zooms()[:3])
 
 
 def scoring_items(cases: list[tuple[str, str]]) -> list[dict]:
@@ -201,7 +200,7 @@ def per_case_costs(workdir: Path, items: list[tuple[str, str]], repeats: int) ->
     image = workdir / "ct.nii.gz"
     prepare_s, prepare_cpu_s = _timed(lambda: prepare_case(series, image), 1)
     dicom_mib = sum(path.stat().st_size for path in series.glob("*.dcm")) / 2**20
-    read_s = _seconds(lambda: np.asanyarray(nib.load(image).dataobj), repeats)
+    read_s = _seconds(lambda: nifti.read_volume(image), repeats)
     print(f"prepare (DICOM series -> int16 .nii.gz): {prepare_s:.2f} s wall / {prepare_cpu_s:.2f} s CPU; "
           f"DICOM {dicom_mib:.0f} MiB -> NIfTI {image.stat().st_size / 2**20:.1f} MiB; "
           f"reading that NIfTI {read_s:.2f} s")

@@ -108,7 +108,7 @@ def test_the_wheel_runs_the_demo_from_any_directory(tmp_path):
         assert demo.returncode == 0, demo.stdout + demo.stderr
         assert "runner: process" in demo.stdout
         assert (elsewhere / "demo" / "leaderboard" / "index.html").is_file()
-        stored = sorted((elsewhere / "demo" / "results").glob("*/*/*/scores.json"))
+        stored = sorted((elsewhere / "demo" / "results").rglob("scores.json"))
         assert len(stored) == 6
         for path in stored:
             counts = json.loads(path.read_text())["counts"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Annotated
@@ -81,10 +82,12 @@ def index_command(
     from bench.tasks import ReadingProtocol, load_task
 
     protocol = load_task(task).reading if task else ReadingProtocol()
+    started = time.perf_counter()
     with progress_bar("indexing") as progress:
         report = index_download(
             root, annotations=annotations or [], clinical=clinical or [], progress=progress, protocol=protocol
         )
+    seconds = time.perf_counter() - started
     report_path = report.write(out)
     manifest = report.manifest
     console.print(
@@ -128,4 +131,6 @@ def index_command(
         console.print(f"[yellow]warning[/yellow]: {shown(warning)}")
     if len(report.warnings) > 10:
         console.print(shown(f"... and {len(report.warnings) - 10} more warnings in {report_path}"))
+    files = int(report.counts.get("files_indexed", 0))
+    console.print(f"indexed {files} files in {seconds:.1f} s ({files / max(seconds, 1e-9):.0f} files/s)")
     console.print(shown(f"manifest: {out} ({len(manifest)} cases); report: {report_path}"))

@@ -124,7 +124,7 @@ def build_leaderboard(results: str | os.PathLike, out: str | os.PathLike, *,
                                                "tasks": [_task_json(spec, boards) for spec, boards in tasks]})
         for name in KEPT:
             if (out / name).is_file():
-                shutil.copy2(out / name, site / name)
+                write_bytes(site / name, (out / name).read_bytes())
         _swap(site, out)
     if progress:
         progress(len(task_ids), len(task_ids), "done")

@@ -217,7 +217,7 @@ def _check_groups(groups, n: int) -> np.ndarray:
 
 
 def subgroup_analysis(statistic: Statistic, groups, *, counts, min_size: int = DEFAULT_MIN_SIZE,
-                      confidence: float = 0.95) -> dict[str, SubgroupResult]:
+                      confidence: float = 0.95, whole: np.ndarray | None = None) -> dict[str, SubgroupResult]:
     """A statistic per group, with percentile intervals and the difference group - whole.
 
     Parameters
@@ -230,6 +230,9 @@ def subgroup_analysis(statistic: Statistic, groups, *, counts, min_size: int = D
         Resample counts over all cases.
     min_size : int
         Groups with fewer cases are reported ``too_small`` with NaN values, not scored.
+    whole : ndarray, shape (B,), optional
+        ``statistic.resampled(counts)`` when the caller already has it (several attributes of
+        one statistic share it); computed here otherwise.
 
     Returns
     -------
@@ -240,7 +243,7 @@ def subgroup_analysis(statistic: Statistic, groups, *, counts, min_size: int = D
     labels = _check_groups(groups, c.shape[1])
     whole_mask = np.ones(c.shape[1], dtype=bool)
     whole_value = statistic.value(whole_mask)
-    whole_dist = statistic.resampled(c)
+    whole_dist = statistic.resampled(c) if whole is None else np.asarray(whole)
     results = {}
     for label in sorted(set(labels.tolist())):
         mask = labels == label
@@ -294,14 +297,22 @@ def _reference_group(labels: np.ndarray, reference: str | None) -> str:
     return str(values[np.argmax(sizes)])
 
 
-def _rates(c: np.ndarray, mask: np.ndarray, positive: np.ndarray, decided: np.ndarray) -> tuple[Any, Any]:
-    """(TPR, FPR) for the cases in ``mask``, per row of a count matrix (or the 1 x n ones row)."""
-    # one float (B, n) x (n, 4) product: a bool or int operand would keep numpy off BLAS
-    columns = np.column_stack([mask & positive & decided, mask & positive, mask & ~positive & decided,
-                               mask & ~positive]).astype(np.float64)
-    sums = np.asarray(c, dtype=np.float64) @ columns
+def _group_rates(c: np.ndarray, labels: np.ndarray, positive: np.ndarray,
+                 decided: np.ndarray) -> dict[str, tuple[Any, Any]]:
+    """(TPR, FPR) of every group, per row of a count matrix (or the 1 x n ones row).
+
+    One float (B, n) x (n, 4 G) product for all G groups: a bool or int operand, or one
+    product per group, would cost a pass over the matrix each.
+    """
+    names = sorted(set(labels.tolist()))
+    columns = []
+    for name in names:
+        mask = labels == name
+        columns += [mask & positive & decided, mask & positive, mask & ~positive & decided, mask & ~positive]
+    sums = np.asarray(c, dtype=np.float64) @ np.column_stack(columns).astype(np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return sums[:, 0] / sums[:, 1], sums[:, 2] / sums[:, 3]
+        return {name: (sums[:, 4 * k] / sums[:, 4 * k + 1], sums[:, 4 * k + 2] / sums[:, 4 * k + 3])
+                for k, name in enumerate(names)}
 
 
 def fairness_gaps(y_true, y_score, groups, *, counts, threshold: float = 0.5, reference: str | None = None,
@@ -333,9 +344,10 @@ def fairness_gaps(y_true, y_score, groups, *, counts, threshold: float = 0.5, re
     ref = _reference_group(labels, reference)
     positive, decided = y == 1, s >= threshold
     ref_mask = labels == ref
-    ones = np.ones((1, y.size))
-    ref_tpr, ref_fpr = _rates(ones, ref_mask, positive, decided)
-    ref_tpr_b, ref_fpr_b = _rates(c, ref_mask, positive, decided)
+    full = _group_rates(np.ones((1, y.size)), labels, positive, decided)
+    resampled = _group_rates(c, labels, positive, decided)
+    ref_tpr, ref_fpr = full[ref]
+    ref_tpr_b, ref_fpr_b = resampled[ref]
     results = {}
     for label in sorted(set(labels.tolist()) - {ref}):
         mask = labels == label
@@ -343,8 +355,8 @@ def fairness_gaps(y_true, y_score, groups, *, counts, threshold: float = 0.5, re
         if n < min_size or int(ref_mask.sum()) < min_size:
             results[label] = FairnessResult(label, ref, n, *(math.nan,) * 6, too_small=True)
             continue
-        tpr, fpr = _rates(ones, mask, positive, decided)
-        tpr_b, fpr_b = _rates(c, mask, positive, decided)
+        tpr, fpr = full[label]
+        tpr_b, fpr_b = resampled[label]
         eod = _interval(float((tpr - ref_tpr)[0]), tpr_b - ref_tpr_b, confidence)
         aaod_value = float(0.5 * (abs(fpr - ref_fpr) + abs(tpr - ref_tpr))[0])
         aaod_dist = 0.5 * (np.abs(fpr_b - ref_fpr_b) + np.abs(tpr_b - ref_tpr_b))

@@ -91,6 +91,7 @@ def _clusters(spec: TaskSpec, table: pd.DataFrame) -> np.ndarray | None:
 
 def _subgroups(spec: TaskSpec, statistic, table: pd.DataFrame, counts: np.ndarray) -> dict[str, Any]:
     out = {}
+    whole = statistic.resampled(counts) if spec.subgroups.attributes else None  # shared by the attributes
     for attribute in spec.subgroups.attributes:
         groups = table[attribute].to_numpy() if attribute in table.columns else np.full(len(table), "")
         result = subgroup_analysis(
@@ -99,6 +100,7 @@ def _subgroups(spec: TaskSpec, statistic, table: pd.DataFrame, counts: np.ndarra
             counts=counts,
             min_size=spec.subgroups.min_size,
             confidence=spec.bootstrap.confidence,
+            whole=whole,
         )
         out[attribute] = {group: value.as_dict() for group, value in result.items()}
     return out

@@ -4,7 +4,6 @@ import json
 import re
 
 import pandas as pd
-
 from typer.testing import CliRunner
 
 from bench.cli import app
@@ -35,6 +34,8 @@ def test_synth_then_index(tmp_path):
     assert "cases per collection / site" in result.output
     assert "annotation with null data" in result.output and "invalid study" in result.output
     assert "invalid studies left out: 3" in result.output
+    files = re.search(r"indexed (\d+) files in [\d.]+ s \((\d+) files/s\)", " ".join(result.output.split()))
+    assert files and int(files.group(1)) > 0 and int(files.group(2)) > 0
     manifest = read_manifest(tmp_path / "manifest.csv")
     assert len(manifest) == 19  # 22 studies, 3 of them invalid by the reading protocol
     report = json.loads((tmp_path / "manifest.report.json").read_text())

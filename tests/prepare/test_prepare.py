@@ -261,6 +261,9 @@ def test_a_second_prepare_takes_every_image_from_the_cache(synth, prepared, tmp_
     for case_id in first.case_ids:
         name = f"images/{case_id}.nii.gz"
         assert (again.input_dir / name).read_bytes() == (first.input_dir / name).read_bytes()
+        # the cache shares its bytes by hard link, into the first tree and out to the second
+        assert (again.input_dir / name).stat().st_ino == (first.input_dir / name).stat().st_ino
+        assert (again.input_dir / name).stat().st_mode & 0o777 == 0o644
 
 
 def test_out_layouts_that_would_expose_the_reference_are_refused(synth, prepared):
