@@ -12,7 +12,12 @@ The rules every writer shares live here once:
 - a YAML config (``task.yaml``, ``submission.yaml``) is read into its pydantic model by
   :func:`read_yaml_model`, and every invalid field is listed with its location
   (:func:`validation_problems`).
+
+numpy, pandas, yaml and pydantic are imported where they are used, not with this module: every
+command's ``--help`` imports ``bench.io`` and must stay fast.
 """
+
+from __future__ import annotations
 
 import json
 import math
@@ -22,24 +27,25 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
-
-import numpy as np
-import pandas as pd
-import yaml
-from pydantic import BaseModel, ValidationError
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from bench.errors import BenchError
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from pydantic import BaseModel, ValidationError
 
 SCHEMA_VERSION = 1
 FLOAT_FORMAT = "%.10g"
 """How every float is written: 10 significant digits (CSV cells, rounded JSON values, diffs)."""
 
-Model = TypeVar("Model", bound=BaseModel)
+Model = TypeVar("Model", bound="BaseModel")
 
 
 def is_missing(value: Any) -> bool:
     """True for None and float NaN: the values written as ``null`` / an empty cell."""
+    import numpy as np
+
     return value is None or (isinstance(value, float | np.floating) and math.isnan(value))
 
 
@@ -59,6 +65,8 @@ def rounded(value: Any) -> Any:
         return {key: rounded(item) for key, item in value.items()}
     if isinstance(value, list | tuple):
         return [rounded(item) for item in value]
+    import numpy as np
+
     if isinstance(value, float | np.floating):
         return float(float_text(value)) if np.isfinite(value) else None
     if isinstance(value, np.integer):
@@ -84,6 +92,9 @@ def read_yaml_model(path: Path, model: type[Model], *, error: type[BenchError], 
     ``what`` names the expected mapping in the message (``task fields``), ``docs`` where the
     format is described. Invalid fields are all listed, one per line, with their location.
     """
+    import yaml
+    from pydantic import ValidationError
+
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError) as problem:

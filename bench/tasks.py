@@ -93,6 +93,10 @@ class ReadingProtocol(_Spec):
         return sha256_json(self.model_dump(mode="json"))
 
 
+#: RICORD's reading protocol: the default of every task and of ``bench data index``.
+RICORD_PROTOCOL = ReadingProtocol()
+
+
 class SegmentationTarget(_Spec):
     """Which polygon labels form the foreground, and how several readers are combined."""
 

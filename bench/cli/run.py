@@ -33,7 +33,16 @@ def run(
     timeout: Annotated[int | None, typer.Option("--timeout", help="Wall-clock limit, seconds.")] = None,
     memory: Annotated[str | None, typer.Option("--memory", help="Memory limit, e.g. 8g.")] = None,
     cpus: Annotated[float | None, typer.Option("--cpus", help="CPU quota.")] = None,
-    gpus: Annotated[int | None, typer.Option("--gpus", help="GPUs (Docker device requests).")] = None,
+    gpus: Annotated[
+        int | None,
+        typer.Option("--gpus", help="GPUs: Docker device requests, or the process runner binds /dev/nvidia* "
+                     "and sets CUDA_VISIBLE_DEVICES (memory is then capped with RLIMIT_DATA)."),
+    ] = None,
+    python: Annotated[
+        str | None,
+        typer.Option("--python", help="Process runner: your interpreter for {python} (a venv's or conda "
+                     "env's bin/python), its installation bound read-only into the sandbox."),
+    ] = None,
     unsafe_no_sandbox: Annotated[
         bool,
         typer.Option(
@@ -55,10 +64,12 @@ def run(
     with progress_bar(f"bench run ({runner})") as progress:
         result = run_submission(
             loaded, spec, inputs, out, runner=runner, limits=overrides, progress=progress,
-            unsafe_no_sandbox=unsafe_no_sandbox,
+            unsafe_no_sandbox=unsafe_no_sandbox, python=python,
         )
     if not result.isolated:
         console.print(f"[bold red]{shown(result.isolation)}[/]")
+    elif result.runner == "process":
+        console.print(f"sandbox: {shown(result.isolation)}", soft_wrap=True)
     table = Table("case", "status", "reason", title=shown(f"{loaded.team} / {loaded.name} on {result.task}"))
     for case in result.cases:
         colour = {"ok": "green", "missing": "yellow", "malformed": "red"}[case.status]

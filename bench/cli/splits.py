@@ -36,13 +36,14 @@ def pin(task: Task, name: Name,
             "--manifest", help="Manifest CSV from `bench data index`.")] = None,
         annotations: Annotations = None,
         clinical: Annotated[list[Path] | None, typer.Option(
-            "--clinical", help="With --from-export: sheet(s) mapping study UID -> Anon MRN (repeatable).")] = None,
+            "--clinical",
+            help="With --from-export: sheet(s) mapping study UID -> Anon MRN (repeatable).")] = None,
         from_export: Annotated[bool, typer.Option(
-            "--from-export", help="Pin from the MD.ai export and the clinical sheet alone; pixel fingerprints "
-            "pending until --complete.")] = False,
+            "--from-export", help="Pin from the MD.ai export and the clinical sheet alone; pixel "
+            "fingerprints pending until --complete.")] = False,
         complete: Annotated[bool, typer.Option(
-            "--complete", help="Write <name>.lock.json (series and pixel fingerprints) for a split pinned with "
-            "--from-export; its sha256 does not change.")] = False,
+            "--complete", help="Write <name>.lock.json (series and pixel fingerprints) for a split pinned "
+            "with --from-export; its sha256 does not change.")] = False,
         workers: Workers = None, scheduler: Scheduler = None, tasks_dir: TasksDir = None) -> None:
     """Assign patients to splits, fingerprint every case and write <task>/splits/<name>.json in your
     tasks folder."""
@@ -63,9 +64,9 @@ def pin(task: Task, name: Name,
                                      "--clinical).")
         with progress_bar("pinning") as progress:
             if complete:
-                split = complete_split(spec, name=name, manifest=manifest, root=root, annotations=annotations or (),
-                                       progress=progress, workers=workers, scheduler=scheduler,
-                                       directory=tasks_dir)
+                split = complete_split(spec, name=name, manifest=manifest, root=root,
+                                       annotations=annotations or (), progress=progress, workers=workers,
+                                       scheduler=scheduler, directory=tasks_dir)
             else:
                 split = pin_split(spec, manifest, root=root, name=name, annotations=annotations or (),
                                   progress=progress, workers=workers, scheduler=scheduler, directory=tasks_dir)
@@ -73,7 +74,8 @@ def pin(task: Task, name: Name,
     console.print(f"[bold]{shown(split.path)}[/]: {len(split.records)} cases "
                   + ", ".join(f"{s} {n}" for s, n in counts.items()))
     if not split.complete:
-        console.print("pixel fingerprints pending: complete with `bench splits pin --complete --manifest M --root R`")
+        console.print("pixel fingerprints pending: complete with "
+                      "`bench splits pin --complete --manifest M --root R`")
     elif split.lock_sha256:
         typer.echo(f"lock sha256:{split.lock_sha256}")
     typer.echo(f"split sha256:{split.sha256}")

@@ -504,9 +504,9 @@ def order_slices(
         raise DicomError(
             f"series {where}: uneven slice spacing: gap of {gaps[k]:.3f} mm between slices "
             f"{sop_uids[order[k]]} and {sop_uids[order[k + 1]]}, {spacing:.3f} mm (the median) expected, "
-            f"tolerance {tolerance:.3f} mm ({SPACING_ATOL_MM} mm + {SPACING_RTOL:.0%}). The series is not one "
-            "regular stack: resample it to a regular grid (e.g. with SimpleITK) or remove the odd slices, "
-            "then index again."
+            f"tolerance {tolerance:.3f} mm ({SPACING_ATOL_MM} mm + {SPACING_RTOL:.0%}). The series is not "
+            "one regular stack: resample it to a regular grid (e.g. with SimpleITK) or remove the odd "
+            "slices, then index again."
         )
     step = (positions[order[-1]] - positions[order[0]]) / (n - 1)
     return SeriesOrder(order=order, slice_spacing_mm=spacing, step_lps=step,

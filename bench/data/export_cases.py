@@ -33,7 +33,7 @@ from bench.data.mdai import read_exports
 from bench.data.protocol import apply_protocol, reader_labels
 from bench.data.ricord import case_ids, parse_patient_id
 from bench.errors import AnnotationError
-from bench.tasks import ReadingProtocol
+from bench.tasks import RICORD_PROTOCOL, ReadingProtocol
 
 
 @dataclass(frozen=True, eq=False)
@@ -53,12 +53,13 @@ def _listed_studies(paths: Sequence[Path]) -> set[str]:
         except (OSError, ValueError) as error:
             raise AnnotationError(f"{path}: not a readable MD.ai export ({error}).") from error
         for dataset in doc.get("datasets") or []:
-            listed.update(str(s.get("StudyInstanceUID")) for s in dataset.get("studies") or [] if isinstance(s, dict))
+            listed.update(str(study.get("StudyInstanceUID")) for study in dataset.get("studies") or []
+                          if isinstance(study, dict))
     return listed
 
 
 def export_cases(annotations: Sequence[str | os.PathLike], clinical: Sequence[str | os.PathLike], *,
-                 collection: str, protocol: ReadingProtocol = ReadingProtocol()) -> ExportCases:
+                 collection: str, protocol: ReadingProtocol = RICORD_PROTOCOL) -> ExportCases:
     """The labelled cases of ``collection`` in the exports, by the module's rules.
 
     Raises
@@ -82,13 +83,14 @@ def export_cases(annotations: Sequence[str | os.PathLike], clinical: Sequence[st
         elif not (decided.appearance or decided.grade):
             excluded.append((study_uid, "no label from the reading protocol"))
         elif not mrn.get(study_uid):
-            excluded.append((study_uid, "no patient id: the study has no row with an MRN in the clinical sheets"))
+            excluded.append((study_uid, "no patient id: no row with an MRN in the clinical sheets"))
         else:
             patient_id = f"{collection}-{mrn[study_uid]}"
             rows.append({
                 "patient_id": patient_id, "collection": collection,
                 "site": parse_patient_id(patient_id)[1] or "unknown", "study_uid": study_uid,
-                "modality": "", "series_uid": "", "n_slices": 0, "rows": 0, "cols": 0, "spacing_mm": "", "covid": "",
+                "modality": "", "series_uid": "", "n_slices": 0, "rows": 0, "cols": 0, "spacing_mm": "",
+                "covid": "",
                 "appearance": decided.appearance, "grade": decided.grade,
                 "appearance_outcome": decided.appearance_outcome, "grade_outcome": decided.grade_outcome,
                 "age": float("nan"), "sex": "", "n_annotations": int(counts.get(study_uid, 0)),

@@ -36,7 +36,7 @@ from skimage.draw import polygon as draw_polygon
 
 from bench.data.protocol import group_roles
 from bench.errors import AnnotationError
-from bench.tasks import ReadingProtocol
+from bench.tasks import RICORD_PROTOCOL, ReadingProtocol
 
 log = logging.getLogger(__name__)
 
@@ -367,7 +367,7 @@ def reader_masks(
     *,
     labels: Sequence[str] | None = None,
     series_uid: str | None = None,
-    protocol: ReadingProtocol = ReadingProtocol(),
+    protocol: ReadingProtocol = RICORD_PROTOCOL,
     aliases: Mapping[str, str] | None = None,
 ) -> dict[str, dict[str, np.ndarray]]:
     """One boolean ``(z, y, x)`` mask per label group of the study the volume belongs to.
@@ -457,7 +457,7 @@ def rasterize_case(
     labels: Sequence[str] | None = None,
     readers: str = "union",
     series_uid: str | None = None,
-    protocol: ReadingProtocol = ReadingProtocol(),
+    protocol: ReadingProtocol = RICORD_PROTOCOL,
     aliases: Mapping[str, str] | None = None,
 ) -> np.ndarray:
     """Boolean ``(z, y, x)`` lesion mask of one case (see :func:`reader_masks`).

@@ -98,7 +98,8 @@ def reader_labels(annotations: pd.DataFrame, protocol: ReadingProtocol) -> pd.Da
     table = table.sort_values(["created_at", "order"], kind="stable")
     vocabulary = protocol.vocabulary()
     study_level = table.scope.isin(["STUDY", "SERIES"])
-    table["family"] = table.label_name.map(lambda name: vocabulary.get(name, ("", ""))[0]).where(study_level, "")
+    family = table.label_name.map(lambda name: vocabulary.get(name, ("", ""))[0])
+    table["family"] = family.where(study_level, "")
     table["value"] = table.label_name.map(lambda name: vocabulary.get(name, ("", ""))[1])
     table["flag"] = study_level & (table.label_name == protocol.invalid_label)
     keys = ["study_uid", "group_id"]
@@ -160,7 +161,8 @@ def apply_protocol(readers: pd.DataFrame, protocol: ReadingProtocol) -> pd.DataF
             names = ", ".join(judges.group_name[judges.invalid])
             row["excluded"] = f"invalid study: {protocol.invalid_label!r} from the adjudicator ({names})"
         elif flags * 2 > len(voting):
-            row["excluded"] = f"invalid study: {protocol.invalid_label!r} from {flags} of {len(voting)} readers"
+            row["excluded"] = (f"invalid study: {protocol.invalid_label!r} from {flags} of {len(voting)} "
+                               "readers")
         for family in FAMILIES:
             if row["excluded"]:
                 row[family], row[f"{family}_outcome"] = "", "none"

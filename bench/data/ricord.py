@@ -61,7 +61,7 @@ from bench.data.mdai import MdaiExport, merge_exports, rasterize_case, read_expo
 from bench.data.protocol import READER_COLUMNS, apply_protocol, reader_labels
 from bench.errors import DataError, DicomError
 from bench.io import SCHEMA_VERSION, write_csv, write_json
-from bench.tasks import ReadingProtocol
+from bench.tasks import RICORD_PROTOCOL, ReadingProtocol
 
 log = logging.getLogger(__name__)
 
@@ -421,7 +421,8 @@ class _Indexer:
         _, site = parse_patient_id(patient_id)
         site = site or site_from_uid(study_uid) or "unknown"
         if study_uid in self.decisions.index and self.decisions.loc[study_uid, "excluded"]:
-            self.skipped.append((study_uid, f"{self.decisions.loc[study_uid, 'excluded']}; left out of every task"))
+            reason = self.decisions.loc[study_uid, "excluded"]
+            self.skipped.append((study_uid, f"{reason}; left out of every task"))
             return None
         annotations = self.by_study.get(study_uid)
         if collection == "MIDRC-RICORD-1C" or not (instances.modality == "CT").any():
@@ -539,7 +540,7 @@ class _Indexer:
 
 
 def index_download(root: str | os.PathLike, *, annotations=(), clinical=(), progress=None,
-                   protocol: ReadingProtocol = ReadingProtocol()) -> IndexReport:
+                   protocol: ReadingProtocol = RICORD_PROTOCOL) -> IndexReport:
     """Index a RICORD download into a case manifest.
 
     Parameters
@@ -707,7 +708,7 @@ def load_case_mask(
     *,
     labels: Sequence[str] | None = None,
     readers: str = "union",
-    protocol: ReadingProtocol = ReadingProtocol(),
+    protocol: ReadingProtocol = RICORD_PROTOCOL,
 ) -> np.ndarray:
     """Boolean ``(z, y, x)`` lesion mask of a CT case on its image grid (headers only, no pixels).
 

@@ -368,7 +368,8 @@ def synthesize(
     preset = SIZES[size]
     rng = np.random.default_rng(seed)
     ids = SeedIds(seed)
-    studies_1a = plan_studies(rng, ids, "MIDRC-RICORD-1A", ["419639", "440808", "660042", "SITE2"], preset.n_1a)
+    studies_1a = plan_studies(rng, ids, "MIDRC-RICORD-1A", ["419639", "440808", "660042", "SITE2"],
+                              preset.n_1a)
     studies_1b = plan_studies(rng, ids, "MIDRC-RICORD-1B", ["419639", "660042"], preset.n_1b)
     studies_1c = plan_studies(rng, ids, "MIDRC-RICORD-1C", ["419639", "440808", "SITE2"], preset.n_1c)
     readers_1a = [

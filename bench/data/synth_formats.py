@@ -33,8 +33,8 @@ APPEARANCE_1A = {
 #: The eight labels of every label group of the real 1c export, in its order:
 #: (family, value) -> (name as the file spells it, shortName, description).
 LABELS_1C = {
-    ("appearance", "typical"): ("Typical Appearance", "Typical", "Multifocal bilateral, peripheral opacities"),
-    ("appearance", "indeterminate"): ("Indeterminate Appearance", "Indeterminate", "Absence of typical findings"),
+    ("appearance", "typical"): ("Typical Appearance", "Typical", "Multifocal bilateral opacities"),
+    ("appearance", "indeterminate"): ("Indeterminate Appearance", "Indeterminate", "No typical findings"),
     ("appearance", "atypical"): ("Atypical Appearance", "Atypical", "Pneumothorax or pleural effusion"),
     ("appearance", "negative"): ("Negative for Pneumonia", "Negative", "No lung opacities"),
     ("grade", "mild"): ("Mild Opacities  (1-2 lung zones)", "Mild", "Opacities in 1-2 lung zones"),
@@ -171,7 +171,8 @@ class ExportBuilder:
             "StudyInstanceUID": study["study_uid"],
         }
         if not self.study_level:
-            annotation.update({"SeriesInstanceUID": series_uid, "SOPInstanceUID": sop_uid, "frameNumber": None})
+            annotation.update({"SeriesInstanceUID": series_uid, "SOPInstanceUID": sop_uid,
+                               "frameNumber": None})
         self.annotations.append(annotation)
 
     def document(self) -> dict:
@@ -223,7 +224,8 @@ def _clinical_frame(collection: str, rows: list[dict]) -> pd.DataFrame:
         })
     return pd.DataFrame({
         "Anon MRN": [s["mrn"] for s in rows],
-        "Anon TCIA Study Date": [f"{s['date_obj'].month}/{s['date_obj'].day}/{s['date_obj'].year}" for s in rows],
+        "Anon TCIA Study Date": [f"{s['date_obj'].month}/{s['date_obj'].day}/{s['date_obj'].year}"
+                                 for s in rows],
         "Anon Exam Description": [s["description"] or "NA" for s in rows],
         "Anon Study UID ": [s["study_uid"] for s in rows],
         "Age": [s["age"] for s in rows],
@@ -244,7 +246,7 @@ def write_clinical(root: Path, studies: list[dict]) -> list[Path]:
         xlsx = root / f"{stem}.xlsx"
         xlsx.write_bytes(normalized_xlsx(buffer.getvalue()))
         csv = root / f"{stem.strip()}.csv"
-        csv.write_text(frame.to_csv(index=False, lineterminator="\n", float_format="%.2f", date_format="%m/%d/%Y"),
-                       encoding="utf-8")
+        text = frame.to_csv(index=False, lineterminator="\n", float_format="%.2f", date_format="%m/%d/%Y")
+        csv.write_text(text, encoding="utf-8")
         paths += [xlsx, csv]
     return paths

@@ -208,7 +208,8 @@ def plan_1c(rng, studies: list[dict]) -> None:
             for reader, value in zip(READERS_1C, split, strict=True):
                 labels[reader] = _votes(value, "" if value == "negative" else "mild")
             labels[ADJUDICATION_GROUP] = _votes(appearance, grade)
-            expected.update(appearance_outcome="adjudicated", grade_outcome="adjudicated" if grade else "none")
+            expected.update(appearance_outcome="adjudicated",
+                            grade_outcome="adjudicated" if grade else "none")
         elif scenario == "grade_tie":  # mild / moderate / severe: the lower median, moderate
             for reader, value in zip(READERS_1C, GRADE_ORDER, strict=True):
                 labels[reader] = _votes(appearance, value)

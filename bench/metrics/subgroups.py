@@ -39,8 +39,7 @@ import numpy as np
 from bench.errors import MetricInputError
 from bench.io import is_missing, json_number
 from bench.metrics import UndefinedMetricWarning
-from bench.metrics.classification import weighted_auroc
-from bench.metrics.uncertainty import Interval, percentile_interval, resampled_means
+from bench.metrics.uncertainty import Interval, bootstrap_auroc, percentile_interval, resampled_means
 
 UNKNOWN = "unknown"
 MAX_UNDEFINED_FRACTION = 0.2
@@ -83,19 +82,21 @@ class CaseMean:
 
 
 @dataclass(frozen=True)
-class BinaryAuroc:
-    """Binary AUROC; NaN (no warning) where a subset lacks a class."""
+class Auroc:
+    """AUROC, binary (``y_score`` (n,)) or one-vs-rest macro (``y_score`` (n, K)).
+
+    Both methods are :func:`bench.metrics.uncertainty.bootstrap_auroc`; a subset is a 0/1
+    weight row. NaN (no warning) where a subset or resample lacks a class.
+    """
 
     y_true: np.ndarray
     y_score: np.ndarray
 
     def value(self, mask: np.ndarray) -> float:
-        y = np.asarray(self.y_true).astype(np.int64)[mask]
-        return float(weighted_auroc(y, np.asarray(self.y_score, dtype=np.float64)[mask]))
+        return float(self.resampled(np.asarray(mask, dtype=np.float64)[None, :])[0])
 
     def resampled(self, counts: np.ndarray) -> np.ndarray:
-        return weighted_auroc(np.asarray(self.y_true).astype(np.int64),
-                              np.asarray(self.y_score, dtype=np.float64), counts)
+        return bootstrap_auroc(self.y_true, self.y_score, counts=counts)
 
 
 @dataclass(frozen=True)
@@ -223,7 +224,7 @@ def subgroup_analysis(statistic: Statistic, groups, *, counts, min_size: int = D
     Parameters
     ----------
     statistic : Statistic
-        :class:`CaseMean`, :class:`BinaryAuroc`, :class:`Kappa` or :class:`CallableMetric`.
+        :class:`CaseMean`, :class:`Auroc`, :class:`Kappa` or :class:`CallableMetric`.
     groups : array_like, shape (n,)
         Group label per case (site, sex, age band); missing labels form ``"unknown"``.
     counts : ndarray, shape (B, n)

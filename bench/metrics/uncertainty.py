@@ -9,9 +9,10 @@ computed from it with matrix operations (no Python loop over resamples):
 2. :func:`resample_counts` turns it into the (B, n) matrix ``counts[b, i]`` = how often case i
    is in resample b (a drawn cluster brings all its cases).
 3. Statistics: a per-case metric mean is ``counts @ values / counts.sum(1)``
-   (:func:`bootstrap_mean`); AUROC is the case-weighted Mann-Whitney statistic from one sort
-   (:func:`bootstrap_auroc`). Paired comparisons reuse the same counts for both submissions
-   (:func:`paired_difference`); ranking bootstraps can reuse them too.
+   (:func:`resampled_means`); AUROC is the case-weighted Mann-Whitney statistic from one sort
+   (:func:`bootstrap_auroc`, binary or one-vs-rest macro). The board's paired comparisons reuse
+   the same counts for every entry; :func:`delong_test` is the closed-form paired test of two
+   AUROCs on the same cases.
 
 :func:`bootstrap_counts` does steps 1-2 in one call. Percentile intervals use numpy's
 linear-interpolated percentiles at (1 - confidence)/2 and (1 + confidence)/2.
@@ -22,7 +23,6 @@ covariance for k scorers of the same cases from midranks, O(k N log N).
 """
 
 import math
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,7 +30,6 @@ from scipy.special import ndtr, ndtri
 
 from bench.errors import MetricInputError
 from bench.io import json_number
-from bench.metrics import UndefinedMetricWarning
 from bench.metrics.classification import weighted_auroc
 
 SeedLike = int | np.random.Generator
@@ -215,44 +214,43 @@ def resampled_means(values, counts) -> np.ndarray:
         return sums / np.where(total > 0, total, np.nan).reshape((-1,) + (1,) * (v.ndim - 1))
 
 
-def bootstrap_mean(values, counts, *, confidence: float = 0.95) -> Interval:
-    """Percentile bootstrap interval of the mean of per-case values (e.g. Dice)."""
-    v = np.asarray(values, dtype=np.float64)
-    if v.ndim != 1:
-        raise MetricInputError(f"values must be 1D (one per case), got shape {v.shape}")
-    means = resampled_means(v, counts)
-    return percentile_interval(float(v.mean()), means, confidence=confidence)
-
-
 def bootstrap_auroc(y_true, y_score, *, counts) -> np.ndarray:
-    """Binary AUROC of every resample, shape (B,), from one sort (no loop over resamples).
+    """AUROC of every resample, shape (B,), from one sort per class (no loop over resamples).
 
-    Equal to ``roc_auc_score(y_true[idx], y_score[idx])`` for each resample's indices; NaN
-    where a resample lacks a class (never with class-stratified counts).
+    The one resampled AUROC: the scorer's intervals, the subgroup tables and the board's rank
+    intervals all call it. ``counts`` (B, n) weighs each case by how often a resample drew it
+    (:func:`bootstrap_counts`; a 0/1 row is a subset), and each row's value is the
+    case-weighted Mann-Whitney statistic :func:`bench.metrics.classification.weighted_auroc`.
+
+    Binary: ``y_true`` 0/1 and ``y_score`` (n,) the positive class's score; equal to
+    ``roc_auc_score(y_true[idx], y_score[idx])`` for each resample's indices. Multiclass:
+    ``y_true`` class indices 0..K-1 and ``y_score`` (n, K); the unweighted mean of the K
+    one-vs-rest AUROCs (scikit-learn's ``multi_class="ovr", average="macro"``). NaN (no
+    warning) where a resample lacks positives or negatives of a class, never with
+    class-stratified counts.
     """
     y = np.asarray(y_true).astype(np.int64)
     s = np.asarray(y_score, dtype=np.float64)
-    if y.ndim != 1 or s.shape != y.shape or not np.isin(y, (0, 1)).all():
-        raise MetricInputError(f"bootstrap_auroc needs 0/1 y_true and y_score of the same 1D shape, "
-                               f"got {y.shape} and {s.shape}")
-    return weighted_auroc(y, s, _counts(counts, y.size))
-
-
-def auroc_interval(y_true, y_score, *, counts, confidence: float = 0.95) -> Interval:
-    """Percentile bootstrap interval of a binary AUROC."""
-    y = np.asarray(y_true).astype(np.int64)
-    s = np.asarray(y_score, dtype=np.float64)
-    dist = bootstrap_auroc(y, s, counts=counts)
-    estimate = float(weighted_auroc(y, s)) if np.unique(y).size == 2 else math.nan
-    return percentile_interval(estimate, dist, confidence=confidence)
+    binary = s.ndim == 1
+    n_classes = 2 if binary else (s.shape[1] if s.ndim == 2 else 0)
+    shapes_ok = y.ndim == 1 and s.ndim in (1, 2) and s.shape[0] == y.size
+    if not shapes_ok or not np.isin(y, np.arange(n_classes)).all():
+        raise MetricInputError(f"bootstrap_auroc needs y_true (n,) of 0/1 with y_score (n,), or class "
+                               f"indices 0..K-1 with y_score (n, K); got {y.shape} and {s.shape}")
+    c = _counts(counts, y.size)
+    if binary:
+        return weighted_auroc(y, s, c)
+    per_class = [np.asarray(weighted_auroc((y == k).astype(np.int64), s[:, k], c), dtype=np.float64)
+                 for k in range(n_classes)]
+    return np.mean(np.stack(per_class, axis=-1), axis=-1)
 
 
 @dataclass(frozen=True)
 class PairedComparison:
     """Difference a - b of a statistic between two submissions scored on the same cases.
 
-    ``p_value`` is two-sided: for the bootstrap, twice the smaller fraction of resamples on
-    either side of 0 (at least 1/B); for DeLong, from the normal approximation.
+    ``low``/``high`` bound the difference at ``confidence``; ``p_value`` is two-sided (DeLong:
+    from the normal approximation); ``method`` names the test.
     """
 
     difference: float
@@ -267,40 +265,6 @@ class PairedComparison:
         return {"difference": json_number(self.difference), "ci_low": json_number(self.low),
                 "ci_high": json_number(self.high), "p_value": json_number(self.p_value),
                 "confidence": self.confidence, "method": self.method}
-
-
-def _bootstrap_p_value(diffs: np.ndarray) -> float:
-    valid = diffs[np.isfinite(diffs)]
-    if valid.size == 0:
-        return math.nan
-    below, above = np.mean(valid <= 0), np.mean(valid >= 0)
-    return float(min(1.0, max(2.0 * min(below, above), 1.0 / valid.size)))
-
-
-def paired_difference(values_a, values_b, counts, *, confidence: float = 0.95) -> PairedComparison:
-    """Paired bootstrap of the difference in mean per-case value (a - b), same resamples for both."""
-    a = np.asarray(values_a, dtype=np.float64)
-    b = np.asarray(values_b, dtype=np.float64)
-    if a.shape != b.shape or a.ndim != 1:
-        raise MetricInputError(f"values_a and values_b must be 1D of the same shape, got {a.shape} "
-                               f"and {b.shape}")
-    means = resampled_means(np.column_stack([a, b]), counts)
-    diffs = means[:, 0] - means[:, 1]
-    interval = percentile_interval(float(a.mean() - b.mean()), diffs, confidence=confidence)
-    return PairedComparison(interval.estimate, interval.low, interval.high, _bootstrap_p_value(diffs),
-                            confidence, "paired bootstrap")
-
-
-def paired_auroc_difference(y_true, score_a, score_b, counts, *,
-                            confidence: float = 0.95) -> PairedComparison:
-    """Paired bootstrap of AUROC(a) - AUROC(b) on the same resamples."""
-    dist = bootstrap_auroc(y_true, score_a, counts=counts) - bootstrap_auroc(y_true, score_b, counts=counts)
-    y = np.asarray(y_true).astype(np.int64)
-    a, b = np.asarray(score_a, dtype=np.float64), np.asarray(score_b, dtype=np.float64)
-    estimate = float(weighted_auroc(y, a) - weighted_auroc(y, b))
-    interval = percentile_interval(estimate, dist, confidence=confidence)
-    return PairedComparison(interval.estimate, interval.low, interval.high, _bootstrap_p_value(dist),
-                            confidence, "paired bootstrap")
 
 
 def midranks(x: np.ndarray) -> np.ndarray:
@@ -374,23 +338,6 @@ def delong(y_true, y_scores) -> DelongResult:
     v01 = 1.0 - (tz_y - ty) / m
     covariance = np.atleast_2d(np.cov(v10)) / m + np.atleast_2d(np.cov(v01)) / n
     return DelongResult(aucs, covariance, m, n)
-
-
-def delong_interval(y_true, y_score, *, confidence: float = 0.95) -> Interval:
-    """Wald interval AUC ± z·sqrt(var) from the DeLong variance, clipped to [0, 1].
-
-    With a single class in ``y_true`` returns NaN bounds with :class:`UndefinedMetricWarning`.
-    """
-    _check_confidence(confidence)
-    y = np.asarray(y_true)
-    if np.unique(y).size < 2:
-        warnings.warn("DeLong interval undefined: y_true holds a single class; returning NaN",
-                      UndefinedMetricWarning, stacklevel=2)
-        return Interval(math.nan, math.nan, math.nan, confidence)
-    result = delong(y, y_score)
-    auc, se = float(result.aucs[0]), math.sqrt(max(float(result.covariance[0, 0]), 0.0))
-    z = float(ndtri(0.5 + confidence / 2.0))
-    return Interval(auc, max(0.0, auc - z * se), min(1.0, auc + z * se), confidence)
 
 
 def delong_test(y_true, score_a, score_b, *, confidence: float = 0.95) -> PairedComparison:

@@ -8,13 +8,15 @@ in the store is modified. A run whose inputs are gone, or whose reference no lon
 task spec or pinned split, is listed as skipped with the reason, never silently passed.
 
 Values are compared in their stored form (10 significant digits), so a change shows up exactly
-when a stored file would be written differently.
+when a stored file would be written differently. Ranks come from the leaderboard's own board
+function (:func:`bench.ranking.board.build_boards`), so a rank rescore reports is a rank a board
+shows.
 """
 
 import io
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +24,7 @@ import pandas as pd
 
 from bench.errors import BenchError, ScoringError
 from bench.io import csv_text, float_text
-from bench.ranking.schemes import rank_entries, rank_values
+from bench.ranking.board import build_boards
 from bench.scoring.score import ScoreResult, score_run
 from bench.store import Store, StoredRun, plain
 from bench.tasks import load_task
@@ -45,12 +47,29 @@ class Change:
 
 
 @dataclass(frozen=True)
+class RankRow:
+    """One entry of one board: its rank from the stored runs and after rescoring."""
+
+    task: str
+    board: str
+    split: str
+    split_sha256: str
+    submission: str
+    run_id: str
+    stored: int
+    now: int
+    board_size: int
+
+
+@dataclass(frozen=True)
 class RescoreReport:
-    """``checked`` runs rescored, the ``changes`` found, and runs ``skipped`` with the reason."""
+    """``checked`` runs rescored, the ``changes`` found, runs ``skipped`` with the reason, and
+    the ``ranks`` of every board entry (the leaderboard's boards, stored and rescored)."""
 
     checked: int
     changes: tuple[Change, ...]
     skipped: tuple[tuple[str, str], ...]
+    ranks: tuple[RankRow, ...] = ()
 
 
 def rescore_store(
@@ -90,8 +109,9 @@ def rescore_store(
             changes.extend(_compare(stored, result))
         if progress is not None:
             progress(done, len(runs), label)
-    changes.extend(_rank_changes(Store(results), fresh, tasks_dir))
-    return RescoreReport(len(fresh), tuple(changes), tuple(skipped))
+    ranks = _ranks(Store(results), fresh, tasks_dir)
+    changes.extend(_rank_changes(ranks))
+    return RescoreReport(len(fresh), tuple(changes), tuple(skipped), tuple(ranks))
 
 
 def _rescore_one(stored: StoredRun, *, workers, scheduler, tasks_dir) -> ScoreResult:
@@ -169,40 +189,37 @@ def _per_case_changes(stored: StoredRun, now: pd.DataFrame, change) -> list[Chan
     return out
 
 
-def _rank_changes(store: Store, fresh: dict[Path, ScoreResult], tasks_dir) -> list[Change]:
-    """Ranks of the latest run of each submission, per task and split, before and after."""
-    groups: dict[tuple[str, str, str], list[StoredRun]] = {}
-    for stored in store.latest_runs():
-        if stored.path in fresh:
-            groups.setdefault((stored.task, stored.split_name, stored.split), []).append(stored)
-    out = []
-    for (task, _, split), runs in sorted(groups.items()):
-        if len(runs) < 2:
-            continue
+def _ranks(store: Store, fresh: dict[Path, ScoreResult], tasks_dir) -> list[RankRow]:
+    """Every board's ranks, stored and rescored, by the leaderboard's own board function.
+
+    The boards are :func:`bench.ranking.board.build_boards` over the latest runs, exactly as
+    ``bench leaderboard build`` makes them (one board per split name, part and sha256); the
+    rescored boards are the same runs with each rescored run's fresh scores and per-case table
+    (a skipped run keeps its stored ones).
+    """
+    latest = store.latest_runs()
+    rows = []
+    for task in sorted({run.task for run in latest}):
         spec = load_task(task, directory=tasks_dir)
-        old = _ranks(spec, [(r.name, r.scores, r.per_case) for r in runs])
-        new = _ranks(spec, [(r.name, fresh[r.path].scores, _as_stored(fresh[r.path].per_case)) for r in runs])
-        for run, before, after in zip(runs, old, new, strict=True):
-            if before != after:
-                out.append(
-                    Change(task, str(run.entry), run.run_id, f"rank ({split})", str(before), str(after))
-                )
-    return out
+        runs = [run for run in latest if run.task == task]
+        now = {(b.split_name, b.split, b.split_sha256): {e.run.path: e.rank for e in b.entries}
+               for b in build_boards(spec, [_rescored(run, fresh) for run in runs])}
+        for board in build_boards(spec, runs):
+            ranks = now[(board.split_name, board.split, board.split_sha256)]
+            rows.extend(RankRow(task, board.key, board.split, board.split_sha256, str(entry.run.entry),
+                                entry.run.run_id, entry.rank, ranks[entry.run.path], len(board.entries))
+                        for entry in board.entries)
+    return rows
 
 
-def _ranks(spec, entries) -> list[int]:
-    """Ranks by the task's scheme: per-case matrix (segmentation) or the primary metric value."""
-    if spec.kind == "segmentation":
-        matrix = pd.DataFrame(
-            {str(i): table.set_index("case_id")[spec.primary_key] for i, (_, _, table) in enumerate(entries)}
-        )
-        result = rank_entries(
-            matrix,
-            method=spec.ranking.method,
-            aggregate=spec.ranking.aggregate,
-            direction=spec.primary_direction,
-            alpha=spec.ranking.alpha,
-        )
-        return [int(r) for r in result.ranks]
-    values = np.array([scores["metrics"][spec.primary_key]["value"] for _, scores, _ in entries], dtype=float)
-    return [int(r) for r in rank_values(values, better=spec.primary_direction)]
+def _rescored(run: StoredRun, fresh: dict[Path, ScoreResult]) -> StoredRun:
+    result = fresh.get(run.path)
+    if result is None:
+        return run
+    return replace(run, scores=result.scores, per_case=_as_stored(result.per_case))
+
+
+def _rank_changes(rows: list[RankRow]) -> list[Change]:
+    """A change for every entry whose rank moved on a board of two or more entries."""
+    return [Change(row.task, row.submission, row.run_id, f"rank ({row.split})", str(row.stored), str(row.now))
+            for row in rows if row.board_size > 1 and row.stored != row.now]

@@ -2,10 +2,16 @@
 
 A board holds the latest run of every submission scored on the same task, split file (name
 and sha256) and split part (validation, test, ...): runs on different splits never share a
-ranking. The ranking follows the task's declared scheme on the per-case matrix of the
-primary metric as the scorer left it (policies applied, NaN = case does not count). Shown
-scores and their confidence intervals are the scorer's (``scores.json``); ranks, rank
-intervals and tied groups come from :mod:`bench.ranking.schemes`.
+ranking. A per-case primary (Dice, HD95, ...) is ranked by the task's declared scheme on the
+per-case matrix as the scorer left it (policies applied, NaN = case does not count); a primary
+computed over the whole set (AUROC, kappa, ...) is ranked by the scorer's value in
+``scores.json``, the value the board shows. A board is thus a function of the stored numbers:
+:func:`build_boards` is the one function that turns stored runs into ranked boards, for the
+leaderboard and for ``bench rescore`` alike. Rank intervals and tied groups come from
+:mod:`bench.ranking.schemes` on resamples drawn by the scorer's bootstrap design
+(:mod:`bench.scoring.bootstrap`); an AUROC primary is recomputed on them from the per-case
+probabilities (:mod:`bench.ranking.statistics`), and on a binary head each entry is compared with
+the leader by DeLong's paired test.
 """
 
 import logging
@@ -17,6 +23,7 @@ import pandas as pd
 
 from bench.errors import LeaderboardError
 from bench.metrics.registry import METRICS
+from bench.metrics.uncertainty import PairedComparison, delong_test
 from bench.ranking.schemes import (
     BootstrapRanks,
     RankResult,
@@ -27,6 +34,8 @@ from bench.ranking.schemes import (
     tied_groups,
 )
 from bench.ranking.statistics import resampled_auroc
+from bench.scoring.bootstrap import BootstrapDesign, class_strata, design, empty_reference_strata
+from bench.scoring.classification import class_codes
 from bench.store import StoredRun, slugify
 from bench.tasks import TaskSpec
 
@@ -53,6 +62,8 @@ class BoardEntry:
     ok: int
     failures: int
     spec_matches: bool
+    delong: PairedComparison | None = None
+    """Binary AUROC boards: DeLong's paired test of the leader's AUROC minus this entry's."""
 
     @property
     def page(self) -> str:
@@ -85,6 +96,11 @@ class Board:
         return self.split in self.spec.leaderboard.hide_per_case_for
 
     @property
+    def compared_by_delong(self) -> bool:
+        """Whether entries carry DeLong's paired test against the leader (binary AUROC boards)."""
+        return any(entry.delong is not None for entry in self.entries)
+
+    @property
     def clusters(self) -> str:
         return self.spec.bootstrap.cluster or "case"
 
@@ -106,38 +122,24 @@ def _board(spec: TaskSpec, key: tuple[str, str, str], runs: list[StoredRun]) -> 
     direction = spec.primary_direction
     method = spec.ranking.method
     names = [run.submission for run in runs]
-    matrix, boot, note = None, None, ""
+    matrix, boot, note, delong = None, None, "", {}
     if level == "case":
         matrix = _case_matrix(spec, runs)
         ranking = rank_entries(matrix, method=method, aggregate=spec.ranking.aggregate,
                                direction=direction, alpha=spec.ranking.alpha)
-        boot = bootstrap_ranks(matrix, ranking, resamples=spec.bootstrap.resamples, seed=spec.bootstrap.seed,
-                               confidence=spec.bootstrap.confidence,
-                               clusters=_clusters(spec, runs, matrix.index),
-                               strata=_strata(spec, runs, matrix.index))
+        boot = bootstrap_ranks(matrix, ranking,
+                               **_design(spec, runs, matrix.index, _strata(runs, matrix.index)).options())
     else:
         if method != "aggregate-then-rank":
             raise LeaderboardError(
                 f"task {spec.id}: ranking method {method!r} needs a per-case primary metric, but "
                 f"{spec.primary_key!r} is computed over the whole set; use 'aggregate-then-rank' in "
                 f"tasks/{spec.id}/task.yaml")
+        values = [_primary(run, spec)[0] for run in runs]
+        ranking = rank_aggregates(pd.Series(values, index=names), direction=direction)
         if metric == "auroc":
-            labels, probabilities, classes, positive, case_ids = _classification_arrays(spec, runs)
-            full_set = np.ones((1, len(labels)), dtype=np.int64)
-            values = resampled_auroc(labels, probabilities, classes, full_set, positive=positive)[0]
-            ranking = rank_aggregates(pd.Series(values, index=names), direction=direction)
-
-            def statistic(counts: np.ndarray) -> np.ndarray:
-                return resampled_auroc(labels, probabilities, classes, counts, positive=positive)
-
-            boot = bootstrap_ranks_from(statistic, len(labels), ranking,
-                                        resamples=spec.bootstrap.resamples, seed=spec.bootstrap.seed,
-                                        confidence=spec.bootstrap.confidence,
-                                        clusters=_clusters(spec, runs, case_ids),
-                                        strata=labels if spec.bootstrap.stratify else None)
+            boot, delong = _auroc_bootstrap(spec, runs, ranking)
         else:
-            values = [_primary(run, spec)[0] for run in runs]
-            ranking = rank_aggregates(pd.Series(values, index=names), direction=direction)
             note = (f"{spec.primary_key} is computed over the whole set and has no per-case values: "
                     "ranks come from the scores without rank intervals or tied groups.")
     groups = tied_groups(ranking, boot)
@@ -154,7 +156,7 @@ def _board(spec: TaskSpec, key: tuple[str, str, str], runs: list[StoredRun]) -> 
             median_rank=float(boot.median_rank[index]) if boot is not None else None,
             group=int(groups[index]), cases=int(counts["cases"]), ok=int(counts["ok"]),
             failures=int(counts["missing"]) + int(counts["malformed"]) + int(counts["error"]),
-            spec_matches=run.task_sha256 == spec.sha256))
+            spec_matches=run.task_sha256 == spec.sha256, delong=delong.get(index)))
     return Board(spec, split_name, split, split_sha, tuple(entries), ranking, boot, matrix, note)
 
 
@@ -181,25 +183,61 @@ def _case_matrix(spec: TaskSpec, runs: list[StoredRun]) -> pd.DataFrame:
     return pd.DataFrame(series).sort_index()
 
 
-def _clusters(spec: TaskSpec, runs: list[StoredRun], case_ids) -> np.ndarray | None:
-    column = spec.bootstrap.cluster
-    return _case_column(runs, column, case_ids) if column else None
+def _auroc_bootstrap(spec: TaskSpec, runs: list[StoredRun], ranking: RankResult
+                     ) -> tuple[BootstrapRanks, dict[int, PairedComparison]]:
+    """Rank intervals of AUROC entries from the per-case probabilities, and DeLong vs the leader.
 
-
-def _strata(spec: TaskSpec, runs: list[StoredRun], case_ids) -> np.ndarray | None:
-    """The scorer's strata (:mod:`bench.scoring.aggregate`) when ``bootstrap.stratify`` is set.
-
-    Classification: the reference class of the primary head; segmentation: whether the
-    reference mask is empty (``volume_ref_ml == 0``).
+    Every entry's AUROC is recomputed on the same resamples (the task's bootstrap design over the
+    cases with a reference label), so the rank distribution is paired; a binary head also gets
+    DeLong's closed-form paired test of each entry against the leader.
     """
-    if not spec.bootstrap.stratify:
-        return None
-    if spec.kind == "classification":
-        return _case_column(runs, spec.primary_key.split(".")[0], case_ids)
+    head, labels, probabilities, case_ids = _classification_arrays(spec, runs)
+    classes, positive = list(head.classes), head.positive if len(head.classes) == 2 else None
+
+    def statistic(counts: np.ndarray) -> np.ndarray:
+        return resampled_auroc(labels, probabilities, classes, counts, positive=positive)
+
+    strata = class_strata(head, class_codes(head, pd.Series(labels)))
+    options = _design(spec, runs, case_ids, strata).options()
+    boot = bootstrap_ranks_from(statistic, len(labels), ranking, **options)
+    if positive is None:
+        return boot, {}
+    scores = probabilities[:, :, classes.index(positive)]
+    return boot, _delong_against_leader(ranking, labels == positive, scores)
+
+
+def _design(spec: TaskSpec, runs: list[StoredRun], case_ids, strata: np.ndarray | None) -> BootstrapDesign:
+    """The task's bootstrap design (the scorer's, :mod:`bench.scoring.bootstrap`) over ``case_ids``."""
+    column = spec.bootstrap.cluster
+    clusters = _case_column(runs, column, case_ids) if column else None
+    cases = pd.DataFrame({column: clusters} if clusters is not None else {}, index=pd.Index(case_ids))
+    return design(spec, cases, strata=strata)
+
+
+def _strata(runs: list[StoredRun], case_ids) -> np.ndarray | None:
+    """Segmentation strata as the scorer draws them: whether the reference mask is empty."""
     volumes = _case_column(runs, "volume_ref_ml", case_ids)
     if volumes is None:
         return None
-    return pd.to_numeric(pd.Series(volumes), errors="coerce").eq(0).to_numpy()
+    return empty_reference_strata(pd.DataFrame({"volume_ref_ml": volumes}))
+
+
+def _delong_against_leader(ranking: RankResult, truth: np.ndarray,
+                           scores: np.ndarray) -> dict[int, PairedComparison]:
+    """DeLong's paired test of every entry's AUROC against the leader's, by entry index.
+
+    On the cases both entries scored (finite probabilities); an entry is left out when those
+    lack two positives or two negatives, the least DeLong's variance needs.
+    """
+    leader = int(ranking.order[0])
+    out = {}
+    for entry in ranking.order[1:]:
+        both = ~np.isnan(scores[:, leader]) & ~np.isnan(scores[:, entry])
+        y = truth[both].astype(np.int64)
+        if min(int(y.sum()), int((1 - y).sum())) < 2:
+            continue
+        out[int(entry)] = delong_test(y, scores[both, leader], scores[both, entry])
+    return out
 
 
 def _case_column(runs: list[StoredRun], column: str, case_ids) -> np.ndarray | None:
@@ -213,10 +251,11 @@ def _case_column(runs: list[StoredRun], column: str, case_ids) -> np.ndarray | N
 
 
 def _classification_arrays(spec: TaskSpec, runs: list[StoredRun]):
+    """The primary head, and over the cases with a reference label (sorted by case id): the label,
+    the (n, E, K) probabilities of the entries and the case ids."""
     head_name = spec.primary_key.split(".")[0]
     head = next(h for h in spec.heads if h.name == head_name)
     classes = list(head.classes)
-    positive = head.positive if len(classes) == 2 else None
     label_column = head.name
     tables = []
     for run in runs:
@@ -225,8 +264,8 @@ def _classification_arrays(spec: TaskSpec, runs: list[StoredRun]):
             raise LeaderboardError(f"{run.path / 'per_case.csv'}: lacks column(s) {missing} needed to "
                                    f"rank task {spec.id} by {spec.primary_key}")
         tables.append(run.per_case.set_index("case_id"))
-    case_ids = sorted(set().union(*(t.index for t in tables)))
     labels = pd.concat([t[label_column] for t in tables]).astype(str)
+    case_ids = sorted(set(labels.index[labels.isin(classes)]))
     conflicting = labels.groupby(level=0).nunique()
     if (conflicting > 1).any():
         bad = list(conflicting[conflicting > 1].index[:5])
@@ -235,4 +274,4 @@ def _classification_arrays(spec: TaskSpec, runs: list[StoredRun]):
     labels = labels[~labels.index.duplicated()].reindex(case_ids).to_numpy()
     probabilities = np.stack([t.reindex(case_ids)[classes].apply(pd.to_numeric, errors="coerce").to_numpy()
                               for t in tables], axis=1)
-    return labels, probabilities, classes, positive, case_ids
+    return head, labels, probabilities, case_ids

@@ -1,9 +1,10 @@
-"""Dataset-level ranking statistics recomputed on resampled cases, vectorized over resamples.
+"""Dataset-level ranking statistics recomputed on resampled cases, for every entry of a board.
 
 A classification task's primary metric (AUROC) is computed once over a set of cases, so its
 bootstrap rank distribution needs the metric on every resample of every entry. The resamples
-come as the (B, n) count matrix of :func:`bench.metrics.uncertainty.bootstrap_counts` (the
-scorer's engine), shared by all entries so that the comparison is paired.
+come as the (B, n) count matrix of the task's bootstrap design (:mod:`bench.scoring.bootstrap`),
+shared by all entries so that the comparison is paired, and each entry's AUROC on them is the
+one resampled AUROC, :func:`bench.metrics.uncertainty.bootstrap_auroc`.
 """
 
 import numpy as np
@@ -15,17 +16,15 @@ def resampled_auroc(labels: np.ndarray, probabilities: np.ndarray, classes: list
                     counts: np.ndarray, *, positive: str | None = None) -> np.ndarray:
     """AUROC of every entry on every resample.
 
-    Each resample's AUROC is :func:`bench.metrics.uncertainty.bootstrap_auroc` under the
-    resample's case counts (ties count one half, as in ``sklearn.metrics.roc_auc_score``).
     A multiclass head takes the unweighted mean of the one-vs-rest AUROCs of its classes
     (sklearn's ``multi_class="ovr", average="macro"``); a binary head (``positive`` given) the
-    AUROC of the positive class. Cases whose probability is NaN are left out; a resample
-    lacking positives or negatives gives NaN.
+    AUROC of the positive class; ties count one half. An entry's cases whose probabilities are
+    NaN are left out of its AUROC; a resample lacking positives or negatives gives NaN.
 
     Parameters
     ----------
     labels : ndarray of str, shape (n,)
-        Reference class per case.
+        Reference class per case, each one of ``classes``.
     probabilities : ndarray, shape (n, E, K)
         Probability of each of the K ``classes`` per case and entry.
     classes : list of str
@@ -37,16 +36,21 @@ def resampled_auroc(labels: np.ndarray, probabilities: np.ndarray, classes: list
     Returns
     -------
     ndarray, shape (B, E)
+
+    Raises
+    ------
+    bench.errors.MetricInputError
+        A label that is not one of ``classes``, or shapes that do not match.
     """
-    n_entries = probabilities.shape[1]
+    index = {name: k for k, name in enumerate(classes)}
+    codes = np.array([index.get(label, -1) for label in np.asarray(labels, dtype=object)], dtype=np.int64)
     counts = np.asarray(counts)
-    labels = np.asarray(labels, dtype=object)
-    scored = [classes.index(positive)] if positive is not None else range(len(classes))
-    result = np.empty((counts.shape[0], n_entries, len(scored)))
-    for column, k in enumerate(scored):
-        truth = (labels == classes[k]).astype(np.int64)
-        for e in range(n_entries):
-            score = probabilities[:, e, k]
-            keep = ~np.isnan(score)
-            result[:, e, column] = bootstrap_auroc(truth[keep], score[keep], counts=counts[:, keep])
-    return result.mean(axis=2)
+    if positive is not None:
+        codes = np.where(codes >= 0, (codes == classes.index(positive)).astype(np.int64), codes)
+    result = np.empty((counts.shape[0], probabilities.shape[1]))
+    for e in range(probabilities.shape[1]):
+        scores = probabilities[:, e, :]
+        keep = ~np.isnan(scores).any(axis=1)
+        scores = scores[keep, classes.index(positive)] if positive is not None else scores[keep]
+        result[:, e] = bootstrap_auroc(codes[keep], scores, counts=counts[:, keep])
+    return result

@@ -19,7 +19,14 @@ set, in a bubblewrap (``bwrap``) sandbox held to what the Docker runner enforces
 - at the deadline the sandbox is SIGKILLed, which ends its pid namespace; afterwards the
   harness looks for any process still in that namespace, kills it and records the check.
 
-``setrlimit`` bounds address space, file size and core dumps in both modes. Without
+Memory is bounded with ``setrlimit`` in both modes: ``RLIMIT_AS`` (address space) without GPUs;
+with GPUs ``RLIMIT_DATA`` instead (private writable memory: heap and anonymous mappings), because
+CUDA reserves tens of GiB of address space it never touches and does not start under an
+address-space cap. File size and core dumps are capped in both. ``--gpus`` binds the NVIDIA
+device nodes (:mod:`bench.runners.devices`); ``python`` (``bench run --python``) runs the
+submission's ``{python}`` with the developer's own interpreter (a venv or conda environment),
+whose installation is bound read-only, found from the path alone (the interpreter is never run
+on the host). Without
 bubblewrap the runner refuses to run unless asked with ``unsafe=True`` (``bench run
 --unsafe-no-sandbox``): the command then runs as the calling user with the host's network
 and files, only its process group is killed at the deadline (a process that calls
@@ -40,6 +47,7 @@ from pathlib import Path
 
 from bench.errors import RunnerError, SubmissionError
 from bench.runners.confine import Confinement, confine
+from bench.runners.devices import GpuBinding, gpu_binding
 from bench.runners.result import ExecOutcome, Sweep, describe_end
 from bench.runners.seccomp import bpf_program
 from bench.runners.staging import SUBMISSION_UID, detach_links
@@ -60,8 +68,6 @@ ISOLATED = (
     "/dev, size-capped /tmp and /dev/shm, input read-only, output capped, streams capped, file size "
     "limited, the whole pid namespace killed at the deadline"
 )
-CGROUP = "; a cgroup holds pids and memory (swap included) to the task's limits"
-NO_CGROUP = "; no cgroup could be made (not root, or cgroup v2): memory is a per-process address-space rlimit"
 NO_SANDBOX = (
     "bubblewrap (bwrap) is not installed, so the process runner cannot contain the submission. "
     "Install bubblewrap (Debian: apt-get install bubblewrap) or use the Docker runner. To run your "
@@ -81,6 +87,25 @@ _SYSTEM_FILES = (
 _ROOT_CAPS = ("CAP_SETUID", "CAP_SETGID", "CAP_SETPCAP")
 
 
+def describe_sandbox(limits: Limits, gpus: GpuBinding, roots: list[str], confined: bool) -> str:
+    """Exactly what the sandbox of one run allows: the fixed rules, then pids and memory, GPUs, Python.
+
+    ``confined``: the sandbox has its own cgroup (:mod:`bench.runners.confine`).
+    """
+    if gpus.indexes:
+        memory = (f"RLIMIT_DATA {limits.memory} (private writable memory; GPU runs, as CUDA reserves "
+                  "address space it does not use)")
+    else:
+        memory = f"RLIMIT_AS {limits.memory} (address space)"
+    if confined:
+        memory += f" per process, and a cgroup of {limits.memory} with swap included for the whole tree "
+        memory += f"(OOM-killed past it); pids.max {limits.pids}"
+    else:
+        memory += " per process; no pids limit (no cgroup: not root, or cgroup v2)"
+    python = ", ".join(roots) if roots else "the system's, under /usr"
+    return f"{ISOLATED}; memory: {memory}; {gpus.describe()}; Python installation read-only: {python}"
+
+
 def bwrap_path() -> str | None:
     """The bubblewrap executable, or None when it is not installed or disabled (``BENCH_NO_BWRAP=1``)."""
     if os.environ.get("BENCH_NO_BWRAP") == "1":
@@ -88,8 +113,27 @@ def bwrap_path() -> str | None:
     return shutil.which("bwrap")
 
 
-def resolve_command(submission: Submission) -> tuple[str, ...]:
-    """The submission's command with ``{python}`` replaced by this interpreter.
+def resolve_python(python: str | os.PathLike | None) -> str:
+    """The interpreter ``{python}`` stands for: ``python`` (a path, or a name on PATH), else this one.
+
+    Raises
+    ------
+    RunnerError
+        ``python`` is not an executable file.
+    """
+    if python is None:
+        return sys.executable
+    found = shutil.which(str(python))
+    if found is None or not os.path.isfile(found):
+        raise RunnerError(
+            f"--python {python}: not an executable file. Pass the interpreter of your environment, "
+            "e.g. /opt/conda/envs/nnunet/bin/python or ~/venvs/monai/bin/python."
+        )
+    return os.path.abspath(found)
+
+
+def resolve_command(submission: Submission, python: str | None = None) -> tuple[str, ...]:
+    """The submission's command with ``{python}`` replaced by ``python`` (default: this interpreter).
 
     Raises
     ------
@@ -101,7 +145,8 @@ def resolve_command(submission: Submission) -> tuple[str, ...]:
             f"{submission.source}: no 'command' in submission.yaml; the process runner needs "
             "one (e.g. command: ['{python}', 'predict.py'])."
         )
-    return tuple(part.replace("{python}", sys.executable) for part in submission.command)
+    interpreter = python or sys.executable
+    return tuple(part.replace("{python}", interpreter) for part in submission.command)
 
 
 def bwrap_arguments(
@@ -115,6 +160,8 @@ def bwrap_arguments(
     seccomp_fd: int,
     info_fd: int,
     as_root: bool,
+    python: str | None = None,
+    gpus: GpuBinding = GpuBinding(),
 ) -> list[str]:
     """The full ``bwrap ... -- command`` argument list (see the module docstring for the why)."""
     arguments = [bwrap]
@@ -141,7 +188,11 @@ def bwrap_arguments(
     arguments += ["--proc", "/proc", "--dev", "/dev"]
     arguments += ["--perms", "01777", "--size", tmpfs_bytes, "--tmpfs", "/tmp"]
     arguments += ["--perms", "01777", "--size", tmpfs_bytes, "--tmpfs", "/dev/shm"]
-    for prefix in _python_roots():
+    for host, inside in gpus.nodes:
+        arguments += ["--dev-bind", host, inside]
+    if gpus.indexes:
+        arguments += ["--ro-bind-try", "/sys", "/sys"]
+    for prefix in python_roots(python or sys.executable):
         # bwrap running as root makes missing parents 0700, which uid 65534 cannot traverse
         for parent in reversed(Path(prefix).parents[:-1]):
             arguments += ["--perms", "0755", "--dir", str(parent)]
@@ -166,43 +217,57 @@ def _setpriv() -> str:
     return path
 
 
-def _python_roots() -> list[str]:
-    """Folders the interpreter needs outside /usr: the venv and its base installation."""
+def python_roots(executable: str) -> list[str]:
+    """Folders an interpreter needs outside the system folders, found from its path alone.
+
+    ``<prefix>/bin/python`` gives the environment (a venv, a conda environment), the resolved
+    symlink gives the installation it was made from, and a venv's ``pyvenv.cfg`` ``home`` names
+    that installation's bin folder too. Each is bound read-only under its own path.
+    """
+    given = Path(os.path.abspath(executable))
+    real = Path(os.path.realpath(executable))
+    candidates = {given.parents[1], real.parents[1]}
+    config = given.parents[1] / "pyvenv.cfg"
+    if config.is_file():
+        for line in config.read_text(encoding="utf-8", errors="replace").splitlines():
+            key, _, value = line.partition("=")
+            if key.strip() == "home" and value.strip():
+                candidates.add(Path(value.strip()).parent)
     roots = set()
-    for candidate in (
-        sys.prefix,
-        sys.base_prefix,
-        sys.exec_prefix,
-        str(Path(os.path.realpath(sys.executable)).parents[1]),
-    ):
-        path = os.path.realpath(candidate)
-        if not any(path == d or path.startswith(d + "/") for d in _SYSTEM_DIRS):
-            roots.add(path)
-    if os.path.realpath(sys.prefix) != sys.prefix:
-        roots.add(sys.prefix)
+    for candidate in candidates:
+        for path in {str(candidate), os.path.realpath(candidate)}:
+            if path != "/" and not any(path == d or path.startswith(d + "/") for d in _SYSTEM_DIRS):
+                roots.add(path)
     # keep only outermost folders: bwrap binds each once
     ordered = sorted(roots)
     return [r for r in ordered if not any(r != o and r.startswith(o + "/") for o in ordered)]
 
 
 def run_process(
-    submission: Submission, input_dir: Path, output_dir: Path, limits: Limits, *, unsafe: bool = False
+    submission: Submission,
+    input_dir: Path,
+    output_dir: Path,
+    limits: Limits,
+    *,
+    unsafe: bool = False,
+    python: str | os.PathLike | None = None,
 ) -> tuple[ExecOutcome, bool, str, tuple[str, ...]]:
     """Run the submission's command under the contract; return (outcome, isolated, isolation, command).
 
-    ``isolation`` says in words what confined the run (it goes into ``run.json``).
+    ``isolation`` states exactly what the sandbox allowed (:func:`describe_sandbox`). ``python``
+    replaces this interpreter for ``{python}`` (its installation is bound read-only).
 
     Raises
     ------
     SubmissionError
         Without a ``command``.
     RunnerError
-        When bubblewrap is missing and ``unsafe`` is False, or the command cannot be started at
-        all (not found, not executable).
+        When bubblewrap is missing and ``unsafe`` is False, ``python`` is not an interpreter, the
+        GPUs asked for are not there, or the command cannot be started at all.
     """
-    command = resolve_command(submission)
-    if limits.gpus:
-        log.warning("the process runner does not allocate GPUs; the command sees whatever the host has")
+    interpreter = resolve_python(python)
+    command = resolve_command(submission, interpreter)
+    gpus = gpu_binding(limits.gpus)
     bwrap = bwrap_path()
     if bwrap is None and not unsafe:
         raise RunnerError(NO_SANDBOX)
@@ -213,7 +278,7 @@ def run_process(
         # inside the run's staging folder, so the run's lease covers it if the harness is killed
         scratch = input_dir.parent / "scratch"
         scratch.mkdir(mode=0o700)
-        environment = _environment(str(input_dir), str(output_dir), str(scratch), limits)
+        environment = _environment(str(input_dir), str(output_dir), str(scratch), limits, interpreter, gpus)
         outcome = _execute(list(command), environment, submission.directory, limits, ())
         return outcome, False, NOT_ISOLATED, command
     info_read, info_write = os.pipe()
@@ -223,21 +288,27 @@ def run_process(
         argv = bwrap_arguments(
             bwrap, submission.directory, input_dir, output_dir, limits, command,
             seccomp_fd=program.fileno(), info_fd=info_write, as_root=as_root,
+            python=interpreter, gpus=gpus,
         )
-        environment = _environment("/input", "/output", "/tmp", limits)
+        environment = _environment("/input", "/output", "/tmp", limits, interpreter, gpus)
         outcome = _execute(argv, environment, None, limits, (program.fileno(), info_write), info_read,
                            confinement)
-    return outcome, True, ISOLATED + (CGROUP if confinement is not None else NO_CGROUP), command
+    isolation = describe_sandbox(limits, gpus, python_roots(interpreter), confinement is not None)
+    return outcome, True, isolation, command
 
 
-def _environment(input_dir: str, output_dir: str, tmp: str, limits: Limits) -> dict[str, str]:
+def _environment(input_dir: str, output_dir: str, tmp: str, limits: Limits, python: str,
+                 gpus: GpuBinding) -> dict[str, str]:
+    """The command's whole environment; ``python``'s bin folder leads PATH (its entry points, e.g.
+    ``nnUNetv2_predict``, then resolve)."""
     threads = str(max(1, int(limits.cpus)))
     return {
+        **gpus.environment,
         "BENCH_INPUT": input_dir,
         "BENCH_OUTPUT": output_dir,
         "HOME": tmp,
         "TMPDIR": tmp,
-        "PATH": "/usr/local/bin:/usr/bin:/bin",
+        "PATH": f"{os.path.dirname(python)}:/usr/local/bin:/usr/bin:/bin",
         "LANG": "C.UTF-8",
         "PYTHONDONTWRITEBYTECODE": "1",
         "PYTHONUNBUFFERED": "1",
@@ -246,12 +317,16 @@ def _environment(input_dir: str, output_dir: str, tmp: str, limits: Limits) -> d
     }
 
 
-def _limit_resources(limits: Limits, *, address_space: bool) -> None:
-    """Runs in the child before exec: file size and core-dump limits, and the address space when
-    no memory cgroup holds the tree (address space is not memory: a cgroup is the real limit)."""
-    bounds = [(resource.RLIMIT_FSIZE, limits.output_mb * 1024 * 1024), (resource.RLIMIT_CORE, 0)]
-    if address_space:
-        bounds.append((resource.RLIMIT_AS, parse_memory_bytes(limits.memory)))
+def memory_rlimit(limits: Limits) -> int:
+    """``RLIMIT_AS`` without GPUs; ``RLIMIT_DATA`` with them (CUDA does not start under an AS cap)."""
+    return resource.RLIMIT_DATA if limits.gpus else resource.RLIMIT_AS
+
+
+def _limit_resources(limits: Limits) -> None:
+    """Runs in the child before exec: memory per process (:func:`memory_rlimit`), file size and
+    core-dump limits. The sandbox's cgroup, when there is one, bounds the whole tree on top."""
+    bounds = [(memory_rlimit(limits), parse_memory_bytes(limits.memory)),
+              (resource.RLIMIT_FSIZE, limits.output_mb * 1024 * 1024), (resource.RLIMIT_CORE, 0)]
     for name, value in bounds:
         resource.setrlimit(name, (value, value))
     signal.signal(signal.SIGXFSZ, signal.SIG_DFL)
@@ -270,7 +345,7 @@ def _execute(
     logs, kill it at the deadline, sweep after."""
 
     def before_exec():
-        _limit_resources(limits, address_space=confinement is None)
+        _limit_resources(limits)
         if confinement is not None:
             confinement.join()
 

@@ -69,6 +69,7 @@ def run_submission(
     client=None,
     progress: Progress | None = None,
     unsafe_no_sandbox: bool = False,
+    python: str | os.PathLike | None = None,
 ) -> RunRecord:
     """Run ``submission`` on the prepared inputs of ``spec`` and write the run directory ``out_dir``.
 
@@ -98,6 +99,10 @@ def run_submission(
         Let the process runner run the command without bubblewrap when it is not installed:
         as the calling user, with the host's network and files, and a process that leaves
         its process group may outlive the run. Without it such a run is refused.
+    python
+        Process runner: the interpreter ``{python}`` in the submission's command stands for (a
+        venv's or conda environment's ``bin/python``); its installation is bound read-only into
+        the sandbox. Default: the interpreter running the harness.
 
     Raises
     ------
@@ -120,6 +125,9 @@ def run_submission(
         )
     if runner not in ("docker", "process"):
         raise RunnerError(f"unknown runner {runner!r}; use 'docker' or 'process'.")
+    if python is not None and runner != "process":
+        raise RunnerError("--python applies to the process runner (--runner process); a Docker "
+                          "submission brings its interpreter in its image.")
     limits = resolve_limits(spec, limits)
     steps = 3 + len(inputs.cases)
     _step(progress, 0, steps, "preparing")
@@ -140,7 +148,7 @@ def run_submission(
                     )
                 else:
                     outcome, isolated, isolation, image, command = _run_process(
-                        submission, input_dir, output_dir, limits, progress, steps, unsafe_no_sandbox
+                        submission, input_dir, output_dir, limits, progress, steps, unsafe_no_sandbox, python
                     )
                 ended_at = _now()
                 _step(progress, 2, steps, "collecting outputs")
@@ -214,12 +222,12 @@ def _run_docker(submission, input_dir, output_dir, limits, client, progress, ste
     return outcome, True, isolation, record, None
 
 
-def _run_process(submission, input_dir, output_dir, limits, progress, steps, unsafe):
+def _run_process(submission, input_dir, output_dir, limits, progress, steps, unsafe, python):
     from bench.runners.process import run_process
 
     _step(progress, 1, steps, f"running the command (timeout {limits.timeout_s} s)")
     outcome, isolated, isolation, command = run_process(
-        submission, input_dir, output_dir, limits, unsafe=unsafe
+        submission, input_dir, output_dir, limits, unsafe=unsafe, python=python
     )
     return outcome, isolated, isolation, None, command
 

@@ -3,10 +3,11 @@
 Segmentation metrics are per-case values aggregated by their mean over the cases that count
 (``exclude`` leaves missing cases out; ``empty_mask`` has already scored them); classification
 metrics are computed once over each head's cases. Intervals are percentile bootstraps from one
-(B, n) resample count matrix per case set (:func:`bench.metrics.uncertainty.bootstrap_counts`),
-seeded by the task, clustered by patient when ``bootstrap.cluster`` names a column and stratified
-by the true class when ``bootstrap.stratify`` is set (segmentation: by whether the reference is
-empty). Subgroups and fairness reuse the same matrix, so a group's value and its difference to
+(B, n) resample count matrix per case set, drawn by the task's bootstrap design
+(:mod:`bench.scoring.bootstrap`: seeded by the task, clustered by patient when
+``bootstrap.cluster`` names a column, stratified by the true class when ``bootstrap.stratify``
+is set, segmentation by whether the reference is empty; the board draws its rank intervals the
+same way). Subgroups and fairness reuse the same matrix, so a group's value and its difference to
 the whole set come from the same resamples (:mod:`bench.metrics.subgroups`).
 
 Point estimates are always the registry's metric functions on the full set; the bootstrap only
@@ -28,7 +29,7 @@ from bench.metrics import classification as metric
 from bench.metrics.registry import METRICS
 from bench.metrics.resampled import Calibration, ConfusionMetric, OneVsRest, Weighted
 from bench.metrics.subgroups import (
-    BinaryAuroc,
+    Auroc,
     CallableMetric,
     CaseMean,
     Kappa,
@@ -36,7 +37,8 @@ from bench.metrics.subgroups import (
     ordinal_gaps,
     subgroup_analysis,
 )
-from bench.metrics.uncertainty import bootstrap_counts, percentile_interval, resampled_means
+from bench.metrics.uncertainty import percentile_interval, resampled_means
+from bench.scoring.bootstrap import design, empty_reference_strata
 from bench.scoring.classification import HeadData, compute_metric
 from bench.tasks import TaskSpec
 
@@ -58,19 +60,6 @@ def aggregate(spec: TaskSpec, per_case: pd.DataFrame, heads: dict[str, HeadData]
     return body
 
 
-def _counts(spec: TaskSpec, n: int, *, clusters: np.ndarray | None, strata: np.ndarray | None) -> np.ndarray:
-    """The (B, n) resample counts, as float64: every statistic multiplies them with float matrices,
-    and numpy's matrix product runs in BLAS only when both sides are floating point."""
-    boot = spec.bootstrap
-    return bootstrap_counts(
-        n,
-        n_resamples=boot.resamples,
-        seed=boot.seed,
-        strata=strata if boot.stratify else None,
-        clusters=clusters if boot.cluster else None,
-    ).astype(np.float64)
-
-
 def _entry(interval_value: float, low: float, high: float, direction: str | None, n: int) -> dict[str, Any]:
     return {
         "value": json_number(interval_value),
@@ -79,14 +68,6 @@ def _entry(interval_value: float, low: float, high: float, direction: str | None
         "direction": direction,
         "n": n,
     }
-
-
-def _clusters(spec: TaskSpec, table: pd.DataFrame) -> np.ndarray | None:
-    column = spec.bootstrap.cluster
-    if not column:
-        return None
-    values = table[column] if column in table.columns else table["case_id"]
-    return values.astype(str).to_numpy()
 
 
 def _subgroups(spec: TaskSpec, statistic, table: pd.DataFrame, counts: np.ndarray) -> dict[str, Any]:
@@ -114,8 +95,7 @@ def _segmentation(spec: TaskSpec, per_case: pd.DataFrame) -> dict[str, Any]:
         for name in spec.metrics:
             metrics[name] = _entry(math.nan, math.nan, math.nan, METRICS[name].direction, 0)
         return {"metrics": metrics, "subgroups": {}, "fairness": {}}
-    empty_ref = (scored["volume_ref_ml"] == 0).to_numpy()
-    counts = _counts(spec, n, clusters=_clusters(spec, scored), strata=empty_ref)
+    counts = design(spec, scored, strata=empty_reference_strata(scored)).counts()
     values = scored[list(spec.metrics)].to_numpy(dtype=np.float64)
     means = resampled_means(values, counts)  # every metric's resampled means from one product
     for column, name in enumerate(spec.metrics):
@@ -134,8 +114,10 @@ def _statistic(name: str, data: HeadData):
     """
     k = 2 if data.binary else len(data.head.classes)
     y, y_score = data.y_true, data.y_score
-    if name in ("auroc", "average_precision"):
-        func = metric.weighted_auroc if name == "auroc" else metric.weighted_average_precision
+    if name == "auroc":
+        return Auroc(y, y_score)
+    if name == "average_precision":
+        func = metric.weighted_average_precision
         return Weighted(func, y, y_score) if data.binary else OneVsRest(func, y, data.proba)
     if name in ("quadratic_weighted_kappa", "cohen_kappa"):
         return Kappa(y, data.y_pred, k, quadratic=name != "cohen_kappa")
@@ -164,7 +146,7 @@ def _statistic(name: str, data: HeadData):
 def _per_class_ci(data: HeadData, counts: np.ndarray, confidence: float) -> tuple[dict, dict]:
     lows, highs = {}, {}
     for k, cls in enumerate(data.head.classes):
-        statistic = BinaryAuroc((data.y_true == k).astype(np.int64), data.proba[:, k])
+        statistic = Auroc((data.y_true == k).astype(np.int64), data.proba[:, k])
         interval = percentile_interval(
             statistic.value(np.ones(len(data.y_true), dtype=bool)),
             statistic.resampled(counts),
@@ -221,7 +203,7 @@ def _classification(spec: TaskSpec, per_case: pd.DataFrame, heads: dict[str, Hea
         table = per_case.iloc[data.index].reset_index(drop=True)
         counts = None
         if len(data.y_true):
-            counts = _counts(spec, len(data.y_true), clusters=_clusters(spec, table), strata=data.y_true)
+            counts = design(spec, table, strata=data.y_true).counts()
         metrics.update(_head_metrics(spec, data, counts))
         if counts is None:
             continue

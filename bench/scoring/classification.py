@@ -21,6 +21,7 @@ import pandas as pd
 from bench.errors import ScoringError
 from bench.io import is_missing
 from bench.metrics.registry import METRICS
+from bench.scoring.bootstrap import class_strata
 from bench.tasks import Head, TaskSpec
 
 
@@ -97,10 +98,15 @@ def head_probabilities(
     return proba
 
 
+def class_codes(head: Head, labels: pd.Series) -> np.ndarray:
+    """Index of each reference label in ``head.classes``; -1 where a case has no (known) label."""
+    label_index = {name: position for position, name in enumerate(head.classes)}
+    return labels.map(lambda value: label_index.get(value, -1)).to_numpy(dtype=int)
+
+
 def head_data(head: Head, labels: pd.Series, proba: np.ndarray) -> HeadData:
     """Arrays for one head over the cases that have a reference label and probabilities."""
-    label_index = {name: position for position, name in enumerate(head.classes)}
-    codes = labels.map(lambda value: label_index.get(value, -1)).to_numpy(dtype=int)
+    codes = class_codes(head, labels)
     unknown = sorted({str(v) for v, c in zip(labels, codes, strict=True) if c < 0 and _present(v)})
     if unknown:
         raise ScoringError(
@@ -108,9 +114,7 @@ def head_data(head: Head, labels: pd.Series, proba: np.ndarray) -> HeadData:
             f"{head.classes}; the reference does not match the task spec."
         )
     keep = np.flatnonzero((codes >= 0) & np.isfinite(proba).all(axis=1))
-    y_true = codes[keep]
-    if len(head.classes) == 2:
-        y_true = (y_true == head.classes.index(head.positive)).astype(int)
+    y_true = class_strata(head, codes[keep])
     sub = proba[keep]
     y_pred = predicted_class(head, sub) if len(keep) else np.zeros(0, dtype=int)
     if len(head.classes) == 2:

@@ -91,7 +91,8 @@ def pin_from_export(spec: TaskSpec, *, name: str, annotations: Iterable[str | os
                             "case": None, "images": None},
         })
     document = {
-        "schema_version": SCHEMA_VERSION, "task": spec.id, "name": name, "strategy": strategy_record(spec.split),
+        "schema_version": SCHEMA_VERSION, "task": spec.id, "name": name,
+        "strategy": strategy_record(spec.split),
         "manifest_sha256": None,
         "pinned_from": {
             "annotations": [{"file": Path(f).name, "sha256": file_sha256(f)} for f in files],
@@ -103,7 +104,8 @@ def pin_from_export(spec: TaskSpec, *, name: str, annotations: Iterable[str | os
     document["sha256"] = sha256_json(document)
     path = pinned_split_target(spec.id, name, directory=directory)
     write_json(path, document)
-    log.info("pinned %s from the export: %d cases, sha256 %s (pixels pending)", path, len(rows), document["sha256"])
+    log.info("pinned %s from the export: %d cases, sha256 %s (pixels pending)", path, len(rows),
+             document["sha256"])
     return from_document(document, path)
 
 
@@ -136,8 +138,9 @@ def complete_split(spec: TaskSpec, *, name: str, manifest: str | os.PathLike, ro
             problems.append(f"{case.case_id}: study {case.study_uid} is not in the manifest")
         elif (table.loc[case.study_uid, "case_id"], table.loc[case.study_uid, "patient_id"]) != (
                 case.case_id, case.patient_id):
-            problems.append(f"{case.case_id}: the manifest has case {table.loc[case.study_uid, 'case_id']} of "
-                            f"patient {table.loc[case.study_uid, 'patient_id']} for study {case.study_uid}")
+            found = table.loc[case.study_uid]
+            problems.append(f"{case.case_id}: the manifest has case {found['case_id']} of patient "
+                            f"{found['patient_id']} for study {case.study_uid}")
     if problems:
         raise SplitError(f"{manifest}: {len(problems)} case(s) of split {spec.id}/{name} do not match the "
                          f"manifest ({'; '.join(problems[:3])}). Index the complete download with "
@@ -148,7 +151,8 @@ def complete_split(spec: TaskSpec, *, name: str, manifest: str | os.PathLike, ro
               if annotations_fingerprint(records.get(c.study_uid, [])) != c.fingerprint.annotations]
     if differ:
         raise SplitError(f"{len(differ)} case(s) of {spec.id}/{name} have other annotation records in "
-                         f"{[str(f) for f in files] or 'no export'} than the pinned ones (e.g. {differ[:3]}). "
+                         f"{[str(f) for f in files] or 'no export'} than the pinned ones "
+                         f"(e.g. {differ[:3]}). "
                          "Pass the export the split was pinned from with --annotations.")
     rows = table.loc[[c.study_uid for c in split.records]].reset_index()
     prints = case_fingerprints(rows[["case_id", "study_uid", "series_uid", "series_dir"]], root=root,

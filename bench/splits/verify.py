@@ -81,7 +81,8 @@ def verify_split(split: PinnedSplit, *, root: str | os.PathLike,
     Series are found by SeriesInstanceUID in a scan of the whole tree, so any folder layout
     works. A case whose series is absent is ``missing``; a case whose pixel hash or annotation
     hash differs is ``changed`` with the part(s) named. A split published before its pixels were
-    fingerprinted (no lock file yet) has its annotations checked only (``pixels_checked`` False). ``workers`` and ``scheduler`` say where
+    fingerprinted (no lock file yet) has its annotations checked only (``pixels_checked`` False).
+    ``workers`` and ``scheduler`` say where
     the pixel hashing runs (see :func:`bench.splits.pin.case_fingerprints`; default: in this process
     below 1 GiB of DICOM files, else all cores); the report is the same either way.
 

@@ -39,8 +39,9 @@ def test_vote_tie_rule_is_the_lower_median():
 
 def test_adjudicator_decides_a_three_way_split():
     # Without the protocol, four votes tie four ways (the old rule gave "atypical").
-    row = _decide(("S", "Tiger", "negative", 1), ("S", "Bear", "atypical", 2), ("S", "Dragon", "indeterminate", 3),
-                  ("S", "Adjudication", "typical", 9), ("S", "Adjudication", "moderate", 9)).loc["S"]
+    row = _decide(("S", "Tiger", "negative", 1), ("S", "Bear", "atypical", 2),
+                  ("S", "Dragon", "indeterminate", 3), ("S", "Adjudication", "typical", 9),
+                  ("S", "Adjudication", "moderate", 9)).loc["S"]
     assert (row.appearance, row.appearance_outcome, row.grade, row.grade_outcome) == (
         "typical", "adjudicated", "moderate", "adjudicated")
     assert row.n_readers == 3
@@ -102,7 +103,7 @@ REAL_EXCERPT = {
     "371761037996": ("negative", "majority", "", "none", 3, 1, ""),  # the Default group's flag is no reader's
     "506736342049": ("", "none", "", "none", 3, 2, "from the adjudicator"),
     "261163510534": ("atypical", "tie", "moderate", "tie", 4, 0, ""),  # Lion is a fourth reader group
-    "887153688181": ("atypical", "adjudicated", "moderate", "adjudicated", 3, 0, ""),  # 3 readers said otherwise
+    "887153688181": ("atypical", "adjudicated", "moderate", "adjudicated", 3, 0, ""),  # 3 readers disagree
     "898997616718": ("negative", "majority", "", "none", 4, 0, ""),
     "474.440808.368": ("typical", "majority", "moderate", "majority", 4, 0, ""),
 }

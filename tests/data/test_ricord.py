@@ -62,7 +62,8 @@ def test_manifest_counts_and_labels(synth, indexed):
     preset = SIZES["tiny"]
     assert list(manifest.columns) == list(MANIFEST_COLUMNS)
     counts = manifest.collection.value_counts().to_dict()
-    invalid = sum(e["excluded"] for e in json.loads((synth.truth_dir / "1c_reading.json").read_text()).values())
+    reading = json.loads((synth.truth_dir / "1c_reading.json").read_text())
+    invalid = sum(e["excluded"] for e in reading.values())
     assert invalid == 3 and indexed.counts["reading"]["invalid_studies"] == invalid
     assert counts == {
         "MIDRC-RICORD-1A": preset.n_1a,
@@ -125,13 +126,14 @@ def test_synthetic_1c_export_has_the_real_keys(synth):
     names = [label["name"] for label in doc["labelGroups"][0]["labels"]]
     assert "Mild Opacities  (1-2 lung zones)" in names and "Invalid Study" in names
     label = doc["labelGroups"][0]["labels"][0]
-    assert sorted(label) == sorted(["id", "parentId", "createdAt", "updatedAt", "name", "shortName", "description",
-                                    "color", "type", "scope", "annotationMode", "radlexTagIds"])
+    assert sorted(label) == sorted(["id", "parentId", "createdAt", "updatedAt", "name", "shortName",
+                                    "description", "color", "type", "scope", "annotationMode",
+                                    "radlexTagIds"])
     assert (label["type"], label["scope"], label["annotationMode"]) == ("GLOBAL", "STUDY", None)
     keys = {tuple(sorted(a)) for a in doc["datasets"][0]["annotations"]}
     assert keys == {tuple(sorted(["id", "parentId", "isImported", "createdAt", "createdById", "updatedAt",
-                                  "updatedById", "labelId", "annotationNumber", "height", "width", "data", "note",
-                                  "radlexTagIds", "reviewsPositiveCount", "reviewsNegativeCount",
+                                  "updatedById", "labelId", "annotationNumber", "height", "width", "data",
+                                  "note", "radlexTagIds", "reviewsPositiveCount", "reviewsNegativeCount",
                                   "StudyInstanceUID"]))}
 
 
@@ -379,6 +381,8 @@ def test_bad_files_missing_slice_uneven_spacing_and_dangling_annotations(synth, 
         "annotation with null data",
     } <= set(kinds)
     assert set(kinds["missing slice"]) == {row_m.study_uid, row_t.study_uid}
+    assert report.counts["geometry"]["series_rejected"] == {"missing slice": 2, "uneven slice spacing": 1,
+                                                            "duplicate slice positions": 0}
     assert {entry["kind"] for entry in report.to_dict()["skipped"]} == set(kinds)
 
 
@@ -408,7 +412,8 @@ def test_ct_geometry_quirks_are_counted(synth, indexed, broken):
     # 2. one slice of a 1B case moved by 3% of its spacing: irregular, within the tolerance
     row_j, files = _series_files(broken, manifest, "MIDRC-RICORD-1B", 0)
     ds = pydicom.dcmread(files[4])
-    ds.ImagePositionPatient[2] = float(ds.ImagePositionPatient[2]) + 0.03 * float(row_j.spacing_mm.split(",")[0])
+    spacing = float(row_j.spacing_mm.split(",")[0])
+    ds.ImagePositionPatient[2] = float(ds.ImagePositionPatient[2]) + 0.03 * spacing
     ds.save_as(files[4])
     # 3. a different slice at the position of an existing one in another 1B case
     row_d, files = _series_files(broken, manifest, "MIDRC-RICORD-1B", 1)

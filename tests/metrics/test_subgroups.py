@@ -7,7 +7,7 @@ import sklearn.metrics as skm
 from bench.errors import MetricInputError
 from bench.metrics.classification import quadratic_weighted_kappa
 from bench.metrics.subgroups import (
-    BinaryAuroc,
+    Auroc,
     CallableMetric,
     CaseMean,
     Kappa,
@@ -47,7 +47,7 @@ def test_auroc_per_site_matches_sklearn():
     s = rng.random(200) + 0.5 * y
     site = rng.choice(["419639", "660042"], 200)
     counts = bootstrap_counts(200, n_resamples=300, seed=1, strata=y)
-    result = subgroup_analysis(BinaryAuroc(y, s), site, counts=counts)
+    result = subgroup_analysis(Auroc(y, s), site, counts=counts)
     for label, entry in result.items():
         mask = site == label
         assert entry.value == pytest.approx(skm.roc_auc_score(y[mask], s[mask]), rel=1e-12)
@@ -115,7 +115,7 @@ def test_interval_withheld_when_many_resamples_are_undefined():
     s = np.random.default_rng(9).random(y.size) + 0.4 * y
     sex = np.array(["M"] * 7 + ["F"] * 53)
     counts = bootstrap_counts(60, n_resamples=500, seed=4, strata=y)
-    result = subgroup_analysis(BinaryAuroc(y, s), sex, counts=counts, min_size=5)
+    result = subgroup_analysis(Auroc(y, s), sex, counts=counts, min_size=5)
     # brute force: a resample is undefined for M when it draws no M positive or no M negative
     m = sex == "M"
     undefined = int(np.sum(((counts[:, m & (y == 1)]).sum(1) == 0) | ((counts[:, m & (y == 0)]).sum(1) == 0)))

@@ -9,22 +9,18 @@ from scipy.special import ndtr
 from scipy.stats import rankdata
 
 from bench.errors import MetricInputError
-from bench.metrics import UndefinedMetricWarning
+from bench.metrics.classification import auroc
 from bench.metrics.uncertainty import (
-    auroc_interval,
     bootstrap_auroc,
     bootstrap_counts,
     bootstrap_indices,
-    bootstrap_mean,
     cluster_units,
     delong,
-    delong_interval,
     delong_test,
     midranks,
-    paired_auroc_difference,
-    paired_difference,
     percentile_interval,
     resample_counts,
+    resampled_means,
 )
 
 
@@ -50,17 +46,12 @@ def test_delong_matches_brute_force_with_ties_for_several_scorers():
         assert result.aucs[k] == pytest.approx(skm.roc_auc_score(y, scores[k]), rel=1e-12)
 
 
-def test_delong_interval_and_test_from_the_brute_force_variance():
+def test_delong_test_from_the_brute_force_variance():
     rng = np.random.default_rng(9)
     y = rng.integers(0, 2, 120)
     a = rng.normal(size=120) + 1.0 * y
     b = rng.normal(size=120) + 0.4 * y
     aucs, cov = brute_force_delong(y, np.vstack([a, b]))
-    interval = delong_interval(y, a)
-    se = np.sqrt(cov[0, 0])
-    assert interval.estimate == pytest.approx(aucs[0])
-    assert interval.low == pytest.approx(aucs[0] - 1.959963984540054 * se)
-    assert interval.high == pytest.approx(min(1.0, aucs[0] + 1.959963984540054 * se))
     test = delong_test(y, a, b)
     z = (aucs[0] - aucs[1]) / np.sqrt(cov[0, 0] + cov[1, 1] - 2 * cov[0, 1])
     assert test.difference == pytest.approx(aucs[0] - aucs[1])
@@ -69,11 +60,9 @@ def test_delong_interval_and_test_from_the_brute_force_variance():
     assert same.difference == 0.0 and same.p_value == 1.0
 
 
-def test_delong_rejects_too_few_cases_and_warns_on_one_class():
+def test_delong_rejects_too_few_cases():
     with pytest.raises(MetricInputError, match="two positive and two negative"):
         delong([0, 1, 1], [0.1, 0.2, 0.3])
-    with pytest.warns(UndefinedMetricWarning):
-        assert np.isnan(delong_interval([1, 1, 1], [0.1, 0.2, 0.3]).estimate)
 
 
 def test_midranks_match_scipy():
@@ -113,7 +102,7 @@ def test_resample_counts_and_means_equal_explicit_resamples():
     indices = bootstrap_indices(25, n_resamples=40, seed=0)
     counts = resample_counts(indices, 25)
     assert np.all(counts.sum(axis=1) == 25)
-    interval = bootstrap_mean(values, counts)
+    interval = percentile_interval(values.mean(), resampled_means(values, counts))
     explicit = values[indices].mean(axis=1)
     expected = percentile_interval(values.mean(), explicit)
     assert (interval.low, interval.high) == pytest.approx((expected.low, expected.high), rel=1e-12)
@@ -136,7 +125,7 @@ def test_percentile_bootstrap_coverage_on_a_known_mean():
     covered = 0
     for _ in range(300):
         values = rng.normal(3.0, 2.0, 60)
-        interval = bootstrap_mean(values, counts)
+        interval = percentile_interval(values.mean(), resampled_means(values, counts))
         covered += interval.low <= 3.0 <= interval.high
     assert 0.89 <= covered / 300 <= 0.99
 
@@ -151,26 +140,25 @@ def test_auroc_bootstrap_coverage_on_a_binormal_model():
     covered = 0
     for _ in range(200):
         s = rng.normal(size=n) + d * y
-        interval = auroc_interval(y, s, counts=counts)
+        interval = percentile_interval(auroc(y, s), bootstrap_auroc(y, s, counts=counts))
         covered += interval.low <= true_auc <= interval.high
     assert 0.88 <= covered / 200 <= 0.99
 
 
-def test_paired_differences_reuse_the_same_resamples():
-    rng = np.random.default_rng(8)
-    y = rng.integers(0, 2, 100)
-    a = rng.random(100)
-    counts = bootstrap_counts(100, n_resamples=300, seed=2, strata=y)
-    same = paired_difference(a, a, counts)
-    assert (same.difference, same.low, same.high, same.p_value) == (0.0, 0.0, 0.0, 1.0)
-    better = paired_difference(a + 0.1, a, counts)
-    assert better.difference == pytest.approx(0.1) and better.low == pytest.approx(0.1)
-    assert better.p_value == pytest.approx(1 / 300)
-    s_good = rng.normal(size=100) + 2 * y
-    s_bad = rng.normal(size=100)
-    comparison = paired_auroc_difference(y, s_good, s_bad, counts)
-    assert comparison.low > 0 and comparison.p_value < 0.01
-    assert comparison.difference == pytest.approx(skm.roc_auc_score(y, s_good) - skm.roc_auc_score(y, s_bad))
+def test_multiclass_bootstrap_auroc_equals_sklearn_macro_ovr_on_every_resample():
+    rng = np.random.default_rng(6)
+    y = rng.integers(0, 3, 120)
+    proba = rng.dirichlet(np.ones(3), 120) + 0.4 * np.eye(3)[y]
+    proba = proba / proba.sum(axis=1, keepdims=True)
+    indices = bootstrap_indices(120, n_resamples=40, seed=2, strata=y)
+    ours = bootstrap_auroc(y, proba, counts=resample_counts(indices, 120))
+    expected = [skm.roc_auc_score(y[row], proba[row], multi_class="ovr", average="macro") for row in indices]
+    np.testing.assert_allclose(ours, expected, rtol=1e-12)
+
+
+def test_bootstrap_auroc_rejects_labels_outside_the_classes():
+    with pytest.raises(MetricInputError, match="class indices 0..K-1"):
+        bootstrap_auroc([0, 3], np.full((2, 3), 1 / 3), counts=np.ones((1, 2)))
 
 
 def test_interval_dicts_are_strict_json():

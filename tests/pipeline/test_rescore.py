@@ -1,5 +1,6 @@
 """bench rescore: an unchanged store reports nothing; a changed metric definition shows in the diff."""
 
+import json
 import shutil
 
 import numpy as np
@@ -9,6 +10,7 @@ from typer.testing import CliRunner
 import bench.metrics.classification as classification
 import bench.scoring.segmentation as score_segmentation
 from bench.cli import app
+from bench.leaderboard.site import build_leaderboard
 from bench.pipeline.rescore import rescore_store
 from bench.scoring.score import score_and_store
 from bench.tasks import load_task
@@ -48,6 +50,36 @@ def covid_store(tmp_path, monkeypatch):
         )
         score_and_store(spec, run, reference, results=tmp_path / "results", workers=1)
     return tmp_path / "results"
+
+
+def _score(tmp_path, reference, name, scores):
+    run = write_run(tmp_path / f"run-{name}", COVID, {c: ("ok", "") for c in scores}, name=name,
+                    predictions={c: {"negative": 1 - s, "positive": s} for c, s in scores.items()})
+    score_and_store(load_task(COVID), run, reference, results=tmp_path / "results", workers=1)
+
+
+def test_rescore_ranks_are_the_leaderboards_after_the_split_is_pinned_again(covid_store, tmp_path):
+    """A and B (AUROC 1 and 4/6) on the first pin; the split is pinned again with one more case and
+    C (AUROC 5/9) scored on it. The leaderboard shows two boards, C first on its own; rescore
+    reports the very same ranks per board, AUROC primaries included (A and B cannot be rescored:
+    their reference no longer matches the pinned split)."""
+    labels = {"a": "positive", "b": "positive", "c": "negative", "d": "negative", "e": "positive",
+              "f": "negative"}
+    pin_fixture_split(COVID, [(c, f"p{c}") for c in labels])
+    cases = [{"case_id": c, "patient_id": f"p{c}", "covid": label} for c, label in labels.items()]
+    reference = write_reference(tmp_path / "prepared-again", COVID, cases)
+    _score(tmp_path, reference, "C", {"a": 0.9, "b": 0.2, "c": 0.6, "d": 0.1, "e": 0.5, "f": 0.7})
+    build_leaderboard(covid_store, tmp_path / "site")
+    boards = json.loads((tmp_path / "site" / "leaderboard.json").read_text())["tasks"][0]["boards"]
+    shown = {(board["split_sha256"], entry["run_id"]): entry["rank"]
+             for board in boards for entry in board["entries"]}
+    assert len(boards) == 2
+    assert sorted(len(board["entries"]) for board in boards) == [1, 2]
+    report = rescore_store(covid_store, workers=1)
+    assert {(row.split_sha256, row.run_id): row.stored for row in report.ranks} == shown
+    assert {(row.split_sha256, row.run_id): row.now for row in report.ranks} == shown
+    assert sorted(shown.values()) == [1, 1, 2] and report.checked == 1
+    assert not any(change.what.startswith("rank") for change in report.changes)
 
 
 def test_unchanged_store_reports_no_changes(covid_store):

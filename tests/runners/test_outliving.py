@@ -134,5 +134,8 @@ def test_a_memory_hog_is_oom_killed(submissions, runner, tmp_path):
     if runner == "process" and os.geteuid() != 0:
         pytest.skip("the sandbox's memory cgroup needs root")
     result, log, _ = _run(submissions, "oom", runner, tmp_path, memory="128m")
-    assert result.oom_killed and not result.timed_out and "out of memory" in result.error
-    assert "oom: survived" not in log and result.counts["ok"] == 0
+    assert "oom: survived" not in log and result.counts["ok"] == 0 and not result.timed_out
+    if runner == "docker":
+        assert result.oom_killed and "out of memory" in result.error
+    else:  # the per-process rlimit may refuse the allocation before the cgroup's OOM killer acts
+        assert result.oom_killed or result.exit_code != 0

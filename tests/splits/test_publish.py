@@ -52,7 +52,8 @@ def test_tcia_records_rederive_from_the_real_excerpt():
 def test_tcia_assignment_reruns_on_its_own_records():
     split = read_split(TCIA)
     assert not split.complete and split.manifest_sha256 is None
-    cases = pd.DataFrame([{"case_id": c.case_id, "patient_id": c.patient_id, **c.strata} for c in split.records])
+    cases = pd.DataFrame([{"case_id": c.case_id, "patient_id": c.patient_id, **c.strata}
+                          for c in split.records])
     assigned = assign_splits(cases, load_task(TASK).split)
     assert list(assigned.split) == [c.split for c in split.records]
     assert len(split.records) == 963 and len({c.patient_id for c in split.records}) == 351
@@ -132,3 +133,14 @@ def test_export_pin_needs_one_collection_with_an_export(tmp_path):
     with pytest.raises(SplitError, match="1b has no export"):
         pin_from_export(load_task("ricord-ct-covid-cls"), name="tcia", annotations=[], clinical=[],
                         directory=tmp_path)
+
+
+def test_a_task_refuses_cases_labelled_by_another_protocol():
+    from bench.splits.assign import task_cases
+    from bench.tasks import ReadingProtocol
+
+    other = ReadingProtocol(non_reader_groups=[])  # the Default group would vote
+    found = export_cases([EXCERPT / "1c_mdai_excerpt.json"], [EXCERPT / "patients_v3_excerpt.csv"],
+                         collection="MIDRC-RICORD-1C", protocol=other)
+    with pytest.raises(SplitError, match=r"labelled by reading protocol .* --task ricord-1c-cxr-appearance"):
+        task_cases(found.cases, load_task(TASK))
