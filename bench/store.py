@@ -69,6 +69,15 @@ _SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _RUN_ID = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{8}$")
 
 
+#: Hidden folder of the store holding each task's reader band (:mod:`bench.pipeline.readers`).
+READER_BANDS = ".readers"
+
+
+def reader_band_folder(results: str | os.PathLike, task: str, split_name: str, split: str) -> Path:
+    """Where the reader band of one task and scored split lives in the results store."""
+    return Path(results) / READER_BANDS / task / f"{split}-{split_name}"
+
+
 def slugify(name: str) -> str:
     """Filesystem-safe directory name for a submission (or task) name.
 
@@ -191,6 +200,12 @@ class StoredRun:
     @property
     def task_sha256(self) -> str:
         return self.receipt["task"]["sha256"]
+
+    @property
+    def reference_entry(self) -> dict | None:
+        """The receipt's ``reference_entry`` for a built-in reference line (confound floor), else None."""
+        entry = self.receipt.get("reference_entry")
+        return dict(entry) if entry else None
 
     @property
     def self_reported(self) -> bool:

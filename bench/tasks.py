@@ -219,6 +219,35 @@ class LeaderboardOptions(_Spec):
     hide_per_case_for: list[Literal["train", "validation", "test"]] = ["test"]
 
 
+#: The DICOM acquisition fields a confound floor may use (read by :mod:`bench.data.acquisition`).
+ACQUISITION_FEATURES = ("manufacturer", "model", "kernel", "site", "slice_thickness_mm", "pixel_spacing_mm",
+                        "rows", "columns", "study_date")
+
+
+class ConfoundFloor(_Spec):
+    """A built-in reference entry that sees only DICOM header metadata, never pixels.
+
+    Fitted on the train split (scikit-learn logistic regression, one per head, L2 with ``C``) on
+    the listed acquisition fields, scored like any entry and drawn on the board as a reference
+    line: what the header alone gives away (:mod:`bench.pipeline.confound`).
+    """
+
+    features: Annotated[list[Literal[ACQUISITION_FEATURES]],  # type: ignore[valid-type]
+                        Field(min_length=1)] = list(ACQUISITION_FEATURES)
+    C: float = Field(1.0, gt=0)
+
+
+class ReaderBand(_Spec):
+    """The readers as a reference band (:mod:`bench.pipeline.readers`) and the margin of the test.
+
+    Each entry is tested for non-inferiority to the mean reader with a paired bootstrap: it is
+    non-inferior when the one-sided ``confidence`` lower bound of (entry - mean reader) on the
+    primary metric exceeds ``-margin``.
+    """
+
+    margin: float = Field(0.05, gt=0, lt=1)
+
+
 class TaskSpec(_Spec):
     """A benchmark task as declared in ``<id>/task.yaml``."""
 
@@ -242,10 +271,15 @@ class TaskSpec(_Spec):
     limits: Limits
     leaderboard: LeaderboardOptions = LeaderboardOptions()
     reading: ReadingProtocol = ReadingProtocol()
+    confound_floor: ConfoundFloor | None = None
+    reader_band: ReaderBand | None = None
 
     @model_validator(mode="after")
     def _check_kind(self) -> "TaskSpec":
         if self.kind == "segmentation":
+            if self.confound_floor is not None:
+                raise ValueError("confound_floor applies to classification tasks only (header metadata "
+                                 "cannot draw a mask)")
             if self.target is None or self.heads:
                 raise ValueError("a segmentation task needs 'target' and no 'heads'")
             _check_metric_names(self.metrics, "segmentation", where="metrics")
@@ -365,7 +399,13 @@ def user_tasks_dir(directory: str | os.PathLike | None = None) -> Path:
 
 def task_folders(directory: str | os.PathLike | None = None) -> tuple[Path, ...]:
     """Where tasks and their pinned splits are looked up, in order: the user's folder, then the
-    built-in tasks (one folder when the user's folder is the built-in one)."""
+    built-in tasks (one folder when the user's folder is the built-in one).
+
+    >>> task_folders("my-tasks") == (Path("my-tasks"), BUILTIN_TASKS)
+    True
+    >>> task_folders(BUILTIN_TASKS) == (BUILTIN_TASKS,)
+    True
+    """
     user = user_tasks_dir(directory)
     return (user,) if user.resolve() == BUILTIN_TASKS.resolve() else (user, BUILTIN_TASKS)
 

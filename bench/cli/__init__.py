@@ -86,6 +86,7 @@ from bench.cli import export  # noqa: E402,F401,I001
 from bench.cli import gc  # noqa: E402,F401,I001
 from bench.cli import leaderboard  # noqa: E402,F401,I001
 from bench.cli import prepare  # noqa: E402,F401,I001
+from bench.cli import report  # noqa: E402,F401,I001
 from bench.cli import run  # noqa: E402,F401,I001
 from bench.cli import score  # noqa: E402,F401,I001
 from bench.cli import splits  # noqa: E402,F401,I001

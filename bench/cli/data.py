@@ -26,12 +26,16 @@ def synth_command(
     size: Annotated[
         str, typer.Option("--size", help="tiny (unit tests), small (demo, splits) or full (512x512x220 CT).")
     ] = "small",
+    confounding: Annotated[
+        str, typer.Option("--confounding", help="real (as RICORD: 1a-only sites), none (1b at every 1a "
+                          "site) or scanner (one scanner per collection): for checking the confound floor.")
+    ] = "real",
 ) -> None:
     """Write a synthetic RICORD 1a/1b/1c collection in the real TCIA/MD.ai formats."""
     with progress_bar("synthesizing") as progress:
         from bench.data.synth import synthesize  # imported here: keeps `bench --help` fast
 
-        report = synthesize(out, seed=seed, size=size, progress=progress)
+        report = synthesize(out, seed=seed, size=size, confounding=confounding, progress=progress)
     table = Table(title=shown(f"synthetic collection (seed {seed}, size {size})"))
     table.add_column("collection")
     table.add_column("studies", justify="right")

@@ -95,6 +95,15 @@ class SizePreset:
     fov_mm: float = 350.0
 
 
+#: The 1a sites (RICORD's: 440808 and SITE2 contributed to 1a only).
+SITES_1A = ["419639", "440808", "660042", "SITE2"]
+CONFOUNDING = ("real", "none", "scanner")
+#: The two scanners of ``confounding="scanner"``: one per collection, so the header gives the label away.
+SCANNERS = {
+    "MIDRC-RICORD-1A": {"manufacturer": "SYNTHETIC VENDOR A", "model": "Model A64", "kernel": "B30f"},
+    "MIDRC-RICORD-1B": {"manufacturer": "SYNTHETIC VENDOR B", "model": "Model B16", "kernel": "STANDARD"},
+}
+
 SIZES = {
     "tiny": SizePreset(
         ct_shape=(12, 48, 48),
@@ -334,7 +343,8 @@ def _write_cxr(
 
 
 def synthesize(
-    out_dir: str | os.PathLike, *, seed: int, size: str = "small", progress: Progress | None = None
+    out_dir: str | os.PathLike, *, seed: int, size: str = "small", confounding: str = "real",
+    progress: Progress | None = None,
 ) -> SynthReport:
     """Write the synthetic RICORD collection to ``out_dir`` (which must not exist or be empty).
 
@@ -350,6 +360,12 @@ def synthesize(
         tests). ``tiny``: 6 + 4 CT studies at 48x48x12 and 12 radiographs (fast unit tests).
         ``full``: 3 1a + 1 1b CT studies at 512x512x220 and 4 radiographs at 1024x1024
         (benchmarks).
+    confounding : {"real", "none", "scanner"}
+        How much the CT acquisition tells 1a (COVID-positive) from 1b (negative), for checking
+        the metadata-only confound floor. ``real`` (default): as in RICORD, 1a spans four sites
+        and 1b two of them. ``none``: 1b spans the same four sites. ``scanner``: as ``real``, and
+        every 1a series comes from one scanner (manufacturer, model, kernel) and every 1b series
+        from another.
     progress : callable, optional
         ``progress(done, total, description)`` per study.
 
@@ -360,6 +376,8 @@ def synthesize(
     """
     if size not in SIZES:
         raise DataError(f"unknown synthetic size {size!r}; choose one of {sorted(SIZES)}.")
+    if confounding not in CONFOUNDING:
+        raise DataError(f"unknown confounding {confounding!r}; choose one of {list(CONFOUNDING)}.")
     out_dir = Path(out_dir)
     if out_dir.exists():
         if not out_dir.is_dir() or any(out_dir.iterdir()):
@@ -368,9 +386,12 @@ def synthesize(
     preset = SIZES[size]
     rng = np.random.default_rng(seed)
     ids = SeedIds(seed)
-    studies_1a = plan_studies(rng, ids, "MIDRC-RICORD-1A", ["419639", "440808", "660042", "SITE2"],
-                              preset.n_1a)
-    studies_1b = plan_studies(rng, ids, "MIDRC-RICORD-1B", ["419639", "660042"], preset.n_1b)
+    studies_1a = plan_studies(rng, ids, "MIDRC-RICORD-1A", SITES_1A, preset.n_1a)
+    sites_1b = SITES_1A if confounding == "none" else ["419639", "660042"]
+    studies_1b = plan_studies(rng, ids, "MIDRC-RICORD-1B", sites_1b, preset.n_1b)
+    if confounding == "scanner":
+        for study in studies_1a + studies_1b:
+            study["scanner"] = SCANNERS[study["collection"]]
     studies_1c = plan_studies(rng, ids, "MIDRC-RICORD-1C", ["419639", "440808", "SITE2"], preset.n_1c)
     readers_1a = [
         ("Team 1", ids.short("U", "1a", 1)),

@@ -81,7 +81,11 @@ def _encode(ds: Dataset) -> bytes:
 
 
 def _common(study: dict, series: dict) -> dict:
+    scanner = study.get("scanner")
+    acquisition = {} if scanner is None else {"ManufacturerModelName": scanner["model"],
+                                              "ConvolutionKernel": scanner["kernel"]}
     return {
+        **acquisition,
         "PatientID": study["patient_id"],
         "PatientName": study["patient_id"],
         "PatientSex": study["sex"],
@@ -98,7 +102,7 @@ def _common(study: dict, series: dict) -> dict:
         "SeriesDescription": series["description"],
         "SeriesNumber": series["number"],
         "Modality": series["modality"],
-        "Manufacturer": "RICORD-BENCH SYNTHETIC",
+        "Manufacturer": "RICORD-BENCH SYNTHETIC" if scanner is None else scanner["manufacturer"],
         "BodyPartExamined": "CHEST",
     }
 

@@ -34,8 +34,9 @@ from bench.io import SCHEMA_VERSION, is_missing, json_number, write_bytes, write
 from bench.leaderboard import pages, plots
 from bench.leases import temp_dir
 from bench.metrics.registry import METRICS
+from bench.ranking.analysis import BoardAnalysis, analyse_board
 from bench.ranking.board import Board, BoardEntry, build_boards
-from bench.store import Store, plain
+from bench.store import Store, StoredRun, plain, reader_band_folder
 from bench.tasks import TaskSpec, load_task
 
 log = logging.getLogger(__name__)
@@ -116,21 +117,32 @@ def build_leaderboard(results: str | os.PathLike, out: str | os.PathLike, *,
             if progress:
                 progress(done, len(task_ids), f"task {task_id}")
             spec = _load_spec(task_id, tasks_dir)
-            boards = build_boards(spec, [run for run in runs if run.task == task_id])
-            _write_task(env, site / task_id, spec, boards)
-            tasks.append((spec, boards))
+            task_runs = [run for run in runs if run.task == task_id]
+            boards = build_boards(spec, [run for run in task_runs if not run.reference_entry])
+            analyses = {board.key: _analysis(store, board, task_runs) for board in boards}
+            _write_task(env, site / task_id, spec, boards, analyses)
+            tasks.append((spec, boards, analyses))
         write_text(site / "index.html", env.get_template("index.html").render(
-            root="", tasks=tasks, skipped=skipped, page_title="Leaderboard"))
-        write_json(site / "leaderboard.json", {"schema_version": SCHEMA_VERSION,
-                                               "tasks": [_task_json(spec, boards) for spec, boards in tasks]})
+            root="", tasks=[(spec, boards) for spec, boards, _ in tasks], skipped=skipped,
+            page_title="Leaderboard"))
+        write_json(site / "leaderboard.json", {"schema_version": SCHEMA_VERSION, "tasks": [
+            _task_json(spec, boards, analyses) for spec, boards, analyses in tasks]})
         for name in KEPT:
             if (out / name).is_file():
                 write_bytes(site / name, (out / name).read_bytes())
         _swap(site, out)
     if progress:
         progress(len(task_ids), len(task_ids), "done")
-    return LeaderboardReport(out / "index.html", tuple(task_ids), sum(len(b) for _, b in tasks),
-                             sum(len(board.entries) for _, b in tasks for board in b), skipped)
+    return LeaderboardReport(out / "index.html", tuple(task_ids), sum(len(b) for _, b, _ in tasks),
+                             sum(len(board.entries) for _, b, _ in tasks for board in b), skipped)
+
+
+def _analysis(store: Store, board: Board, task_runs: list[StoredRun]) -> BoardAnalysis:
+    """The board's analysis, with the reference entries and the reader band of its split."""
+    references = [run for run in task_runs if run.reference_entry and run.split_name == board.split_name
+                  and run.split == board.split and run.split_sha256 == board.split_sha256]
+    band = reader_band_folder(store.root, board.spec.id, board.split_name, board.split)
+    return analyse_board(board, references=references, band_dir=band)
 
 
 def _check_out(out: Path) -> None:
@@ -184,7 +196,8 @@ def _copy_static(target: Path) -> None:
         write_bytes(target / item.name, item.read_bytes())
 
 
-def _write_task(env: jinja2.Environment, folder: Path, spec: TaskSpec, boards: list[Board]) -> None:
+def _write_task(env: jinja2.Environment, folder: Path, spec: TaskSpec, boards: list[Board],
+                analyses: dict[str, BoardAnalysis]) -> None:
     plots_of, withheld = {}, {}
     for board in boards:
         withheld[board.key] = plots.withheld(board)
@@ -202,7 +215,7 @@ def _write_task(env: jinja2.Environment, folder: Path, spec: TaskSpec, boards: l
                 per_case=None if board.hide_per_case else _per_case_rows(entry.run.per_case)))
     write_text(folder / "index.html", env.get_template("task.html").render(
         root="../", spec=spec, boards=boards, plots=plots_of, withheld=withheld, csv=f"{spec.id}.csv",
-        page_title=spec.title))
+        analyses=analyses, page_title=spec.title))
     write_csv(folder / f"{spec.id}.csv", _task_table(spec, boards))
 
 
@@ -228,7 +241,30 @@ def _entry_json(entry: BoardEntry, spec: TaskSpec) -> dict[str, Any]:
     }
 
 
-def _task_json(spec: TaskSpec, boards: list[Board]) -> dict[str, Any]:
+def _analysis_json(analysis: BoardAnalysis) -> dict[str, Any]:
+    power = analysis.power
+    readers = analysis.readers
+    return {
+        "power": None if power is None else {
+            "method": power.method, "alpha": power.alpha, "power": power.power, "n_cases": power.n_cases,
+            "mdd": json_number(power.mdd),
+            "gaps": [{"upper": g.upper, "lower": g.lower, "gap": json_number(g.gap),
+                      "standard_error": json_number(g.standard_error), "mdd": json_number(g.mdd),
+                      "resolvable": g.resolvable} for g in power.gaps]},
+        "definition_sensitivity": [variant.as_dict() for variant in analysis.sensitivity],
+        "reference_lines": [{"name": r.name, "kind": r.kind, "explanation": r.explanation,
+                             "value": json_number(r.value), "ci_low": json_number(r.ci_low),
+                             "ci_high": json_number(r.ci_high)} for r in analysis.references],
+        "reader_band": None if readers is None else {
+            "readers": [dict(r) for r in readers.readers], "low": json_number(readers.low),
+            "high": json_number(readers.high), "margin": readers.margin,
+            "non_inferiority": [{"entry": t.entry, "difference": json_number(t.difference),
+                                 "lower_bound": json_number(t.lower_bound), "n_cases": t.n_cases,
+                                 "non_inferior": t.non_inferior} for t in readers.tests]},
+    }
+
+
+def _task_json(spec: TaskSpec, boards: list[Board], analyses: dict[str, BoardAnalysis]) -> dict[str, Any]:
     return {
         "id": spec.id, "title": spec.title, "kind": spec.kind, "task_sha256": spec.sha256,
         "primary_metric": spec.primary_key, "direction": spec.primary_direction,
@@ -245,6 +281,7 @@ def _task_json(spec: TaskSpec, boards: list[Board]) -> dict[str, Any]:
                 "unit": board.clusters,
                 "kendall_tau": {k: json_number(v) for k, v in board.bootstrap.tau_summary.items()}},
             "entries": [_entry_json(entry, spec) for entry in board.entries],
+            "analysis": _analysis_json(analyses[board.key]),
         } for board in boards],
     }
 

@@ -28,7 +28,9 @@ from bench.data.synth import synthesize
 from bench.errors import BenchError, DataError, RunnerError, SplitError
 from bench.io import write_json
 from bench.leaderboard import build_leaderboard
+from bench.pipeline.confound import confound_floor
 from bench.pipeline.evaluate import evaluate, stage_progress
+from bench.pipeline.readers import reader_band
 from bench.splits.pin import pin_split
 from bench.splits.pinned import load_split, split_path
 from bench.splits.verify import verify_split
@@ -197,6 +199,15 @@ def run_demo(
                 )
             )
     lap("evaluate")
+    for task in tasks:
+        spec = load_task(task, directory=tasks_dir)
+        options = {"root": data, "name": name, "split": "test", "results": out / "results", "work": out / "work",
+                   "tasks_dir": tasks_dir}
+        if spec.confound_floor is not None:
+            confound_floor(spec, progress=stage_progress(progress, f"{task} / confound floor"), **options)
+        if spec.reader_band is not None:
+            reader_band(spec, progress=stage_progress(progress, f"{task} / reader band"), **options)
+    lap("reference lines")
     site = Path(leaderboard).absolute() if leaderboard is not None else out / "leaderboard"
     index_html = _leaderboard(out / "results", site, tasks_dir, progress)
     lap("leaderboard")

@@ -118,3 +118,20 @@ def auroc_power(names, labels, scores, *, alpha: float = ALPHA, power: float = P
     gaps = result.aucs[upper] - result.aucs[lower]
     return _report(names, gaps, errors, method="DeLong", n_cases=int(s.shape[0]), alpha=alpha, power=power)
 
+
+
+def resampled_power(names, full_values, resampled, *, n_cases: int, alpha: float = ALPHA,
+                    power: float = POWER) -> PowerReport:
+    """Power of a board ranked by a statistic recomputed on shared resamples (e.g. macro AUROC).
+
+    ``full_values`` (E,) in rank order; ``resampled`` (B, E) the statistic on the task's resamples,
+    the same resamples for every entry, so adjacent differences are paired.
+    """
+    values = np.asarray(full_values, dtype=np.float64)
+    boot = np.asarray(resampled, dtype=np.float64)
+    if boot.ndim != 2 or boot.shape[1] != len(names) or values.shape != (len(names),):
+        raise MetricInputError(f"resampled must be (B, {len(names)}) and full_values ({len(names)},)")
+    differences = boot[:, :-1] - boot[:, 1:]
+    errors = np.nanstd(differences, axis=0, ddof=1)
+    return _report(names, values[:-1] - values[1:], errors, method="paired bootstrap", n_cases=n_cases,
+                   alpha=alpha, power=power)

@@ -186,7 +186,7 @@ def definition_sensitivity(board) -> tuple[RankingVariant, ...]:
     """Every applicable variant for a :class:`~bench.ranking.board.Board` (module docstring)."""
     if len(board.entries) < 2:
         return ()
-    names = [entry.run.submission for entry in board.entries]
+    names = [entry.run.name for entry in board.entries]
     tables = [entry.run.per_case for entry in board.entries]
     spec = board.spec
     if spec.kind == "segmentation":

@@ -26,6 +26,7 @@ import pandas as pd
 from bench.io import json_number
 from bench.metrics import UndefinedMetricWarning
 from bench.metrics import classification as metric
+from bench.metrics.calibration import calibration, reliability_curve
 from bench.metrics.registry import METRICS
 from bench.metrics.resampled import Calibration, ConfusionMetric, OneVsRest, Weighted
 from bench.metrics.subgroups import (
@@ -193,10 +194,49 @@ def _head_metrics(spec: TaskSpec, data: HeadData, counts: np.ndarray | None) -> 
     return out
 
 
+def _calibration_of(y: np.ndarray, p: np.ndarray, counts: np.ndarray | None, confidence: float) -> dict:
+    fit = calibration(y, p)
+    bins = reliability_curve(y, p, counts=counts, confidence=confidence)
+    return {"slope": json_number(fit.slope), "intercept": json_number(fit.intercept),
+            "slope_model_intercept": json_number(fit.slope_model_intercept), "n": fit.n,
+            "bins": [{"low": b.low, "high": b.high, "n": b.count, "mean_predicted": json_number(b.mean_predicted),
+                      "observed": json_number(b.observed), "observed_low": json_number(b.observed_low),
+                      "observed_high": json_number(b.observed_high)} for b in bins]}
+
+
+def _calibration(spec: TaskSpec, data: HeadData, table: pd.DataFrame, counts: np.ndarray) -> dict[str, Any]:
+    """Calibration of one head (:mod:`bench.metrics.calibration`): the positive class of a binary head,
+    every class one-vs-rest of a multiclass one; per subgroup (slope and intercept only) where the
+    group has at least ``subgroups.min_size`` cases of both outcomes."""
+    confidence = spec.bootstrap.confidence
+    classes = [data.head.positive] if data.binary else list(data.head.classes)
+    out: dict[str, Any] = {}
+    for name in classes:
+        k = data.head.classes.index(name)
+        y, p = (data.y_true == k).astype(int), data.proba[:, k]
+        entry = _calibration_of(y, p, counts, confidence)
+        groups_out: dict[str, Any] = {}
+        for attribute in spec.subgroups.attributes:
+            if attribute not in table.columns:
+                continue
+            groups = table[attribute].astype(str).to_numpy()
+            for group in sorted(set(groups)):
+                member = groups == group
+                if min(y[member].sum(), (1 - y[member]).sum()) < spec.subgroups.min_size:
+                    continue
+                fit = calibration(y[member], p[member])
+                groups_out.setdefault(attribute, {})[group] = {
+                    "n": int(member.sum()), "slope": json_number(fit.slope), "intercept": json_number(fit.intercept)}
+        entry["subgroups"] = groups_out
+        out[name] = entry
+    return out
+
+
 def _classification(spec: TaskSpec, per_case: pd.DataFrame, heads: dict[str, HeadData]) -> dict[str, Any]:
     metrics: dict[str, Any] = {}
     subgroups: dict[str, Any] = {}
     fairness: dict[str, Any] = {}
+    calibrations: dict[str, Any] = {}
     primary_head, _, primary_metric = spec.primary_key.partition(".")
     for head in spec.heads:
         data = heads[head.name]
@@ -212,7 +252,8 @@ def _classification(spec: TaskSpec, per_case: pd.DataFrame, heads: dict[str, Hea
         gaps = _fairness(spec, data, table, counts)
         if gaps:
             fairness[head.name] = gaps
-    return {"metrics": metrics, "subgroups": subgroups, "fairness": fairness}
+        calibrations[head.name] = _calibration(spec, data, table, counts)
+    return {"metrics": metrics, "subgroups": subgroups, "fairness": fairness, "calibration": calibrations}
 
 
 def _fairness(spec: TaskSpec, data: HeadData, table: pd.DataFrame, counts: np.ndarray) -> dict[str, Any]:

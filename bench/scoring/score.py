@@ -186,8 +186,12 @@ def score_and_store(
     scheduler: str | None = None,
     progress: ProgressCallback | None = None,
     tasks_dir: str | Path | None = None,
+    reference: dict | None = None,
 ) -> StoredRun:
     """Score a run (see :func:`score_run`) and write it into the results store at ``results``.
+
+    ``reference`` marks a built-in reference entry (e.g. the confound floor: ``{"kind",
+    "explanation", ...}``); it is kept in the receipt and boards draw the entry as a line, not a rank.
 
     The store entry holds receipt.json, per_case.csv, scores.json and a copy of the run's logs;
     the receipt records the absolute paths of the run directory and the reference, which
@@ -196,6 +200,7 @@ def score_and_store(
     """
     result = score_run(spec, run_dir, reference_dir, workers=workers, scheduler=scheduler, progress=progress,
                        tasks_dir=tasks_dir)
+    receipt = result.receipt if reference is None else {**result.receipt, "reference_entry": reference}
     logs_dir = Path(run_dir) / "logs"
     logs = (
         {path.name: path for path in sorted(logs_dir.iterdir()) if path.is_file()}
@@ -206,7 +211,7 @@ def score_and_store(
         result.task,
         result.entry,
         result.run_id,
-        receipt=result.receipt,
+        receipt=receipt,
         scores=result.scores,
         per_case=result.per_case,
         logs=logs,

@@ -95,7 +95,15 @@ def split_path(task_id: str, name: str, *, directory: Path | None = None) -> Pat
 def pinned_split_target(task_id: str, name: str, *, directory: Path | None = None) -> Path:
     """Where pinning writes ``<task_id>/splits/<name>.json``: always the user's tasks folder
     (:func:`bench.tasks.user_tasks_dir`), never the package; it then shadows a built-in split
-    of the same name."""
+    of the same name.
+
+    >>> from bench.tasks import BUILTIN_TASKS
+    >>> mine = Path("my-tasks")
+    >>> pinned_split_target("ricord-1a-lesion-seg", "synthetic", directory=mine).as_posix()
+    'my-tasks/ricord-1a-lesion-seg/splits/synthetic.json'
+    >>> split_path("ricord-1a-lesion-seg", "synthetic", directory=mine).is_relative_to(BUILTIN_TASKS)
+    True
+    """
     return user_tasks_dir(directory) / task_id / "splits" / f"{_checked(name)}.json"
 
 

@@ -8,7 +8,6 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.data.manifest import write_manifest
 from bench.data.ricord import index_download
 from bench.data.synth import synthesize
 from bench.splits.pin import pin_split
@@ -45,7 +44,8 @@ def synthetic(tmp_path_factory) -> Synthetic:
         report = synthesize(root, seed=0)
         clinical = sorted(p for p in report.clinical if p.suffix == ".csv")
         index = index_download(root, annotations=list(report.annotations), clinical=clinical)
-        manifest = write_manifest(index.manifest, root / "manifest.csv")
+        manifest = root / "manifest.csv"
+        index.write(manifest)  # the manifest, its reader table and its report, as `bench data index` does
         tasks = copy_task_specs(base / "tasks")
         splits = {task_id: pin_split(load_task(task_id, directory=tasks), manifest, root=root,
                                      name="synthetic", directory=tasks) for task_id in TASKS}

@@ -132,8 +132,20 @@ def test_cli_evaluate_segmentation_with_process_runner(collection, tasks, tmp_pa
 def _check_demo(out: Path, report) -> None:
     assert report.index_html.is_file() and report.index_html == out / "leaderboard" / "index.html"
     assert len(report.evaluations) == sum(len(entries) for entries in ENTRIES.values())
-    runs = Store(out / "results").runs()
+    stored = Store(out / "results").runs()
+    runs = [r for r in stored if not r.reference_entry]
     assert {(r.task, r.name) for r in runs} == {(t, e) for t, entries in ENTRIES.items() for e in entries}
+    assert {(r.task, r.name) for r in stored if r.reference_entry} == {("ricord-ct-covid-cls", "confound-floor")}
+    boards = {t["id"]: t["boards"] for t in json.loads((out / "leaderboard" / "leaderboard.json").read_text())["tasks"]}
+    for task_boards in boards.values():
+        for board in task_boards:
+            assert board["analysis"]["power"]["gaps"] and board["analysis"]["definition_sensitivity"]
+            assert "confound-floor" not in {e["submission"] for e in board["entries"]}  # a line, not a rank
+    (ct,) = boards["ricord-ct-covid-cls"]
+    assert [r["name"] for r in ct["analysis"]["reference_lines"]] == ["confound-floor"]
+    (cxr,) = boards["ricord-1c-cxr-appearance"]
+    band = cxr["analysis"]["reader_band"]
+    assert band["readers"] and {t["entry"] for t in band["non_inferiority"]} == set(ENTRIES["ricord-1c-cxr-appearance"])
     assert all(r.split == "test" and r.split_name == "synthetic" for r in runs)
     assert all(
         json.loads((r.path / "receipt.json").read_text())["run"]["runner"] == report.runner for r in runs

@@ -70,3 +70,13 @@ def test_auroc_gap_standard_error_is_delongs():
     assert report.method == "DeLong"
     assert report.gaps[0].gap == pytest.approx(test.difference)
     assert report.gaps[0].standard_error == pytest.approx((test.high - test.low) / (2 * ndtri(0.975)))
+
+
+def test_resampled_power_takes_the_spread_of_paired_resampled_differences():
+    from bench.ranking.power import resampled_power
+
+    resampled = np.array([[0.9, 0.8], [0.8, 0.8], [0.7, 0.6], [0.8, 0.6]])
+    report = resampled_power(["a", "b"], [0.8, 0.7], resampled, n_cases=10)
+    differences = np.array([0.1, 0.0, 0.1, 0.2])
+    assert report.gaps[0].gap == pytest.approx(0.1)
+    assert report.gaps[0].standard_error == pytest.approx(differences.std(ddof=1))

@@ -11,7 +11,7 @@ from bench.tasks import load_task
 
 
 def _board(spec, tables: dict[str, pd.DataFrame]):
-    entries = [SimpleNamespace(run=SimpleNamespace(submission=name, per_case=table))
+    entries = [SimpleNamespace(run=SimpleNamespace(name=name, submission=f"team/{name}", per_case=table))
                for name, table in tables.items()]
     return SimpleNamespace(spec=spec, entries=entries)
 
