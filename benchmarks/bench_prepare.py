@@ -43,7 +43,7 @@ from bench.prepare import nifti
 from bench.prepare.materialize import prepare_split
 from bench.splits.pin import pin_split
 from bench.splits.pinned import load_split
-from bench.tasks import load_task, tasks_dir
+from bench.tasks import load_task
 
 TASK = "ricord-ct-covid-cls"
 SPLIT = "train"
@@ -64,8 +64,8 @@ def download(workdir: Path) -> tuple[Path, Path, Path]:
         annotations = [root / "annotations" / ANNOTATIONS_1A, root / "annotations" / ANNOTATIONS_1C]
         report = index_download(root, annotations=annotations, clinical=[root / "clinical"])
         report.write(root / "manifest.csv")
-    if not tasks.is_dir():
-        shutil.copytree(tasks_dir(), tasks)
+    if not (tasks / TASK / "splits" / "bench.json").is_file():  # a private user tasks folder
+        tasks.mkdir(parents=True, exist_ok=True)
         pin_split(load_task(TASK, directory=tasks), root / "manifest.csv", root=root, name="bench",
                   directory=tasks)
     return root, root / "manifest.csv", tasks

@@ -131,6 +131,9 @@ class CtVolume:
     study_uid: str
     series_uid: str
     sop_aliases: Mapping[str, str] = field(default_factory=dict)
+    pixel_sha256: tuple[tuple[str, str], ...] = ()
+    """(SOPInstanceUID, :func:`pixel_data_sha256`) of every file read, sorted: the pixels'
+    fingerprint taken from the same read that built the volume."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -513,10 +516,15 @@ def order_slices(
                        max_deviation_mm=float(deviation.max()))
 
 
+def pixel_data_sha256(ds: pydicom.Dataset) -> str:
+    """sha256 of a dataset's PixelData bytes as stored (no decoding)."""
+    return hashlib.sha256(bytes(ds.PixelData)).hexdigest()
+
+
 def stored_pixel_sha256(path: str | os.PathLike) -> str:
-    """sha256 of a file's PixelData bytes as stored (no decoding)."""
+    """:func:`pixel_data_sha256` of a file."""
     try:
-        return hashlib.sha256(bytes(pydicom.dcmread(path).PixelData)).hexdigest()
+        return pixel_data_sha256(pydicom.dcmread(path))
     except (InvalidDicomError, AttributeError, EOFError, OSError, ValueError, KeyError, TypeError) as error:
         raise DicomError(f"{path}: cannot read its pixel data ({type(error).__name__}: {error}). "
                          "Re-download it.") from error
@@ -640,6 +648,8 @@ def load_ct_series(paths: Sequence[str | os.PathLike]) -> CtVolume:
         sop_uids=tuple(sop_uids[i] for i in geometry.order),
         study_uid=_text(first, "StudyInstanceUID"),
         series_uid=where,
+        pixel_sha256=tuple(sorted((sop, pixel_data_sha256(ds)) for sop, (ds, _) in zip(sop_uids, datasets,
+                                                                                      strict=True))),
     )
 
 

@@ -69,7 +69,8 @@ def prepared_split(
             log.info("prepared split %s is unusable (%s); preparing again", out, error)
         else:
             pinned = load_split(spec.id, name, directory=tasks_dir).sha256
-            if reference.task_sha256 == spec.sha256 and reference.split_sha256 == pinned:
+            current = reference.task_sha256 == spec.sha256 and reference.split_sha256 == pinned
+            if current and reference.inputs_sha256 is not None:  # older preparations bind no run
                 return out, True
             log.info("prepared split %s is stale (task or split changed); preparing again", out)
     prepare_split(

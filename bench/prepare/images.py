@@ -18,7 +18,7 @@ import nibabel as nib
 from bench.errors import PrepareError
 from bench.io import atomic_directory, link_or_copy, write_json
 from bench.prepare import nifti
-from bench.splits.fingerprints import images_fingerprint, locate_series
+from bench.splits.fingerprints import fingerprint_of_pixels, images_fingerprint, locate_series
 from bench.splits.pinned import SplitCase
 from bench.tasks import TaskSpec
 
@@ -98,10 +98,14 @@ class ImageSource:
         from bench.data.dicom import CtVolume
         from bench.data.ricord import load_case_image
 
-        if images_fingerprint(self._paths(case)) != case.fingerprint.images:
+        image = load_case_image(self.root, self.rows[case.case_id])
+        # a CT volume carries its pixels' fingerprint from the read that loaded it; a radiograph is
+        # one file of its series, whose fingerprint covers every file
+        found = fingerprint_of_pixels(image.pixel_sha256) if isinstance(image, CtVolume) \
+            else images_fingerprint(self._paths(case))
+        if found != case.fingerprint.images:
             raise PrepareError(f"case {case.case_id}: the pixel data under {self.root} differ from the "
                                "pinned split. Run `bench splits verify` and re-download the changed cases.")
-        image = load_case_image(self.root, self.rows[case.case_id])
         if isinstance(image, CtVolume):
             return (nifti.ct_image(image.hu, image.affine_lps),
                     {"kind": "CT", "sop_uids": list(image.sop_uids), "shape_zyx": list(image.hu.shape),

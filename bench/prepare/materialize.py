@@ -25,18 +25,18 @@ from types import MappingProxyType
 
 import numpy as np
 
-from bench.data.mdai import annotation_files
+from bench.data.mdai import annotation_files, read_annotation_records
 from bench.errors import PrepareError, SplitError
 from bench.io import SCHEMA_VERSION, is_missing, write_csv, write_json
 from bench.leases import temp_dir
 from bench.prepare import nifti
 from bench.prepare.caseids import SALT_PATH, case_id_salt, prepared_case_id
 from bench.prepare.demographics import age_band
+from bench.prepare.digest import input_tree_digest
 from bench.prepare.images import ImageSource, default_cache_dir
 from bench.prepare.reference import labels_table, reference_sha256
 from bench.splits.fingerprints import (
     annotations_fingerprint,
-    read_annotation_records,
 )
 from bench.splits.pinned import PinnedSplit, SplitCase, load_split
 from bench.tasks import SPLITS, TaskSpec
@@ -243,11 +243,13 @@ def _build(spec, pinned, split, ordered, ids, rows, images, export, staging: Pat
         if progress is not None:
             progress(done, len(ordered), f"preparing {split} cases")
     write_json(input_dir / "cases.json", {
-        "schema_version": SCHEMA_VERSION, "task": spec.id, "split": split,
+        "schema_version": SCHEMA_VERSION, "task": spec.id, "split": split, "split_name": pinned.name,
+        "split_sha256": pinned.sha256,
         "cases": [{"case_id": r["case_id"], "image": f"images/{r['case_id']}.nii.gz"} for r in records]})
     write_json(input_dir / "task.json", spec.public_dict())
     document = {"schema_version": SCHEMA_VERSION, "task": spec.id, "task_sha256": spec.sha256,
                 "split_name": pinned.name, "split": split, "split_sha256": pinned.sha256,
+                "inputs_sha256": input_tree_digest(input_dir),
                 "label_columns": spec.label_columns, "cases": records}
     document["reference_sha256"] = reference_sha256(document)
     write_json(reference_dir / "reference.json", document)

@@ -30,6 +30,9 @@ class Reference:
     patient_id, site, sex, age, age_band``, then the label columns (classification: each
     head's manifest column, e.g. ``appearance``, ``grade``, ``covid``; listed in
     ``label_columns``) or ``mask, mask_sha256`` (segmentation). Missing values are None/NaN.
+    ``inputs_sha256`` is the digest of the input tree prepared with it
+    (:func:`bench.prepare.digest.input_tree_digest`); None for a reference prepared before
+    runs were bound to their preparation.
     """
 
     directory: Path
@@ -41,6 +44,7 @@ class Reference:
     reference_sha256: str
     label_columns: tuple[str, ...]
     cases: pd.DataFrame
+    inputs_sha256: str | None = None
 
     @property
     def case_ids(self) -> list[str]:
@@ -137,7 +141,8 @@ def read_reference(reference_dir: str | os.PathLike, *, check_masks: bool = True
     reference = Reference(directory=directory, task=document["task"], task_sha256=document["task_sha256"],
                           split_name=document["split_name"], split=document["split"],
                           split_sha256=document["split_sha256"], reference_sha256=actual,
-                          label_columns=tuple(label_columns), cases=cases)
+                          label_columns=tuple(label_columns), cases=cases,
+                          inputs_sha256=document.get("inputs_sha256"))
     if "mask_sha256" in cases.columns and check_masks:
         for case_id, expected in zip(cases["case_id"], cases["mask_sha256"], strict=True):
             read_reference_mask(reference.mask_path(case_id), expected)

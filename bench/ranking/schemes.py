@@ -48,6 +48,7 @@ import pandas as pd
 from scipy import stats
 from scipy.special import ndtr
 
+from bench.errors import RankingError
 from bench.metrics.uncertainty import bootstrap_counts
 
 METHODS = ("aggregate-then-rank", "rank-then-aggregate", "test-then-rank")
@@ -243,7 +244,7 @@ def bootstrap_ranks(matrix: pd.DataFrame, full: RankResult, *, resamples: int, s
     if full.method == "aggregate-then-rank" and full.aggregate == "mean":
         statistic = _weighted_nanmean(values, counts)
     elif full.method == "aggregate-then-rank":
-        statistic = _aggregate(_with_pad(values)[counts_to_indices(counts)], "median", axis=1)
+        statistic = _weighted_nanmedian(values, counts)
     elif full.method == "rank-then-aggregate":
         statistic = _weighted_nanmean(per_case_ranks(values, direction=full.direction), counts)
     else:
@@ -262,7 +263,7 @@ def bootstrap_ranks_from(statistic: Callable[[np.ndarray], np.ndarray], n_cases:
     in resample b) and returns the metric of every entry on every resample, shape (B, E).
     """
     if full.method != "aggregate-then-rank":
-        raise ValueError(f"a dataset-level metric can only be ranked aggregate-then-rank, "
+        raise RankingError(f"a dataset-level metric can only be ranked aggregate-then-rank, "
                          f"not {full.method!r}")
     counts = bootstrap_counts(n_cases, n_resamples=resamples, seed=seed, strata=strata, clusters=clusters)
     return summarize_bootstrap(np.asarray(statistic(counts), dtype=float), full,
@@ -560,21 +561,44 @@ def _weighted_nanmean(values: np.ndarray, counts: np.ndarray) -> np.ndarray:
         return np.where(numbers > 0, sums / np.maximum(numbers, 1), np.nan)
 
 
-def _with_pad(values: np.ndarray) -> np.ndarray:
-    """Append one all-NaN row: what padded resample indices point at."""
-    return np.vstack([values, np.full((1, values.shape[1]), np.nan)])
+def _weighted_nanmedian(values: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Per resample and entry, the median over drawn cases that have a value: numpy's nanmedian
+    of the drawn resample (the mean of the two middle values for an even count), from the
+    counts alone.
+
+    Each entry's values are sorted once; in resample b the k-th smallest drawn value is the
+    first sorted case whose cumulative count reaches k. O(E B n) time and O(B n) memory,
+    instead of the (B, n, E) array of drawn values.
+    """
+    weights = np.asarray(counts, dtype=np.float64)
+    out = np.full((weights.shape[0], values.shape[1]), np.nan)
+    for entry in range(values.shape[1]):
+        present = np.flatnonzero(~np.isnan(values[:, entry]))
+        if present.size == 0:
+            continue
+        order = present[np.argsort(values[present, entry], kind="stable")]
+        sorted_values = values[order, entry]
+        cumulative = np.cumsum(weights[:, order], axis=1)
+        drawn = cumulative[:, -1]
+        lower = np.floor((drawn + 1) / 2)  # ranks of the two middle values (equal when drawn is odd)
+        upper = np.floor(drawn / 2) + 1
+        low_at = np.minimum((cumulative < lower[:, None]).sum(axis=1), order.size - 1)
+        high_at = np.minimum((cumulative < upper[:, None]).sum(axis=1), order.size - 1)
+        median = (sorted_values[low_at] + sorted_values[high_at]) / 2
+        out[:, entry] = np.where(drawn > 0, median, np.nan)
+    return out
 
 
 def _check_direction(direction: str) -> None:
     if direction not in ("higher", "lower"):
-        raise ValueError(f"direction must be 'higher' or 'lower', got {direction!r}")
+        raise RankingError(f"direction must be 'higher' or 'lower', got {direction!r}")
 
 
 def _check_options(method: str, aggregate: str, direction: str, alpha: float) -> None:
     if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+        raise RankingError(f"method must be one of {METHODS}, got {method!r}")
     if aggregate not in AGGREGATES:
-        raise ValueError(f"aggregate must be one of {AGGREGATES}, got {aggregate!r}")
+        raise RankingError(f"aggregate must be one of {AGGREGATES}, got {aggregate!r}")
     _check_direction(direction)
     if not 0 < alpha < 1:
-        raise ValueError(f"alpha must be in (0, 1), got {alpha!r}")
+        raise RankingError(f"alpha must be in (0, 1), got {alpha!r}")

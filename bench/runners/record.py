@@ -58,7 +58,10 @@ class RunRecord:
     (:class:`bench.runners.result.Sweep` as ``{checked, survivors, killed, detail}``; None for
     runs recorded before the check existed, and for self-reported ones). A
     ``self-reported`` run (:mod:`bench.runners.selfreport`) holds predictions made outside the
-    harness: no image, command, limits or inputs hash (None, empty).
+    harness: no image, command, limits or inputs hash (None, empty). ``split`` is
+    ``{name, split, sha256}`` of the prepared split the run read (from ``cases.json``; a
+    self-reported run takes its reference's); None for runs recorded before it existed, which
+    scoring refuses.
     """
 
     run_dir: Path
@@ -83,6 +86,7 @@ class RunRecord:
     rejected: tuple[Rejected, ...] = ()
     rejected_more: int = 0
     inputs_staging: Literal["hardlink", "copy", "mixed"] = "copy"
+    split: Mapping[str, str] | None = None
     survivors: dict | None = None
 
     @property
@@ -172,6 +176,7 @@ class RunRecord:
             "error": self.error,
             "inputs_sha256": self.inputs_sha256,
             "inputs_staging": self.inputs_staging,
+            "split": dict(self.split) if self.split is not None else None,
             "survivors": dict(self.survivors) if self.survivors is not None else None,
             "counts": self.counts,
             "cases": [
@@ -245,5 +250,6 @@ def _record(run_dir: Path, body: dict) -> RunRecord:
         rejected=tuple(Rejected(r["path"], r["reason"]) for r in body.get("rejected", [])),
         rejected_more=body.get("rejected_more", 0),
         inputs_staging=body.get("inputs_staging", "copy"),
+        split=body.get("split"),
         survivors=body.get("survivors"),
     )

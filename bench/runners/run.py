@@ -183,6 +183,8 @@ def run_submission(
                         oom_killed=outcome.oom_killed,
                         error=outcome.error,
                         inputs_sha256=snapshot.inputs_sha256,
+                        split={"name": inputs.split_name, "split": inputs.split,
+                               "sha256": inputs.split_sha256},
                         # the process runner without bubblewrap replaced the links by copies
                         inputs_staging=snapshot.staging if isolated else "copy",
                         cases=collection.cases,

@@ -121,6 +121,8 @@ def record_predictions(
                 oom_killed=False,
                 error=None,
                 inputs_sha256=None,
+                split={"name": reference.split_name, "split": reference.split,
+                       "sha256": reference.split_sha256},
                 cases=collection.cases,
                 rejected=(*stray, *collection.rejected),
                 rejected_more=collection.rejected_more,

@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Literal
 
 from bench.errors import RunnerError
-from bench.io import sha256_json
+from bench.prepare.digest import inputs_digest
 from bench.trees import remove_tree
 
 log = logging.getLogger(__name__)
@@ -66,6 +66,8 @@ class PreparedInputs:
     task: str
     split: str
     cases: tuple[InputCase, ...]
+    split_name: str = ""
+    split_sha256: str = ""
 
 
 def read_inputs(directory: str | os.PathLike) -> PreparedInputs:
@@ -84,6 +86,7 @@ def read_inputs(directory: str | os.PathLike) -> PreparedInputs:
     try:
         body = json.loads(path.read_text(encoding="utf-8"))
         task, split, raw_cases = body["task"], body.get("split", ""), body["cases"]
+        split_name, split_sha256 = str(body.get("split_name") or ""), str(body.get("split_sha256") or "")
         cases = tuple(InputCase(str(c["case_id"]), str(c["image"])) for c in raw_cases)
     except FileNotFoundError as error:
         raise RunnerError(
@@ -105,7 +108,8 @@ def read_inputs(directory: str | os.PathLike) -> PreparedInputs:
                 f"{path}: case {case.case_id}: image {case.image!r} must be a relative path to "
                 f"an existing file inside {directory}."
             )
-    return PreparedInputs(directory=directory.resolve(), task=task, split=split, cases=cases)
+    return PreparedInputs(directory=directory.resolve(), task=task, split=split, cases=cases,
+                          split_name=split_name, split_sha256=split_sha256)
 
 
 @dataclass(frozen=True)
@@ -133,8 +137,9 @@ def stage_inputs(inputs: PreparedInputs, destination: Path) -> Snapshot:
     Returns
     -------
     Snapshot
-        ``inputs_sha256`` is sha256 over the case ids with the sha256 of each image's bytes
-        (read from the snapshot) and of task.json, the value ``run.json`` records.
+        ``inputs_sha256`` is :func:`bench.prepare.digest.inputs_digest` of the snapshot (cases.json,
+        task.json and each image's bytes as the submission reads them): ``run.json`` records it
+        and scoring compares it with the one ``bench prepare`` put in ``reference.json``.
     """
     destination.mkdir(mode=0o755)
     # by path inside the snapshot: cases may share an image, and a file is staged once
@@ -151,14 +156,15 @@ def stage_inputs(inputs: PreparedInputs, destination: Path) -> Snapshot:
             staged[image] = _link_or_copy(inputs.directory / image, destination / image)
         digest, is_link = staged[image]
         linked += is_link
-        images.append({"case_id": case.case_id, "image_sha256": digest})
+        images.append((case.case_id, digest))
     os.chmod(destination, 0o755)
     task_json_sha256 = staged[Path("task.json")][0] if Path("task.json") in staged else None
     copied = len(images) - linked
     staging = "hardlink" if copied == 0 and linked else "copy" if linked == 0 else "mixed"
     log.info("input snapshot %s: %d images hard-linked, %d copied", destination, linked, copied)
     return Snapshot(
-        inputs_sha256=sha256_json({"task_json_sha256": task_json_sha256, "cases": images}),
+        inputs_sha256=inputs_digest(cases_json_sha256=staged[Path("cases.json")][0],
+                                    task_json_sha256=task_json_sha256, images=images),
         staging=staging,
         linked=linked,
         copied=copied,

@@ -124,6 +124,7 @@ def score_run(
     reference = read_reference(reference_dir, check_masks=spec.kind != "segmentation")
     _check_reference(spec, reference, reference_dir, tasks_dir)
     run = read_run(run_dir, task_id=spec.id)
+    check_run_matches_reference(run, reference, reference_dir)
     if run.task_sha256 != spec.sha256:
         log.warning(
             "%s was produced with task spec %s, scoring with %s",
@@ -239,6 +240,53 @@ def _check_reference(spec: TaskSpec, reference, reference_dir: Path, tasks_dir) 
             f"match the pinned split {pinned.path} ({pinned.sha256}). Prepare the reference again "
             "from the pinned split."
         )
+
+
+def check_run_matches_reference(run: RunRecord, reference, reference_dir: Path) -> None:
+    """Refuse a run made on another split, or on another preparation of the same split.
+
+    The split is compared by name, part and sha256 (``run.json``'s ``split`` against
+    ``reference.json``); the preparation by the digest of the prepared inputs, which the runner
+    computed from what the submission read and ``bench prepare`` recorded beside the reference
+    (another salt, download or image conversion gives another digest). A self-reported run saw
+    no inputs, so only its split is compared.
+
+    Raises
+    ------
+    ScoringError
+        Naming what the run was made on and what the reference is.
+    """
+    where = run.run_dir / "run.json"
+    ours = {"name": reference.split_name, "split": reference.split, "sha256": reference.split_sha256}
+    if run.split is None:
+        raise ScoringError(
+            f"{where}: records no split, so it cannot be bound to the reference {reference_dir} "
+            f"({_split_text(ours)}); it was recorded by an older harness. Run the submission again."
+        )
+    if dict(run.split) != ours:
+        raise ScoringError(
+            f"{where}: the run was made on split {_split_text(run.split)}, but the reference "
+            f"{reference_dir} is split {_split_text(ours)}. Score it against the reference prepared "
+            "with the inputs it ran on."
+        )
+    if run.runner == "self-reported":
+        return
+    if reference.inputs_sha256 is None:
+        raise ScoringError(
+            f"{reference_dir}: reference.json records no inputs_sha256 (prepared by an older harness), "
+            f"so the run {run.run_dir} cannot be bound to it. Prepare the split again and rerun."
+        )
+    if run.inputs_sha256 != reference.inputs_sha256:
+        raise ScoringError(
+            f"{where}: the run read prepared inputs {run.inputs_sha256}, but the reference {reference_dir} "
+            f"was prepared with inputs {reference.inputs_sha256} (same split {_split_text(ours)}, another "
+            "preparation: another salt, download or conversion). Score it against the reference of the "
+            "preparation it ran on."
+        )
+
+
+def _split_text(split) -> str:
+    return f"{split.get('name')}/{split.get('split')} (sha256 {split.get('sha256')})"
 
 
 def _reference_cases(reference) -> pd.DataFrame:

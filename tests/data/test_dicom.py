@@ -4,6 +4,8 @@ Expected values are written out by hand (small hand-made series) or come from th
 headers read back independently with pydicom.
 """
 
+import hashlib
+
 import numpy as np
 import pydicom
 import pytest
@@ -129,6 +131,11 @@ def test_load_ct_series_hu_order_spacing_affine(tmp_path):
     expected = np.array([[0, 0, 0.7, 10.0], [0, 0.5, 0, 20.0], [2.5, 0, 0, 0.0], [0, 0, 0, 1]])
     assert np.allclose(volume.affine_lps, expected)
     assert np.allclose(volume.affine_lps @ [1, 1, 2, 1], [10 + 1.4, 20 + 0.5, 2.5, 1])
+    # the pixels' fingerprint comes from the same read, equal to hashing each file's PixelData
+    files = sorted(tmp_path.glob("*.dcm"))
+    assert volume.pixel_sha256 == tuple(sorted(
+        (str(pydicom.dcmread(f).SOPInstanceUID), hashlib.sha256(pydicom.dcmread(f).PixelData).hexdigest())
+        for f in files))
 
 
 def test_load_ct_series_rescale_slope(tmp_path):

@@ -24,6 +24,8 @@ from bench.splits.pinned import load_split
 from bench.tasks import BUILTIN_TASKS, SPLITS, load_task
 
 SPLIT_NAME = "fixture"
+FIXTURE_INPUTS = "0" * 64
+"""The prepared-inputs digest hand-built references and runs share (a real one covers files)."""
 
 
 def make_tasks_dir(root: Path, monkeypatch, task_id: str, *, edit=None) -> Path:
@@ -142,6 +144,7 @@ def write_reference(out: Path, task_id: str, cases: list[dict], *, spacing_mm=(1
         "split_name": SPLIT_NAME,
         "split": "test",
         "split_sha256": split.sha256,
+        "inputs_sha256": FIXTURE_INPUTS,
         "cases": records,
     }
     document["reference_sha256"] = reference_sha256(document)
@@ -160,8 +163,14 @@ def write_run(
     predictions: dict | None = None,
     spacing_mm=(1.0, 1.0, 1.0),
     name: str = "entry",
+    split: str = "test",
+    inputs_sha256: str = FIXTURE_INPUTS,
 ) -> Path:
-    """A run directory as ``bench run`` writes it: run.json, validated outputs, logs."""
+    """A run directory as ``bench run`` writes it: run.json, validated outputs, logs.
+
+    It records the fixture split (``split`` part) and ``inputs_sha256``, as if it had run on the
+    inputs prepared beside :func:`write_reference`'s reference.
+    """
     spec = load_task(task_id)
     run = out
     (run / "outputs").mkdir(parents=True, exist_ok=True)
@@ -193,8 +202,9 @@ def write_run(
         timed_out=False,
         oom_killed=False,
         error=None,
-        inputs_sha256="0" * 64,
+        inputs_sha256=inputs_sha256,
         cases=tuple(CaseStatus(c, s, r) for c, (s, r) in sorted(statuses.items())),
+        split={"name": SPLIT_NAME, "split": split, "sha256": load_split(task_id, SPLIT_NAME).sha256},
     )
     write_json(run / "run.json", record.to_json())
     return run

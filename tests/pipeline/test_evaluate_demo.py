@@ -173,3 +173,28 @@ def test_demo_end_to_end_with_docker_runner(tasks, tmp_path):
     report = run_demo(out, runner="docker")
     assert report.runner == "docker" and "Docker engine reachable" in report.runner_reason
     _check_demo(out, report)
+
+
+def test_a_real_run_is_refused_against_another_split_or_preparation(collection, tasks, tmp_path):
+    from bench.errors import ScoringError
+    from bench.pipeline.evaluate import prepared_split
+    from bench.prepare.materialize import prepare_split
+    from bench.runners import run_submission
+    from bench.scoring.score import score_run
+
+    root, annotations = collection
+    _pin(COVID, root, annotations)
+    spec = load_task(COVID)
+    test, _ = prepared_split(spec, root=root, name="evaluate-test", split="test", work=tmp_path / "work")
+    validation, _ = prepared_split(spec, root=root, name="evaluate-test", split="validation",
+                                   work=tmp_path / "work")
+    other = prepare_split(spec, "evaluate-test", "test", root=root, out=tmp_path / "other",
+                          salt_file=tmp_path / "another-salt", cache_dir=tmp_path / "work" / "cache")
+    run = run_submission(BUILTIN_SUBMISSIONS / "constant-prior", spec, test / "input", tmp_path / "run",
+                         runner="process")
+    assert run.split == {"name": "evaluate-test", "split": "test", "sha256": other.split_sha256}
+    assert score_run(spec, run.run_dir, test / "reference", workers=1).scores["counts"]["ok"] > 0
+    with pytest.raises(ScoringError, match=r"on split evaluate-test/test .* is split evaluate-test/validation"):
+        score_run(spec, run.run_dir, validation / "reference", workers=1)
+    with pytest.raises(ScoringError, match="another preparation"):
+        score_run(spec, run.run_dir, other.reference_dir, workers=1)

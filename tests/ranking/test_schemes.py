@@ -282,3 +282,20 @@ def test_bootstrap_test_then_rank_with_tied_magnitudes_equals_scipy_on_drawn_res
                     p[i, j] = stats.wilcoxon(d, alternative="greater", method="asymptotic").pvalue \
                         if np.any(d != 0) else 1.0
         np.testing.assert_array_equal(boot.statistic[b], np.nansum(_holm(p) < 0.05, axis=1))
+
+
+def test_bootstrap_median_from_counts_equals_nanmedian_of_the_drawn_cases():
+    """Clustered resamples vary in size (odd and even counts); values tie; one entry is all NaN."""
+    rng = np.random.default_rng(21)
+    matrix = pd.DataFrame(np.round(rng.uniform(size=(15, 3)), 1), columns=list("ABC"))
+    matrix.iloc[[1, 4], 0] = np.nan
+    matrix["D"] = np.nan
+    patients = np.array([f"p{i // 2}" for i in range(15)])
+    full = rank_entries(matrix, aggregate="median")
+    boot = bootstrap_ranks(matrix, full, resamples=60, seed=8, clusters=patients)
+    counts = bootstrap_counts(15, n_resamples=60, seed=8, clusters=patients)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        expected = np.array([np.nanmedian(matrix.to_numpy()[np.repeat(np.arange(15), row)], axis=0)
+                             for row in counts])
+    np.testing.assert_array_equal(boot.statistic, expected)

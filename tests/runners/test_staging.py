@@ -93,6 +93,7 @@ def _expected_hash(inputs: Path) -> str:
     """inputs_sha256 written out by hand from the contract in run.json's documentation."""
     body = json.loads((inputs / "cases.json").read_text())
     document = {
+        "cases_json_sha256": _sha256(inputs / "cases.json"),
         "task_json_sha256": _sha256(inputs / "task.json"),
         "cases": [
             {"case_id": c["case_id"], "image_sha256": _sha256(inputs / c["image"])} for c in body["cases"]

@@ -416,3 +416,31 @@ def test_scoring_on_a_dask_cluster_equals_the_local_result(tmp_path, monkeypatch
         remote = score_run(spec, run, reference, scheduler=cluster.scheduler_address)
     assert remote.per_case.equals(local.per_case)
     assert {**remote.scores, "run_id": ""} == {**local.scores, "run_id": ""}
+
+
+def test_a_run_on_another_split_or_preparation_is_refused_naming_both(tmp_path, monkeypatch):
+    spec, run, reference = seg_case_setup(tmp_path, monkeypatch)
+    split_sha = json.loads((reference / "reference.json").read_text())["split_sha256"]
+    on_validation = write_run(tmp_path / "run-validation", SEG, {"a": ("ok", "")}, masks={"a": REF_BLOCK},
+                              split="validation")
+    with pytest.raises(ScoringError) as error:
+        score_run(spec, on_validation, reference, workers=1)
+    message = str(error.value)
+    assert f"the run was made on split fixture/validation (sha256 {split_sha})" in message
+    assert f"is split fixture/test (sha256 {split_sha})" in message
+    other = write_run(tmp_path / "run-other", SEG, {"a": ("ok", "")}, masks={"a": REF_BLOCK},
+                      inputs_sha256="e" * 64)
+    with pytest.raises(ScoringError) as error:
+        score_run(spec, other, reference, workers=1)
+    message = str(error.value)
+    assert f"the run read prepared inputs {'e' * 64}" in message
+    assert f"was prepared with inputs {'0' * 64}" in message and "another preparation" in message
+    body = json.loads((other / "run.json").read_text())
+    body["split"] = None
+    (other / "run.json").write_text(json.dumps(body))
+    with pytest.raises(ScoringError, match="records no split"):
+        score_run(spec, other, reference, workers=1)
+    result = CliRunner().invoke(app, ["score", "--task", SEG, "--predictions", str(on_validation),
+                                      "--reference", str(reference), "--out", str(tmp_path / "results")])
+    assert result.exit_code != 0 and "fixture/validation" in result.output and "fixture/test" in result.output
+    assert not (tmp_path / "results").exists()
