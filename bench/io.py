@@ -152,7 +152,8 @@ def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     """Write ``data`` to ``path`` atomically: a temporary file beside it, then a rename.
 
     The file gets the permissions an ordinary ``open()`` would give (0666 less the umask),
-    not mkstemp's 0600, so prepared inputs and published sites are readable by others.
+    not mkstemp's 0600, so prepared inputs and published sites are readable by others. An
+    I/O error (a full disk) leaves no temporary file and names ``path``.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -164,6 +165,11 @@ def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
+    except OSError as error:
+        Path(tmp).unlink(missing_ok=True)
+        if error.filename is None:  # write(), flush() and fsync() name no file
+            raise OSError(error.errno, error.strerror, str(path)) from error
+        raise
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
