@@ -17,6 +17,7 @@ second prepare reads no DICOM at all. NIfTI conventions: :mod:`bench.prepare.nif
 
 import logging
 import os
+import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -231,13 +232,20 @@ def _build(spec, pinned, split, ordered, ids, rows, images, export, staging: Pat
                   "age": _json_value(row.get("age")),
                   "age_band": age_band(_json_value(row.get("age")), spec.subgroups.age_band_edges)}
         if spec.kind == "segmentation":
-            from bench.data.mdai import rasterize_case
+            from bench.data.mdai import reader_masks, reference_mask
 
             shape = geometry["shape_zyx"]
-            mask = rasterize_case(export, geometry["sop_uids"], (shape[1], shape[2]),
-                                  labels=list(spec.target.labels), readers=spec.target.readers,
-                                  series_uid=case.series_uid, protocol=spec.reading,
-                                  aliases=geometry["sop_aliases"])
+            masks = reader_masks(export, geometry["sop_uids"], (shape[1], shape[2]),
+                                 labels=list(spec.target.labels), series_uid=case.series_uid,
+                                 protocol=spec.reading, aliases=geometry["sop_aliases"])
+            mask = reference_mask(masks, readers=spec.target.readers, shape=tuple(shape))
+            traced = {group: m for group, m in masks["reader"].items() if m.any()}
+            if len(traced) > 1:  # inter-reader agreement (bench.pipeline.readers); not part of the hash
+                folder = reference_dir / "readers" / case_id
+                folder.mkdir(parents=True)
+                for group, reader_mask in traced.items():
+                    safe = re.sub(r"[^A-Za-z0-9_-]", "_", group)
+                    nifti.save(nifti.mask_image(reader_mask, image), folder / f"{safe}.nii.gz")
             mask_image = nifti.mask_image(mask, image)
             nifti.save(mask_image, reference_dir / "masks" / f"{case_id}.nii.gz")
             record["mask"] = f"masks/{case_id}.nii.gz"
