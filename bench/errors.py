@@ -69,6 +69,14 @@ class MetricInputError(ScoringError, ValueError):
     """Arrays or options handed to a metric are invalid (shape, spacing, range, NaN)."""
 
 
+class UnknownMetricError(MetricInputError, KeyError):
+    """A metric name that the registry does not know (a KeyError too, as for any lookup)."""
+
+
+class RankingError(LeaderboardError, ValueError):
+    """A ranking scheme got invalid options (method, aggregate, direction, alpha) or inputs."""
+
+
 class ImageBuildError(RunnerError):
     """A container image (the local base image or a submission's image) cannot be built or loaded."""
 

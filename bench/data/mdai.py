@@ -1,5 +1,9 @@
 """The MD.ai annotation export (JSON) as RICORD ships it, polygon rasterization, readers.
 
+The only parser of the export: :func:`read_export` gives the tables indexing and masks use,
+:func:`read_annotation_records` the reduced records a pinned split fingerprints, both through
+the same loading and traversal.
+
 The export holds ``labelGroups[].labels[]`` (id, name, scope, annotationMode, type) and
 ``datasets[].annotations[]`` (labelId, Study/Series/SOPInstanceUID, data, createdById, ...).
 Label names are read from the file; nothing here depends on label ids.
@@ -26,7 +30,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,6 +44,8 @@ from bench.tasks import RICORD_PROTOCOL, ReadingProtocol
 
 log = logging.getLogger(__name__)
 
+#: Keys of each reduced annotation record (:func:`read_annotation_records`).
+ANNOTATION_FIELDS = ("label", "scope", "reader", "study_uid", "series_uid", "sop_uid", "frame", "data")
 #: annotationMode values whose rows must carry ``data``.
 GEOMETRIC_MODES = frozenset({"freeform", "polygon", "bbox", "line", "location", "mask"})
 #: annotationMode values rasterized into masks.
@@ -98,25 +104,41 @@ class MdaiExport:
         return len(self.null_data)
 
 
-def _load_json(path: Path):
+def _load_json(path: Path) -> dict:
+    """The export's JSON document, checked to have the ``labelGroups`` and ``datasets`` lists."""
     if not path.is_file():
         raise AnnotationError(
             f"{path}: annotation export not found. Pass the MD.ai JSON from the "
             "collection's TCIA page (unzipped) with --annotations."
         )
-    text = path.read_text(encoding="utf-8-sig", errors="replace")
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as error:
+        raise AnnotationError(f"{path}: not a readable UTF-8 JSON file ({error}). Re-download and unzip "
+                              "the MD.ai export.") from error
     if not text.strip():
         raise AnnotationError(
             f"{path}: annotation export is empty (0 bytes of JSON). Re-download and unzip the MD.ai export."
         )
     try:
-        return json.loads(text)
+        doc = json.loads(text)
     except json.JSONDecodeError as error:
         raise AnnotationError(
             f"{path}: not valid JSON (line {error.lineno}, column {error.colno}: "
             f"{error.msg}). The file is truncated or not an MD.ai export; "
             "re-download it."
         ) from error
+    if (
+        not isinstance(doc, dict)
+        or not isinstance(doc.get("labelGroups"), list)
+        or not isinstance(doc.get("datasets"), list)
+    ):
+        keys = sorted(doc)[:8] if isinstance(doc, dict) else type(doc).__name__
+        raise AnnotationError(
+            f"{path}: not an MD.ai export: expected top-level 'labelGroups' and "
+            f"'datasets' lists, got {keys}. Pass the *_annotations_labelgroup_all_*.json file."
+        )
+    return doc
 
 
 def _vertices(data, mode: str, where: str) -> np.ndarray | None:
@@ -174,64 +196,78 @@ def _label_rows(doc: dict, source: str) -> list[dict]:
     return rows
 
 
-def _annotation_rows(doc: dict, labels: dict[str, dict], source: str) -> tuple[list[dict], list[str]]:
-    rows, null_data, unknown = [], [], []
+def _annotations(doc: dict, source: str) -> Iterator[tuple[str, dict, dict]]:
+    """``(ident, dataset, annotation)`` for every annotation of the export, in file order.
+
+    ``ident`` is the annotation's id, else its position. Raises when a dataset is not an object
+    with an annotations list, or an annotation lacks its labelId or StudyInstanceUID.
+    """
     for d, dataset in enumerate(doc["datasets"]):
         if not isinstance(dataset, dict) or not isinstance(dataset.get("annotations", []), list):
             raise AnnotationError(f"{source}: datasets[{d}] is not an object with an annotations list.")
         for a, ann in enumerate(dataset.get("annotations", [])):
-            ident = str(ann.get("id") or f"datasets[{d}].annotations[{a}]") if isinstance(ann, dict) else ""
-            where = f"{source}: annotation {ident}"
             if not isinstance(ann, dict) or not ann.get("labelId") or not ann.get("StudyInstanceUID"):
                 raise AnnotationError(
                     f"{source}: datasets[{d}].annotations[{a}] lacks labelId or "
                     "StudyInstanceUID; the export is malformed."
                 )
-            label = labels.get(str(ann["labelId"]))
-            if label is None:
-                unknown.append((ident, str(ann["labelId"])))
-                continue
-            mode = label["annotation_mode"]
-            data = ann.get("data")
-            empty = data is None or (
-                mode in ("freeform", "polygon") and isinstance(data, dict) and not data.get("vertices")
-            )
-            if mode in GEOMETRIC_MODES and empty:
-                null_data.append(ident)
-                continue
-            vertices = _vertices(data, mode, where) if data is not None else None
-            if label["scope"] == "INSTANCE" and vertices is not None and not ann.get("SOPInstanceUID"):
-                raise AnnotationError(
-                    f"{where}: INSTANCE-scope polygon without SOPInstanceUID; cannot place it on a slice."
-                )
-            rows.append(
-                {
-                    "annotation_id": ident,
-                    "label_id": label["label_id"],
-                    "label_name": label["label_name"],
-                    "scope": label["scope"],
-                    "annotation_mode": mode,
-                    "group_id": label["group_id"],
-                    "group_name": label["group_name"],
-                    "study_uid": str(ann["StudyInstanceUID"]),
-                    "series_uid": str(ann.get("SeriesInstanceUID") or ""),
-                    "sop_uid": str(ann.get("SOPInstanceUID") or ""),
-                    "reader": str(ann.get("createdById") or label["group_id"]),
-                    "vertices": vertices,
-                    "height": int(ann.get("height") or 0),
-                    "width": int(ann.get("width") or 0),
-                    "created_at": str(ann.get("createdAt") or ""),
-                    "dataset_id": str(dataset.get("id") or ""),
-                    "source": source,
-                }
-            )
-    if unknown:
-        shown = ", ".join(f"{ident} -> {label_id}" for ident, label_id in unknown[:5])
-        raise AnnotationError(
-            f"{source}: {len(unknown)} annotation(s) use a labelId that no labelGroups entry defines "
-            f"({shown}{', ...' if len(unknown) > 5 else ''}). The export is incomplete or mixed with "
-            "another project's; use the matching labelgroup_all export."
+            yield str(ann.get("id") or f"datasets[{d}].annotations[{a}]"), dataset, ann
+
+
+def _unknown_labels(source: str, unknown: list[tuple[str, str]]) -> AnnotationError:
+    shown = ", ".join(f"{ident} -> {label_id}" for ident, label_id in unknown[:5])
+    return AnnotationError(
+        f"{source}: {len(unknown)} annotation(s) use a labelId that no labelGroups entry defines "
+        f"({shown}{', ...' if len(unknown) > 5 else ''}). Unknown label ids: "
+        f"{sorted({label_id for _, label_id in unknown})}. The export is incomplete or mixed with another "
+        "project's; use the matching labelgroup_all export."
+    )
+
+
+def _annotation_rows(doc: dict, labels: dict[str, dict], source: str) -> tuple[list[dict], list[str]]:
+    rows, null_data, unknown = [], [], []
+    for ident, dataset, ann in _annotations(doc, source):
+        where = f"{source}: annotation {ident}"
+        label = labels.get(str(ann["labelId"]))
+        if label is None:
+            unknown.append((ident, str(ann["labelId"])))
+            continue
+        mode = label["annotation_mode"]
+        data = ann.get("data")
+        empty = data is None or (
+            mode in ("freeform", "polygon") and isinstance(data, dict) and not data.get("vertices")
         )
+        if mode in GEOMETRIC_MODES and empty:
+            null_data.append(ident)
+            continue
+        vertices = _vertices(data, mode, where) if data is not None else None
+        if label["scope"] == "INSTANCE" and vertices is not None and not ann.get("SOPInstanceUID"):
+            raise AnnotationError(
+                f"{where}: INSTANCE-scope polygon without SOPInstanceUID; cannot place it on a slice."
+            )
+        rows.append(
+            {
+                "annotation_id": ident,
+                "label_id": label["label_id"],
+                "label_name": label["label_name"],
+                "scope": label["scope"],
+                "annotation_mode": mode,
+                "group_id": label["group_id"],
+                "group_name": label["group_name"],
+                "study_uid": str(ann["StudyInstanceUID"]),
+                "series_uid": str(ann.get("SeriesInstanceUID") or ""),
+                "sop_uid": str(ann.get("SOPInstanceUID") or ""),
+                "reader": str(ann.get("createdById") or label["group_id"]),
+                "vertices": vertices,
+                "height": int(ann.get("height") or 0),
+                "width": int(ann.get("width") or 0),
+                "created_at": str(ann.get("createdAt") or ""),
+                "dataset_id": str(dataset.get("id") or ""),
+                "source": source,
+            }
+        )
+    if unknown:
+        raise _unknown_labels(source, unknown)
     return rows, null_data
 
 
@@ -247,16 +283,6 @@ def read_export(path: str | os.PathLike) -> MdaiExport:
     path = Path(path)
     doc = _load_json(path)
     source = path.name
-    if (
-        not isinstance(doc, dict)
-        or not isinstance(doc.get("labelGroups"), list)
-        or not isinstance(doc.get("datasets"), list)
-    ):
-        keys = sorted(doc)[:8] if isinstance(doc, dict) else type(doc).__name__
-        raise AnnotationError(
-            f"{path}: not an MD.ai export: expected top-level 'labelGroups' and "
-            f"'datasets' lists, got {keys}. Pass the *_annotations_labelgroup_all_*.json file."
-        )
     label_rows = _label_rows(doc, source)
     by_id = {row["label_id"]: row for row in label_rows}
     rows, null_data = _annotation_rows(doc, by_id, source)
@@ -423,9 +449,7 @@ def reader_masks(
         role = roles.get(row.group_id)
         if role not in masks:
             continue
-        k = index[row.sop_uid]
-        rr, cc = draw_polygon(row.vertices[:, 1], row.vertices[:, 0], shape=shape[1:])
-        masks[role][row.group_id][k, rr, cc] = True
+        masks[role][row.group_id][index[row.sop_uid]] |= rasterize_polygon(row.vertices, shape[1:])
     return masks
 
 
@@ -473,27 +497,57 @@ def rasterize_case(
     return combine_readers(list(masks["reader"].values()), readers=readers, shape=shape)
 
 
-def annotation_records(export: MdaiExport, study_uid: str) -> list[dict]:
-    """A study's annotations as JSON-ready records in a stable order (for fingerprints).
+def read_annotation_records(paths: Sequence[str | os.PathLike]) -> dict[str, list[dict]]:
+    """Every annotation of the given exports reduced to what carries meaning, by StudyInstanceUID.
 
-    Keys: annotation_id, label_name, scope, reader, series_uid, sop_uid, vertices (list of
-    ``[x, y]`` or None). Sorted by (sop_uid, reader, label_name, annotation_id); label ids
-    are left out so that re-exports with new ids fingerprint the same.
+    What a pinned split fingerprints (:func:`bench.splits.fingerprints.annotations_fingerprint`):
+    each record keeps :data:`ANNOTATION_FIELDS`, with the label id resolved to the label's name
+    and scope (ids differ between projects, names carry the meaning), ``reader`` the raw
+    ``createdById``, ``data`` as exported but with integral numbers as integers (``47.0`` and
+    ``47`` hash alike). Volatile fields an export rewrites without a change of content (record
+    ids, timestamps, review counters, update history) are left out. Rows without data are kept:
+    they are part of what was exported. The same parsing as :func:`read_export`.
+
+    Raises
+    ------
+    AnnotationError
+        A file is missing, not JSON, not an MD.ai export, or uses an undefined label id.
     """
-    rows = export.annotations[export.annotations.study_uid == study_uid]
-    records = [
-        {
-            "annotation_id": row.annotation_id,
-            "label_name": row.label_name,
-            "scope": row.scope,
-            "reader": row.reader,
-            "series_uid": row.series_uid,
-            "sop_uid": row.sop_uid,
-            "vertices": None if row.vertices is None else row.vertices.tolist(),
-        }
-        for row in rows.itertuples(index=False)
-    ]
-    return sorted(records, key=lambda r: (r["sop_uid"], r["reader"], r["label_name"], r["annotation_id"]))
+    by_study: dict[str, list[dict]] = {}
+    for path in map(Path, paths):
+        doc = _load_json(path)
+        labels = {row["label_id"]: row for row in _label_rows(doc, path.name)}
+        unknown = []
+        for ident, _, ann in _annotations(doc, path.name):
+            label = labels.get(str(ann["labelId"]))
+            if label is None:
+                unknown.append((ident, str(ann["labelId"])))
+                continue
+            record = {
+                "label": label["label_name"],
+                "scope": label["scope"],
+                "reader": ann.get("createdById"),
+                "study_uid": ann.get("StudyInstanceUID"),
+                "series_uid": ann.get("SeriesInstanceUID"),
+                "sop_uid": ann.get("SOPInstanceUID"),
+                "frame": ann.get("frameNumber"),
+                "data": _plain_numbers(ann.get("data")),
+            }
+            by_study.setdefault(str(record["study_uid"]), []).append(record)
+        if unknown:
+            raise _unknown_labels(str(path), unknown)
+    return by_study
+
+
+def _plain_numbers(value):
+    """Integral floats as ints (``47.0`` -> ``47``), so a re-serialized export hashes the same."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, list):
+        return [_plain_numbers(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _plain_numbers(item) for key, item in value.items()}
+    return value
 
 
 def annotation_files(paths: Iterable[str | os.PathLike], *,

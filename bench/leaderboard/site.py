@@ -19,7 +19,6 @@ import json
 import logging
 import math
 import os
-import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
@@ -36,7 +35,7 @@ from bench.leases import temp_dir
 from bench.metrics.registry import METRICS
 from bench.ranking.analysis import BoardAnalysis, analyse_board
 from bench.ranking.board import Board, BoardEntry, build_boards
-from bench.store import Store, StoredRun, plain, reader_band_folder
+from bench.store import Store, StoredRun, plain, reader_band_folder, slugify
 from bench.tasks import TaskSpec, load_task
 
 log = logging.getLogger(__name__)
@@ -209,8 +208,17 @@ def _write_task(env: jinja2.Environment, folder: Path, spec: TaskSpec, boards: l
                 write_bytes(folder / f"{board.key}-{kind}.svg", svg)
                 plots_of[board.key][kind] = f"{board.key}-{kind}.svg"
         for entry in board.entries:
+            reliability = {}
+            if not board.hide_per_case:
+                for head, calibration in (entry.run.scores.get("calibration") or {}).items():
+                    svg = plots.reliability_svg(calibration)
+                    if svg is not None:
+                        page = Path(entry.page)  # beside the entry's page, linked by file name
+                        name = f"{page.stem}-calibration-{slugify(head)}.svg"
+                        write_bytes(folder / board.key / page.parent / name, svg)
+                        reliability[head] = name
             write_text(folder / board.key / entry.page, env.get_template("submission.html").render(
-                root="../../../", spec=spec, board=board, entry=entry,
+                root="../../../", spec=spec, board=board, entry=entry, reliability=reliability,
                 page_title=f"{entry.run.name} · {spec.title}",
                 per_case=None if board.hide_per_case else _per_case_rows(entry.run.per_case)))
     write_text(folder / "index.html", env.get_template("task.html").render(

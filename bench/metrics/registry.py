@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Literal
 
+from bench.errors import UnknownMetricError
+
 Direction = Literal["higher", "lower"]
 
 
@@ -143,10 +145,11 @@ def get_metric(name: str) -> MetricInfo:
 
     Raises
     ------
-    KeyError
-        Naming the unknown metric and listing the known ones.
+    bench.errors.UnknownMetricError
+        Naming the unknown metric and listing the known ones (a ``KeyError`` too).
     """
     try:
         return METRICS[name]
     except KeyError:
-        raise KeyError(f"unknown metric {name!r}; known metrics: {', '.join(sorted(METRICS))}") from None
+        known = ", ".join(sorted(METRICS))
+        raise UnknownMetricError(f"unknown metric {name!r}; known metrics: {known}") from None

@@ -30,6 +30,8 @@ import numpy as np
 from scipy import ndimage
 from scipy.spatial import cKDTree
 
+from bench.errors import MetricInputError
+
 Box = tuple[slice, ...]
 
 
@@ -188,7 +190,8 @@ def surface_distances(pred: np.ndarray, ref: np.ndarray, *, spacing_mm, method: 
     spacing = np.asarray(spacing_mm, dtype=np.float64)
     box_p, box_r = bounding_box(pred), bounding_box(ref)
     if box_p is None or box_r is None:
-        raise ValueError("surface_distances needs two non-empty masks; empty masks follow EmptyMaskPolicy")
+        raise MetricInputError("surface_distances needs two non-empty masks; empty masks follow "
+                               "EmptyMaskPolicy")
     points_p = surface_voxels(pred, split_box(pred, box_p))
     points_r = surface_voxels(ref, split_box(ref, box_r))
     return distances_between(points_p, points_r, spacing, method=method)
@@ -201,7 +204,7 @@ def distances_between(points_p: np.ndarray, points_r: np.ndarray, spacing: np.nd
         return SurfaceDistances(_nearest_kdtree(points_p, points_r, spacing),
                                 _nearest_kdtree(points_r, points_p, spacing))
     if method != "edt":
-        raise ValueError(f"method must be 'kdtree' or 'edt', got {method!r}")
+        raise MetricInputError(f"method must be 'kdtree' or 'edt', got {method!r}")
     both = np.concatenate([points_p, points_r])
     origin, stop = both.min(axis=0), both.max(axis=0) + 1
     box = tuple(slice(int(a), int(b)) for a, b in zip(origin, stop, strict=True))

@@ -25,7 +25,7 @@ from types import MappingProxyType
 
 import numpy as np
 
-from bench.data.mdai import annotation_files
+from bench.data.mdai import annotation_files, read_annotation_records
 from bench.errors import PrepareError, SplitError
 from bench.io import SCHEMA_VERSION, is_missing, write_csv, write_json
 from bench.leases import temp_dir
@@ -37,7 +37,6 @@ from bench.prepare.images import ImageSource, default_cache_dir
 from bench.prepare.reference import labels_table, reference_sha256
 from bench.splits.fingerprints import (
     annotations_fingerprint,
-    read_annotation_records,
 )
 from bench.splits.pinned import PinnedSplit, SplitCase, load_split
 from bench.tasks import SPLITS, TaskSpec

@@ -48,6 +48,7 @@ import pandas as pd
 from scipy import stats
 from scipy.special import ndtr
 
+from bench.errors import RankingError
 from bench.metrics.uncertainty import bootstrap_counts
 
 METHODS = ("aggregate-then-rank", "rank-then-aggregate", "test-then-rank")
@@ -262,7 +263,7 @@ def bootstrap_ranks_from(statistic: Callable[[np.ndarray], np.ndarray], n_cases:
     in resample b) and returns the metric of every entry on every resample, shape (B, E).
     """
     if full.method != "aggregate-then-rank":
-        raise ValueError(f"a dataset-level metric can only be ranked aggregate-then-rank, "
+        raise RankingError(f"a dataset-level metric can only be ranked aggregate-then-rank, "
                          f"not {full.method!r}")
     counts = bootstrap_counts(n_cases, n_resamples=resamples, seed=seed, strata=strata, clusters=clusters)
     return summarize_bootstrap(np.asarray(statistic(counts), dtype=float), full,
@@ -590,14 +591,14 @@ def _weighted_nanmedian(values: np.ndarray, counts: np.ndarray) -> np.ndarray:
 
 def _check_direction(direction: str) -> None:
     if direction not in ("higher", "lower"):
-        raise ValueError(f"direction must be 'higher' or 'lower', got {direction!r}")
+        raise RankingError(f"direction must be 'higher' or 'lower', got {direction!r}")
 
 
 def _check_options(method: str, aggregate: str, direction: str, alpha: float) -> None:
     if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+        raise RankingError(f"method must be one of {METHODS}, got {method!r}")
     if aggregate not in AGGREGATES:
-        raise ValueError(f"aggregate must be one of {AGGREGATES}, got {aggregate!r}")
+        raise RankingError(f"aggregate must be one of {AGGREGATES}, got {aggregate!r}")
     _check_direction(direction)
     if not 0 < alpha < 1:
-        raise ValueError(f"alpha must be in (0, 1), got {alpha!r}")
+        raise RankingError(f"alpha must be in (0, 1), got {alpha!r}")

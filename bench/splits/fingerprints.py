@@ -12,7 +12,8 @@ same content. A case's fingerprint has three parts, each a hex sha256:
 ``annotations``
     sha256 of the canonical JSON of the case's MD.ai annotation records (every record whose
     StudyInstanceUID is the case's study), each reduced to the fields that carry meaning
-    (:data:`ANNOTATION_FIELDS`) and sorted by its own canonical JSON. Volatile fields that an
+    (:data:`bench.data.mdai.ANNOTATION_FIELDS`, read by :func:`bench.data.mdai.read_annotation_records`,
+    the one parser of the export) and sorted by its own canonical JSON. Volatile fields that an
     export rewrites without a change of content (record ids, timestamps, review counters,
     update history) are left out, label ids are replaced by label names, and integral numbers
     are written as integers (``47.0`` and ``47`` hash alike). A study without records hashes
@@ -27,7 +28,6 @@ start-up would cost more than it saves (in-process below 1 GiB of estimated work
 """
 
 import hashlib
-import json
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -36,13 +36,11 @@ from pathlib import Path
 import pydicom
 from pydicom.errors import InvalidDicomError
 
-from bench.errors import AnnotationError, DicomError
+from bench.errors import DicomError
 from bench.io import canonical_json, sha256_json
 
 Progress = Callable[[int, int, str], None]
 
-#: Keys of each reduced annotation record in the annotation fingerprint (see ``_record``).
-ANNOTATION_FIELDS = ("label", "scope", "reader", "study_uid", "series_uid", "sop_uid", "frame", "data")
 
 #: sha256 of a study with no annotation records.
 EMPTY_ANNOTATIONS = sha256_json([])
@@ -157,75 +155,6 @@ def default_fingerprint_workers(items: Sequence[CaseFiles], *,
             if total >= inline_bytes:
                 return None
     return 1
-
-
-def _read_json(path: Path) -> dict:
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8-sig"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise AnnotationError(f"{path}: not a readable JSON file ({error}). Re-download and unzip the "
-                              "MD.ai export.") from error
-    if not isinstance(doc, dict) or not isinstance(doc.get("labelGroups"), list) \
-            or not isinstance(doc.get("datasets"), list):
-        raise AnnotationError(f"{path}: not an MD.ai export (expected top-level 'labelGroups' and "
-                              "'datasets' lists). Pass the *_annotations_labelgroup_all_*.json file.")
-    return doc
-
-
-def _record(annotation: Mapping, labels: Mapping[str, tuple[str, str]], where: str) -> dict:
-    label_id = str(annotation.get("labelId") or "")
-    if label_id not in labels:
-        raise AnnotationError(f"{where}: annotation {annotation.get('id')!r} uses labelId {label_id!r} "
-                              "that no labelGroups entry defines; the export is incomplete.")
-    name, scope = labels[label_id]
-    return {
-        "label": name,
-        "scope": scope,
-        "reader": annotation.get("createdById"),
-        "study_uid": annotation.get("StudyInstanceUID"),
-        "series_uid": annotation.get("SeriesInstanceUID"),
-        "sop_uid": annotation.get("SOPInstanceUID"),
-        "frame": annotation.get("frameNumber"),
-        "data": _plain_numbers(annotation.get("data")),
-    }
-
-
-def _plain_numbers(value):
-    """Integral floats as ints (``47.0`` -> ``47``), so a re-serialized export hashes the same."""
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, list):
-        return [_plain_numbers(item) for item in value]
-    if isinstance(value, dict):
-        return {key: _plain_numbers(item) for key, item in value.items()}
-    return value
-
-
-def read_annotation_records(paths: Sequence[str | os.PathLike]) -> dict[str, list[dict]]:
-    """Every annotation record of the given MD.ai exports, reduced and grouped by StudyInstanceUID.
-
-    Label ids are resolved to label names (ids differ between projects, names carry the meaning).
-
-    Raises
-    ------
-    AnnotationError
-        A file is missing, not JSON, not an MD.ai export, or uses an undefined label id.
-    """
-    by_study: dict[str, list[dict]] = {}
-    for path in map(Path, paths):
-        doc = _read_json(path)
-        labels = {str(label.get("id")): (str(label.get("name") or "").strip(),
-                                         str(label.get("scope") or "").upper())
-                  for group in doc["labelGroups"] if isinstance(group, dict)
-                  for label in group.get("labels", []) if isinstance(label, dict)}
-        for dataset in doc["datasets"]:
-            for annotation in (dataset or {}).get("annotations", []) or []:
-                if not isinstance(annotation, dict) or not annotation.get("StudyInstanceUID"):
-                    raise AnnotationError(f"{path}: an annotation lacks StudyInstanceUID "
-                                          f"({str(annotation)[:80]!r}); the export is malformed.")
-                record = _record(annotation, labels, str(path))
-                by_study.setdefault(str(record["study_uid"]), []).append(record)
-    return by_study
 
 
 def annotations_fingerprint(records: Sequence[Mapping]) -> str:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.data.mdai import annotation_files
+from bench.data.mdai import annotation_files, read_annotation_records
 from bench.errors import SplitError
 from bench.io import SCHEMA_VERSION, sha256_json, write_json
 from bench.parallel import SCHEDULER_ENV, map_ordered
@@ -26,7 +26,6 @@ from bench.splits.fingerprints import (
     default_fingerprint_workers,
     fingerprint_images_item,
     locate_series,
-    read_annotation_records,
 )
 from bench.splits.pinned import PinnedSplit, from_document, pinned_split_target
 from bench.tasks import TaskSpec

@@ -25,11 +25,11 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from bench.data.export_cases import export_cases
-from bench.data.mdai import annotation_files
+from bench.data.mdai import annotation_files, read_annotation_records
 from bench.errors import SplitError
 from bench.io import SCHEMA_VERSION, sha256_json, write_json
 from bench.splits.assign import assign_splits, strategy_record, task_cases
-from bench.splits.fingerprints import annotations_fingerprint, read_annotation_records
+from bench.splits.fingerprints import annotations_fingerprint
 from bench.splits.pin import case_fingerprints, file_sha256
 from bench.splits.pinned import (
     PinnedSplit,

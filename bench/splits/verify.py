@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.data.mdai import annotation_files
+from bench.data.mdai import annotation_files, read_annotation_records
 from bench.errors import SplitError
-from bench.splits.fingerprints import EMPTY_ANNOTATIONS, annotations_fingerprint, read_annotation_records
+from bench.splits.fingerprints import EMPTY_ANNOTATIONS, annotations_fingerprint
 from bench.splits.pin import case_fingerprints
 from bench.splits.pinned import PinnedSplit
 from bench.tasks import SPLITS

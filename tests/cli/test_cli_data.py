@@ -107,3 +107,27 @@ def test_index_takes_folders_of_exports_and_sheets(tmp_path, caplog):
     result = runner.invoke(app, ["data", "index", str(out), "--out", str(tmp_path / "e.csv"),
                                  "--clinical", str(empty)])
     assert result.exit_code == 2 and _squash("no .xlsx or .csv clinical sheet") in _squash(result.output)
+
+
+def test_splits_pin_from_export_then_verify_without_pixels(tmp_path):
+    # The real excerpt: the split is written to the given tasks folder with its pixels pending, and
+    # verify checks the annotations only, saying so.
+    from pathlib import Path
+
+    excerpt = Path(__file__).parents[1] / "data" / "fixtures" / "ricord_1c_excerpt"
+    export = excerpt / "1c_mdai_excerpt.json"
+    args = ["splits", "pin", "--task", "ricord-1c-cxr-appearance", "--name", "excerpt", "--from-export",
+            "--annotations", str(export), "--clinical", str(excerpt / "patients_v3_excerpt.csv"),
+            "--tasks-dir", str(tmp_path)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "9 cases" in result.output and "pixel fingerprints pending" in result.output
+    written = tmp_path / "ricord-1c-cxr-appearance" / "splits" / "excerpt.json"
+    assert json.loads(written.read_text())["cases"][0]["series_uid"] is None
+    result = runner.invoke(app, ["splits", "verify", "--task", "ricord-1c-cxr-appearance",
+                                 "--name", "excerpt", "--root", str(tmp_path), "--annotations", str(export),
+                                 "--tasks-dir", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert "9 cases: ok 9" in result.output and "pixels not" in result.output
+    result = runner.invoke(app, args[:-2] + ["--root", str(tmp_path)])
+    assert result.exit_code != 0 and "--from-export reads --annotations and --clinical only" in result.output

@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 
 from bench.data.mdai import (
-    annotation_records,
     combine_readers,
     polygon_label_names,
     rasterize_case,
@@ -202,22 +201,6 @@ def test_polygon_without_vertices_counts_as_null_data(tmp_path):
     )
     export = read_export(path)
     assert export.null_data == ("a1",)
-
-
-def test_annotation_records_are_json_ready_and_sorted(tmp_path):
-    path = _export(
-        tmp_path,
-        [
-            _ann("b", "L_op", "U2", sop="I1", vertices=SQUARE),
-            _ann("a", "L_op", "U1", sop="I1", vertices=SQUARE),
-            _ann("c", "L_typ", "U1", series=None, data=None),
-            _ann("z", "L_op", "U1", sop="I1", vertices=SQUARE, study="S2"),
-        ],
-    )
-    records = annotation_records(read_export(path), "S1")
-    assert [r["annotation_id"] for r in records] == ["c", "a", "b"]
-    assert records[1]["vertices"] == SQUARE and records[0]["vertices"] is None
-    json.dumps(records)
 
 
 def test_merge_two_files(tmp_path):

@@ -9,7 +9,7 @@ import pydicom
 import pytest
 from pydicom.data import get_testdata_file
 
-from bench.data.mdai import annotation_files
+from bench.data.mdai import annotation_files, read_annotation_records
 from bench.errors import AnnotationError, DicomError
 from bench.parallel import map_ordered
 from bench.splits.fingerprints import (
@@ -20,7 +20,6 @@ from bench.splits.fingerprints import (
     fingerprint_images_item,
     images_fingerprint,
     pixel_sha256,
-    read_annotation_records,
 )
 
 STUDY = "1.2.3.4"
@@ -83,7 +82,7 @@ def test_a_study_without_records_hashes_the_empty_list(tmp_path):
 def test_bad_exports_are_named(tmp_path):
     bad = tmp_path / "bad.json"
     bad.write_text("{\"labelGroups\": []")
-    with pytest.raises(AnnotationError, match="bad.json: not a readable JSON"):
+    with pytest.raises(AnnotationError, match="bad.json: not valid JSON"):
         read_annotation_records([bad])
     bad.write_text(json.dumps({"datasets": []}))
     with pytest.raises(AnnotationError, match="not an MD.ai export"):

@@ -36,7 +36,8 @@ def test_tcia_records_rederive_from_the_real_excerpt():
     excluded = {row["study_uid"]: row["reason"] for row in document["pinned_from"]["excluded"]}
     found = export_cases([EXCERPT / "1c_mdai_excerpt.json"], [EXCERPT / "patients_v3_excerpt.csv"],
                          collection="MIDRC-RICORD-1C", protocol=load_task(TASK).reading)
-    from bench.splits.fingerprints import annotations_fingerprint, read_annotation_records
+    from bench.data.mdai import read_annotation_records
+    from bench.splits.fingerprints import annotations_fingerprint
 
     records = read_annotation_records([EXCERPT / "1c_mdai_excerpt.json"])
     assert len(found.cases) == 9 and len(found.excluded) == 4  # 3 invalid, 1 not in the study list
