@@ -21,6 +21,18 @@ class _BenchGroup(TyperGroup):
     (public in every Typer version) instead of subclassing a click exception class.
     """
 
+    def get_help_option(self, ctx):
+        """Typer's ``--help``, defaulting to False instead of None.
+
+        Typer skips coercing a boolean option only when its value is a bool; a group's ``--help``
+        left unset is None, so ``bench score --help`` would build a pydantic adapter for it and
+        import pydantic (a third of that command's start-up, benchmarks/bench_startup.py).
+        """
+        option = super().get_help_option(ctx)
+        if option is not None and option.default is None:
+            option.default = False
+        return option
+
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
