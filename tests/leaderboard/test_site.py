@@ -194,7 +194,7 @@ def test_refuses_foreign_output_and_empty_store(built, tmp_path):
     root, _ = built
     (tmp_path / "docs").mkdir()
     (tmp_path / "docs" / "notes.txt").write_text("mine")
-    with pytest.raises(LeaderboardError, match="not a leaderboard"):
+    with pytest.raises(LeaderboardError, match="ricord-bench did not create it"):
         build_leaderboard(root / "results", tmp_path / "docs")
     assert (tmp_path / "docs" / "notes.txt").read_text() == "mine"
     with pytest.raises(LeaderboardError, match="holds no runs"):
