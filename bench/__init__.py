@@ -38,12 +38,6 @@ docs/api.md walks through the whole pipeline. A quick look, using the built-in t
 """
 
 import importlib
-from importlib.metadata import PackageNotFoundError, version
-
-try:
-    __version__ = version("ricord-bench")
-except PackageNotFoundError:  # running from a source tree without an install
-    __version__ = "0.1.0+src"
 
 _EXPORTS = {
     "synthesize": "bench.data.synth",
@@ -81,13 +75,29 @@ __all__ = sorted(_EXPORTS)
 
 
 def __getattr__(name: str):
-    """Import a public name on first use and keep it, so later lookups are plain attributes."""
-    if name not in _EXPORTS:
+    """Import a public name on first use and keep it, so later lookups are plain attributes.
+
+    ``__version__`` too: reading the installed metadata imports ``importlib.metadata``, which
+    costs more than the rest of ``import bench``.
+    """
+    if name == "__version__":
+        value = _installed_version()
+    elif name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    else:
         raise AttributeError(f"module 'bench' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_EXPORTS[name]), name)
     globals()[name] = value
     return value
 
 
+def _installed_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("ricord-bench")
+    except PackageNotFoundError:  # running from a source tree without an install
+        return "0.1.0+src"
+
+
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+    return sorted(set(globals()) | set(__all__) | {"__version__"})

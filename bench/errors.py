@@ -87,3 +87,29 @@ class ClusterError(BenchError):
 
 class ChallengeError(BenchError):
     """A challenge definition is invalid, or an attempt breaks its rules (the message says which)."""
+
+
+_IO_ADVICE = {
+    "ENOSPC": "the disk is full; free space there or point the command at another disk",
+    "EDQUOT": "the disk quota is used up; free space there or point the command at another disk",
+    "EACCES": "permission denied; check the owner and mode of that path, or choose a path you may write",
+    "EPERM": "operation not permitted; check the owner and mode of that path, or choose another path",
+    "EROFS": "the filesystem is read-only; choose a writable path",
+    "EMFILE": "too many open files; raise the limit (ulimit -n) and try again",
+    "ENAMETOOLONG": "the path is too long; choose a shorter path",
+}
+
+
+def io_error_message(error: OSError) -> str:
+    """A message for an I/O error no library code turned into a :class:`BenchError`: the path and what to do.
+
+    Disk full, permission denied and their kin reach the CLI's one error path
+    (:class:`bench.cli._BenchGroup`) as plain ``OSError``; the user gets this line, never a
+    traceback. Whatever was written atomically before the error is rolled back by the writer.
+    """
+    import errno
+
+    code = errno.errorcode.get(error.errno or 0, "")
+    where = " and ".join(str(name) for name in (error.filename, error.filename2) if name) or "a file"
+    advice = _IO_ADVICE.get(code, "check the path and the disk, then run the command again")
+    return f"{error.strerror or error} ({code or type(error).__name__}) on {where}: {advice}."

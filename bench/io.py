@@ -79,6 +79,31 @@ def csv_text(frame: pd.DataFrame) -> str:
     return frame.to_csv(index=False, lineterminator="\n", float_format=FLOAT_FORMAT)
 
 
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+"""Leading characters that make a spreadsheet read a cell as a formula (OWASP's CSV injection list)."""
+
+
+def spreadsheet_safe(frame: pd.DataFrame) -> pd.DataFrame:
+    """A copy of ``frame`` whose text cells cannot run as spreadsheet formulas.
+
+    For CSV exports that people open in a spreadsheet (the leaderboard's tables): a text cell
+    starting with one of :data:`FORMULA_STARTS` (a team named ``=HYPERLINK(...)``) gets a leading
+    single quote, which spreadsheets show as text. Numbers, including negative ones, are
+    left as they are.
+    """
+    from pandas.api.types import is_numeric_dtype
+
+    safe = frame.copy()
+    for column in safe.columns:
+        if not is_numeric_dtype(safe[column]):
+            safe[column] = safe[column].map(_neutral)
+    return safe
+
+
+def _neutral(value: Any) -> Any:
+    return f"'{value}" if isinstance(value, str) and value.startswith(FORMULA_STARTS) else value
+
+
 def validation_problems(error: ValidationError) -> list[str]:
     """Every invalid field of a pydantic error as ``"<dotted location>: <message>"``."""
     return [f"{'.'.join(str(part) for part in item['loc']) or '(top level)'}: {item['msg']}"
@@ -127,7 +152,8 @@ def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     """Write ``data`` to ``path`` atomically: a temporary file beside it, then a rename.
 
     The file gets the permissions an ordinary ``open()`` would give (0666 less the umask),
-    not mkstemp's 0600, so prepared inputs and published sites are readable by others.
+    not mkstemp's 0600, so prepared inputs and published sites are readable by others. An
+    I/O error (a full disk) leaves no temporary file and names ``path``.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -139,6 +165,11 @@ def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
+    except OSError as error:
+        Path(tmp).unlink(missing_ok=True)
+        if error.filename is None:  # write(), flush() and fsync() name no file
+            raise OSError(error.errno, error.strerror, str(path)) from error
+        raise
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -205,3 +236,26 @@ def link_or_copy(source: str | os.PathLike, target: str | os.PathLike) -> bool:
             pass
     shutil.copyfile(source, target)
     return False
+
+
+@contextmanager
+def exclusive(lock_path: str | os.PathLike, *, timeout_s: float, what: str,
+              error: type[BenchError] = BenchError) -> Iterator[None]:
+    """Hold the inter-process lock ``lock_path`` (a :mod:`filelock` lock file) for the block.
+
+    Concurrent ``bench`` processes (several ``evaluate`` of one entry, a cluster's workers)
+    take turns on the store's writes and on one prepared split instead of racing. ``what``
+    names the guarded thing in the message raised when another process holds the lock for
+    longer than ``timeout_s`` seconds.
+    """
+    from filelock import FileLock, Timeout
+
+    lock_path = Path(lock_path)
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with FileLock(lock_path, timeout=timeout_s):
+            yield
+    except Timeout as timeout:
+        raise error(f"{what} is locked by another bench process ({lock_path}) for more than "
+                    f"{timeout_s:.0f} s; wait for it to finish and try again, or remove the lock file "
+                    "if no bench process is running.") from timeout

@@ -19,9 +19,9 @@ import bench
 PACKAGE_ROOT = Path(bench.__file__).resolve().parent.parent
 
 
-def utc_now() -> str:
-    """The current UTC time as ``yyyy-mm-ddTHH:MM:SSZ``."""
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+def utc_now(at: datetime | None = None) -> str:
+    """The current UTC time (or the aware time ``at``) as ``yyyy-mm-ddTHH:MM:SSZ``."""
+    return (at or datetime.now(UTC)).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @cache

@@ -25,6 +25,7 @@ import json
 import logging
 import os
 import re
+import secrets
 import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -36,7 +37,7 @@ from typing import Any
 import pandas as pd
 
 from bench.errors import StoreError
-from bench.io import SCHEMA_VERSION, atomic_directory, write_bytes, write_csv, write_json
+from bench.io import SCHEMA_VERSION, atomic_directory, exclusive, write_bytes, write_csv, write_json
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +67,10 @@ SCORES_REQUIRED = ("schema_version", "task", "primary_metric", "metrics", "count
 COUNT_KEYS = ("cases", "ok", "missing", "malformed", "error")
 
 _SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-_RUN_ID = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{8}$")
+_RUN_ID = re.compile(r"^\d{8}T\d{6}(\.\d{6})?Z(-[0-9a-f]{4})?-[0-9a-f]{8}$")
+LOCK = ".store.lock"
+"""Lock file at the store's root; :meth:`Store.write_run` holds it while it checks and renames."""
+LOCK_TIMEOUT_S = 300
 
 
 #: Hidden folder of the store holding each task's reader band (:mod:`bench.pipeline.readers`).
@@ -115,9 +119,13 @@ class EntryId:
 
 
 def make_run_id(started_at: datetime | str, inputs_hash: str) -> str:
-    """``<UTC yyyymmddTHHMMSSZ>-<first 8 hex of inputs_hash>``: sorts by start time.
+    """``<UTC yyyymmddTHHMMSS.ffffffZ>-<4 random hex>-<8 hex of inputs_hash>``: sorts by start time.
 
-    The one builder of run ids (scoring names every stored result with it).
+    The one builder of run ids (scoring names every stored result with it). Microseconds and
+    16 random bits keep ids unique when several processes score the same inputs at once (a
+    second of resolution made concurrent evaluates of one entry collide); the inputs hash
+    stays last, so reruns on the same inputs share the suffix. Ids of the older form
+    ``<yyyymmddTHHMMSSZ>-<8 hex>`` are still read.
 
     Parameters
     ----------
@@ -139,7 +147,7 @@ def make_run_id(started_at: datetime | str, inputs_hash: str) -> str:
     if not re.fullmatch(r"[0-9a-f]{8,}", inputs_hash or ""):
         raise StoreError(f"make_run_id: inputs_hash must be at least 8 lowercase hex digits, "
                          f"got {inputs_hash!r}")
-    return f"{started_at.astimezone(UTC):%Y%m%dT%H%M%SZ}-{inputs_hash[:8]}"
+    return f"{started_at.astimezone(UTC):%Y%m%dT%H%M%S.%fZ}-{secrets.token_hex(2)}-{inputs_hash[:8]}"
 
 
 @dataclass(frozen=True, eq=False)
@@ -265,8 +273,9 @@ class Store:
             Invalid inputs, or a run with this id is already stored.
         """
         if not _RUN_ID.match(run_id):
-            raise StoreError(f"run id {run_id!r} does not look like <yyyymmddTHHMMSSZ>-<8 hex>; "
-                             "make it with bench.store.make_run_id")
+            raise StoreError(f"run id {run_id!r} does not look like "
+                             "<yyyymmddTHHMMSS.ffffffZ>-<4 hex>-<8 hex>; make it with "
+                             "bench.store.make_run_id")
         where = f"run {task}/{entry.key}/{run_id}"
         _check_receipt(receipt, where)
         _check_scores(scores, where)
@@ -278,16 +287,18 @@ class Store:
             raise StoreError(f"{where}: receipt submission {claimed} differs from the entry {entry}")
         table = _check_per_case(per_case, where).sort_values("case_id", kind="stable")
         final = self.run_dir(task, entry, run_id)
-        if final.exists():
-            raise StoreError(f"{final} already exists: run {run_id} of {entry} is stored. "
-                             "Runs are immutable; score again to make a new run id.")
-        with atomic_directory(final) as tmp:
-            write_csv(tmp / PER_CASE, table)
-            write_json(tmp / SCORES, dict(scores))
-            (tmp / LOGS).mkdir()
-            for name, content in sorted((logs or {}).items()):
-                _write_log(tmp / LOGS, name, content, where)
-            write_json(tmp / RECEIPT, dict(receipt))
+        with exclusive(self.root / LOCK, timeout_s=LOCK_TIMEOUT_S, what=f"the results store {self.root}",
+                       error=StoreError):
+            if final.exists():
+                raise StoreError(f"{final} already exists: run {run_id} of {entry} is stored. "
+                                 "Runs are immutable; score again to make a new run id.")
+            with atomic_directory(final) as tmp:
+                write_csv(tmp / PER_CASE, table)
+                write_json(tmp / SCORES, dict(scores))
+                (tmp / LOGS).mkdir()
+                for name, content in sorted((logs or {}).items()):
+                    _write_log(tmp / LOGS, name, content, where)
+                write_json(tmp / RECEIPT, dict(receipt))
         log.info("stored %s", final)
         return self.read_run(final)
 

@@ -238,7 +238,8 @@ class ConfoundFloor(_Spec):
 
 
 class ReaderBand(_Spec):
-    """The readers as a reference band (:mod:`bench.pipeline.readers`) and the margin of the test.
+    """The readers as a reference (:mod:`bench.pipeline.readers`): 1c's leave-one-reader-out band, 1a's
+    inter-reader Dice and NSD; and the margin of the classification test.
 
     Each entry is tested for non-inferiority to the mean reader with a paired bootstrap: it is
     non-inferior when the one-sided ``confidence`` lower bound of (entry - mean reader) on the

@@ -158,16 +158,17 @@ def mark_tree(root: str | os.PathLike, kind: str) -> Path:
     return write_json(root / MARKER, {"schema_version": SCHEMA_VERSION, "kind": kind, "entries": entries})
 
 
-def foreign_content(root: str | os.PathLike, kind: str) -> str | None:
+def foreign_content(root: str | os.PathLike, kind: str, *, kept: tuple[str, ...] = ()) -> str | None:
     """Why ``root`` is not a tree of ``kind`` the harness wrote, or None when it is (or does not exist).
 
-    An empty folder is not foreign. Otherwise the folder needs :data:`MARKER` of ``kind`` and
-    nothing in it the marker does not list.
+    An empty folder is not foreign, nor one holding only files named in ``kept`` (top-level
+    files the caller carries into the new tree, such as a repository's README). Otherwise the
+    folder needs :data:`MARKER` of ``kind`` and nothing in it the marker does not list.
     """
     root = Path(root)
     if root.is_symlink() or (root.exists() and not root.is_dir()):
         return f"{root} is not a folder"
-    if not root.exists() or not any(root.iterdir()):
+    if not root.exists() or all(path.name in kept and path.is_file() for path in root.iterdir()):
         return None
     try:
         marker = json.loads((root / MARKER).read_text(encoding="utf-8"))
@@ -177,6 +178,20 @@ def foreign_content(root: str | os.PathLike, kind: str) -> str | None:
     if marked_kind != kind:
         return f"{root} was created by ricord-bench as a {marked_kind}, not a {kind}"
     for entry in walk_entries(root):
-        if entry.parts != (MARKER,) and entry.relative not in listed:
+        if entry.parts != (MARKER,) and entry.relative not in listed and entry.relative not in kept:
             return f"{root} holds {entry.relative!r}, which ricord-bench did not write there"
     return None
+
+
+def publish_modes(root: str | os.PathLike, *, folders: int = 0o755, files: int = 0o644) -> None:
+    """Give every folder of ``root`` (itself included) mode ``folders`` and every file ``files``.
+
+    For trees served or read by another user (a web server, an unprivileged container): a
+    temporary folder is created 0700 and an atomic write follows the umask, neither of which
+    such a reader can use. Links are left alone.
+    """
+    os.chmod(root, folders)
+    for entry in walk_entries(root):
+        mode = entry.info.st_mode
+        if stat.S_ISDIR(mode) or stat.S_ISREG(mode):
+            os.chmod(Path(root, *entry.parts), folders if stat.S_ISDIR(mode) else files)

@@ -1,5 +1,6 @@
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -19,9 +20,14 @@ from tests.helpers.board_fixtures import EVIL, SEG_TASK, build_fake_store, recei
 REPO = Path(__file__).resolve().parent.parent
 
 
-def test_make_run_id_is_utc_time_and_hash_prefix():
-    started = datetime(2026, 3, 4, 7, 8, 9, tzinfo=timezone(timedelta(hours=2)))
-    assert make_run_id(started, "0123456789abcdef") == "20260304T050809Z-01234567"
+def test_make_run_id_is_utc_time_random_bits_and_hash_prefix():
+    started = datetime(2026, 3, 4, 7, 8, 9, 123456, tzinfo=timezone(timedelta(hours=2)))
+    run_id = make_run_id(started, "0123456789abcdef")
+    assert re.fullmatch(r"20260304T050809\.123456Z-[0-9a-f]{4}-01234567", run_id), run_id
+    # the same inputs at the same microsecond (concurrent scorers) still get distinct ids
+    assert len({make_run_id(started, "0123456789abcdef") for _ in range(50)}) > 45
+    later = make_run_id(started + timedelta(microseconds=1), "00000000")
+    assert later > run_id
 
 
 def test_make_run_id_refuses_naive_time_and_bad_hash():
@@ -32,7 +38,8 @@ def test_make_run_id_refuses_naive_time_and_bad_hash():
 
 
 def test_make_run_id_takes_the_receipts_utc_text_too():
-    assert make_run_id("2026-03-04T05:08:09Z", "0123456789abcdef") == "20260304T050809Z-01234567"
+    run_id = make_run_id("2026-03-04T05:08:09Z", "0123456789abcdef")
+    assert re.fullmatch(r"20260304T050809\.000000Z-[0-9a-f]{4}-01234567", run_id), run_id
     with pytest.raises(StoreError, match="yyyy-mm-ddTHH:MM:SSZ"):
         make_run_id("2026-03-04 05:08", "0" * 64)
 
@@ -97,9 +104,11 @@ def test_two_teams_with_the_same_entry_name_never_collide(tmp_path):
 def test_runs_are_immutable(tmp_path):
     spec = load_task(SEG_TASK)
     store = Store(tmp_path)
-    seg_run(store, spec, "a", [0.5, 0.6])
+    first = seg_run(store, spec, "a", [0.5, 0.6])
     with pytest.raises(StoreError, match="already exists"):
-        seg_run(store, spec, "a", [0.5, 0.6])
+        store.write_run(spec.id, first.entry, first.run_id, receipt=plain(first.receipt),
+                        scores=plain(first.scores), per_case=first.per_case)
+    assert seg_run(store, spec, "a", [0.5, 0.6]).run_id != first.run_id  # same inputs, same second: a new id
 
 
 ENTRY_A = EntryId("Team A", "a")

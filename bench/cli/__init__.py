@@ -1,8 +1,9 @@
 """The `bench` command line: parses arguments, calls one library function, prints.
 
 Every command lives in a module of this package that adds itself to :data:`app`.
-The one place that turns a :class:`bench.errors.BenchError` into a message and an
-exit code is :class:`_BenchGroup`, so commands never catch it themselves.
+The one place that turns a :class:`bench.errors.BenchError` (or an I/O error such as a full
+disk, :func:`bench.errors.io_error_message`) into a message and an exit code is
+:class:`_BenchGroup`, so commands never catch them themselves.
 """
 
 import logging
@@ -11,7 +12,10 @@ import typer
 from typer.core import TyperGroup
 
 from bench.cli.progress import console, shown
-from bench.errors import BenchError
+from bench.errors import BenchError, io_error_message
+
+IO_EXIT_CODE = 74
+"""Exit code of a command stopped by an I/O error (EX_IOERR of sysexits.h)."""
 
 
 class _BenchGroup(TyperGroup):
@@ -21,6 +25,18 @@ class _BenchGroup(TyperGroup):
     (public in every Typer version) instead of subclassing a click exception class.
     """
 
+    def get_help_option(self, ctx):
+        """Typer's ``--help``, defaulting to False instead of None.
+
+        Typer skips coercing a boolean option only when its value is a bool; a group's ``--help``
+        left unset is None, so ``bench score --help`` would build a pydantic adapter for it and
+        import pydantic (a third of that command's start-up, benchmarks/bench_startup.py).
+        """
+        option = super().get_help_option(ctx)
+        if option is not None and option.default is None:
+            option.default = False
+        return option
+
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
@@ -29,6 +45,9 @@ class _BenchGroup(TyperGroup):
             for note in getattr(error, "__notes__", ()):
                 console.print(f"  {shown(note)}", soft_wrap=True)
             raise typer.Exit(code=error.exit_code) from error
+        except OSError as error:  # disk full, permission denied...: a message, never a traceback
+            console.print(f"[bold red]error:[/] {shown(io_error_message(error))}", soft_wrap=True)
+            raise typer.Exit(code=IO_EXIT_CODE) from error
 
 
 app = typer.Typer(

@@ -345,6 +345,11 @@ def read_header(path: str | os.PathLike) -> dict:
             "cannot identify the instance. Re-download it or remove it."
         )
     expected = _expected_pixel_bytes(ds, fields)
+    if expected is not None and remaining == 0:  # dcmread reached the end: no (7FE0,0010) element
+        raise DicomError(
+            f"{path}: no PixelData element (missing pixel data; the header describes a "
+            f"{fields.integer('Rows')}x{fields.integer('Columns')} image). Re-download this file."
+        )
     if expected is not None:
         # dcmread stops at the (7FE0,0010) tag: its tag + VR + length take 12 bytes (explicit VR)
         # or 8 (implicit VR) before the values.

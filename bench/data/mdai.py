@@ -491,7 +491,14 @@ def rasterize_case(
     """
     masks = reader_masks(export, volume_sop_uids, shape_yx, labels=labels, series_uid=series_uid,
                          protocol=protocol, aliases=aliases)
-    shape = (len(volume_sop_uids), int(shape_yx[0]), int(shape_yx[1]))
+    return reference_mask(masks, readers=readers,
+                          shape=(len(volume_sop_uids), int(shape_yx[0]), int(shape_yx[1])))
+
+
+def reference_mask(masks: Mapping[str, Mapping[str, np.ndarray]], *, readers: str,
+                   shape: tuple[int, ...]) -> np.ndarray:
+    """The reference from :func:`reader_masks`: the adjudicators' union where any drew, else the
+    reader groups combined by ``readers``."""
     if masks["adjudicator"]:
         return combine_readers(list(masks["adjudicator"].values()), readers="union", shape=shape)
     return combine_readers(list(masks["reader"].values()), readers=readers, shape=shape)

@@ -77,6 +77,7 @@ LATERAL_VIEWS = frozenset({"LL", "RL", "LATERAL", "LAT"})
 SKIP_KINDS = (
     ("not a DICOM file", "not a DICOM file"),
     ("truncated DICOM file", "truncated DICOM file"),
+    ("no PixelData element", "missing PixelData"),
     ("unreadable or truncated DICOM header", "unreadable or truncated DICOM header"),
     ("DICOM header lacks", "DICOM header lacks instance UIDs"),
     ("duplicate SOPInstanceUID", "duplicate SOPInstanceUID"),

@@ -189,3 +189,33 @@ def _binary_title(head) -> str:
     """e.g. ``covid: positive vs negative`` (the positive class first)."""
     others = [c for c in head.classes if c != head.positive]
     return f"{label(head.name)}: {label(head.positive)} vs {label(others[0])}"
+
+
+def reliability_svg(calibration: dict) -> bytes | None:
+    """Reliability diagram of one head: observed fraction against mean predicted probability per bin,
+    with the bootstrap band as error bars, one series per class (``scores.json``'s ``calibration``).
+
+    Never drawn on a hidden split: a bin's observed fraction, next to the entrant's own
+    probabilities, would give away the labels of the cases in small bins.
+    """
+    series = [(name, entry["bins"]) for name, entry in calibration.items() if entry.get("bins")]
+    if not series:
+        return None
+    figure = _figure(4.2, 3.6)
+    axes = figure.subplots()
+    axes.plot([0, 1], [0, 1], color="#999999", linewidth=0.8, linestyle="--", label="perfect calibration")
+    for k, (name, bins) in enumerate(series):
+        x = np.array([b["mean_predicted"] for b in bins], dtype=float)
+        y = np.array([b["observed"] for b in bins], dtype=float)
+        low = np.array([b["observed_low"] if b["observed_low"] is not None else np.nan for b in bins], dtype=float)
+        high = np.array([b["observed_high"] if b["observed_high"] is not None else np.nan for b in bins],
+                        dtype=float)
+        color = PALETTE[k % len(PALETTE)]
+        axes.errorbar(x, y, yerr=np.vstack([np.maximum(y - low, 0), np.maximum(high - y, 0)]), color=color,
+                      marker="o", markersize=3.5, linewidth=1, capsize=2, label=label(name))
+    axes.set_xlim(0, 1)
+    axes.set_ylim(0, 1)
+    axes.set_xlabel("mean predicted probability")
+    axes.set_ylabel("observed fraction")
+    axes.legend(fontsize=7, frameon=False, loc="upper left")
+    return _svg(figure)

@@ -29,14 +29,24 @@ import jinja2
 import pandas as pd
 
 from bench.errors import LeaderboardError, TaskSpecError
-from bench.io import SCHEMA_VERSION, is_missing, json_number, write_bytes, write_csv, write_json, write_text
+from bench.io import (
+    SCHEMA_VERSION,
+    is_missing,
+    json_number,
+    spreadsheet_safe,
+    write_bytes,
+    write_csv,
+    write_json,
+    write_text,
+)
 from bench.leaderboard import pages, plots
 from bench.leases import temp_dir
 from bench.metrics.registry import METRICS
 from bench.ranking.analysis import BoardAnalysis, analyse_board
 from bench.ranking.board import Board, BoardEntry, build_boards
-from bench.store import Store, StoredRun, plain, reader_band_folder
+from bench.store import Store, StoredRun, plain, reader_band_folder, slugify
 from bench.tasks import TaskSpec, load_task
+from bench.trees import foreign_content, mark_tree, publish_modes
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +56,8 @@ METHOD_TEXT = {
     "test-then-rank": ("test-then-rank: one-sided Wilcoxon signed-rank tests between every pair, "
                        "Holm-corrected at alpha {alpha}; ranked by the number of entries beaten"),
 }
+SITE_KIND = "leaderboard site"
+"""The kind recorded in the marker of a site this module built (:func:`bench.trees.mark_tree`)."""
 KEPT = ("README.md",)
 """Files of the site folder that are not the site's (the repository's ``leaderboard/README.md``):
 allowed in ``out`` and carried into every rebuilt site."""
@@ -73,10 +85,13 @@ def build_leaderboard(results: str | os.PathLike, out: str | os.PathLike, *,
 
     The site is assembled in a temporary directory beside ``out`` and renamed into place at
     the end, so a failed or interrupted build leaves the previous site untouched. ``out`` may
-    be a previous leaderboard (it has ``leaderboard.json``) or an empty or missing directory (a
-    ``README.md`` aside, which is kept, see :data:`KEPT`); anything else is refused. A stored
-    run that cannot be read (e.g. a corrupt ``scores.json``) is left out with a warning on the
-    index page and in the report's ``skipped``; the rest is built.
+    be a site this harness built (its :data:`bench.trees.MARKER` lists every file, and nothing
+    else is there) or an empty or missing directory (a ``README.md`` aside, which is kept, see
+    :data:`KEPT`); anything else, and an ``out`` that holds or lies inside the results store, is
+    refused: the harness deletes only what it wrote. Folders of the site are 0755 and files
+    0644, so a web server running as another user can serve it. A stored run that cannot be
+    read (e.g. a corrupt ``scores.json``) is left out with a warning on the index page and in
+    the report's ``skipped``; the rest is built.
 
     Parameters
     ----------
@@ -96,7 +111,7 @@ def build_leaderboard(results: str | os.PathLike, out: str | os.PathLike, *,
         that is not a leaderboard.
     """
     store, out = Store(results), Path(out)
-    _check_out(out)
+    _check_out(out, store.root)
     broken: list[tuple[Path, str]] = []
     runs = store.latest_runs(broken=broken)
     # relative to the store: the page names the file without publishing the host's folders
@@ -126,9 +141,11 @@ def build_leaderboard(results: str | os.PathLike, out: str | os.PathLike, *,
             page_title="Leaderboard"))
         write_json(site / "leaderboard.json", {"schema_version": SCHEMA_VERSION, "tasks": [
             _task_json(spec, boards, analyses) for spec, boards, analyses in tasks]})
+        mark_tree(site, SITE_KIND)
         for name in KEPT:
             if (out / name).is_file():
                 write_bytes(site / name, (out / name).read_bytes())
+        publish_modes(site)
         _swap(site, out)
     if progress:
         progress(len(task_ids), len(task_ids), "done")
@@ -144,12 +161,16 @@ def _analysis(store: Store, board: Board, task_runs: list[StoredRun]) -> BoardAn
     return analyse_board(board, references=references, band_dir=band)
 
 
-def _check_out(out: Path) -> None:
-    foreign = (out.is_dir() and any(not (path.name in KEPT and path.is_file()) for path in out.iterdir())
-               and not (out / "leaderboard.json").exists())
-    if out.exists() and (not out.is_dir() or foreign):
-        raise LeaderboardError(f"{out} exists and is not a leaderboard built by bench (no leaderboard.json); "
-                               "choose an empty or new --out directory")
+def _check_out(out: Path, results: Path) -> None:
+    """Refuse an ``out`` whose replacement would delete what the harness did not write there."""
+    site, store = out.absolute(), results.absolute()
+    if store.is_relative_to(site) or site.is_relative_to(store):
+        raise LeaderboardError(f"--out {out} and the results store {results} overlap; building replaces "
+                               "--out entirely. Choose an --out outside the store (e.g. a sibling folder).")
+    problem = foreign_content(out, SITE_KIND, kept=KEPT)
+    if problem is not None:
+        raise LeaderboardError(f"{problem}. `bench leaderboard build` replaces --out entirely, so it only "
+                               "replaces a site it built; choose an empty or new --out directory.")
 
 
 def _swap(site: Path, out: Path) -> None:
@@ -208,14 +229,23 @@ def _write_task(env: jinja2.Environment, folder: Path, spec: TaskSpec, boards: l
                 write_bytes(folder / f"{board.key}-{kind}.svg", svg)
                 plots_of[board.key][kind] = f"{board.key}-{kind}.svg"
         for entry in board.entries:
+            reliability = {}
+            if not board.hide_per_case:
+                for head, calibration in (entry.run.scores.get("calibration") or {}).items():
+                    svg = plots.reliability_svg(calibration)
+                    if svg is not None:
+                        page = Path(entry.page)  # beside the entry's page, linked by file name
+                        name = f"{page.stem}-calibration-{slugify(head)}.svg"
+                        write_bytes(folder / board.key / page.parent / name, svg)
+                        reliability[head] = name
             write_text(folder / board.key / entry.page, env.get_template("submission.html").render(
-                root="../../../", spec=spec, board=board, entry=entry,
+                root="../../../", spec=spec, board=board, entry=entry, reliability=reliability,
                 page_title=f"{entry.run.name} · {spec.title}",
                 per_case=None if board.hide_per_case else _per_case_rows(entry.run.per_case)))
     write_text(folder / "index.html", env.get_template("task.html").render(
         root="../", spec=spec, boards=boards, plots=plots_of, withheld=withheld, csv=f"{spec.id}.csv",
         analyses=analyses, page_title=spec.title))
-    write_csv(folder / f"{spec.id}.csv", _task_table(spec, boards))
+    write_csv(folder / f"{spec.id}.csv", spreadsheet_safe(_task_table(spec, boards)))
 
 
 def _per_case_rows(table: pd.DataFrame) -> dict[str, Any]:

@@ -210,8 +210,8 @@ def _as_bool(mask: np.ndarray) -> np.ndarray:
     """``mask != 0`` as bool: a view, not a copy, of a one-byte mask that holds only 0 and 1."""
     if mask.dtype == np.bool_:
         return mask
-    if mask.dtype.itemsize == 1 and mask.dtype.kind in "iu" and mask.size and 0 <= mask.min() \
-            and mask.max() <= 1:
+    one_byte = mask.dtype.itemsize == 1 and mask.dtype.kind in "iu" and mask.size
+    if one_byte and mask.max() <= 1 and (mask.dtype.kind == "u" or mask.min() >= 0):  # uint8: one pass
         return mask.view(np.bool_)
     return mask.astype(bool)
 

@@ -9,13 +9,15 @@ directory in ``runs/<task>/<team>/<entry>/<split>-<UTC time>``, whose path the r
 """
 
 import logging
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench.errors import BenchError
+from bench.errors import BenchError, PrepareError
+from bench.io import exclusive
 from bench.parallel import map_ordered
 from bench.prepare.materialize import prepare_split
 from bench.prepare.reference import read_reference
@@ -29,6 +31,8 @@ from bench.tasks import TaskSpec
 log = logging.getLogger(__name__)
 
 ProgressCallback = Callable[[int, int, str], None]
+PREPARE_LOCK_TIMEOUT_S = 3600
+"""How long an evaluate waits for another one preparing the same split before it gives up."""
 
 
 @dataclass(frozen=True)
@@ -59,31 +63,34 @@ def prepared_split(
     Returns the folder (holding ``input/`` and ``reference/``) and whether it was reused. A
     prepared split is reused when its reference verifies and was made from the current task
     spec and pinned split; otherwise it is prepared again (images come from the fingerprint
-    cache in ``work/cache``, so that is cheap too).
+    cache in ``work/cache``, so that is cheap too). Concurrent evaluates take turns on one
+    prepared split (a lock file beside it): the second finds the first one's tree and reuses it.
     """
     out = Path(work).absolute() / "prepared" / spec.id / name / split
-    if (out / "reference" / "reference.json").is_file() and (out / "input" / "cases.json").is_file():
-        try:
-            reference = read_reference(out / "reference", check_masks=False)
-        except BenchError as error:
-            log.info("prepared split %s is unusable (%s); preparing again", out, error)
-        else:
-            pinned = load_split(spec.id, name, directory=tasks_dir).sha256
-            current = reference.task_sha256 == spec.sha256 and reference.split_sha256 == pinned
-            if current and reference.inputs_sha256 is not None:  # older preparations bind no run
-                return out, True
-            log.info("prepared split %s is stale (task or split changed); preparing again", out)
-    prepare_split(
-        spec,
-        name,
-        split,
-        root=root,
-        out=out,
-        cache_dir=Path(work).absolute() / "cache",
-        overwrite=True,
-        directory=tasks_dir,
-        progress=stage_progress(progress, "prepare"),
-    )
+    with exclusive(out.parent / f".{split}.lock", timeout_s=PREPARE_LOCK_TIMEOUT_S,
+                   what=f"the prepared split {out}", error=PrepareError):
+        if (out / "reference" / "reference.json").is_file() and (out / "input" / "cases.json").is_file():
+            try:
+                reference = read_reference(out / "reference", check_masks=False)
+            except BenchError as error:
+                log.info("prepared split %s is unusable (%s); preparing again", out, error)
+            else:
+                pinned = load_split(spec.id, name, directory=tasks_dir).sha256
+                current = reference.task_sha256 == spec.sha256 and reference.split_sha256 == pinned
+                if current and reference.inputs_sha256 is not None:  # older preparations bind no run
+                    return out, True
+                log.info("prepared split %s is stale (task or split changed); preparing again", out)
+        prepare_split(
+            spec,
+            name,
+            split,
+            root=root,
+            out=out,
+            cache_dir=Path(work).absolute() / "cache",
+            overwrite=True,
+            directory=tasks_dir,
+            progress=stage_progress(progress, "prepare"),
+        )
     return out, False
 
 
@@ -212,7 +219,7 @@ def _new_run_dir(work: Path, task: str, entry: EntryId, split: str) -> Path:
     parent = work.absolute() / "runs" / task / entry.key
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
     parent.mkdir(parents=True, exist_ok=True)
-    return parent / f"{split}-{stamp}"
+    return parent / f"{split}-{stamp}-{secrets.token_hex(2)}"  # unique under concurrent evaluates
 
 
 def stage_progress(progress: ProgressCallback | None, stage: str) -> ProgressCallback | None:

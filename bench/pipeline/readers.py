@@ -26,6 +26,7 @@ import logging
 import os
 import shutil
 from dataclasses import dataclass
+from itertools import combinations
 from pathlib import Path
 
 import numpy as np
@@ -35,10 +36,13 @@ from bench.data.manifest import read_manifest
 from bench.data.protocol import FAMILIES, apply_protocol
 from bench.errors import TaskSpecError
 from bench.io import SCHEMA_VERSION, atomic_directory, json_number, write_csv, write_json
-from bench.metrics.uncertainty import bootstrap_counts, percentile_interval
+from bench.metrics.segmentation import score_case
+from bench.metrics.uncertainty import bootstrap_counts, percentile_interval, resampled_means
 from bench.pipeline.evaluate import ProgressCallback, prepared_split
+from bench.prepare import nifti
 from bench.prepare.reference import read_reference
 from bench.ranking.statistics import resampled_auroc
+from bench.scoring.segmentation import metric_policy, tolerance_mm
 from bench.store import reader_band_folder
 from bench.tasks import TaskSpec
 
@@ -108,11 +112,82 @@ def _score(spec: TaskSpec, head, table: pd.DataFrame) -> ReaderScore:
                        interval.high)
 
 
+def _write_band(results, reference, document: dict, per_case: pd.DataFrame) -> Path:
+    folder = reader_band_folder(results, document["task"], reference.split_name, reference.split)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    fresh = folder.with_name(folder.name + ".new")
+    with atomic_directory(fresh) as tmp:
+        write_json(tmp / "band.json", document)
+        write_csv(tmp / "per_case.csv", per_case)
+    if folder.exists():  # a band this module wrote before: swapped out, then removed
+        old = folder.with_name(folder.name + ".old")
+        os.replace(folder, old)
+        os.replace(fresh, folder)
+        shutil.rmtree(old)
+    else:
+        os.replace(fresh, folder)
+    return folder
+
+
+def inter_reader_agreement(spec: TaskSpec, *, root: str | Path, name: str = "synthetic", split: str = "test",
+                           results: str | Path = "results", work: str | Path | None = None,
+                           tasks_dir: str | Path | None = None,
+                           progress: ProgressCallback | None = None) -> tuple[ReaderScore, ...]:
+    """1a: Dice and NSD between every two reader groups that traced a study, with bootstrap intervals.
+
+    ``prepare`` keeps each reader group's mask of a study traced by more than one group under
+    ``reference/readers/<case>/``; each pair is scored with :func:`bench.metrics.segmentation.score_case`
+    (the task's tolerance and empty-mask policy), a study's value is the mean over its pairs, and the
+    interval is the task's bootstrap over studies.
+    """
+    root = Path(root)
+    work = Path(work) if work is not None else Path(results) / ".work"
+    prepared, _ = prepared_split(spec, root=root, name=name, split=split, work=work, tasks_dir=tasks_dir,
+                                 progress=progress)
+    reference = read_reference(prepared / "reference", check_masks=False)
+    patients = dict(zip(reference.cases.case_id.astype(str), reference.cases.patient_id.astype(str), strict=True))
+    rows = []
+    traced = prepared / "reference" / "readers"
+    for folder in sorted(traced.iterdir()) if traced.is_dir() else []:
+        loaded = [(path.name.removesuffix(".nii.gz"), nifti.read_volume(path))
+                  for path in sorted(folder.glob("*.nii.gz"))]
+        for (first, (a, header, _)), (second, (b, _, _)) in combinations(loaded, 2):
+            spacing = tuple(float(z) for z in header.get_zooms()[:a.ndim])
+            scores = score_case(a, b, spacing_mm=spacing, tolerance_mm=tolerance_mm(spec),
+                                policy=metric_policy(spec))
+            rows.append({"case_id": folder.name, "patient_id": patients.get(folder.name, folder.name),
+                         "group_name": f"{first}|{second}", "dice": scores.dice, "nsd": scores.nsd})
+    pairs = pd.DataFrame(rows, columns=["case_id", "patient_id", "group_name", "dice", "nsd"])
+    per_study = pairs.groupby(["case_id", "patient_id"], as_index=False)[["dice", "nsd"]].mean()
+    boot = spec.bootstrap
+    scores_out = []
+    if len(per_study):
+        counts = bootstrap_counts(len(per_study), n_resamples=boot.resamples, seed=boot.seed,
+                                  clusters=per_study.patient_id.to_numpy() if boot.cluster else None)
+        for metric in ("dice", "nsd"):
+            values = per_study[metric].to_numpy(dtype=float)
+            interval = percentile_interval(float(values.mean()), resampled_means(values, counts),
+                                           confidence=boot.confidence)
+            scores_out.append(ReaderScore(f"inter-reader {metric}", len(per_study), interval.estimate,
+                                          interval.low, interval.high))
+    document = {
+        "schema_version": SCHEMA_VERSION, "task": spec.id, "task_sha256": spec.sha256, "kind": "inter-reader",
+        "split": {"name": reference.split_name, "split": reference.split, "sha256": reference.split_sha256},
+        "readers": [{"group": s.group, "n": s.n, "value": json_number(s.value), "ci_low": json_number(s.ci_low),
+                     "ci_high": json_number(s.ci_high)} for s in scores_out],
+    }
+    _write_band(results, reference, document, pairs)
+    return tuple(scores_out)
+
+
 def reader_band(spec: TaskSpec, *, root: str | Path, name: str = "synthetic", split: str = "test",
                 results: str | Path = "results", work: str | Path | None = None,
                 tasks_dir: str | Path | None = None,
                 progress: ProgressCallback | None = None) -> tuple[ReaderScore, ...]:
     """Score every reader group of the prepared ``split`` against the other readers; store the band."""
+    if spec.kind == "segmentation":
+        return inter_reader_agreement(spec, root=root, name=name, split=split, results=results, work=work,
+                                      tasks_dir=tasks_dir, progress=progress)
     head = _primary_head(spec)
     classes = list(head.classes)
     root = Path(root)
@@ -133,8 +208,6 @@ def reader_band(spec: TaskSpec, *, root: str | Path, name: str = "synthetic", sp
     loo = leave_one_out(readers, spec, head.column).merge(cases, on="study_uid")
     loo = loo[loo.label.isin(classes) & loo.consensus.isin(classes)].sort_values(["group_name", "case_id"])
     scores = tuple(_score(spec, head, group) for _, group in loo.groupby("group_name", sort=True))
-    folder = reader_band_folder(results, spec.id, reference.split_name, reference.split)
-    folder.parent.mkdir(parents=True, exist_ok=True)
     document = {
         "schema_version": SCHEMA_VERSION, "task": spec.id, "task_sha256": spec.sha256,
         "split": {"name": reference.split_name, "split": reference.split, "sha256": reference.split_sha256},
@@ -142,16 +215,6 @@ def reader_band(spec: TaskSpec, *, root: str | Path, name: str = "synthetic", sp
         "readers": [{"group": s.group, "n": s.n, "value": json_number(s.value), "ci_low": json_number(s.ci_low),
                      "ci_high": json_number(s.ci_high)} for s in scores],
     }
-    fresh = folder.with_name(folder.name + ".new")
-    with atomic_directory(fresh) as tmp:
-        write_json(tmp / "band.json", document)
-        write_csv(tmp / "per_case.csv", loo[["case_id", "patient_id", "group_name", "label", "consensus"]])
-    if folder.exists():  # a band this function wrote before: swapped out, then removed
-        old = folder.with_name(folder.name + ".old")
-        os.replace(folder, old)
-        os.replace(fresh, folder)
-        shutil.rmtree(old)
-    else:
-        os.replace(fresh, folder)
+    _write_band(results, reference, document, loo[["case_id", "patient_id", "group_name", "label", "consensus"]])
     log.info("reader band of %s on %s/%s: %d readers", spec.id, name, split, len(scores))
     return scores

@@ -17,7 +17,7 @@ second prepare reads no DICOM at all. NIfTI conventions: :mod:`bench.prepare.nif
 
 import logging
 import os
-import shutil
+import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,11 +40,14 @@ from bench.splits.fingerprints import (
 )
 from bench.splits.pinned import PinnedSplit, SplitCase, load_split
 from bench.tasks import SPLITS, TaskSpec
+from bench.trees import foreign_content, mark_tree, publish_modes, remove_tree
 
 log = logging.getLogger(__name__)
 
 
 Progress = Callable[[int, int, str], None]
+TREE_KINDS = {"input": "prepared input", "reference": "prepared reference"}
+"""Kinds recorded in the markers of ``OUT/input`` and ``OUT/reference`` (:func:`bench.trees.mark_tree`)."""
 
 
 @dataclass(frozen=True)
@@ -80,6 +83,10 @@ def _check_out(out: Path, *, overwrite: bool) -> None:
                                "(a link could put the reference inside the input tree). Remove it.")
         if target.exists() and not overwrite:
             raise PrepareError(f"{target} already exists. Pass --overwrite to replace it, or another --out.")
+        problem = foreign_content(target, TREE_KINDS[part])
+        if problem is not None:
+            raise PrepareError(f"{problem}. --overwrite replaces only a tree `bench prepare` wrote; move "
+                               f"what you keep there elsewhere, or choose another --out.")
 
 
 def _json_value(value):
@@ -225,13 +232,20 @@ def _build(spec, pinned, split, ordered, ids, rows, images, export, staging: Pat
                   "age": _json_value(row.get("age")),
                   "age_band": age_band(_json_value(row.get("age")), spec.subgroups.age_band_edges)}
         if spec.kind == "segmentation":
-            from bench.data.mdai import rasterize_case
+            from bench.data.mdai import reader_masks, reference_mask
 
             shape = geometry["shape_zyx"]
-            mask = rasterize_case(export, geometry["sop_uids"], (shape[1], shape[2]),
-                                  labels=list(spec.target.labels), readers=spec.target.readers,
-                                  series_uid=case.series_uid, protocol=spec.reading,
-                                  aliases=geometry["sop_aliases"])
+            masks = reader_masks(export, geometry["sop_uids"], (shape[1], shape[2]),
+                                 labels=list(spec.target.labels), series_uid=case.series_uid,
+                                 protocol=spec.reading, aliases=geometry["sop_aliases"])
+            mask = reference_mask(masks, readers=spec.target.readers, shape=tuple(shape))
+            traced = {group: m for group, m in masks["reader"].items() if m.any()}
+            if len(traced) > 1:  # inter-reader agreement (bench.pipeline.readers); not part of the hash
+                folder = reference_dir / "readers" / case_id
+                folder.mkdir(parents=True)
+                for group, reader_mask in traced.items():
+                    safe = re.sub(r"[^A-Za-z0-9_-]", "_", group)
+                    nifti.save(nifti.mask_image(reader_mask, image), folder / f"{safe}.nii.gz")
             mask_image = nifti.mask_image(mask, image)
             nifti.save(mask_image, reference_dir / "masks" / f"{case_id}.nii.gz")
             record["mask"] = f"masks/{case_id}.nii.gz"
@@ -258,20 +272,17 @@ def _build(spec, pinned, split, ordered, ids, rows, images, export, staging: Pat
     return document
 
 
-def _readable(tree: Path) -> None:
-    """Files 0644, folders 0755: a container runs as another, unprivileged user and must read
-    its inputs (atomic writes create files 0600)."""
-    tree.chmod(0o755)
-    for path in tree.rglob("*"):
-        path.chmod(0o755 if path.is_dir() else 0o644)
-
-
 def _commit(staging: Path, out: Path, *, overwrite: bool) -> None:
-    """Move the finished trees into place (a rename each: nobody sees a half-written tree)."""
-    _readable(staging / "input")
-    _readable(staging / "reference")
+    """Move the finished trees into place (a rename each: nobody sees a half-written tree).
+
+    Each tree gets its marker (what ``--overwrite`` may later replace) and modes 0755/0644: a
+    container runs as another, unprivileged user and must read its inputs.
+    """
+    for part in ("input", "reference"):
+        mark_tree(staging / part, TREE_KINDS[part])
+        publish_modes(staging / part)
     for part in ("input", "reference"):
         target = out / part
         if target.exists() and overwrite:
-            shutil.rmtree(target)
+            remove_tree(target)
         os.replace(staging / part, target)

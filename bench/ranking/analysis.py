@@ -63,6 +63,7 @@ class NonInferiority:
 class ReaderBandSummary:
     """The readers' scores (each against the others) and every entry's test against them."""
 
+    kind: str
     readers: tuple[dict, ...]
     low: float
     high: float
@@ -168,10 +169,12 @@ def reader_band_summary(board, band_dir: Path) -> ReaderBandSummary | None:
     head, metric = _head(board)
     margin = board.spec.reader_band.margin
     values = [_float(r.get("value")) for r in document["readers"]]
+    if document.get("kind") == "inter-reader":  # Dice and NSD: two metrics, no band to span
+        return ReaderBandSummary("inter-reader", tuple(document["readers"]), math.nan, math.nan, margin, ())
     tests: tuple[NonInferiority, ...] = ()
     if head is not None and metric == "auroc" and board.entries:
         tests = _non_inferiority(board, pd.read_csv(per_case_path, dtype=str), head, margin)
-    return ReaderBandSummary(tuple(document["readers"]), float(np.nanmin(values)), float(np.nanmax(values)),
+    return ReaderBandSummary(str(document.get("kind", "leave-one-out")), tuple(document["readers"]), float(np.nanmin(values)), float(np.nanmax(values)),
                              margin, tests)
 
 

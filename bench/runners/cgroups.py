@@ -46,27 +46,32 @@ def tasks(directory: Path) -> list[int]:
     return found
 
 
-def sweep(relative: str, *, attempts: int = 50) -> Sweep:
+def sweep(relative: str) -> Sweep:
     """Find tasks left in the cgroup ``relative`` (e.g. ``/docker/<id>``) of every hierarchy, kill them.
 
-    Returns how many tasks were found and killed. A directory that stays non-empty after
-    ``attempts`` rounds of SIGKILL is reported in ``detail`` (survivors > killed).
+    Returns how many tasks were found and killed; ``checked`` is False when the cgroup's
+    parent is in no hierarchy visible from here.
     """
     mounts = hierarchies()
-    if not mounts:
-        return Sweep(False, 0, 0, "no cgroup hierarchy visible to the harness; not checked")
     directories = [mount / relative.lstrip("/") for mount in mounts]
     if not any(d.parent.is_dir() for d in directories):
         return Sweep(False, 0, 0, f"the parent of cgroup {relative} is in no hierarchy visible to the "
                      "harness (an engine on another host or in another cgroup namespace); not checked")
-    present = [d for d in directories if d.is_dir()]
-    found = sorted({pid for d in present for pid in tasks(d)})
-    if not found:
-        return Sweep(True, 0, 0, f"no task left in cgroup {relative} ({len(mounts)} hierarchies checked)")
-    log.warning("%d tasks of %s outlived the container; killing them", len(found), relative)
+    return empty([d for d in directories if d.is_dir()], f"cgroup {relative}")
+
+
+def empty(directories: list[Path], label: str, *, attempts: int = 50) -> Sweep:
+    """SIGKILL every task in ``directories`` (and below) until none is left, then remove them.
+
+    A directory still holding tasks after ``attempts`` rounds is reported in ``detail``
+    (survivors > killed) and left in place.
+    """
+    found = sorted({pid for d in directories for pid in tasks(d)})
     killed: set[int] = set()
-    for _ in range(attempts):
-        alive = sorted({pid for d in present for pid in tasks(d)})
+    if found:
+        log.warning("%d tasks outlived the run in %s; killing them", len(found), label)
+    for _ in range(attempts if found else 0):
+        alive = sorted({pid for d in directories for pid in tasks(d)})
         if not alive:
             break
         for pid in alive:
@@ -76,14 +81,16 @@ def sweep(relative: str, *, attempts: int = 50) -> Sweep:
             except ProcessLookupError:
                 pass
         time.sleep(0.1)
-    left = sorted({pid for d in present for pid in tasks(d)})
-    for directory in sorted(present, key=lambda d: len(d.parts), reverse=True):
+    left = sorted({pid for d in directories for pid in tasks(d)})
+    for directory in directories:
         for folder, _, _ in sorted(os.walk(directory), key=lambda w: len(w[0]), reverse=True):
             try:
                 os.rmdir(folder)
-            except OSError:
+            except OSError:  # still busy, or already gone
                 pass
-    detail = f"{len(found)} tasks outlived the container in cgroup {relative}; {len(killed)} killed"
+    if not found:
+        return Sweep(True, 0, 0, f"no task left in {label}")
+    detail = f"{len(found)} tasks outlived the run in {label}; {len(killed)} killed"
     if left:
         detail += f", {len(left)} still alive ({left[:10]})"
     return Sweep(True, len(found), len(killed), detail)

@@ -41,12 +41,12 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
 
 from bench.errors import RunnerError, SubmissionError
+from bench.runners.confine import Confinement, confine
 from bench.runners.devices import GpuBinding, gpu_binding
 from bench.runners.result import ExecOutcome, Sweep, describe_end
 from bench.runners.seccomp import bpf_program
@@ -65,8 +65,8 @@ NOT_ISOLATED = (
 ISOLATED = (
     "bubblewrap sandbox: network, pid, ipc, uts and cgroup namespaces unshared, host uid 65534 without "
     "capabilities, seccomp (Docker's default, ptrace refused, no new namespaces), read-only root and "
-    "/dev, size-capped /tmp and /dev/shm, input read-only, output capped, streams capped, setrlimit on "
-    "memory and file size, the whole pid namespace killed at the deadline"
+    "/dev, size-capped /tmp and /dev/shm, input read-only, output capped, streams capped, file size "
+    "limited, the whole pid namespace killed at the deadline"
 )
 NO_SANDBOX = (
     "bubblewrap (bwrap) is not installed, so the process runner cannot contain the submission. "
@@ -87,10 +87,21 @@ _SYSTEM_FILES = (
 _ROOT_CAPS = ("CAP_SETUID", "CAP_SETGID", "CAP_SETPCAP")
 
 
-def describe_sandbox(limits: Limits, gpus: GpuBinding, roots: list[str]) -> str:
-    """Exactly what the sandbox of one run allows: the fixed rules, then memory, GPUs and Python."""
-    memory = (f"RLIMIT_DATA {limits.memory} (private writable memory; GPU runs, as CUDA reserves "
-              "address space it does not use)" if gpus.indexes else f"RLIMIT_AS {limits.memory} (address space)")
+def describe_sandbox(limits: Limits, gpus: GpuBinding, roots: list[str], confined: bool) -> str:
+    """Exactly what the sandbox of one run allows: the fixed rules, then pids and memory, GPUs, Python.
+
+    ``confined``: the sandbox has its own cgroup (:mod:`bench.runners.confine`).
+    """
+    if gpus.indexes:
+        memory = (f"RLIMIT_DATA {limits.memory} (private writable memory; GPU runs, as CUDA reserves "
+                  "address space it does not use)")
+    else:
+        memory = f"RLIMIT_AS {limits.memory} (address space)"
+    if confined:
+        memory += f" per process, and a cgroup of {limits.memory} with swap included for the whole tree "
+        memory += f"(OOM-killed past it); pids.max {limits.pids}"
+    else:
+        memory += " per process; no pids limit (no cgroup: not root, or cgroup v2)"
     python = ", ".join(roots) if roots else "the system's, under /usr"
     return f"{ISOLATED}; memory: {memory}; {gpus.describe()}; Python installation read-only: {python}"
 
@@ -264,20 +275,26 @@ def run_process(
         log.warning(NOT_ISOLATED)
         if detached := detach_links(input_dir):
             log.info("copied %d hard-linked inputs: the command runs as their owner", detached)
-        with tempfile.TemporaryDirectory(prefix="bench-process-") as scratch:
-            environment = _environment(str(input_dir), str(output_dir), scratch, limits, interpreter, gpus)
-            outcome = _execute(list(command), environment, submission.directory, limits, ())
+        # inside the run's staging folder, so the run's lease covers it if the harness is killed
+        scratch = input_dir.parent / "scratch"
+        scratch.mkdir(mode=0o700)
+        environment = _environment(str(input_dir), str(output_dir), str(scratch), limits, interpreter, gpus)
+        outcome = _execute(list(command), environment, submission.directory, limits, ())
         return outcome, False, NOT_ISOLATED, command
     info_read, info_write = os.pipe()
+    as_root = os.geteuid() == 0
+    confinement = confine(pids=limits.pids, memory_bytes=parse_memory_bytes(limits.memory))
     with bpf_program() as program:
         argv = bwrap_arguments(
             bwrap, submission.directory, input_dir, output_dir, limits, command,
-            seccomp_fd=program.fileno(), info_fd=info_write, as_root=os.geteuid() == 0,
+            seccomp_fd=program.fileno(), info_fd=info_write, as_root=as_root,
             python=interpreter, gpus=gpus,
         )
         environment = _environment("/input", "/output", "/tmp", limits, interpreter, gpus)
-        outcome = _execute(argv, environment, None, limits, (program.fileno(), info_write), info_read)
-    return outcome, True, describe_sandbox(limits, gpus, python_roots(interpreter)), command
+        outcome = _execute(argv, environment, None, limits, (program.fileno(), info_write), info_read,
+                           confinement)
+    isolation = describe_sandbox(limits, gpus, python_roots(interpreter), confinement is not None)
+    return outcome, True, isolation, command
 
 
 def _environment(input_dir: str, output_dir: str, tmp: str, limits: Limits, python: str,
@@ -306,13 +323,11 @@ def memory_rlimit(limits: Limits) -> int:
 
 
 def _limit_resources(limits: Limits) -> None:
-    """Runs in the child before exec: memory (:func:`memory_rlimit`), file size and core-dump limits."""
-    memory = parse_memory_bytes(limits.memory)
-    for name, value in (
-        (memory_rlimit(limits), memory),
-        (resource.RLIMIT_FSIZE, limits.output_mb * 1024 * 1024),
-        (resource.RLIMIT_CORE, 0),
-    ):
+    """Runs in the child before exec: memory per process (:func:`memory_rlimit`), file size and
+    core-dump limits. The sandbox's cgroup, when there is one, bounds the whole tree on top."""
+    bounds = [(memory_rlimit(limits), parse_memory_bytes(limits.memory)),
+              (resource.RLIMIT_FSIZE, limits.output_mb * 1024 * 1024), (resource.RLIMIT_CORE, 0)]
+    for name, value in bounds:
         resource.setrlimit(name, (value, value))
     signal.signal(signal.SIGXFSZ, signal.SIG_DFL)
 
@@ -324,8 +339,16 @@ def _execute(
     limits: Limits,
     pass_fds: tuple[int, ...],
     info_fd: int | None = None,
+    confinement: Confinement | None = None,
 ) -> ExecOutcome:
-    """Start ``argv``, stream its output into capped logs, kill it at the deadline, sweep after."""
+    """Start ``argv`` (in ``confinement``'s cgroup when given), stream its output into capped
+    logs, kill it at the deadline, sweep after."""
+
+    def before_exec():
+        _limit_resources(limits)
+        if confinement is not None:
+            confinement.join()
+
     stdout, stderr = CappedLog(), CappedLog()
     started = time.monotonic()
     timed_out = False
@@ -339,9 +362,11 @@ def _execute(
             cwd=cwd,
             start_new_session=True,
             pass_fds=pass_fds,
-            preexec_fn=lambda: _limit_resources(limits),
+            preexec_fn=before_exec,
         )  # noqa: PLW1509
     except OSError as error:
+        if confinement is not None:
+            confinement.release()
         raise RunnerError(
             f"cannot start {argv[0]!r}: {error.strerror}. Check the command in submission.yaml."
         ) from error
@@ -364,16 +389,20 @@ def _execute(
     duration = time.monotonic() - started
     survivors = namespace.sweep() if namespace is not None else Sweep(
         False, 0, 0, "no sandbox: processes that left the command's process group are not tracked")
+    oom = False
+    if confinement is not None:
+        oom = confinement.oom_kills() > 0
+        confinement.release()
     for reader in readers:
         reader.join(timeout=10)
     return ExecOutcome(
         exit_code=exit_code,
         timed_out=timed_out,
-        oom_killed=False,
+        oom_killed=oom,
         duration_s=duration,
         stdout=stdout.value(),
         stderr=stderr.value(),
-        error=describe_end(exit_code, timed_out, False, limits),
+        error=describe_end(exit_code, timed_out, oom, limits),
         survivors=survivors,
     )
 

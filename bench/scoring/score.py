@@ -19,6 +19,7 @@ import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 import nibabel as nib
@@ -118,7 +119,8 @@ def score_run(
         The reference does not match the pinned split or the task spec, or the run dir is not
         a run of this task.
     """
-    started_at = utc_now()
+    started = datetime.now(UTC)
+    started_at = utc_now(started)
     reference_dir = Path(reference_dir).resolve()
     # segmentation: each worker checks the mask it scores, decompressing it once
     reference = read_reference(reference_dir, check_masks=spec.kind != "segmentation")
@@ -152,7 +154,7 @@ def score_run(
             "outputs_sha256": run.outputs_sha256(),
         }
     )
-    run_id = make_run_id(started_at, inputs_sha256)
+    run_id = make_run_id(started, inputs_sha256)
     entry = run.entry
     body = aggregate(spec, per_case, heads)
     scores = rounded(

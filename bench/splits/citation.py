@@ -190,7 +190,7 @@ def metric_definitions(spec: TaskSpec) -> tuple[tuple[str, str], ...]:
     for key in spec.metric_keys:
         name = key.split(".")[-1]
         text = METRICS[name].description
-        if name == "nsd" and tolerance is not None:
+        if name in ("nsd", "nsd_area") and tolerance is not None:
             text += f" (tolerance_mm = {tolerance:g})"
         if name in ("sensitivity", "specificity"):
             head = next(h for h in spec.heads if key.startswith(f"{h.name}."))

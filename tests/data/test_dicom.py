@@ -177,6 +177,17 @@ def test_truncated_and_non_dicom_files_are_skipped_with_reasons(tmp_path):
         read_header(tmp_path / "cut.dcm")
 
 
+def test_a_dicom_without_pixel_data_is_reported_as_missing_pixel_data(tmp_path):
+    _ct(tmp_path / "good.dcm", z=0.0, stored=np.zeros((8, 8)))
+    ds = pydicom.dcmread(tmp_path / "good.dcm")
+    del ds.PixelData
+    ds.save_as(tmp_path / "nopixels.dcm")
+    reasons = dict(scan_headers(tmp_path).skipped)
+    assert set(reasons) == {"nopixels.dcm"}
+    assert "no PixelData element (missing pixel data" in reasons["nopixels.dcm"]
+    assert "bytes left" not in reasons["nopixels.dcm"]
+
+
 def test_load_radiograph_rejects_non_dicom(tmp_path):
     (tmp_path / "x.dcm").write_text("nope")
     with pytest.raises(DicomError, match=r"x\.dcm: not a DICOM file"):

@@ -94,7 +94,8 @@ def seg_run(store: Store, spec, name: str, dice: list[float], *, split: str = "t
 
 
 def cls_run(store: Store, spec, name: str, skill: float, *, seed: int, n: int = 24,
-            split: str = "test", team: str = "Team A", started: datetime | None = None):
+            split: str = "test", team: str = "Team A", started: datetime | None = None,
+            calibration: dict | None = None):
     """Store one 1c appearance/severity run; ``skill`` in [0, 1] sharpens the true class."""
     started = started or datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
     rng = np.random.default_rng(seed)
@@ -126,7 +127,7 @@ def cls_run(store: Store, spec, name: str, skill: float, *, seed: int, n: int = 
         "metrics": {"appearance.auroc": {"value": auroc, "ci_low": auroc - 0.1,
                                          "ci_high": min(1.0, auroc + 0.1), "direction": "higher"}},
         "counts": _counts(table), "policies": spec.policies.model_dump(mode="json"),
-        "subgroups": {}, "fairness": {},
+        "subgroups": {}, "fairness": {}, **({"calibration": calibration} if calibration else {}),
     }
     run_id = make_run_id(started, f"{seed:08x}")
     scores["run_id"] = run_id

@@ -194,7 +194,7 @@ def test_refuses_foreign_output_and_empty_store(built, tmp_path):
     root, _ = built
     (tmp_path / "docs").mkdir()
     (tmp_path / "docs" / "notes.txt").write_text("mine")
-    with pytest.raises(LeaderboardError, match="not a leaderboard"):
+    with pytest.raises(LeaderboardError, match="ricord-bench did not create it"):
         build_leaderboard(root / "results", tmp_path / "docs")
     assert (tmp_path / "docs" / "notes.txt").read_text() == "mine"
     with pytest.raises(LeaderboardError, match="holds no runs"):
@@ -405,3 +405,28 @@ def test_binary_roc_title_names_both_classes():
 
     head = load_task("ricord-ct-covid-cls").heads[0]
     assert _binary_title(head) == "covid: positive vs negative"
+
+
+_CALIBRATION = {"appearance": {"typical": {
+    "slope": 0.8, "intercept": 0.1, "slope_model_intercept": 0.05, "n": 24, "subgroups": {},
+    "bins": [{"low": 0.0, "high": 0.5, "n": 14, "mean_predicted": 0.2, "observed": 0.25, "observed_low": 0.1,
+              "observed_high": 0.4},
+             {"low": 0.5, "high": 1.0, "n": 10, "mean_predicted": 0.7, "observed": 0.6, "observed_low": 0.4,
+              "observed_high": 0.8}]}}}
+
+
+def test_calibration_is_drawn_on_shown_splits_and_only_summarized_on_hidden_ones(tmp_path):
+    spec = load_task(CLS_TASK)
+    store = Store(tmp_path / "results")
+    for split in ("test", "validation"):
+        cls_run(store, spec, "calibrated", 0.5, seed=3 if split == "test" else 4, split=split,
+                calibration=_CALIBRATION)
+    build_leaderboard(tmp_path / "results", tmp_path / "out")
+    shown_dir, hidden_dir = (tmp_path / "out" / CLS_TASK / key for key in ("validation-synthetic", "test-synthetic"))
+    (svg,) = sorted(shown_dir.rglob("*-calibration-appearance.svg"))
+    assert "<svg" in svg.read_text()
+    shown = next(shown_dir.rglob("*.html")).read_text()
+    assert f'src="{svg.name}"' in shown and "Calibration" in shown and "0.800" in shown
+    assert not list(hidden_dir.rglob("*-calibration-*.svg"))
+    hidden = next(hidden_dir.rglob("*.html")).read_text()
+    assert "The reliability diagram is not shown on this split" in hidden and "0.800" in hidden

@@ -391,3 +391,12 @@ def test_one_byte_masks_beyond_0_1_count_every_nonzero_voxel():
     assert score_case(np.asfortranarray(pred), np.asfortranarray(ref), spacing_mm=(1, 1, 1)).dice == 1.0
     worst = worst_case_scores(np.asfortranarray(ref), spacing_mm=(1, 1, 1))
     assert worst.fn == 9 and worst.empty == "missing"
+
+
+def test_int8_masks_with_negative_values_count_as_foreground():
+    ref = np.zeros((6, 6, 3), dtype=np.int8)
+    ref[1:4, 1:4, 1] = 1
+    pred = ref.copy()
+    pred[1, 1, 1] = -1  # non-zero: foreground, never a bool view of the byte 0xFF
+    expected = score_case(pred != 0, ref != 0, spacing_mm=(1, 1, 1)).as_dict()
+    assert score_case(np.asfortranarray(pred), np.asfortranarray(ref), spacing_mm=(1, 1, 1)).as_dict() == expected

@@ -175,6 +175,31 @@ def test_demo_end_to_end_with_docker_runner(tasks, tmp_path):
     _check_demo(out, report)
 
 
+def test_concurrent_evaluates_of_one_entry_are_all_stored(collection, tasks, tmp_path):
+    """Four `bench evaluate` processes of the same entry at once, on a fresh store: the prepare is
+    shared under its lock, every run gets its own run id and every result is stored."""
+    import os
+    import subprocess
+    import sys
+
+    root, annotations = collection
+    _pin(COVID, root, annotations)
+    results = tmp_path / "results"
+    command = [sys.executable, "-m", "bench", "evaluate", str(BUILTIN_SUBMISSIONS / "constant-prior"),
+               "--task", COVID, "--root", str(root), "--name", "evaluate-test", "--split", "test",
+               "--results", str(results), "--runner", "process"]
+    repo = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "BENCH_TASKS_DIR": str(tasks), "PYTHONPATH": str(repo)}
+    processes = [subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                  text=True) for _ in range(4)]
+    outputs = [process.communicate(timeout=900)[0] for process in processes]
+    assert [process.returncode for process in processes] == [0] * 4, outputs
+    runs = Store(results).runs(COVID)
+    assert len(runs) == 4 and len({run.run_id for run in runs}) == 4
+    assert all(run.scores["counts"]["ok"] == run.scores["counts"]["cases"] > 0 for run in runs)
+    assert len(list((results / ".work" / "prepared" / COVID / "evaluate-test").glob("test"))) == 1
+
+
 def test_a_real_run_is_refused_against_another_split_or_preparation(collection, tasks, tmp_path):
     from bench.errors import ScoringError
     from bench.pipeline.evaluate import prepared_split

@@ -45,7 +45,7 @@ def test_a_perfect_reader_scores_one_and_a_contrarian_less():
 
 def test_the_band_needs_a_reader_labelled_auroc_primary():
     with pytest.raises(TaskSpecError, match="reader band needs an AUROC primary"):
-        reader_band(load_task("ricord-1a-lesion-seg"), root=".")
+        reader_band(load_task("ricord-ct-covid-cls"), root=".")
 
 
 @pytest.mark.slow
@@ -64,3 +64,23 @@ def test_band_of_the_synthetic_1c_test_split(tmp_path_factory, tmp_path, monkeyp
     assert per_case.case_id.str.startswith("case-").all()  # prepared (salted) ids, never manifest ids
     again = reader_band(spec, root=built.root, name="synthetic", split="test", results=results)
     assert again == scores and not folder.with_name(folder.name + ".old").exists()
+
+
+@pytest.mark.slow
+def test_inter_reader_dice_of_the_synthetic_1a_test_split(tmp_path_factory, tmp_path, monkeypatch):
+    """The second synthetic 1a reader skips the end slices of each lesion: agreement high, below 1."""
+    import nibabel as nib
+
+    built = synthetic(tmp_path_factory)
+    monkeypatch.setenv("BENCH_TASKS_DIR", str(built.tasks))
+    spec = load_task("ricord-1a-lesion-seg", directory=built.tasks)
+    results = tmp_path / "results"
+    dice, nsd = reader_band(spec, root=built.root, name="synthetic", split="test", results=results)
+    assert (dice.group, nsd.group) == ("inter-reader dice", "inter-reader nsd")
+    assert 0.5 < dice.value < 1 and dice.ci_low <= dice.value <= dice.ci_high and 0 < nsd.value <= 1
+    traced = sorted((results / ".work" / "prepared" / spec.id / "synthetic" / "test" / "reference" / "readers").iterdir())
+    by_hand = []
+    for folder in traced:
+        a, b = (np.asanyarray(nib.load(p).dataobj).astype(bool) for p in sorted(folder.glob("*.nii.gz")))
+        by_hand.append(2 * (a & b).sum() / (a.sum() + b.sum()))
+    assert dice.n == len(traced) and dice.value == pytest.approx(np.mean(by_hand))

@@ -46,13 +46,15 @@ def test_folder_scoring_equals_run_scoring_byte_for_byte(tmp_path, monkeypatch):
     for mask in sorted((tmp_path / "run" / "outputs" / "masks").iterdir()):
         shutil.copyfile(mask, folder / mask.name)
     stored = {}
-    for label, predictions in (("run", tmp_path / "run"), ("folder", folder)):
+    # the folder is stored under the run's own team and entry, so every stored byte can match
+    named = ["--team", run.submission["team"], "--entry", run.submission["name"]]
+    for label, predictions, extra in (("run", tmp_path / "run", []), ("folder", folder, named)):
         result = CliRunner().invoke(app, ["score", "--task", SEG, "--predictions", str(predictions),
-                                          "--reference", str(prepared.reference_dir),
+                                          "--reference", str(prepared.reference_dir), *extra,
                                           "--out", str(tmp_path / f"results-{label}"), "--workers", "1"])
         assert result.exit_code == 0, result.output
         assert f"sha256 {prepared.split_sha256}" in result.output
-        (entry,) = (tmp_path / f"results-{label}" / SEG).glob("*/*/receipt.json")
+        (entry,) = (tmp_path / f"results-{label}" / SEG).glob("*/*/*/receipt.json")
         stored[label] = entry.parent
     assert (stored["run"] / "per_case.csv").read_bytes() == (stored["folder"] / "per_case.csv").read_bytes()
     scores = {label: json.loads((path / "scores.json").read_text()) for label, path in stored.items()}

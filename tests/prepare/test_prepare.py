@@ -20,6 +20,7 @@ from bench.prepare.caseids import SALT_PATH
 from bench.prepare.materialize import prepare_split
 from bench.prepare.reference import read_reference
 from bench.tasks import load_task
+from bench.trees import MARKER
 from tests.helpers.splits_fixtures import synthetic
 
 pytestmark = pytest.mark.slow
@@ -65,9 +66,10 @@ def test_input_tree_holds_no_label_data(synth, prepared, task_id):
         forbidden |= {source, row.patient_id, row.study_uid, row.series_uid}
     files = sorted(p.relative_to(result.input_dir).as_posix()
                    for p in result.input_dir.rglob("*") if p.is_file())
-    assert files == sorted(["cases.json", "task.json", *(f"images/{c}.nii.gz" for c in result.case_ids)])
+    harness_files = ("cases.json", "task.json", MARKER)
+    assert files == sorted([*harness_files, *(f"images/{c}.nii.gz" for c in result.case_ids)])
     for name in files:
-        assert name in ("cases.json", "task.json") or re.fullmatch(r"images/case-[0-9a-f]{12}\.nii\.gz", name)
+        assert name in harness_files or re.fullmatch(r"images/case-[0-9a-f]{12}\.nii\.gz", name)
         data = (result.input_dir / name).read_bytes()
         if name.endswith(".gz"):
             data = gzip.decompress(data)
@@ -274,6 +276,28 @@ def test_out_layouts_that_would_expose_the_reference_are_refused(synth, prepared
     with pytest.raises(PrepareError, match="already exists"):
         prepare_split(spec, "synthetic", "test", root=synth.root, out=prepared[CLS].out,
                       directory=synth.tasks)
+
+
+def test_overwrite_replaces_only_a_tree_prepare_wrote(synth, tmp_path):
+    spec = load_task(CLS, directory=synth.tasks)
+    out = tmp_path / "out"
+    (out / "input").mkdir(parents=True)
+    (out / "input" / "thesis.tex").write_text("mine")
+    with pytest.raises(PrepareError, match=r"input holds files but no readable .*--overwrite replaces only"):
+        prepare_split(spec, "synthetic", "test", root=synth.root, out=out, overwrite=True,
+                      directory=synth.tasks)
+    assert (out / "input" / "thesis.tex").read_text() == "mine"
+    (out / "input" / "thesis.tex").unlink()
+    first = prepare_split(spec, "synthetic", "test", root=synth.root, out=out, overwrite=True,
+                          directory=synth.tasks)
+    (first.reference_dir / "NOTES.md").write_text("mine")
+    with pytest.raises(PrepareError, match="holds 'NOTES.md', which ricord-bench did not write there"):
+        prepare_split(spec, "synthetic", "test", root=synth.root, out=out, overwrite=True,
+                      directory=synth.tasks)
+    (first.reference_dir / "NOTES.md").unlink()
+    again = prepare_split(spec, "synthetic", "test", root=synth.root, out=out, overwrite=True,
+                          directory=synth.tasks)
+    assert again.reference_sha256 == first.reference_sha256
 
 
 def test_a_split_case_missing_from_the_manifest_is_named(synth, tmp_path):

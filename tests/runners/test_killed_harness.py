@@ -13,9 +13,13 @@ import sys
 import time
 from pathlib import Path
 
+import docker.errors
 import psutil
 import pytest
+from typer.testing import CliRunner
 
+from bench.cli import app
+from bench.runners.base_image import BASE_IMAGE
 from tests.helpers.runner_fixtures import SUBMISSIONS, make_adversaries
 from tests.helpers.runner_inputs import write_prepared
 
@@ -124,3 +128,29 @@ def test_sigkill_leaves_a_lease_that_the_next_invocation_cleans_up(submissions, 
     assert "cleanup after a killed run" in output
     assert _left_behind(runs, state, runner) == []
     assert sorted(p.name for p in runs.iterdir()) == ["two"]
+
+
+@pytest.mark.docker
+def test_bench_gc_removes_labelled_containers_past_their_deadline_only(client, base_image, tmp_path):
+    def sleeper(deadline):
+        return client.containers.run(
+            BASE_IMAGE,
+            ["sleep", "600"], detach=True, network_mode="none",
+            labels={"ricord-bench.role": "submission", "ricord-bench.run-id": f"test-{deadline:.0f}",
+                    "ricord-bench.deadline": str(int(deadline)), "ricord-bench.staging": str(tmp_path)},
+        )
+
+    expired, current = sleeper(time.time() - 3600), sleeper(time.time() + 3600)
+    try:
+        answer = CliRunner().invoke(app, ["gc"])
+        assert answer.exit_code == 0, answer.output
+        assert f"removed container {expired.short_id}" in answer.output
+        assert current.short_id not in answer.output
+        remaining = {c.id for c in client.containers.list(all=True, filters={"label": "ricord-bench.role"})}
+        assert expired.id not in remaining and current.id in remaining
+    finally:
+        for container in (expired, current):
+            try:
+                container.remove(force=True)
+            except docker.errors.NotFound:  # removed by bench gc
+                pass

@@ -117,3 +117,25 @@ def test_a_setsid_daemon_dies_with_the_run(submissions, runner, tmp_path):
     assert "daemon started" in log and result.exit_code == 0 and result.counts["ok"] == 4
     assert result.survivors["checked"] is True
     assert _host_processes(token) == []
+
+
+@pytest.mark.parametrize("runner", RUNNERS)
+def test_a_fork_bomb_stops_at_the_pids_limit(submissions, runner, tmp_path):
+    if runner == "process" and os.geteuid() != 0:
+        pytest.skip("the sandbox's pids cgroup needs root")
+    result, log, _ = _run(submissions, "fork-bomb", runner, tmp_path, pids=32, cpus=1)
+    children, refused = (int(word) for word in log.split() if word.isdigit())
+    assert refused > 0 and children < 32
+    assert result.exit_code == 0 and result.counts["ok"] == 4
+
+
+@pytest.mark.parametrize("runner", RUNNERS)
+def test_a_memory_hog_is_oom_killed(submissions, runner, tmp_path):
+    if runner == "process" and os.geteuid() != 0:
+        pytest.skip("the sandbox's memory cgroup needs root")
+    result, log, _ = _run(submissions, "oom", runner, tmp_path, memory="128m")
+    assert "oom: survived" not in log and result.counts["ok"] == 0 and not result.timed_out
+    if runner == "docker":
+        assert result.oom_killed and "out of memory" in result.error
+    else:  # the per-process rlimit may refuse the allocation before the cgroup's OOM killer acts
+        assert result.oom_killed or result.exit_code != 0
