@@ -78,6 +78,8 @@ SKIP_KINDS = (
     ("not a DICOM file", "not a DICOM file"),
     ("truncated DICOM file", "truncated DICOM file"),
     ("no PixelData element", "missing PixelData"),
+    ("data.vertices must be", "malformed annotation"),
+    ("polygon without SOPInstanceUID", "malformed annotation"),
     ("unreadable or truncated DICOM header", "unreadable or truncated DICOM header"),
     ("DICOM header lacks", "DICOM header lacks instance UIDs"),
     ("duplicate SOPInstanceUID", "duplicate SOPInstanceUID"),
@@ -586,6 +588,7 @@ def index_download(root: str | os.PathLike, *, annotations=(), clinical=(), prog
     instances = scan.instances
     for sop in export.null_data:
         indexer.skipped.append((sop, "annotation with null data (no polygon)"))
+    indexer.skipped.extend(export.malformed)
     missing_sops = indexer.check_annotation_refs(instances)
     rows = []
     studies = list(instances.groupby("study_uid", sort=True)) if len(instances) else []
