@@ -579,10 +579,12 @@ def index_download(root: str | os.PathLike, *, annotations=(), clinical=(), prog
     exports = annotation_files(_as_list(annotations))
     export = read_exports(exports) if exports else merge_exports([])
     sheets, notes = clinical_files(_as_list(clinical))
-    table = read_clinical(sheets)
+    sheet_warnings: list[str] = []
+    table = read_clinical(sheets, warnings=sheet_warnings)
     scan = scan_headers(root, progress=progress)
     indexer = _Indexer(root, export, table, protocol)
     indexer.warnings.extend(notes)
+    indexer.warnings.extend(sheet_warnings)
     indexer.skipped.extend(scan.skipped)
     indexer.metadata = _metadata_collections(root, indexer.warnings)
     instances = scan.instances
