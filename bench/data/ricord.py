@@ -88,6 +88,7 @@ SKIP_KINDS = (
     ("missing slice", "missing slice"),
     ("uneven slice spacing", "uneven slice spacing"),
     ("share the position", "duplicate slice positions"),
+    ("different PixelSpacing", "mixed PixelSpacing in a series"),
     ("is incomplete", "annotated slices missing from the series"),
     ("annotated SOPInstanceUID not in the download", "annotated SOPInstanceUID not in the download"),
     ("annotated study not in the download", "annotated study not in the download"),
@@ -294,6 +295,13 @@ def _ordered_series(series_rows: pd.DataFrame) -> tuple[pd.DataFrame, SeriesOrde
         raise DicomError(
             f"series {uid}: slices have different ImageOrientationPatient; it is not one stack. "
             "Remove the odd files or re-download the series."
+        )
+    spacings = sorted({tuple(round(float(v), 4) for v in s) if s is not None and len(s) == 2 else None
+                       for s in series_rows.pixel_spacing}, key=str)
+    if len(spacings) > 1:  # caught here, at index time, not when prepare stacks every case
+        raise DicomError(
+            f"series {uid}: slices have different PixelSpacing {spacings}; one volume needs one "
+            "in-plane grid. Remove the odd files or re-download the series."
         )
     aliases = duplicate_slices(list(series_rows.path), np.array(list(series_rows.position)),
                                series_rows.orientation.iloc[0], list(series_rows.sop_uid))
