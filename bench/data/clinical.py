@@ -81,7 +81,7 @@ def _frames(path: Path) -> list[tuple[str, pd.DataFrame]]:
         ) from error
 
 
-def _parse(where: str, frame: pd.DataFrame) -> pd.DataFrame | None:
+def _parse(where: str, frame: pd.DataFrame, warnings: list[str] | None = None) -> pd.DataFrame | None:
     headers = list(frame.columns)
     study = _find(headers, lambda h: "study uid" in h or "studyinstanceuid" in h.replace(" ", ""))
     if study is None:
@@ -94,6 +94,13 @@ def _parse(where: str, frame: pd.DataFrame) -> pd.DataFrame | None:
     age = _find(headers, lambda h: "age" in _words(h))
     sex = _find(headers, lambda h: bool({"sex", "gender"} & _words(h)))
     mrn = _find(headers, lambda h: "mrn" in _words(h))
+    # 1b's negatives are confirmed by its RT-PCR Result; 1c's sheet has none (positive by collection)
+    needs_result = "1b" in where.casefold()
+    expected = (("Result", result if needs_result else ""), ("Age", age), ("Sex", sex))
+    absent = [name for name, column in expected if column is None]
+    if absent and warnings is not None:
+        warnings.append(f"{where}: no {', '.join(absent)} column (found {headers}); those values are "
+                        "missing for its studies (demographics fall back to the DICOM headers)")
     frame = frame.fillna("")
     out = pd.DataFrame(
         {
@@ -158,11 +165,13 @@ def clinical_files(paths: Sequence[str | os.PathLike]) -> tuple[list[Path], list
     return files, notes
 
 
-def read_clinical(paths: Sequence[str | os.PathLike]) -> pd.DataFrame:
+def read_clinical(paths: Sequence[str | os.PathLike], *, warnings: list[str] | None = None) -> pd.DataFrame:
     """Read clinical sheets into one table (:data:`CLINICAL_COLUMNS`), one row per study UID.
 
     Every sheet of a workbook that has a study-UID column is used. A study listed twice
-    keeps its first row (logged).
+    keeps its first row (logged). A sheet without an ``Age`` or ``Sex`` column, or a 1b sheet
+    (its file name says ``1b``) without the RT-PCR ``Result`` that confirms its negatives, is
+    named with the missing columns in ``warnings`` when a list is given.
 
     Raises
     ------
@@ -178,7 +187,7 @@ def read_clinical(paths: Sequence[str | os.PathLike]) -> pd.DataFrame:
             )
         found = False
         for where, frame in _frames(path):
-            parsed = _parse(where, frame)
+            parsed = _parse(where, frame, warnings)
             if parsed is not None:
                 parts.append(parsed)
                 found = True

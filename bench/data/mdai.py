@@ -90,13 +90,17 @@ class MdaiExport:
 
     ``labels``: one row per label (:data:`LABEL_COLUMNS`). ``annotations``: one row per kept
     annotation (:data:`ANNOTATION_COLUMNS`; ``vertices`` is an ``(n, 2)`` float array of
-    ``[x, y]`` or None). ``null_data``: ids of the skipped rows without data.
+    ``[x, y]`` or None). ``null_data``: ids of the skipped rows without data. ``malformed``:
+    (id, reason) of the skipped rows whose data cannot be used (vertices that are not number
+    pairs, a slice-level polygon without its SOPInstanceUID): one bad annotation is left out
+    and counted, never aborting the whole export.
     """
 
     sources: tuple[str, ...]
     labels: pd.DataFrame
     annotations: pd.DataFrame
     null_data: tuple[str, ...]
+    malformed: tuple[tuple[str, str], ...] = ()
 
     @property
     def n_null_data(self) -> int:
@@ -224,8 +228,8 @@ def _unknown_labels(source: str, unknown: list[tuple[str, str]]) -> AnnotationEr
     )
 
 
-def _annotation_rows(doc: dict, labels: dict[str, dict], source: str) -> tuple[list[dict], list[str]]:
-    rows, null_data, unknown = [], [], []
+def _annotation_rows(doc: dict, labels: dict[str, dict], source: str) -> tuple[list, list, list]:
+    rows, null_data, unknown, malformed = [], [], [], []
     for ident, dataset, ann in _annotations(doc, source):
         where = f"{source}: annotation {ident}"
         label = labels.get(str(ann["labelId"]))
@@ -240,11 +244,15 @@ def _annotation_rows(doc: dict, labels: dict[str, dict], source: str) -> tuple[l
         if mode in GEOMETRIC_MODES and empty:
             null_data.append(ident)
             continue
-        vertices = _vertices(data, mode, where) if data is not None else None
+        try:
+            vertices = _vertices(data, mode, where) if data is not None else None
+        except AnnotationError as error:
+            malformed.append((ident, str(error)))
+            continue
         if label["scope"] == "INSTANCE" and vertices is not None and not ann.get("SOPInstanceUID"):
-            raise AnnotationError(
-                f"{where}: INSTANCE-scope polygon without SOPInstanceUID; cannot place it on a slice."
-            )
+            reason = f"{where}: INSTANCE-scope polygon without SOPInstanceUID; cannot place it on a slice."
+            malformed.append((ident, reason))
+            continue
         rows.append(
             {
                 "annotation_id": ident,
@@ -268,7 +276,7 @@ def _annotation_rows(doc: dict, labels: dict[str, dict], source: str) -> tuple[l
         )
     if unknown:
         raise _unknown_labels(source, unknown)
-    return rows, null_data
+    return rows, null_data, malformed
 
 
 def read_export(path: str | os.PathLike) -> MdaiExport:
@@ -285,14 +293,17 @@ def read_export(path: str | os.PathLike) -> MdaiExport:
     source = path.name
     label_rows = _label_rows(doc, source)
     by_id = {row["label_id"]: row for row in label_rows}
-    rows, null_data = _annotation_rows(doc, by_id, source)
+    rows, null_data, malformed = _annotation_rows(doc, by_id, source)
     if null_data:
         log.warning("%s: skipped %d annotation(s) with null data", path, len(null_data))
+    if malformed:
+        log.warning("%s: skipped %d malformed annotation(s), e.g. %s", path, len(malformed), malformed[0][1])
     return MdaiExport(
         sources=(str(path),),
         labels=pd.DataFrame(label_rows, columns=list(LABEL_COLUMNS)),
         annotations=pd.DataFrame(rows, columns=list(ANNOTATION_COLUMNS)),
         null_data=tuple(null_data),
+        malformed=tuple(malformed),
     )
 
 
@@ -328,6 +339,7 @@ def merge_exports(exports: Iterable[MdaiExport]) -> MdaiExport:
         labels=labels.drop_duplicates(["label_id", "source"]).reset_index(drop=True),
         annotations=annotations,
         null_data=tuple(i for e in exports for i in e.null_data),
+        malformed=tuple(item for e in exports for item in e.malformed),
     )
 
 

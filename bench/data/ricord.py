@@ -78,6 +78,8 @@ SKIP_KINDS = (
     ("not a DICOM file", "not a DICOM file"),
     ("truncated DICOM file", "truncated DICOM file"),
     ("no PixelData element", "missing PixelData"),
+    ("data.vertices must be", "malformed annotation"),
+    ("polygon without SOPInstanceUID", "malformed annotation"),
     ("unreadable or truncated DICOM header", "unreadable or truncated DICOM header"),
     ("DICOM header lacks", "DICOM header lacks instance UIDs"),
     ("duplicate SOPInstanceUID", "duplicate SOPInstanceUID"),
@@ -86,6 +88,7 @@ SKIP_KINDS = (
     ("missing slice", "missing slice"),
     ("uneven slice spacing", "uneven slice spacing"),
     ("share the position", "duplicate slice positions"),
+    ("different PixelSpacing", "mixed PixelSpacing in a series"),
     ("is incomplete", "annotated slices missing from the series"),
     ("annotated SOPInstanceUID not in the download", "annotated SOPInstanceUID not in the download"),
     ("annotated study not in the download", "annotated study not in the download"),
@@ -292,6 +295,13 @@ def _ordered_series(series_rows: pd.DataFrame) -> tuple[pd.DataFrame, SeriesOrde
         raise DicomError(
             f"series {uid}: slices have different ImageOrientationPatient; it is not one stack. "
             "Remove the odd files or re-download the series."
+        )
+    spacings = sorted({tuple(round(float(v), 4) for v in s) if s is not None and len(s) == 2 else None
+                       for s in series_rows.pixel_spacing}, key=str)
+    if len(spacings) > 1:  # caught here, at index time, not when prepare stacks every case
+        raise DicomError(
+            f"series {uid}: slices have different PixelSpacing {spacings}; one volume needs one "
+            "in-plane grid. Remove the odd files or re-download the series."
         )
     aliases = duplicate_slices(list(series_rows.path), np.array(list(series_rows.position)),
                                series_rows.orientation.iloc[0], list(series_rows.sop_uid))
@@ -577,15 +587,18 @@ def index_download(root: str | os.PathLike, *, annotations=(), clinical=(), prog
     exports = annotation_files(_as_list(annotations))
     export = read_exports(exports) if exports else merge_exports([])
     sheets, notes = clinical_files(_as_list(clinical))
-    table = read_clinical(sheets)
+    sheet_warnings: list[str] = []
+    table = read_clinical(sheets, warnings=sheet_warnings)
     scan = scan_headers(root, progress=progress)
     indexer = _Indexer(root, export, table, protocol)
     indexer.warnings.extend(notes)
+    indexer.warnings.extend(sheet_warnings)
     indexer.skipped.extend(scan.skipped)
     indexer.metadata = _metadata_collections(root, indexer.warnings)
     instances = scan.instances
     for sop in export.null_data:
         indexer.skipped.append((sop, "annotation with null data (no polygon)"))
+    indexer.skipped.extend(export.malformed)
     missing_sops = indexer.check_annotation_refs(instances)
     rows = []
     studies = list(instances.groupby("study_uid", sort=True)) if len(instances) else []

@@ -246,10 +246,16 @@ def test_unknown_label_id(tmp_path):
         read_export(path)
 
 
-def test_malformed_vertices(tmp_path):
-    path = _export(tmp_path, [_ann("a1", "L_op", "U1", sop="I0", vertices=[[1, 2, 3]])])
-    with pytest.raises(AnnotationError, match="annotation a1: data.vertices must be a list of"):
-        read_export(path)
+def test_a_malformed_annotation_is_skipped_with_its_reason_and_the_rest_kept(tmp_path):
+    path = _export(tmp_path, [_ann("a1", "L_op", "U1", sop="I0", vertices=[[1, 2, 3]]),
+                              _ann("a2", "L_op", "U1", sop="I1", vertices=SQUARE)])
+    export = read_export(path)
+    assert export.annotations["annotation_id"].tolist() == ["a2"]
+    ((ident, reason),) = export.malformed
+    assert ident == "a1" and "annotation a1: data.vertices must be a list of" in reason
+    from bench.data.ricord import skip_kind
+
+    assert skip_kind(reason) == "malformed annotation"  # counted under its kind in the index report
 
 
 def test_unknown_label_name(tmp_path):

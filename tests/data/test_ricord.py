@@ -386,6 +386,19 @@ def test_bad_files_missing_slice_uneven_spacing_and_dangling_annotations(synth, 
     assert {entry["kind"] for entry in report.to_dict()["skipped"]} == set(kinds)
 
 
+def test_mixed_pixel_spacing_in_a_series_is_caught_at_index_time(synth, indexed, broken):
+    row, files = _series_files(broken, indexed.manifest, "MIDRC-RICORD-1B", 0)
+    ds = pydicom.dcmread(files[2])
+    ds.PixelSpacing = [float(ds.PixelSpacing[0]) * 1.5, float(ds.PixelSpacing[1]) * 1.5]
+    ds.save_as(files[2])
+    report = index_download(broken, annotations=synth.annotations, clinical=synth.clinical[:2])
+    reasons = dict(report.skipped)
+    assert "slices have different PixelSpacing" in reasons[row.study_uid]
+    assert row.study_uid not in set(report.manifest.study_uid)
+    assert set(report.skipped_by_kind()["mixed PixelSpacing in a series"]) == {row.study_uid}
+    assert len(report.manifest) == len(indexed.manifest) - 1
+
+
 def _copy_slice(path, target, *, sop_uid, shift_mm=0.0, pixel_delta=0):
     ds = pydicom.dcmread(path)
     ds.SOPInstanceUID = sop_uid

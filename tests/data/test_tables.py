@@ -112,3 +112,17 @@ def test_clinical_errors(tmp_path):
     (tmp_path / "broken.xlsx").write_bytes(b"PK\x03\x04 not really a zip")
     with pytest.raises(ClinicalSheetError, match=r"broken\.xlsx: .*(cannot read|not a readable)"):
         read_clinical([tmp_path / "broken.xlsx"])
+
+
+def test_a_1b_sheet_without_result_or_age_is_reported_by_name(tmp_path):
+    path = tmp_path / "MIDRC-RICORD-1b-Clinical-Data-Feb-2021.csv"
+    path.write_text("Anon MRN,Anon Study UID,Sex\n419639-000001,1.2.3,F\n")
+    warnings: list[str] = []
+    table = read_clinical([path], warnings=warnings)
+    assert table.loc[0, "covid_result"] == "" and np.isnan(table.loc[0, "age"])
+    (warning,) = warnings
+    assert warning.startswith(f"{path.name}: no Result, Age column")
+    complete: list[str] = []
+    (tmp_path / "full.csv").write_text("Anon Study UID,Result,Age,Sex\n1.2.4,NOT DETECTED,40,M\n")
+    read_clinical([tmp_path / "full.csv"], warnings=complete)
+    assert complete == []
