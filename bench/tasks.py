@@ -103,6 +103,11 @@ class SegmentationTarget(_Spec):
     labels: Annotated[list[str], Field(min_length=1)]
     readers: Literal["union", "majority"] = "union"
 
+    @property
+    def other_readers(self) -> str:
+        """The combination the task does not use, for the definition-sensitivity variant."""
+        return "majority" if self.readers == "union" else "union"
+
 
 class Head(_Spec):
     """One classification output: a manifest label column and its classes, in order.

@@ -232,13 +232,21 @@ def _build(spec, pinned, split, ordered, ids, rows, images, export, staging: Pat
                   "age": _json_value(row.get("age")),
                   "age_band": age_band(_json_value(row.get("age")), spec.subgroups.age_band_edges)}
         if spec.kind == "segmentation":
-            from bench.data.mdai import reader_masks, reference_mask
+            from bench.data.mdai import combine_readers, reader_masks, reference_mask
 
             shape = geometry["shape_zyx"]
             masks = reader_masks(export, geometry["sop_uids"], (shape[1], shape[2]),
                                  labels=list(spec.target.labels), series_uid=case.series_uid,
                                  protocol=spec.reading, aliases=geometry["sop_aliases"])
             mask = reference_mask(masks, readers=spec.target.readers, shape=tuple(shape))
+            other = spec.target.other_readers
+            if not masks["adjudicator"] and len(masks["reader"]) > 1:  # the readers decide: the other rule
+                alternative = combine_readers(list(masks["reader"].values()), readers=other,
+                                              shape=tuple(shape))
+                if not np.array_equal(alternative, mask):  # the definition-sensitivity variant; not hashed
+                    folder = reference_dir / "alternatives" / other
+                    folder.mkdir(parents=True, exist_ok=True)
+                    nifti.save(nifti.mask_image(alternative, image), folder / f"{case_id}.nii.gz")
             traced = {group: m for group, m in masks["reader"].items() if m.any()}
             if len(traced) > 1:  # inter-reader agreement (bench.pipeline.readers); not part of the hash
                 folder = reference_dir / "readers" / case_id

@@ -18,6 +18,9 @@ Variants, where the per-case tables allow them:
 - **HD95**: max of the two directed 95th percentiles (``hd95``, ours) vs the pooled percentile
   (``hd95_pooled``, medpy's).
 - **NSD**: voxel count (``nsd``) vs surface-area weighted (``nsd_area``, when scored).
+- **Readers combined**: the primary against the task's combination of the readers' masks vs the
+  other one (union vs majority; column ``<primary>@<rule>``, scored against the alternative
+  reference that prepare keeps where the two differ).
 - **Empty reference, empty prediction** (segmentation primary): the task's score (1) vs left out
   (NaN, as MONAI's ``ignore_empty`` and MetricsReloaded's distance metrics do).
 - **Missing prediction** (the primary): the task's policy vs each other policy of its kind:
@@ -123,6 +126,12 @@ def _segmentation_variants(spec, names: list[str], tables: list[pd.DataFrame]) -
                 question, metric, *labels, names, [_mean(_column(t, metric)) for t in tables],
                 [_mean(_column(t, alternative)) for t in tables], direction=direction))
     primary = spec.primary_key
+    combined = f"{primary}@{spec.target.other_readers}"
+    if all(primary in t.columns and combined in t.columns for t in tables):
+        variants.append(compare_rankings(
+            "Readers combined", primary, f"{spec.target.readers} (the task's)", spec.target.other_readers, names,
+            [_mean(_column(t, primary)) for t in tables], [_mean(_column(t, combined)) for t in tables],
+            direction=spec.primary_direction))
     if primary not in OVERLAP_METRICS or not all(primary in t.columns for t in tables):
         return variants
     direction = spec.primary_direction

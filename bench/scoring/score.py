@@ -36,7 +36,7 @@ from bench.runners.record import RunRecord, read_run
 from bench.runners.selfreport import SELF_REPORTED
 from bench.scoring.aggregate import aggregate
 from bench.scoring.classification import head_data, head_probabilities, predicted_class, read_predictions
-from bench.scoring.segmentation import case_item, mask_metrics, score_segmentation_case
+from bench.scoring.segmentation import alternative_column, case_item, mask_metrics, score_segmentation_case
 from bench.splits.pinned import load_split
 from bench.store import EntryId, Store, StoredRun, make_run_id
 from bench.tasks import TaskSpec
@@ -349,7 +349,7 @@ def _score_segmentation(spec, cases, statuses, run, reference_dir, *, workers, s
     results = map_ordered(
         score_segmentation_case, items, workers=workers, scheduler=scheduler, progress=progress
     )
-    columns = [*SCORE_FIELDS, *mask_metrics(spec)]
+    columns = [*SCORE_FIELDS, *mask_metrics(spec), alternative_column(spec)]
     rows = []
     for case, result in zip(cases.to_dict("records"), results, strict=True):
         row = {column: case[column] for column in BASE_COLUMNS[:5]}

@@ -12,6 +12,10 @@ a missing or unusable prediction every metric at its worst value
 empty-mask policy decides the values, so it is perfect where the reference is empty too);
 ``exclude`` returns no values, and the case is left out of the aggregates but kept in the table.
 
+The primary metric is also scored against the readers' other combination (``union`` <->
+``majority``, from ``reference/alternatives/`` where prepare found them to differ) as column
+``<primary>@<rule>``, for the definition-sensitivity variant of :mod:`bench.ranking.sensitivity`.
+
 Mask metrics outside ``score_case`` (registry inputs ``"masks"``, e.g. ``nsd_area``) are computed
 only when the task lists them, on the same prediction (a zero mask under ``empty_mask``) and
 scored 0 under ``worst``.
@@ -73,6 +77,9 @@ def case_item(
         "reason": reason,
         "missing_prediction": spec.policies.missing_prediction,
         "mask_metrics": list(mask_metrics(spec)),
+        "primary": spec.primary_key,
+        "alternative": _alternative_path(spec, reference_mask),
+        "alternative_column": alternative_column(spec),
         "tolerance_mm": tolerance_mm(spec),
         "policy": {
             "both_empty_score": policy.both_empty_score,
@@ -80,6 +87,11 @@ def case_item(
             "worst_distance_mm": policy.worst_distance_mm,
         },
     }
+
+
+def alternative_column(spec: TaskSpec) -> str:
+    """Per-case column of the primary metric against the readers' other combination, e.g. ``dice@majority``."""
+    return f"{spec.primary_key}@{spec.target.other_readers}"
 
 
 def mask_metrics(spec: TaskSpec) -> tuple[str, ...]:
@@ -95,6 +107,24 @@ def _mask_metric_values(item: dict[str, Any], pred: np.ndarray | None, ref: np.n
     scored = np.zeros_like(ref, dtype=bool) if pred is None else pred
     options = {"spacing_mm": spacing_mm, "tolerance_mm": item["tolerance_mm"]}
     return {name: float(METRICS[name].func(scored, ref, **options)) for name in names}
+
+
+def _alternative_path(spec: TaskSpec, reference_mask) -> str | None:
+    """``reference/alternatives/<other rule>/<case>.nii.gz`` when prepare wrote one (the readers'
+    other combination differs from the reference there), else None."""
+    path = Path(reference_mask).parent.parent / "alternatives" / spec.target.other_readers / Path(reference_mask).name
+    return str(path) if path.is_file() else None
+
+
+def _score(pred: np.ndarray | None, ref: np.ndarray, options: dict, rule: str):
+    """``score_case`` of a usable prediction, else the missing-prediction rule's scores (None: excluded)."""
+    if pred is not None:
+        return score_case(pred, ref, **options)
+    if rule == "exclude":
+        return None
+    if rule == "worst":
+        return worst_case_scores(ref, **options)
+    return score_case(np.zeros_like(ref, dtype=bool), ref, **options)
 
 
 def _zooms(header: nib.Nifti1Header, ndim: int) -> tuple[float, ...]:
@@ -129,21 +159,17 @@ def score_segmentation_case(item: dict[str, Any]) -> dict[str, Any]:
     policy = EmptyMaskPolicy(**item["policy"])
     options = {"spacing_mm": spacing_mm, "tolerance_mm": item["tolerance_mm"], "policy": policy}
     rule = item["missing_prediction"]
+    if pred is None:
+        reason = _with_rule(reason, _RULE_REASONS[rule])
     try:
-        if pred is not None:
-            scores = score_case(pred, ref, **options)
-        elif rule == "exclude":
-            reason = _with_rule(reason, "left out of the aggregates (policy missing_prediction=exclude)")
+        scores = _score(pred, ref, options, rule)
+        if scores is None:
             return {"case_id": item["case_id"], "status": status, "reason": reason, "metrics": None}
-        elif rule == "worst":
-            reason = _with_rule(
-                reason, "scored with every metric at its worst value (policy missing_prediction=worst)"
-            )
-            scores = worst_case_scores(ref, **options)
-        else:
-            reason = _with_rule(reason, "scored as an empty mask (policy missing_prediction=empty_mask)")
-            scores = score_case(np.zeros_like(ref, dtype=bool), ref, **options)
         extra = _mask_metric_values(item, pred, ref, spacing_mm, rule)
+        # the primary against the readers' other combination; where it equals the reference, the same
+        alternative = ref if item.get("alternative") is None else nifti.read_volume(item["alternative"])[0]
+        alternative_scores = scores if alternative is ref else _score(pred, alternative, options, rule)
+        extra[item["alternative_column"]] = getattr(alternative_scores, item["primary"])
     except BenchError as error:
         error.add_note(f"while scoring case {item['case_id']} against {item['reference']}")
         raise
@@ -154,6 +180,13 @@ def score_segmentation_case(item: dict[str, Any]) -> dict[str, Any]:
         "reason": reason,
         "metrics": {**{name: metrics[name] for name in SCORE_FIELDS}, **extra},
     }
+
+
+_RULE_REASONS = {
+    "exclude": "left out of the aggregates (policy missing_prediction=exclude)",
+    "worst": "scored with every metric at its worst value (policy missing_prediction=worst)",
+    "empty_mask": "scored as an empty mask (policy missing_prediction=empty_mask)",
+}
 
 
 def _with_rule(reason: str, rule: str) -> str:

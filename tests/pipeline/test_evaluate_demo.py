@@ -141,6 +141,10 @@ def _check_demo(out: Path, report) -> None:
         for board in task_boards:
             assert board["analysis"]["power"]["gaps"] and board["analysis"]["definition_sensitivity"]
             assert "confound-floor" not in {e["submission"] for e in board["entries"]}  # a line, not a rank
+    (seg,) = boards["ricord-1a-lesion-seg"]
+    questions = {v["question"] for v in seg["analysis"]["definition_sensitivity"]}
+    assert {"HD95 definition", "NSD definition", "Readers combined", "Missing prediction"} <= questions
+    assert seg["analysis"]["reader_band"]["kind"] == "inter-reader"
     (ct,) = boards["ricord-ct-covid-cls"]
     assert [r["name"] for r in ct["analysis"]["reference_lines"]] == ["confound-floor"]
     (cxr,) = boards["ricord-1c-cxr-appearance"]

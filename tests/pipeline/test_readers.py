@@ -84,3 +84,9 @@ def test_inter_reader_dice_of_the_synthetic_1a_test_split(tmp_path_factory, tmp_
         a, b = (np.asanyarray(nib.load(p).dataobj).astype(bool) for p in sorted(folder.glob("*.nii.gz")))
         by_hand.append(2 * (a & b).sum() / (a.sum() + b.sum()))
     assert dice.n == len(traced) and dice.value == pytest.approx(np.mean(by_hand))
+    # two readers: the majority is where both traced, which prepare keeps where it differs from the union
+    alternatives = traced[0].parent.parent / "alternatives" / "majority"
+    for folder in traced:
+        a, b = (np.asanyarray(nib.load(p).dataobj).astype(bool) for p in sorted(folder.glob("*.nii.gz")))
+        kept = alternatives / f"{folder.name}.nii.gz"
+        assert kept.is_file() and (np.asanyarray(nib.load(kept).dataobj).astype(bool) == (a & b)).all()

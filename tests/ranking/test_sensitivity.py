@@ -97,3 +97,15 @@ def test_classification_missing_prediction_chance_vs_exclude():
 def test_a_board_of_one_entry_has_nothing_to_compare():
     spec = load_task("ricord-1a-lesion-seg")
     assert definition_sensitivity(_board(spec, {"only": _seg_table([0.5], [1.0], [1.0])})) == ()
+
+
+def test_readers_combined_compares_the_primary_against_the_other_combination():
+    spec = load_task("ricord-1a-lesion-seg")
+    assert spec.target.readers == "union" and spec.target.other_readers == "majority"
+    union_first = _seg_table([0.9, 0.7], [1, 1], [1, 1]).assign(**{"dice@majority": [0.6, 0.6]})
+    majority_first = _seg_table([0.8, 0.7], [1, 1], [1, 1]).assign(**{"dice@majority": [0.9, 0.9]})
+    board = _board(spec, {"a": union_first, "b": majority_first})
+    variant = next(v for v in definition_sensitivity(board) if v.question == "Readers combined")
+    assert (variant.baseline, variant.alternative) == ("union (the task's)", "majority")
+    assert variant.baseline_values == pytest.approx((0.8, 0.75)) and variant.alternative_values == (0.6, 0.9)
+    assert variant.flips == (("a", "b"),)
