@@ -26,7 +26,7 @@ def withdraw(
     results: Results = Path("results"),
     reason: Annotated[str, typer.Option("--reason", help="Why, for the ledger.")] = "",
 ) -> None:
-    """Withdraw an entry from a phase: its runs stay stored, the board leaves it out."""
+    """Withdraw an entry from a phase (recorded in the ledger; its runs stay stored)."""
     from bench.pipeline.phases import withdraw as record
 
     event = record(challenge, phase, team=team, entry=entry, results=results, reason=reason)

@@ -90,7 +90,7 @@ def withdraw(
     reason: str = "",
     now: datetime | None = None,
 ) -> Event:
-    """Record that (team, entry) is withdrawn from the phase: its runs stay stored, off the board."""
+    """Record that (team, entry) is withdrawn from the phase; counted_runs then counts none of its runs."""
     return _record(challenge_file, phase_id, team, entry, results, "withdrawn", reason=reason, now=now)
 
 
