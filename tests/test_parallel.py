@@ -191,6 +191,7 @@ def _start_worker(address: str, name: str, *options: str, with_tasks: bool = Tru
         [sys.executable, "-m", "dask", "worker", address, "--name", name, "--nthreads", "1",
          "--no-dashboard", *options],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=_worker_env(with_tasks=with_tasks),
+        cwd=REPO if with_tasks else tempfile.gettempdir(),  # `python -m` puts the cwd on the path
     )
     with Client(address, timeout=10, set_as_default=False) as client:
         deadline = time.monotonic() + 60
@@ -252,7 +253,8 @@ def test_container_runs_go_to_the_docker_worker_and_write_to_the_shared_path(clu
     items = []
     for name, task in (("threshold-seg", "ricord-1a-lesion-seg"), ("hu-stats-cls", "ricord-ct-covid-cls")):
         inputs = write_prepared(tmp_path / "prepared" / task, task)
-        items.append({"submission": str(submissions / name), "spec": load_task(task),
+        items.append({"submission": str(submissions / name), "team": None, "entry": None,
+                      "spec": load_task(task),
                       "inputs": str(inputs), "run_dir": str(tmp_path / "runs" / name),
                       "runner": "docker", "limits": {"timeout_s": 120}})
     worker = _start_worker(cluster.scheduler_address, "docker-host", "--resources", "docker=1")

@@ -79,7 +79,8 @@ def test_input_tree_holds_no_label_data(synth, prepared, task_id):
         for text in forbidden | ({"MIDRC", "RICORD", "1A", "1B"} if name != "task.json" else set()):
             assert text.encode() not in data, (name, text)
     cases = json.loads((result.input_dir / "cases.json").read_text())
-    assert set(cases) == {"schema_version", "task", "split", "cases"}
+    # the split it was prepared from, by name and hash (runs are bound to it), and no label
+    assert set(cases) == {"schema_version", "task", "split", "split_name", "split_sha256", "cases"}
     assert [set(c) for c in cases["cases"]] == [{"case_id", "image"}] * len(result.case_ids)
     assert [c["case_id"] for c in cases["cases"]] == sorted(result.case_ids)
     assert json.loads((result.input_dir / "task.json").read_text()) == spec.public_dict()
