@@ -60,8 +60,8 @@ def bwrap_noop(scratch: Path) -> None:
 
 
 def whole_run(scratch: Path, index: int) -> float:
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-    from runner_inputs import write_prepared
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from tests.helpers.runner_inputs import write_prepared
 
     from bench.pipeline.demo import BUILTIN_SUBMISSIONS
     from bench.runners import run_submission
