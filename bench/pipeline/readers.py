@@ -37,11 +37,12 @@ from bench.data.protocol import FAMILIES, apply_protocol
 from bench.errors import TaskSpecError
 from bench.io import SCHEMA_VERSION, atomic_directory, json_number, write_csv, write_json
 from bench.metrics.segmentation import score_case
-from bench.metrics.uncertainty import bootstrap_counts, percentile_interval, resampled_means
+from bench.metrics.uncertainty import percentile_interval, resampled_means
 from bench.pipeline.evaluate import ProgressCallback, prepared_split
 from bench.prepare import nifti
 from bench.prepare.reference import read_reference
 from bench.ranking.statistics import resampled_auroc
+from bench.scoring.bootstrap import design
 from bench.scoring.segmentation import metric_policy, tolerance_mm
 from bench.store import reader_band_folder
 from bench.tasks import TaskSpec
@@ -100,14 +101,11 @@ def _score(spec: TaskSpec, head, table: pd.DataFrame) -> ReaderScore:
     classes = list(head.classes)
     positive = head.positive if len(classes) == 2 else None
     consensus = table["consensus"].to_numpy()
-    boot = spec.bootstrap
-    counts = bootstrap_counts(len(table), n_resamples=boot.resamples, seed=boot.seed,
-                              strata=consensus if boot.stratify else None,
-                              clusters=table["patient_id"].astype(str).to_numpy() if boot.cluster else None)
+    counts = design(spec, table.reset_index(drop=True), strata=consensus).counts()
     labels = table["label"].to_numpy()
     value = float(reader_scores(labels, consensus, classes, np.ones((1, len(table))), positive=positive)[0])
     resampled = reader_scores(labels, consensus, classes, counts, positive=positive)
-    interval = percentile_interval(value, resampled, confidence=boot.confidence)
+    interval = percentile_interval(value, resampled, confidence=spec.bootstrap.confidence)
     return ReaderScore(str(table["group_name"].iloc[0]), len(table), interval.estimate, interval.low,
                        interval.high)
 
@@ -162,8 +160,7 @@ def inter_reader_agreement(spec: TaskSpec, *, root: str | Path, name: str = "syn
     boot = spec.bootstrap
     scores_out = []
     if len(per_study):
-        counts = bootstrap_counts(len(per_study), n_resamples=boot.resamples, seed=boot.seed,
-                                  clusters=per_study.patient_id.to_numpy() if boot.cluster else None)
+        counts = design(spec, per_study, strata=None).counts()
         for metric in ("dice", "nsd"):
             values = per_study[metric].to_numpy(dtype=float)
             interval = percentile_interval(float(values.mean()), resampled_means(values, counts),

@@ -25,10 +25,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench.metrics.uncertainty import bootstrap_counts
 from bench.ranking.power import PowerReport, auroc_power, case_mean_power, resampled_power
 from bench.ranking.sensitivity import RankingVariant, definition_sensitivity
 from bench.ranking.statistics import resampled_auroc
+from bench.scoring.bootstrap import design
 from bench.store import StoredRun
 
 
@@ -88,15 +88,14 @@ def _float(value) -> float:
 
 def _counts(board, case_ids, strata: np.ndarray | None) -> np.ndarray:
     """The task's resamples over ``case_ids`` (clustered by patient, stratified when the task says)."""
-    boot = board.spec.bootstrap
-    clusters = None
-    if boot.cluster:
-        mapping = pd.concat([e.run.per_case.set_index("case_id")[boot.cluster] for e in board.entries
-                             if boot.cluster in e.run.per_case.columns])
-        mapping = mapping[~mapping.index.duplicated()].astype(str)
-        clusters = mapping.reindex(pd.Index(case_ids)).fillna("").to_numpy() if len(mapping) else None
-    return bootstrap_counts(len(case_ids), n_resamples=boot.resamples, seed=boot.seed,
-                            strata=strata if boot.stratify else None, clusters=clusters).astype(np.float64)
+    cases = pd.DataFrame({"case_id": list(case_ids)})
+    column = board.spec.bootstrap.cluster
+    tables = [e.run.per_case.set_index("case_id")[column] for e in board.entries
+              if column and column in e.run.per_case.columns]
+    if tables:
+        mapping = pd.concat(tables)
+        cases[column] = mapping[~mapping.index.duplicated()].astype(str).reindex(cases.case_id).fillna("").to_numpy()
+    return design(board.spec, cases, strata=strata).counts()
 
 
 def _head(board):
