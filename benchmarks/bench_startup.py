@@ -52,7 +52,9 @@ def heavy_modules(arguments: list[str]) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=15)
-    parser.add_argument("--bench", default=shutil.which("bench") or os.path.join(os.path.dirname(sys.executable), "bench"))
+    parser.add_argument("--bench",
+                        default=shutil.which("bench")
+                        or os.path.join(os.path.dirname(sys.executable), "bench"))
     args = parser.parse_args()
     commands = {
         "python -c pass": [sys.executable, "-c", "pass"],
@@ -72,7 +74,8 @@ def main() -> None:
         walls = [wall for wall, _ in values]
         median = statistics.median(walls)
         cpu = statistics.median(c for _, c in values)
-        print(f"{name:<22}{median:>10.3f}{min(walls):>8.3f}{max(walls):>8.3f}{median / floor:>9.1f}{cpu:>8.3f}")
+        print(f"{name:<22}{median:>10.3f}{min(walls):>8.3f}{max(walls):>8.3f}"
+              f"{median / floor:>9.1f}{cpu:>8.3f}")
     for arguments in (["--help"], ["score", "--help"]):
         loaded = heavy_modules(arguments)
         print(f"heavy modules imported by bench {' '.join(arguments)}: {', '.join(loaded) or 'none'}")

@@ -13,12 +13,16 @@ from bench.cli.options import TasksDir
 def cite(
     result: Annotated[
         Path | None,
-        typer.Argument(help="A stored result folder (holding receipt.json), e.g. results/<task>/<entry>/<run>."),
+        typer.Argument(
+            help="A stored result folder (holding receipt.json), e.g. results/<task>/<entry>/<run>."),
     ] = None,
-    task: Annotated[str | None, typer.Option("--task", help="Task id, to cite a pinned split instead.")] = None,
+    task: Annotated[
+        str | None, typer.Option("--task", help="Task id, to cite a pinned split instead.")] = None,
     name: Annotated[str | None, typer.Option("--name", help="Pinned split name (with --task).")] = None,
-    split: Annotated[str | None, typer.Option("--split", help="train, validation or test (with --task).")] = None,
-    bibtex: Annotated[bool, typer.Option("--bibtex/--no-bibtex", help="Print the BibTeX entries too.")] = True,
+    split: Annotated[
+        str | None, typer.Option("--split", help="train, validation or test (with --task).")] = None,
+    bibtex: Annotated[
+        bool, typer.Option("--bibtex/--no-bibtex", help="Print the BibTeX entries too.")] = True,
     tasks_dir: TasksDir = None,
 ) -> None:
     """Print split sha256, task spec sha256, harness version and git revision, metrics, and BibTeX."""

@@ -16,7 +16,8 @@ def export(
     task: Annotated[str, typer.Option("--task", help="Task id, e.g. ricord-1a-lesion-seg.")],
     name: Annotated[str, typer.Option("--name", help="Pinned split name (<id>/splits/<name>.json).")],
     split: Annotated[str, typer.Option("--split", help="train or validation (test is never exported).")],
-    format: Annotated[str, typer.Option("--format", help="nnunet (segmentation), monai, or csv (classification).")],
+    format: Annotated[
+        str, typer.Option("--format", help="nnunet (segmentation), monai, or csv (classification).")],
     out: Annotated[Path, typer.Option("--out", help="Dataset folder, e.g. $nnUNet_raw/Dataset501_RICORD1a.")],
     root: Annotated[Path, typer.Option("--root", help="Root of the download the split was pinned from.")],
     folds: Annotated[int, typer.Option("--folds", help="Patient-grouped folds of the train split.")] = 5,
@@ -36,7 +37,8 @@ def export(
                               manifest=manifest, annotations=annotations or (), cache_dir=cache,
                               salt_file=salt_file, directory=tasks_dir, progress=progress)
     console.print(f"{report.cases} {split} cases as {report.format} in {report.out} "
-                  f"({report.linked} images hard-linked from the cache, {report.moved} copied)", soft_wrap=True)
+                  f"({report.linked} images hard-linked from the cache, {report.moved} copied)",
+                  soft_wrap=True)
     for path in report.files:
         typer.echo(f"wrote {path}")
     typer.echo(f"split sha256:{report.split_sha256}")

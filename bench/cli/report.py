@@ -16,8 +16,9 @@ def report(
     out: Annotated[Path, typer.Option("--out", help="Folder for appendix.md and appendix.html.")],
     results: Annotated[Path | None, typer.Option("--results", help="Results store whose receipts to cite "
                                                  "(submissions, image digests).")] = None,
-    tasks_dir: Annotated[Path | None, typer.Option("--tasks-dir", help="Folder of task definitions "
-                                                   "(default: $BENCH_TASKS_DIR or the built-in tasks).")] = None,
+    tasks_dir: Annotated[Path | None, typer.Option(
+        "--tasks-dir", help="Folder of task definitions "
+                            "(default: $BENCH_TASKS_DIR or the built-in tasks).")] = None,
 ) -> None:
     """Write the task's reporting appendix: every item the harness knows filled, the rest marked missing."""
     from bench.leaderboard.appendix import build_appendix, write_appendix
@@ -26,7 +27,8 @@ def report(
     appendix = build_appendix(load_task(task, directory=tasks_dir), name=name, results=results,
                               directory=tasks_dir)
     markdown, html = write_appendix(appendix, out)
-    console.print(shown(f"{len(appendix.items) - len(appendix.missing)} of {len(appendix.items)} items filled; "
+    console.print(shown(f"{len(appendix.items) - len(appendix.missing)} of {len(appendix.items)} "
+                        "items filled; "
                         f"{len(appendix.missing)} missing, for the organizer to add"))
     for item in appendix.missing:
         console.print(shown(f"  missing: {item.checklist}: {item.topic}"))

@@ -69,7 +69,8 @@ def pin(task: Task, name: Name,
                                        scheduler=scheduler, directory=tasks_dir)
             else:
                 split = pin_split(spec, manifest, root=root, name=name, annotations=annotations or (),
-                                  progress=progress, workers=workers, scheduler=scheduler, directory=tasks_dir)
+                                  progress=progress, workers=workers, scheduler=scheduler,
+                                  directory=tasks_dir)
     counts = {s: len(split.cases(s)) for s in ("train", "validation", "test")}
     console.print(f"[bold]{shown(split.path)}[/]: {len(split.records)} cases "
                   + ", ".join(f"{s} {n}" for s, n in counts.items()))

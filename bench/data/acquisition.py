@@ -66,7 +66,8 @@ def read_acquisition(path: str | os.PathLike, *, site: str | None = None) -> dic
     try:
         ds = pydicom.dcmread(path, stop_before_pixels=True)
     except (OSError, InvalidDicomError, EOFError) as error:
-        raise DicomError(f"{path}: cannot read the DICOM header ({error}); re-download the series.") from error
+        raise DicomError(
+            f"{path}: cannot read the DICOM header ({error}); re-download the series.") from error
     spacing = ds.get("PixelSpacing") or ds.get("ImagerPixelSpacing")
     return {
         "manufacturer": _text(ds.get("Manufacturer")),

@@ -99,7 +99,8 @@ def _reference_standard(spec: TaskSpec) -> str:
 def _split(spec: TaskSpec, split: PinnedSplit) -> str:
     counts = {part: len(split.cases(part)) for part in ("train", "validation", "test")}
     strategy = spec.split
-    return (f"procedure {split.strategy.get('procedure')} (patient-grouped by {strategy.group_by}, stratified "
+    return (f"procedure {split.strategy.get('procedure')} "
+            f"(patient-grouped by {strategy.group_by}, stratified "
             f"by {', '.join(strategy.stratify)}, seed {strategy.seed}, fractions "
             f"{dict(strategy.fractions)}); pinned as {split.name!r}, sha256 {split.sha256}; cases "
             f"{counts}.")
@@ -173,7 +174,8 @@ def build_appendix(spec: TaskSpec, *, name: str, results: str | os.PathLike | No
         Item(bias, "Subgroups", _subgroups(spec), True),
         Item(bias, "Submissions and image digests", entries, have_entries),
         Item(bias, "Harness and task spec by hash",
-             f"ricord-bench {citation.harness_version} (git {citation.git_revision or 'not a checkout'}); task "
+             f"ricord-bench {citation.harness_version} "
+             f"(git {citation.git_revision or 'not a checkout'}); task "
              f"spec sha256 {spec.sha256}.", True),
         _missing(bias, "Organizers, funding and conflicts of interest",
                  "the organizing team, funders and how conflicts were handled."),

@@ -207,7 +207,8 @@ def reliability_svg(calibration: dict) -> bytes | None:
     for k, (name, bins) in enumerate(series):
         x = np.array([b["mean_predicted"] for b in bins], dtype=float)
         y = np.array([b["observed"] for b in bins], dtype=float)
-        low = np.array([b["observed_low"] if b["observed_low"] is not None else np.nan for b in bins], dtype=float)
+        low = np.array([b["observed_low"] if b["observed_low"] is not None else np.nan for b in bins],
+                       dtype=float)
         high = np.array([b["observed_high"] if b["observed_high"] is not None else np.nan for b in bins],
                         dtype=float)
         color = PALETTE[k % len(PALETTE)]

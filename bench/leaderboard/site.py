@@ -285,7 +285,8 @@ def _analysis_json(analysis: BoardAnalysis) -> dict[str, Any]:
                              "value": json_number(r.value), "ci_low": json_number(r.ci_low),
                              "ci_high": json_number(r.ci_high)} for r in analysis.references],
         "reader_band": None if readers is None else {
-            "kind": readers.kind, "readers": [dict(r) for r in readers.readers], "low": json_number(readers.low),
+            "kind": readers.kind, "readers": [dict(r) for r in readers.readers],
+            "low": json_number(readers.low),
             "high": json_number(readers.high), "margin": readers.margin,
             "non_inferiority": [{"entry": t.entry, "difference": json_number(t.difference),
                                  "lower_bound": json_number(t.lower_bound), "n_cases": t.n_cases,

@@ -69,7 +69,8 @@ def _case_features(spec: TaskSpec, rows: pd.DataFrame, root: Path, progress) -> 
     if missing:
         raise SplitError(f"{root}: {len(missing)} series of task {spec.id} not found (e.g. {missing[:3]}); "
                          "the confound floor reads one header per case. Check --root.")
-    records = [read_acquisition(paths[str(row.series_uid)][0], site=str(row.site) if pd.notna(row.site) else None)
+    records = [read_acquisition(paths[str(row.series_uid)][0],
+                                site=str(row.site) if pd.notna(row.site) else None)
                for row in rows.itertuples()]
     return pd.DataFrame(records, index=rows.index)[list(spec.confound_floor.features)]
 
@@ -118,9 +119,11 @@ def fit_and_predict(spec: TaskSpec, train: pd.DataFrame, train_labels: pd.DataFr
         if len(seen) < 2:
             only = seen[0] if seen else None
             for name in head.classes:
-                columns[name] = np.full(len(scored), 1.0 / len(head.classes) if only is None else float(name == only))
+                columns[name] = np.full(len(scored),
+                                        1.0 / len(head.classes) if only is None else float(name == only))
             continue
-        model = _model(features, spec.confound_floor.C).fit(x_train[known.to_numpy()], labels[known].astype(str))
+        model = _model(features, spec.confound_floor.C).fit(x_train[known.to_numpy()],
+                                                            labels[known].astype(str))
         probabilities = model.predict_proba(x_scored)
         fitted = list(model.classes_)
         for name in head.classes:
@@ -143,7 +146,8 @@ def confound_floor(spec: TaskSpec, *, root: str | Path, name: str = "synthetic",
         raise TaskSpecError(f"task {spec.id} declares no confound_floor in its task.yaml; add one (fields "
                             "to use, e.g. [manufacturer, model, kernel, site]) to offer the floor.")
     if split == "train":
-        raise TaskSpecError("the confound floor is fitted on the train split; score it on validation or test.")
+        raise TaskSpecError(
+            "the confound floor is fitted on the train split; score it on validation or test.")
     root = Path(root)
     work = Path(work) if work is not None else Path(results) / ".work"
     prepared, _ = prepared_split(spec, root=root, name=name, split=split, work=work, tasks_dir=tasks_dir,

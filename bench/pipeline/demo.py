@@ -201,7 +201,8 @@ def run_demo(
     lap("evaluate")
     for task in tasks:
         spec = load_task(task, directory=tasks_dir)
-        options = {"root": data, "name": name, "split": "test", "results": out / "results", "work": out / "work",
+        options = {"root": data, "name": name, "split": "test", "results": out / "results",
+                   "work": out / "work",
                    "tasks_dir": tasks_dir}
         if spec.confound_floor is not None:
             confound_floor(spec, progress=stage_progress(progress, f"{task} / confound floor"), **options)

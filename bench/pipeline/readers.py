@@ -94,7 +94,8 @@ def reader_scores(labels: np.ndarray, consensus: np.ndarray, classes: list[str],
                   *, positive: str | None = None) -> np.ndarray:
     """The primary AUROC of a reader's one-hot labels against ``consensus`` on every row of ``counts``."""
     one_hot = np.eye(len(classes))[[classes.index(label) for label in labels]]
-    return resampled_auroc(np.asarray(consensus), one_hot[:, None, :], classes, counts, positive=positive)[:, 0]
+    return resampled_auroc(np.asarray(consensus), one_hot[:, None, :], classes, counts,
+                           positive=positive)[:, 0]
 
 
 def _score(spec: TaskSpec, head, table: pd.DataFrame) -> ReaderScore:
@@ -143,7 +144,8 @@ def inter_reader_agreement(spec: TaskSpec, *, root: str | Path, name: str = "syn
     prepared, _ = prepared_split(spec, root=root, name=name, split=split, work=work, tasks_dir=tasks_dir,
                                  progress=progress)
     reference = read_reference(prepared / "reference", check_masks=False)
-    patients = dict(zip(reference.cases.case_id.astype(str), reference.cases.patient_id.astype(str), strict=True))
+    patients = dict(zip(reference.cases.case_id.astype(str), reference.cases.patient_id.astype(str),
+                        strict=True))
     rows = []
     traced = prepared / "reference" / "readers"
     for folder in sorted(traced.iterdir()) if traced.is_dir() else []:
@@ -170,7 +172,8 @@ def inter_reader_agreement(spec: TaskSpec, *, root: str | Path, name: str = "syn
     document = {
         "schema_version": SCHEMA_VERSION, "task": spec.id, "task_sha256": spec.sha256, "kind": "inter-reader",
         "split": {"name": reference.split_name, "split": reference.split, "sha256": reference.split_sha256},
-        "readers": [{"group": s.group, "n": s.n, "value": json_number(s.value), "ci_low": json_number(s.ci_low),
+        "readers": [{"group": s.group, "n": s.n, "value": json_number(s.value),
+                     "ci_low": json_number(s.ci_low),
                      "ci_high": json_number(s.ci_high)} for s in scores_out],
     }
     _write_band(results, reference, document, pairs)
@@ -194,7 +197,8 @@ def reader_band(spec: TaskSpec, *, root: str | Path, name: str = "synthetic", sp
     reference = read_reference(prepared / "reference", check_masks=False)
     readers_path = root / "manifest.readers.csv"  # written beside the manifest by `bench data index`
     if not readers_path.is_file():
-        raise TaskSpecError(f"{readers_path}: no reader table; index the download again with `bench data index` "
+        raise TaskSpecError(f"{readers_path}: no reader table; index the download again with "
+                            "`bench data index` "
                             "(it writes the reader table beside the manifest).")
     manifest = read_manifest(root / "manifest.csv").set_index("case_id")
     cases = reference.cases[["case_id", "source_case_id", "patient_id"]].copy()
@@ -209,9 +213,11 @@ def reader_band(spec: TaskSpec, *, root: str | Path, name: str = "synthetic", sp
         "schema_version": SCHEMA_VERSION, "task": spec.id, "task_sha256": spec.sha256,
         "split": {"name": reference.split_name, "split": reference.split, "sha256": reference.split_sha256},
         "head": head.name, "metric": spec.primary_key,
-        "readers": [{"group": s.group, "n": s.n, "value": json_number(s.value), "ci_low": json_number(s.ci_low),
+        "readers": [{"group": s.group, "n": s.n, "value": json_number(s.value),
+                     "ci_low": json_number(s.ci_low),
                      "ci_high": json_number(s.ci_high)} for s in scores],
     }
-    _write_band(results, reference, document, loo[["case_id", "patient_id", "group_name", "label", "consensus"]])
+    _write_band(results, reference, document,
+                loo[["case_id", "patient_id", "group_name", "label", "consensus"]])
     log.info("reader band of %s on %s/%s: %d readers", spec.id, name, split, len(scores))
     return scores

@@ -52,7 +52,8 @@ log = logging.getLogger(__name__)
 
 FORMATS = ("nnunet", "monai", "csv")
 EXPORTABLE = ("train", "validation")
-_KINDS = {"nnunet": ("segmentation",), "monai": ("segmentation", "classification"), "csv": ("classification",)}
+_KINDS = {"nnunet": ("segmentation",), "monai": ("segmentation", "classification"),
+          "csv": ("classification",)}
 _CHANNEL = {"CT": "CT", "CXR": "X-ray"}
 LICENCE = "CC BY-NC 4.0 (RICORD on TCIA; TCIA Data Usage Policy)"
 
@@ -164,7 +165,8 @@ def _check_request(spec: TaskSpec, split: str, format: str) -> None:
         raise PrepareError(f"--format {format!r} is not one of {list(FORMATS)}.")
     if spec.kind not in _KINDS[format]:
         fitting = [f for f, kinds in _KINDS.items() if spec.kind in kinds]
-        raise PrepareError(f"--format {format} does not fit task {spec.id} ({spec.kind}); use one of {fitting}.")
+        raise PrepareError(
+            f"--format {format} does not fit task {spec.id} ({spec.kind}); use one of {fitting}.")
 
 
 class _Layout:

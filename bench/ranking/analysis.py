@@ -173,7 +173,8 @@ def reader_band_summary(board, band_dir: Path) -> ReaderBandSummary | None:
     tests: tuple[NonInferiority, ...] = ()
     if head is not None and metric == "auroc" and board.entries:
         tests = _non_inferiority(board, pd.read_csv(per_case_path, dtype=str), head, margin)
-    return ReaderBandSummary(str(document.get("kind", "leave-one-out")), tuple(document["readers"]), float(np.nanmin(values)), float(np.nanmax(values)),
+    return ReaderBandSummary(str(document.get("kind", "leave-one-out")), tuple(document["readers"]),
+                             float(np.nanmin(values)), float(np.nanmax(values)),
                              margin, tests)
 
 
@@ -203,8 +204,10 @@ def _non_inferiority(board, band: pd.DataFrame, head, margin: float) -> tuple[No
             i = position[row.case_id]
             read[i], consensus[i] = 1.0, row.consensus
             scores[i, 0, classes.index(row.label)] = 1.0
-        readers_full.append(resampled_auroc(consensus, scores, classes, read[None, :], positive=positive)[0, 0])
-        readers_boot.append(resampled_auroc(consensus, scores, classes, counts * read, positive=positive)[:, 0])
+        readers_full.append(resampled_auroc(consensus, scores, classes, read[None, :],
+                                            positive=positive)[0, 0])
+        readers_boot.append(resampled_auroc(consensus, scores, classes, counts * read,
+                                            positive=positive)[:, 0])
     if not readers_full:
         return ()
     mean_full = float(np.nanmean(readers_full))

@@ -129,7 +129,8 @@ def _segmentation_variants(spec, names: list[str], tables: list[pd.DataFrame]) -
     combined = f"{primary}@{spec.target.other_readers}"
     if all(primary in t.columns and combined in t.columns for t in tables):
         variants.append(compare_rankings(
-            "Readers combined", primary, f"{spec.target.readers} (the task's)", spec.target.other_readers, names,
+            "Readers combined", primary, f"{spec.target.readers} (the task's)", spec.target.other_readers,
+            names,
             [_mean(_column(t, primary)) for t in tables], [_mean(_column(t, combined)) for t in tables],
             direction=spec.primary_direction))
     if primary not in OVERLAP_METRICS or not all(primary in t.columns for t in tables):

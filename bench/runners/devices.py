@@ -70,7 +70,8 @@ def gpu_binding(count: int, *, dev_root: Path = Path("/dev"), visible: str | Non
             "where the NVIDIA driver is loaded."
         )
     if not (dev_root / "nvidiactl").exists():
-        raise RunnerError(f"--gpus {count}: {dev_root}/nvidiactl is missing; the NVIDIA driver is not loaded.")
+        raise RunnerError(
+            f"--gpus {count}: {dev_root}/nvidiactl is missing; the NVIDIA driver is not loaded.")
     indexes = tuple(candidates[:count])
     names = [f"nvidia{index}" for index in indexes]
     names += [name for name in CONTROL_NODES if (dev_root / name).exists()]

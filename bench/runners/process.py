@@ -161,7 +161,7 @@ def bwrap_arguments(
     info_fd: int,
     as_root: bool,
     python: str | None = None,
-    gpus: GpuBinding = GpuBinding(),
+    gpus: GpuBinding = GpuBinding(),  # noqa: B008
 ) -> list[str]:
     """The full ``bwrap ... -- command`` argument list (see the module docstring for the why)."""
     arguments = [bwrap]

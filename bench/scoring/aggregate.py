@@ -199,7 +199,8 @@ def _calibration_of(y: np.ndarray, p: np.ndarray, counts: np.ndarray | None, con
     bins = reliability_curve(y, p, counts=counts, confidence=confidence)
     return {"slope": json_number(fit.slope), "intercept": json_number(fit.intercept),
             "slope_model_intercept": json_number(fit.slope_model_intercept), "n": fit.n,
-            "bins": [{"low": b.low, "high": b.high, "n": b.count, "mean_predicted": json_number(b.mean_predicted),
+            "bins": [{"low": b.low, "high": b.high, "n": b.count,
+                      "mean_predicted": json_number(b.mean_predicted),
                       "observed": json_number(b.observed), "observed_low": json_number(b.observed_low),
                       "observed_high": json_number(b.observed_high)} for b in bins]}
 
@@ -226,7 +227,8 @@ def _calibration(spec: TaskSpec, data: HeadData, table: pd.DataFrame, counts: np
                     continue
                 fit = calibration(y[member], p[member])
                 groups_out.setdefault(attribute, {})[group] = {
-                    "n": int(member.sum()), "slope": json_number(fit.slope), "intercept": json_number(fit.intercept)}
+                    "n": int(member.sum()), "slope": json_number(fit.slope),
+                    "intercept": json_number(fit.intercept)}
         entry["subgroups"] = groups_out
         out[name] = entry
     return out

@@ -68,7 +68,8 @@ def score_predictions(
 
     Examples
     --------
-    >>> result = bench.score_predictions("ricord-1a-lesion-seg", "preds/", "prepared/reference")  # doctest: +SKIP
+    >>> result = bench.score_predictions(
+    ...     "ricord-1a-lesion-seg", "preds/", "prepared/reference")  # doctest: +SKIP
     >>> result.scores["metrics"]["dice"]["value"], result.per_case[["case_id", "dice"]]  # doctest: +SKIP
     """
     spec = task if isinstance(task, TaskSpec) else load_task(task)
@@ -99,7 +100,8 @@ def score_predictions_and_store(
     A plain folder is recorded first under ``<results>/.work/self-reported/<task>/`` (the receipt
     points there, so ``bench rescore`` can recompute it); the stored receipt says
     ``self_reported: true`` and the board marks the entry. ``team`` and ``entry`` name it (a
-    folder's name never does); a run directory already names its entry in ``run.json``. ``tasks_dir`` is the user's tasks
+    folder's name never does); a run directory already names its entry in ``run.json``.
+    ``tasks_dir`` is the user's tasks
     folder holding the pinned split (:func:`bench.tasks.user_tasks_dir`).
     """
     run_dir = Path(predictions)

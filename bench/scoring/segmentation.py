@@ -90,7 +90,8 @@ def case_item(
 
 
 def alternative_column(spec: TaskSpec) -> str:
-    """Per-case column of the primary metric against the readers' other combination, e.g. ``dice@majority``."""
+    """Per-case column of the primary metric against the readers' other combination,
+    e.g. ``dice@majority``."""
     return f"{spec.primary_key}@{spec.target.other_readers}"
 
 
@@ -112,7 +113,8 @@ def _mask_metric_values(item: dict[str, Any], pred: np.ndarray | None, ref: np.n
 def _alternative_path(spec: TaskSpec, reference_mask) -> str | None:
     """``reference/alternatives/<other rule>/<case>.nii.gz`` when prepare wrote one (the readers'
     other combination differs from the reference there), else None."""
-    path = Path(reference_mask).parent.parent / "alternatives" / spec.target.other_readers / Path(reference_mask).name
+    path = (Path(reference_mask).parent.parent / "alternatives" / spec.target.other_readers
+            / Path(reference_mask).name)
     return str(path) if path.is_file() else None
 
 

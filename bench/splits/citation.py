@@ -80,7 +80,8 @@ class Citation:
             lines.append(f"  run               {self.run_id}")
         if self.result:
             lines.append(f"  result            {self.result}")
-        lines.append(f"  data              {', '.join(f'{c} (doi:{COLLECTION_DOIS[c]})' for c in self.collections)}")
+        lines.append("  data              "
+                     f"{', '.join(f'{c} (doi:{COLLECTION_DOIS[c]})' for c in self.collections)}")
         lines.append(f"  primary metric    {self.primary_metric}")
         lines.append("  metrics")
         lines += [f"    {name}: {definition}" for name, definition in self.metrics]
@@ -121,7 +122,8 @@ class Citation:
         return "\n\n".join(entries)
 
 
-def cite_split(spec: TaskSpec, name: str, split: str | None = None, *, directory: Path | None = None) -> Citation:
+def cite_split(spec: TaskSpec, name: str, split: str | None = None, *,
+               directory: Path | None = None) -> Citation:
     """The citation of task ``spec`` on the pinned split ``name`` (optionally one part of it), this harness.
 
     Raises
@@ -141,7 +143,8 @@ def cite_receipt(receipt: Mapping[str, Any], spec: TaskSpec) -> Citation:
     receipt's hash is cited (the number was computed under that spec).
     """
     scored_by = receipt.get("harness", {})
-    citation = _citation(spec, receipt["split"]["name"], receipt["split"]["split"], receipt["split"]["sha256"],
+    citation = _citation(spec, receipt["split"]["name"], receipt["split"]["split"],
+                         receipt["split"]["sha256"],
                          str(scored_by.get("version", "unknown")), scored_by.get("git_revision"))
     return replace(citation, task_sha256=receipt["task"]["sha256"], run_id=receipt.get("run_id"))
 
@@ -165,7 +168,8 @@ def cite_result(path: str | os.PathLike, *, directory: Path | None = None) -> Ci
             raise KeyError(", ".join(missing) or "task.sha256")
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise SplitError(
-            f"{folder}: no readable receipt.json with split and task hashes ({type(error).__name__}: {error}). "
+            f"{folder}: no readable receipt.json with split and task hashes "
+            f"({type(error).__name__}: {error}). "
             "Cite a scored result (results/<task>/.../<run_id>, written by `bench score`), or a task and "
             "split with --task and --name."
         ) from error
@@ -207,7 +211,8 @@ def _citation(spec: TaskSpec, name: str, split: str | None, split_sha256: str, v
     return Citation(
         task=spec.id, task_version=spec.version, task_sha256=spec.sha256, split_name=name, split=split,
         split_sha256=split_sha256, harness_version=version, git_revision=revision,
-        collections=tuple(spec.collections), metrics=metric_definitions(spec), primary_metric=spec.primary_key,
+        collections=tuple(spec.collections), metrics=metric_definitions(spec),
+        primary_metric=spec.primary_key,
         policies=spec.policies.model_dump(mode="json"),
         bootstrap=f"{round(b.confidence * 100)}% percentile bootstrap, {b.resamples} resamples{cluster}, "
                   f"seed {b.seed}",

@@ -13,7 +13,8 @@ import pytest
 from benchmarks.bench_startup import HEAVY
 
 COMMANDS = [[], ["score"], ["export"], ["cite"], ["prepare"], ["run"], ["evaluate"], ["rescore"], ["demo"],
-            ["data", "synth"], ["data", "index"], ["splits", "pin"], ["splits", "verify"], ["leaderboard", "build"],
+            ["data", "synth"], ["data", "index"], ["splits", "pin"], ["splits", "verify"],
+            ["leaderboard", "build"],
             ["images", "base"]]
 
 

@@ -27,7 +27,8 @@ def test_items_are_filled_from_the_spec_and_the_split():
     assert "readers combined by union" in _item(appendix, "CLAIM", "Definition of ground truth").text
     submissions = _item(appendix, "BIAS", "Submissions")
     assert not submissions.filled and "bench evaluate" in submissions.text
-    assert {i.checklist for i in appendix.items} == {"BIAS (Maier-Hein et al. 2020)", "CLAIM 2024", "TRIPOD+AI (2024)"}
+    assert {i.checklist for i in appendix.items} == {"BIAS (Maier-Hein et al. 2020)", "CLAIM 2024",
+                                                      "TRIPOD+AI (2024)"}
 
 
 def test_receipts_fill_the_submissions_item_and_text_is_escaped_in_html(tmp_path):

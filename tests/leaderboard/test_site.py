@@ -165,7 +165,8 @@ def test_hidden_split_publishes_no_per_case_values(built):
         if path.suffix == ".svg":  # the written text; the path coordinates are drawing units
             text = " ".join(re.findall(r"<text[^>]*>(.*?)</text>", text, flags=re.S))
         # ids as whole words: a short id such as "c05" also occurs inside hex hashes (task sha256)
-        leaked = [i for i in ids if re.search(rf"\b{re.escape(i)}\b", text)] + [v for v in numbers if v in text]
+        leaked = ([i for i in ids if re.search(rf"\b{re.escape(i)}\b", text)]
+                  + [v for v in numbers if v in text])
         assert not leaked, (path.relative_to(site), leaked[:5])
     assert not list(site.rglob("*roc*")), "no ROC plot of a hidden split"
 
@@ -422,7 +423,8 @@ def test_calibration_is_drawn_on_shown_splits_and_only_summarized_on_hidden_ones
         cls_run(store, spec, "calibrated", 0.5, seed=3 if split == "test" else 4, split=split,
                 calibration=_CALIBRATION)
     build_leaderboard(tmp_path / "results", tmp_path / "out")
-    shown_dir, hidden_dir = (tmp_path / "out" / CLS_TASK / key for key in ("validation-synthetic", "test-synthetic"))
+    shown_dir, hidden_dir = (tmp_path / "out" / CLS_TASK / key
+                             for key in ("validation-synthetic", "test-synthetic"))
     (svg,) = sorted(shown_dir.rglob("*-calibration-appearance.svg"))
     assert "<svg" in svg.read_text()
     shown = next(shown_dir.rglob("*.html")).read_text()

@@ -399,4 +399,5 @@ def test_int8_masks_with_negative_values_count_as_foreground():
     pred = ref.copy()
     pred[1, 1, 1] = -1  # non-zero: foreground, never a bool view of the byte 0xFF
     expected = score_case(pred != 0, ref != 0, spacing_mm=(1, 1, 1)).as_dict()
-    assert score_case(np.asfortranarray(pred), np.asfortranarray(ref), spacing_mm=(1, 1, 1)).as_dict() == expected
+    assert score_case(np.asfortranarray(pred), np.asfortranarray(ref),
+                      spacing_mm=(1, 1, 1)).as_dict() == expected

@@ -135,8 +135,10 @@ def _check_demo(out: Path, report) -> None:
     stored = Store(out / "results").runs()
     runs = [r for r in stored if not r.reference_entry]
     assert {(r.task, r.name) for r in runs} == {(t, e) for t, entries in ENTRIES.items() for e in entries}
-    assert {(r.task, r.name) for r in stored if r.reference_entry} == {("ricord-ct-covid-cls", "confound-floor")}
-    boards = {t["id"]: t["boards"] for t in json.loads((out / "leaderboard" / "leaderboard.json").read_text())["tasks"]}
+    assert {(r.task, r.name) for r in stored if r.reference_entry} == {
+        ("ricord-ct-covid-cls", "confound-floor")}
+    boards = {t["id"]: t["boards"]
+              for t in json.loads((out / "leaderboard" / "leaderboard.json").read_text())["tasks"]}
     for task_boards in boards.values():
         for board in task_boards:
             assert board["analysis"]["power"]["gaps"] and board["analysis"]["definition_sensitivity"]
@@ -149,7 +151,8 @@ def _check_demo(out: Path, report) -> None:
     assert [r["name"] for r in ct["analysis"]["reference_lines"]] == ["confound-floor"]
     (cxr,) = boards["ricord-1c-cxr-appearance"]
     band = cxr["analysis"]["reader_band"]
-    assert band["readers"] and {t["entry"] for t in band["non_inferiority"]} == set(ENTRIES["ricord-1c-cxr-appearance"])
+    assert band["readers"] and {t["entry"] for t in band["non_inferiority"]} == set(
+        ENTRIES["ricord-1c-cxr-appearance"])
     assert all(r.split == "test" and r.split_name == "synthetic" for r in runs)
     assert all(
         json.loads((r.path / "receipt.json").read_text())["run"]["runner"] == report.runner for r in runs
@@ -223,7 +226,8 @@ def test_a_real_run_is_refused_against_another_split_or_preparation(collection, 
                          runner="process")
     assert run.split == {"name": "evaluate-test", "split": "test", "sha256": other.split_sha256}
     assert score_run(spec, run.run_dir, test / "reference", workers=1).scores["counts"]["ok"] > 0
-    with pytest.raises(ScoringError, match=r"on split evaluate-test/test .* is split evaluate-test/validation"):
+    with pytest.raises(ScoringError,
+                       match=r"on split evaluate-test/test .* is split evaluate-test/validation"):
         score_run(spec, run.run_dir, validation / "reference", workers=1)
     with pytest.raises(ScoringError, match="another preparation"):
         score_run(spec, run.run_dir, other.reference_dir, workers=1)

@@ -78,7 +78,8 @@ def test_inter_reader_dice_of_the_synthetic_1a_test_split(tmp_path_factory, tmp_
     dice, nsd = reader_band(spec, root=built.root, name="synthetic", split="test", results=results)
     assert (dice.group, nsd.group) == ("inter-reader dice", "inter-reader nsd")
     assert 0.5 < dice.value < 1 and dice.ci_low <= dice.value <= dice.ci_high and 0 < nsd.value <= 1
-    traced = sorted((results / ".work" / "prepared" / spec.id / "synthetic" / "test" / "reference" / "readers").iterdir())
+    traced = sorted((results / ".work" / "prepared" / spec.id / "synthetic" / "test" / "reference"
+                     / "readers").iterdir())
     by_hand = []
     for folder in traced:
         a, b = (np.asanyarray(nib.load(p).dataobj).astype(bool) for p in sorted(folder.glob("*.nii.gz")))

@@ -26,11 +26,12 @@ def _band(folder, truth, sha):
     for group, flip in (("Bear", 0), ("Tiger", 3), ("Dragon", 5)):
         for i, label in enumerate(truth):
             said = CLASSES[(CLASSES.index(label) + 1) % 4] if i % 7 == flip else label
-            rows.append({"case_id": f"case-{i:03d}", "patient_id": f"p{i}", "group_name": group, "label": said,
+            rows.append({"case_id": f"case-{i:03d}", "patient_id": f"p{i}", "group_name": group,
+                         "label": said,
                          "consensus": label})
     pd.DataFrame(rows).to_csv(folder / "per_case.csv", index=False)
-    readers = [{"group": g, "n": len(truth), "value": 0.9, "ci_low": 0.8, "ci_high": 0.95} for g in ("Bear",
-                                                                                                  "Dragon", "Tiger")]
+    readers = [{"group": g, "n": len(truth), "value": 0.9, "ci_low": 0.8, "ci_high": 0.95}
+               for g in ("Bear", "Dragon", "Tiger")]
     (folder / "band.json").write_text(json.dumps({"split": {"sha256": sha}, "readers": readers}))
 
 

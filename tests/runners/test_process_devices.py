@@ -39,7 +39,8 @@ PROBE = textwrap.dedent("""
         with open("/dev/nvidia0", "r+b", buffering=0) as node:
             report["node_rw"] = node.write(b"x") == 1
     try:  # a CUDA-style reservation: 64 GiB of address space, never touched
-        reserved = mmap.mmap(-1, 64 << 30, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | getattr(mmap, "MAP_NORESERVE", 0), prot=0)  # PROT_NONE
+        reserved = mmap.mmap(-1, 64 << 30, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | \
+getattr(mmap, "MAP_NORESERVE", 0), prot=0)  # PROT_NONE
         report["reserve"] = True
         reserved.close()
     except (OSError, ValueError):
@@ -153,7 +154,8 @@ def test_gpus_bind_the_nodes_and_the_memory_limit_holds_without_an_address_space
     monkeypatch.setattr(process, "gpu_binding", lambda count: gpu_binding(count, dev_root=dev, visible=""))
     spec = load_task(CLS)
     limits = {"timeout_s": 120, "memory": "1g"}
-    gpu = run_submission(probe, spec, inputs, tmp_path / "gpu", runner="process", limits={**limits, "gpus": 1})
+    gpu = run_submission(probe, spec, inputs, tmp_path / "gpu", runner="process",
+                         limits={**limits, "gpus": 1})
     report = _report(tmp_path / "gpu")
     assert report["dev"] == ["nvidia-uvm", "nvidia0", "nvidiactl"]
     assert report["cuda"] == "0" and report["order"] == "PCI_BUS_ID" and report["node_rw"] is True
@@ -169,7 +171,8 @@ def test_gpus_bind_the_nodes_and_the_memory_limit_holds_without_an_address_space
 
 def test_python_for_the_docker_runner_is_refused(inputs, probe, tmp_path):
     with pytest.raises(RunnerError, match="--python applies to the process runner"):
-        run_submission(probe, load_task(CLS), inputs, tmp_path / "run", runner="docker", python=sys.executable)
+        run_submission(probe, load_task(CLS), inputs, tmp_path / "run", runner="docker",
+                       python=sys.executable)
 
 
 def test_a_python_that_is_not_an_interpreter_is_refused(inputs, probe, tmp_path):

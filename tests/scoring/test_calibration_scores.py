@@ -22,14 +22,17 @@ def test_binary_head_calibration_matches_the_metric_on_the_scored_arrays(tmp_pat
     rng = np.random.default_rng(4)
     n = 24
     labels = ["positive" if i % 2 else "negative" for i in range(n)]
-    p = np.clip(np.where(np.array([i % 2 for i in range(n)]) == 1, 0.65, 0.35) + rng.normal(0, 0.2, n), 0.01, 0.99)
+    p = np.clip(np.where(np.array([i % 2 for i in range(n)]) == 1, 0.65, 0.35) + rng.normal(0, 0.2, n),
+                0.01, 0.99)
     cases = [(f"c{i:02d}", f"p{i:02d}") for i in range(n)]
     pin_fixture_split(COVID, cases)
     reference = write_reference(tmp_path / "prepared", COVID,
-                                [{"case_id": c, "patient_id": q, "covid": label, "site": "A" if i < 12 else "B"}
+                                [{"case_id": c, "patient_id": q, "covid": label,
+                                  "site": "A" if i < 12 else "B"}
                                  for i, ((c, q), label) in enumerate(zip(cases, labels, strict=True))])
     run = write_run(tmp_path / "run", COVID, {c: ("ok", "") for c, _ in cases},
-                    predictions={c: {"negative": 1 - s, "positive": s} for (c, _), s in zip(cases, p, strict=True)})
+                    predictions={c: {"negative": 1 - s, "positive": s}
+                                 for (c, _), s in zip(cases, p, strict=True)})
     scores = score_run(load_task(COVID), run, reference, workers=1).scores
     entry = scores["calibration"]["covid"]["positive"]
     expected = calibration(np.array([label == "positive" for label in labels], int), p)

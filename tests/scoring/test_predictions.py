@@ -77,9 +77,11 @@ def test_plain_folder_scores_like_the_run_holding_the_same_masks(tmp_path, monke
     assert from_run.receipt["self_reported"] is False
     assert receipt["run"]["runner"] == "self-reported"
     assert receipt["run"]["image"] is None and receipt["run"]["limits"] == {}
-    run_json = json.loads((tmp_path / "results" / ".work" / "self-reported").rglob("run.json").__next__().read_text())
+    run_json = json.loads(
+        (tmp_path / "results" / ".work" / "self-reported").rglob("run.json").__next__().read_text())
     assert {c["case_id"]: c["status"] for c in run_json["cases"]} == {"a": "ok", "b": "missing", "c": "ok"}
-    assert run_json["rejected"] == [{"path": "plans.json", "reason": "not a mask of a reference case; ignored"}]
+    assert run_json["rejected"] == [
+        {"path": "plans.json", "reason": "not a mask of a reference case; ignored"}]
     assert [r.name for r in Store(tmp_path / "results").runs()] == ["nnunet-fold0"]
 
 

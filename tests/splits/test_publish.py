@@ -1,7 +1,7 @@
 """The canonical TCIA split: pinned from the export, completed later by a lock file, same hash.
 
-The built-in ``bench/builtin/tasks/ricord-1c-cxr-appearance/splits/tcia.json`` is checked three ways: against a
-committed excerpt of the real export (each case record re-derived), by re-running the
+The built-in ``bench/builtin/tasks/ricord-1c-cxr-appearance/splits/tcia.json`` is checked three ways:
+against a committed excerpt of the real export (each case record re-derived), by re-running the
 assignment on its own records, and (when the whole export is on disk: ``RICORD_1C_EXPORT`` and
 ``RICORD_1C_V3`` name the export JSON and its ``_v3.csv``) by re-pinning it byte for byte.
 """
