@@ -61,11 +61,10 @@ def bwrap_noop(scratch: Path) -> None:
 
 def whole_run(scratch: Path, index: int) -> float:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from tests.helpers.runner_inputs import write_prepared
-
     from bench.pipeline.demo import BUILTIN_SUBMISSIONS
     from bench.runners import run_submission
     from bench.tasks import load_task
+    from tests.helpers.runner_inputs import write_prepared
 
     root = scratch / f"prepared-{index}"
     inputs = write_prepared(root, "ricord-ct-covid-cls", n_cases=4)

@@ -94,7 +94,8 @@ def _counts(board, case_ids, strata: np.ndarray | None) -> np.ndarray:
               if column and column in e.run.per_case.columns]
     if tables:
         mapping = pd.concat(tables)
-        cases[column] = mapping[~mapping.index.duplicated()].astype(str).reindex(cases.case_id).fillna("").to_numpy()
+        unique = mapping[~mapping.index.duplicated()].astype(str)
+        cases[column] = unique.reindex(cases.case_id).fillna("").to_numpy()
     return design(board.spec, cases, strata=strata).counts()
 
 
