@@ -9,11 +9,9 @@ and the v2 tree), SIGKILLs each task it finds until none is left, and removes th
 
 import logging
 import os
-import signal
-import time
 from pathlib import Path
 
-from bench.runners.result import Sweep
+from bench.runners.result import Sweep, kill_until_gone
 
 log = logging.getLogger(__name__)
 
@@ -67,20 +65,10 @@ def empty(directories: list[Path], label: str, *, attempts: int = 50) -> Sweep:
     (survivors > killed) and left in place.
     """
     found = sorted({pid for d in directories for pid in tasks(d)})
-    killed: set[int] = set()
     if found:
         log.warning("%d tasks outlived the run in %s; killing them", len(found), label)
-    for _ in range(attempts if found else 0):
-        alive = sorted({pid for d in directories for pid in tasks(d)})
-        if not alive:
-            break
-        for pid in alive:
-            try:
-                os.kill(pid, signal.SIGKILL)
-                killed.add(pid)
-            except ProcessLookupError:
-                pass
-        time.sleep(0.1)
+    killed = kill_until_gone(lambda: {pid for d in directories for pid in tasks(d)},
+                             attempts=attempts if found else 0)
     left = sorted({pid for d in directories for pid in tasks(d)})
     for directory in directories:
         for folder, _, _ in sorted(os.walk(directory), key=lambda w: len(w[0]), reverse=True):

@@ -48,7 +48,7 @@ from pathlib import Path
 from bench.errors import RunnerError, SubmissionError
 from bench.runners.confine import Confinement, confine
 from bench.runners.devices import GpuBinding, gpu_binding
-from bench.runners.result import ExecOutcome, Sweep, describe_end
+from bench.runners.result import ExecOutcome, Sweep, describe_end, kill_until_gone
 from bench.runners.seccomp import bpf_program
 from bench.runners.staging import SUBMISSION_UID, detach_links
 from bench.runners.streams import CappedLog, drain
@@ -455,18 +455,7 @@ class _Namespace:
             if not (found := self.members()):
                 break
             time.sleep(0.05)
-        killed = set()
-        for _ in range(attempts):
-            alive = self.members()
-            if not alive:
-                break
-            for pid in alive:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                    killed.add(pid)
-                except ProcessLookupError:
-                    pass
-            time.sleep(0.1)
+        killed = kill_until_gone(self.members, attempts=attempts)
         left = self.members()
         if found:
             detail = f"{len(found)} processes outlived the sandbox, {len(killed)} killed"

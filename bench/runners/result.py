@@ -3,6 +3,10 @@
 The run record built from it is :class:`bench.runners.record.RunRecord`.
 """
 
+import os
+import signal
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from bench.tasks import Limits
@@ -54,3 +58,24 @@ def describe_end(exit_code: int | None, timed_out: bool, oom_killed: bool, limit
     if exit_code is None:
         return "no exit code"
     return None
+
+
+def kill_until_gone(members: Callable[[], Iterable[int]], *, attempts: int) -> set[int]:
+    """SIGKILL every pid ``members()`` lists, again until it lists none or ``attempts`` run out.
+
+    A process may fork between the listing and the kill, so one pass is not enough; the caller
+    lists what is left afterwards. Returns the pids a signal reached.
+    """
+    killed: set[int] = set()
+    for _ in range(attempts):
+        alive = sorted(set(members()))
+        if not alive:
+            break
+        for pid in alive:
+            try:
+                os.kill(pid, signal.SIGKILL)
+                killed.add(pid)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.1)
+    return killed
