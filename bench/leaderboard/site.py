@@ -10,6 +10,7 @@ fetches, no server. Layout::
     <task>/<task>.csv               every board of the task as one table
     <task>/<board>-*.svg            plots of each board
     <task>/<board>/<slug>.html      one page per submission and board
+    <task>/<board>/<slug>/          its receipts and per-case CSV (bench.leaderboard.entries)
 
 All user-supplied text (names, teams, descriptions, receipts, case ids) goes through
 Jinja2's autoescaping; nothing is marked safe. The same store gives the same bytes.
@@ -39,11 +40,12 @@ from bench.io import (
     write_json,
     write_text,
 )
-from bench.leaderboard import pages, plots
+from bench.leaderboard import entries, pages, plots
 from bench.leases import temp_dir
 from bench.metrics.registry import METRICS
 from bench.ranking.analysis import BoardAnalysis, analyse_board
 from bench.ranking.board import Board, BoardEntry, build_boards
+from bench.splits.citation import cite_board, cite_result, data_sources
 from bench.store import Store, StoredRun, plain, reader_band_folder, slugify
 from bench.tasks import TaskSpec, load_task
 from bench.trees import foreign_content, mark_tree, publish_modes
@@ -134,7 +136,9 @@ def build_leaderboard(results: str | os.PathLike, out: str | os.PathLike, *,
             task_runs = [run for run in runs if run.task == task_id]
             boards = build_boards(spec, [run for run in task_runs if not run.reference_entry])
             analyses = {board.key: _analysis(store, board, task_runs) for board in boards}
-            _write_task(env, site / task_id, spec, boards, analyses)
+            # every run, not only the latest: the entry pages list the run history with receipts
+            stored = [run for run in store.runs(task_id, broken=[]) if not run.reference_entry]
+            _write_task(env, site / task_id, spec, boards, analyses, stored, tasks_dir)
             tasks.append((spec, boards, analyses))
         write_text(site / "index.html", env.get_template("index.html").render(
             root="", tasks=[(spec, boards) for spec, boards, _ in tasks], skipped=skipped,
@@ -205,7 +209,7 @@ def _environment() -> jinja2.Environment:
     env.filters["pretty"] = lambda value: json.dumps(plain(value), indent=1, sort_keys=True,
                                                      ensure_ascii=False)
     env.globals.update(METHOD_TEXT=METHOD_TEXT, SCORE_LABEL=SCORE_LABEL, METRICS=METRICS,
-                       flatten=_flatten, pages=pages)
+                       flatten=_flatten, pages=pages, entries=entries)
     return env
 
 
@@ -217,8 +221,11 @@ def _copy_static(target: Path) -> None:
 
 
 def _write_task(env: jinja2.Environment, folder: Path, spec: TaskSpec, boards: list[Board],
-                analyses: dict[str, BoardAnalysis]) -> None:
+                analyses: dict[str, BoardAnalysis], stored: list[StoredRun], tasks_dir) -> None:
     plots_of, withheld = {}, {}
+    sources = data_sources(spec)
+    citations = {board.key: cite_board(spec, board.split_name, board.split, board.split_sha256)
+                 for board in boards}
     for board in boards:
         withheld[board.key] = plots.withheld(board)
         drawn = {"distribution": plots.distribution_svg(board), "ranks": plots.blob_svg(board),
@@ -238,13 +245,18 @@ def _write_task(env: jinja2.Environment, folder: Path, spec: TaskSpec, boards: l
                         name = f"{page.stem}-calibration-{slugify(head)}.svg"
                         write_bytes(folder / board.key / page.parent / name, svg)
                         reliability[head] = name
+            runs = entries.board_runs(entry, board, stored)
+            links = entries.write_entry_files(folder / board.key, entry, board, runs)
             write_text(folder / board.key / entry.page, env.get_template("submission.html").render(
                 root="../../../", spec=spec, board=board, entry=entry, reliability=reliability,
+                history=entries.history(entry, board, runs), links=links, sources=sources,
+                receipt=entries.receipt_href(entry, entry.run.run_id),
+                citation=cite_result(entry.run.path, directory=tasks_dir),
                 page_title=f"{entry.run.name} · {spec.title}",
                 per_case=None if board.hide_per_case else _per_case_rows(entry.run.per_case)))
     write_text(folder / "index.html", env.get_template("task.html").render(
         root="../", spec=spec, boards=boards, plots=plots_of, withheld=withheld, csv=f"{spec.id}.csv",
-        analyses=analyses, page_title=spec.title))
+        analyses=analyses, sources=sources, citations=citations, page_title=spec.title))
     write_csv(folder / f"{spec.id}.csv", spreadsheet_safe(_task_table(spec, boards)))
 
 
@@ -266,6 +278,7 @@ def _entry_json(entry: BoardEntry, spec: TaskSpec) -> dict[str, Any]:
         "median_rank": json_number(entry.median_rank), "tied_group": entry.group,
         "cases": entry.cases, "ok": entry.ok, "failures": entry.failures,
         "task_sha256": entry.run.task_sha256, "task_spec_matches": entry.spec_matches,
+        "started_at": entry.run.receipt["started_at"], "harness": entries.harness_text(entry.run.receipt),
         "self_reported": entry.run.self_reported,
     }
 
