@@ -95,10 +95,9 @@ def history(entry: BoardEntry, board: Board, runs: list[StoredRun]) -> tuple[His
     ``runs`` are :func:`board_runs`; they give each event's harness and receipt link.
     """
     by_id = {run.run_id: run for run in runs}
-    events = getattr(entry, "history", ())
-    if events:
+    if board.phase is not None:
         return tuple(_row(event.at, event.event, event.run_id, event.value, event.counts, event.reason,
-                          by_id.get(event.run_id), entry) for event in events)
+                          by_id.get(event.run_id), entry) for event in entry.history)
     return tuple(_row(str(run.receipt["started_at"]), "scored", run.run_id, _primary(run, board),
                       run.run_id == entry.run.run_id, "", run, entry) for run in runs)
 

@@ -19,8 +19,9 @@ def score_repeats_primary(board: Any) -> bool:
     """Whether the board's ranking statistic is the primary value itself, so a column for it
     would repeat the primary column: the mean of aggregate-then-rank (the scorer's value is
     the mean over the counted cases) and a dataset-level metric ranked by its value."""
-    ranking = board.ranking
-    return ranking.method == "aggregate-then-rank" and ranking.aggregate in ("mean", "dataset")
+    ranking = board.ranking  # None on a sealed or empty phase board: no columns at all
+    return ranking is not None and ranking.method == "aggregate-then-rank" and ranking.aggregate in (
+        "mean", "dataset")
 
 
 def every_entry_failed(board: Any) -> bool:

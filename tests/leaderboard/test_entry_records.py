@@ -10,7 +10,7 @@ from markupsafe import escape
 from bench.leaderboard import build_leaderboard
 from bench.leaderboard.pages import public_receipt
 from bench.splits.citation import DATA_SOURCES, cite_board, cite_result
-from bench.store import EntryId, Store, plain
+from bench.store import EntryId, plain
 from bench.tasks import load_task
 from tests.helpers.board_fixtures import CLS_TASK, SEG_TASK, build_fake_store, seg_run
 

@@ -113,7 +113,8 @@ def test_per_case_hidden_on_test_shown_on_validation(built):
     assert "c00" not in hidden and "Per-case scores are hidden" in hidden
     assert "c00" in shown and "c03" in shown
     # subgroups under the minimum size keep their count but not their score on a hidden split
-    assert "hidden: fewer than 5 cases" in hidden and "0.782" not in hidden.split("Subgroups")[1].split("<h2>")[0]
+    subgroups = hidden.split("Subgroups")[1].split("<h2>")[0]
+    assert "hidden: fewer than 5 cases" in hidden and "0.782" not in subgroups
     assert "[0.100, 0.900]" in shown
     validation_svg = (root / "site" / SEG_TASK / "validation-synthetic-distribution.svg").read_text()
     assert "PathCollection" in validation_svg  # the case points
