@@ -25,7 +25,8 @@ import numpy as np
 import pydicom
 from matplotlib.path import Path as MplPath
 
-from bench.data.dicom import HEADER_KEYWORDS, is_candidate, scan_headers
+from bench.data.dicom import scan_headers
+from bench.data.headers import HEADER_KEYWORDS, is_candidate
 from bench.data.mdai import read_exports, reader_masks
 from bench.data.ricord import case_instances, index_download, load_case_image
 from bench.data.synth import ANNOTATIONS_1A, ANNOTATIONS_1C, synthesize
