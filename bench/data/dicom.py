@@ -28,7 +28,8 @@ import pandas as pd
 import pydicom
 from pydicom.errors import InvalidDicomError
 
-from bench.data.headers import HEADER_COLUMNS, candidate_files, read_headers_item
+from bench.data.header_index import read_index, write_index
+from bench.data.headers import HEADER_COLUMNS, HeaderBatch, candidate_files, read_headers_item
 from bench.errors import DicomError
 
 log = logging.getLogger(__name__)
@@ -138,31 +139,64 @@ def default_scan_workers(n_files: int) -> int | None:
     return 1 if n_files < POOL_MIN_FILES else None
 
 
-def scan_headers(root: str | os.PathLike, *, progress: Progress | None = None,
-                 workers: int | None = None) -> HeaderScan:
+def scan_headers(root: str | os.PathLike, *, progress: Progress | None = None, workers: int | None = None,
+                 under: str | None = None, update_index: bool = False,
+                 reuse_index: bool = True) -> HeaderScan:
     """Walk ``root`` and read every candidate file's header (up to the pixel data).
 
     Files that fail (not DICOM, truncated, no UIDs) are listed in ``skipped`` with the
     reason instead of stopping the walk. Duplicate SOPInstanceUIDs keep the first path in
-    sorted order and list the others as skipped. ``workers``: processes reading headers
-    (default :func:`default_scan_workers`); the result is the same whatever their number.
+    sorted order and list the others as skipped.
+
+    Parameters
+    ----------
+    workers : int, optional
+        Processes reading headers (default :func:`default_scan_workers`); the result is the
+        same whatever their number.
+    under : str, optional
+        A folder relative to ``root`` (a manifest's ``series_dir``): only the files below it
+        are scanned; ``rel_path`` stays relative to ``root``.
+    update_index : bool
+        Store what was read as the download's header index (:mod:`bench.data.header_index`;
+        ``bench data index`` does).
+    reuse_index : bool
+        Take the rows of the files that did not change since the header index was written from
+        it, and read only the others (default); False reads every file.
     """
     root = Path(root)
-    if not root.is_dir():
+    under = None if under is None or Path(under).as_posix() in ("", ".") else Path(under).as_posix()
+    top = root / under if under else root
+    if not top.is_dir():
+        if under:
+            raise DicomError(f"{top}: not a folder of the download {root} any more; the download moved or "
+                             "changed. Re-run `bench data index`.")
         raise DicomError(
             f"{root}: download root is not a directory. Pass the folder that holds "
             "the collection folders (and metadata.csv)."
         )
-    files = candidate_files(root)
-    results = _read_headers(root, [(rel_path, size) for rel_path, size, _ in files], workers, progress)
+    prefix = f"{under}/" if under else ""
+    files = [(prefix + rel_path, size, stamp) for rel_path, size, stamp in candidate_files(top)]
+    index = read_index(root) if reuse_index else {}
+    changed = [(rel_path, size) for rel_path, size, stamp in files
+               if (entry := index.get(rel_path)) is None or entry[:2] != (size, stamp)]
+    fresh = dict(_read_headers(root, changed, workers, progress))
+    if index and changed:
+        log.info("%s: %d of %d file(s) are new or changed since the header index was written; read again",
+                 top, len(changed), len(files))
     rows: list[dict] = []
     skipped: list[tuple[str, str]] = []
-    for rel_path, result in results:
+    entries = {}
+    base = str(root)
+    for rel_path, size, stamp in files:
+        result = fresh[rel_path] if rel_path in fresh else index[rel_path][2]
+        entries[rel_path] = (size, stamp, result)
         if isinstance(result, str):
             log.warning("%s: %s", root / rel_path, result)
             skipped.append((rel_path, result))
         else:
-            rows.append(result)
+            rows.append(result if rel_path in fresh else {**result, "path": os.path.join(base, rel_path)})
+    if update_index and under is None and (changed or len(index) != len(files)):
+        write_index(root, entries)
     return _deduplicated(rows, skipped)
 
 
@@ -171,7 +205,7 @@ def _read_headers(root: Path, files: list[tuple[str, int]], workers: int | None,
     """:func:`read_headers_item` over ``files`` in batches of :data:`BATCH_FILES`, in file order."""
     from bench.parallel import map_ordered
 
-    batches = [(str(root), tuple(files[start:start + BATCH_FILES]))
+    batches = [HeaderBatch(str(root), tuple(files[start:start + BATCH_FILES]))
                for start in range(0, len(files), BATCH_FILES)]
     ends = [min(len(files), (k + 1) * BATCH_FILES) for k in range(len(batches))]
 
@@ -195,8 +229,8 @@ def _deduplicated(rows: list[dict], skipped: list[tuple[str, str]]) -> HeaderSca
     """The scan's table; a SOPInstanceUID seen again keeps its first row, the others are skipped."""
     frame = pd.DataFrame(rows, columns=list(HEADER_COLUMNS))
     duplicated = frame.duplicated("sop_uid", keep="first")
-    for _, row in frame[duplicated].iterrows():
-        skipped.append((row["rel_path"], f"duplicate SOPInstanceUID {row['sop_uid']} (first copy kept)"))
+    for rel_path, sop_uid in zip(frame.rel_path[duplicated], frame.sop_uid[duplicated], strict=True):
+        skipped.append((rel_path, f"duplicate SOPInstanceUID {sop_uid} (first copy kept)"))
     frame = frame[~duplicated].reset_index(drop=True)
     return HeaderScan(instances=frame, skipped=tuple(skipped))
 

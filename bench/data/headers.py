@@ -19,6 +19,7 @@ import functools
 import io
 import os
 import struct
+from dataclasses import dataclass
 from pathlib import Path
 
 import pydicom
@@ -151,15 +152,18 @@ def _candidate_name(name: str) -> bool:
     return not name.startswith(".") and not any(lower.endswith(suffix) for suffix in NON_DICOM_SUFFIXES)
 
 
-def candidate_files(root: str | os.PathLike) -> list[tuple[str, int, int]]:
-    """(POSIX path relative to ``root``, size, mtime in ns) of every candidate file, in path order.
+def candidate_files(root: str | os.PathLike) -> list[tuple[str, int, tuple[int, int]]]:
+    """(POSIX path relative to ``root``, size, stamp) of every candidate file, in path order.
 
-    The order is that of the paths' components (as ``sorted`` orders :class:`~pathlib.Path`
-    objects), so the first copy of a duplicated instance is the same whatever the walk order.
-    Folders reached through a symbolic link are not entered (as ``Path.rglob``); linked files are
+    ``stamp`` is (mtime, ctime) in ns: with the size, what tells a file changed since its
+    header was read (:mod:`bench.data.header_index`); the ctime cannot be set back by any tool,
+    so a file replaced with another of the same size and mtime is still told apart. The
+    order is that of the paths' components (as ``sorted`` orders :class:`~pathlib.Path` objects),
+    so the first copy of a duplicated instance is the same whatever the walk order. Folders
+    reached through a symbolic link are not entered (as ``Path.rglob``); linked files are
     followed to their target. Hidden files and folders are skipped (:func:`is_candidate`).
     """
-    found: list[tuple[tuple[str, ...], int, int]] = []
+    found: list[tuple[tuple[str, ...], int, tuple[int, int]]] = []
     pending: list[tuple[str, tuple[str, ...]]] = [(os.fspath(root), ())]
     while pending:
         directory, parts = pending.pop()
@@ -176,11 +180,11 @@ def candidate_files(root: str | os.PathLike) -> list[tuple[str, int, int]]:
                     pending.append((entry.path, (*parts, entry.name)))
                 elif entry.is_file() and _candidate_name(entry.name):
                     info = entry.stat()
-                    found.append(((*parts, entry.name), info.st_size, info.st_mtime_ns))
+                    found.append(((*parts, entry.name), info.st_size, (info.st_mtime_ns, info.st_ctime_ns)))
             except FileNotFoundError:  # removed during the walk
                 continue
     found.sort()
-    return [("/".join(parts), size, mtime) for parts, size, mtime in found]
+    return [("/".join(parts), size, stamp) for parts, size, stamp in found]
 
 
 class _Fields:
@@ -431,18 +435,34 @@ def read_header(path: str | os.PathLike, *, size: int | None = None) -> dict:
     }
 
 
-def read_headers_item(item: tuple[str, tuple[tuple[str, int], ...]]) -> list[tuple[str, dict | str]]:
-    """Read a batch of files: ``(root, ((rel_path, size), ...))`` -> ``[(rel_path, row or reason)]``.
+@dataclass(frozen=True)
+class HeaderBatch:
+    """Files whose headers one task reads: the work item of :func:`read_headers_item`.
+
+    Paths relative to ``root`` with their sizes from the walk, never file contents. Its repr
+    names the first file and the count, so an error note from :func:`bench.parallel.map_ordered`
+    stays one line instead of listing hundreds of paths.
+    """
+
+    root: str
+    files: tuple[tuple[str, int], ...]
+
+    def __repr__(self) -> str:
+        first = self.files[0][0] if self.files else "-"
+        return f"<{len(self.files)} DICOM file(s) under {self.root}, from {first}>"
+
+
+def read_headers_item(item: HeaderBatch) -> list[tuple[str, dict | str]]:
+    """Read a batch of files -> ``[(rel_path, row or reason)]``, in the batch's order.
 
     The module-level task :func:`bench.data.dicom.scan_headers` hands to
     :func:`bench.parallel.map_ordered`: a batch of a few hundred files per task keeps the
     pickling and scheduling cost per file small. A file that fails gives its reason (the
     DicomError's message without the path) instead of a row, so one bad file never stops a batch.
     """
-    root, files = item
     out: list[tuple[str, dict | str]] = []
-    for rel_path, size in files:
-        path = os.path.join(root, rel_path)
+    for rel_path, size in item.files:
+        path = os.path.join(item.root, rel_path)
         try:
             row = read_header(path, size=size)
         except DicomError as error:
