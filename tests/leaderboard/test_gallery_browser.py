@@ -13,7 +13,8 @@ IMAGES = "Array.from(document.querySelectorAll('.gallery img'))"
 SCROLL = """new Promise(done => {
   let y = 0;
   const step = () => { window.scrollTo(0, y); y += 300;
-    if (y > document.documentElement.scrollHeight + 300) { done(window.scrollY); } else { setTimeout(step, 60); } };
+    if (y > document.documentElement.scrollHeight + 300) { done(window.scrollY); }
+    else { setTimeout(step, 60); } };
   step(); })"""
 LOADED = f"""new Promise(done => {{
   const all = () => {IMAGES}.every(i => i.complete);
@@ -28,8 +29,8 @@ def test_gallery_thumbnails_load_lazily_and_all_render(real, tmp_path):
     shots.mkdir()
     with Chromium(tmp_path / "profile", width=1000, height=420) as browser:
         browser.open(entry.as_uri())
-        browser.evaluate("Array.from(document.querySelectorAll('a')).find(a => a.textContent === 'case gallery')"
-                         ".click()")
+        browser.evaluate("Array.from(document.querySelectorAll('a'))"
+                         ".find(a => a.textContent === 'case gallery').click()")
         browser.wait_for("Page.loadEventFired")
         assert browser.evaluate("document.querySelector('h1').textContent") == "Case gallery · threshold-seg"
         count = browser.evaluate(f"{IMAGES}.length")
