@@ -89,15 +89,20 @@ class _Cursor:
         os.close(self.fd)
 
 
-def walk_entries(root: str | os.PathLike) -> Iterator[Entry]:
+def walk_entries(root: str | os.PathLike, *, limit: int | None = None) -> Iterator[Entry]:
     """Every entry below ``root``, depth first, names sorted within a folder, a folder before its content.
 
     Never follows a link and never enters another filesystem; any depth, one descriptor open.
-    An entry that disappears during the walk is skipped.
+    An entry that disappears during the walk is skipped. With ``limit``, at most that many
+    entries are yielded and at most that many names are ever read (a folder of millions of
+    names costs no more than ``limit`` of them): memory and time are bounded by ``limit``.
+    Within a folder that holds more names than are left to read, the names come in the
+    filesystem's order, not sorted.
     """
     cursor = _Cursor(root)
+    left = limit
     try:
-        pending: list[list[str]] = [_names(cursor.fd)]
+        pending: list[list[str]] = [_names(cursor.fd, left)]
         parts: list[str] = []
         while pending:
             if not pending[-1]:
@@ -111,17 +116,30 @@ def walk_entries(root: str | os.PathLike) -> Iterator[Entry]:
                 info = os.stat(name, dir_fd=cursor.fd, follow_symlinks=False)
             except FileNotFoundError:
                 continue
+            if left is not None:
+                if left == 0:
+                    return
+                left -= 1
             yield Entry((*parts, name), info)
             if stat.S_ISDIR(info.st_mode) and cursor.down(name):
                 parts.append(name)
-                pending.append(_names(cursor.fd))
+                pending.append(_names(cursor.fd, left))
     finally:
         cursor.close()
 
 
-def _names(fd: int) -> list[str]:
-    """The names in a folder, in reverse order so that ``pop()`` yields them sorted."""
-    return sorted(os.listdir(fd), reverse=True)
+def _names(fd: int, most: int | None = None) -> list[str]:
+    """The names in a folder (at most ``most`` of them), in reverse order so that ``pop()`` yields them
+    sorted."""
+    if most is None:
+        return sorted(os.listdir(fd), reverse=True)
+    names = []
+    with os.scandir(fd) as listing:
+        for entry in listing:
+            if len(names) >= most:
+                break
+            names.append(entry.name)
+    return sorted(names, reverse=True)
 
 
 def remove_tree(root: str | os.PathLike) -> None:
