@@ -382,7 +382,7 @@ def _task_json(spec: TaskSpec, boards: list[Board], analyses: dict[str, BoardAna
                 "kendall_tau": {k: json_number(v) for k, v in board.bootstrap.tau_summary.items()}},
             "entries": [_entry_json(entry, spec) for entry in board.entries],
             "submitted": [{"team": s.team, "submission": s.name, "slug": s.slug, "first_at": s.first_at,
-                           "last_at": s.last_at, "scored": s.scored,
+                           "last_at": s.last_at, "scored": s.scored, "counted": s.counted,
                            "history": [_history_json(item) for item in s.history]} for s in board.submitted],
             "analysis": _analysis_json(analyses[board.key]) if board.key in analyses else None,
         } for board in boards],
