@@ -18,13 +18,11 @@ import jinja2
 
 from bench.io import write_text
 from bench.metrics.registry import METRICS
-from bench.splits.citation import COLLECTION_DOIS, cite_split
+from bench.splits.citation import COLLECTION_DOIS, LICENCE, TCIA, cite_split
 from bench.splits.pinned import PinnedSplit, load_split
 from bench.store import Store, StoredRun
 from bench.tasks import TaskSpec
-
-LICENCE = "CC BY-NC 4.0 (TCIA data usage policy for the MIDRC-RICORD collections)"
-TCIA = "https://www.cancerimagingarchive.net/"
+from bench.trees import claim_files, record_files
 
 
 @dataclass(frozen=True)
@@ -78,7 +76,7 @@ def _data_sources(spec: TaskSpec) -> str:
     parts = [f"{name} (doi:{COLLECTION_DOIS[name]})" if name in COLLECTION_DOIS else name
              for name in spec.collections]
     return (f"{', '.join(parts)}, {spec.modality}, from The Cancer Imaging Archive ({TCIA}); licence "
-            f"{LICENCE}.")
+            f"{LICENCE} (TCIA data usage policy for the MIDRC-RICORD collections).")
 
 
 def _reference_standard(spec: TaskSpec) -> str:
@@ -212,10 +210,15 @@ def build_appendix(spec: TaskSpec, *, name: str, results: str | os.PathLike | No
 
 
 def write_appendix(appendix: Appendix, out: str | os.PathLike) -> tuple[Path, Path]:
-    """Write ``appendix.md`` and ``appendix.html`` into ``out`` (atomically, one file at a time)."""
+    """Write ``appendix.md`` and ``appendix.html`` into ``out`` (atomically, one file at a time).
+
+    An existing appendix is replaced only when the harness wrote it (:func:`bench.trees.claim_files`).
+    """
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     markdown, html = out / "appendix.md", out / "appendix.html"
+    claim_files([markdown, html])
+    out.mkdir(parents=True, exist_ok=True)
     write_text(markdown, appendix.markdown() + "\n")
     write_text(html, appendix.html())
+    record_files([markdown, html])
     return markdown, html

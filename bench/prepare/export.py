@@ -45,8 +45,10 @@ from bench.prepare.images import cache_entry, default_cache_dir
 from bench.prepare.materialize import prepare_split
 from bench.prepare.reference import read_reference
 from bench.provenance import harness
+from bench.splits.citation import LICENCE
 from bench.splits.pinned import load_split
 from bench.tasks import TaskSpec
+from bench.trees import claim_files, record_files
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +57,6 @@ EXPORTABLE = ("train", "validation")
 _KINDS = {"nnunet": ("segmentation",), "monai": ("segmentation", "classification"),
           "csv": ("classification",)}
 _CHANNEL = {"CT": "CT", "CXR": "X-ray"}
-LICENCE = "CC BY-NC 4.0 (RICORD on TCIA; TCIA Data Usage Policy)"
 
 
 @dataclass(frozen=True)
@@ -207,7 +208,7 @@ def _documents(spec, reference, cases: pd.DataFrame, fold_of, layout: _Layout, o
                 "file_ending": ".nii.gz",
                 "name": spec.id,
                 "description": spec.title,
-                "licence": LICENCE,
+                "licence": f"{LICENCE} (RICORD on TCIA; TCIA Data Usage Policy)",
                 "release": f"ricord-bench {provenance['harness']['version']}, split {reference.split_name} "
                            f"sha256 {reference.split_sha256}",
                 "ricord_bench": provenance,
@@ -264,13 +265,17 @@ def _read_datalist(path: Path, key: str, spec: TaskSpec) -> dict:
 
 
 def _check_free(out: Path, tree: Path, documents: dict) -> None:
-    """Refuse before moving anything when a file this export writes is already in ``out``."""
+    """Refuse before moving anything when a file this export writes is already in ``out``; the
+    MONAI ``datalist.json`` the other split extends must be one the harness wrote
+    (:func:`bench.trees.claim_files`)."""
     taken = [str(path.relative_to(tree)) for path in tree.rglob("*")
              if path.is_file() and (out / path.relative_to(tree)).exists()]
     taken += [name for name in documents if name != "datalist.json" and (out / name).exists()]
     if taken:
         raise PrepareError(f"{out} already holds {len(taken)} file(s) this export writes (e.g. {taken[:3]}); "
                            "export into an empty folder, or remove that earlier export first.")
+    if "datalist.json" in documents:
+        claim_files([out / "datalist.json"])
 
 
 def _commit(tree: Path, out: Path, documents: dict) -> list[Path]:
@@ -288,6 +293,8 @@ def _commit(tree: Path, out: Path, documents: dict) -> list[Path]:
         else:
             write_json(target, body)
         written.append(target)
+    if "datalist.json" in documents:  # the one file a later export (the other split) may extend
+        record_files([out / "datalist.json"])
     return written
 
 
