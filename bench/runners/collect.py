@@ -97,7 +97,7 @@ def collect_outputs(
     Collection
         A :class:`CaseStatus` per case (sorted by case id) and the stray or unsafe entries.
     """
-    budget = _Budget(cap_bytes)
+    budget = Budget(cap_bytes)
     rejected_rows: list[Rejected] = []
     rows_more = 0
     if spec.kind == "segmentation":
@@ -108,7 +108,7 @@ def collect_outputs(
             spec, cases, output_dir, destination, budget
         )
         expected = {"predictions.csv"}
-    stray, more = _stray_entries(output_dir, expected)
+    stray, more = stray_entries(output_dir, expected)
     rejected = rejected_rows + stray
     return Collection(
         cases=tuple(sorted((_recorded(c) for c in statuses), key=lambda c: c.case_id)),
@@ -123,7 +123,7 @@ def _recorded(case: CaseStatus) -> CaseStatus:
     return CaseStatus(case.case_id, case.status, clean_reason(case.reason))
 
 
-class _Budget:
+class Budget:
     """Bytes still allowed to be read from the output folder."""
 
     def __init__(self, cap_bytes: int):
@@ -140,7 +140,7 @@ class _Budget:
 
 
 def read_output_file(
-    output_dir: Path, relative: str, *, max_bytes: int, budget: _Budget | None = None
+    output_dir: Path, relative: str, *, max_bytes: int, budget: Budget | None = None
 ) -> bytes:
     """Read ``output_dir/relative`` without following any symlink, at most ``max_bytes``.
 
@@ -237,7 +237,7 @@ def _kind(mode: int) -> str:
 # --- segmentation ---------------------------------------------------------------------------
 
 
-def _collect_masks(cases, output_dir: Path, inputs_dir: Path, destination: Path, budget: _Budget):
+def _collect_masks(cases, output_dir: Path, inputs_dir: Path, destination: Path, budget: Budget):
     statuses = []
     for case in sorted(cases, key=lambda c: c.case_id):
         relative = f"masks/{case.case_id}.nii.gz"
@@ -343,7 +343,7 @@ def _gunzip(data: bytes, max_raw_bytes: int) -> bytes:
 # --- classification -------------------------------------------------------------------------
 
 
-def _collect_predictions(spec: TaskSpec, cases, output_dir: Path, destination: Path, budget: _Budget):
+def _collect_predictions(spec: TaskSpec, cases, output_dir: Path, destination: Path, budget: Budget):
     ids = sorted(case.case_id for case in cases)
     try:
         data = read_output_file(output_dir, "predictions.csv", max_bytes=budget.cap_bytes, budget=budget)
@@ -498,7 +498,7 @@ def validate_predictions(parsed: ParsedPredictions, spec: TaskSpec, case_ids: li
 # --- everything else in /output ----------------------------------------------------------------
 
 
-def _stray_entries(output_dir: Path, expected: set[str]) -> tuple[list[Rejected], int]:
+def stray_entries(output_dir: Path, expected: set[str]) -> tuple[list[Rejected], int]:
     """List entries of ``output_dir`` that are not expected outputs, any depth, without following links.
 
     At most :data:`MAX_ENTRIES_EXAMINED` entries are looked at (the walk's time is bounded
