@@ -27,8 +27,9 @@ classification  CT: ``ct-image``; CXR: ``chest-x-ray``      per head: binary ``<
 
 Time: the task's ``timeout_s`` is the budget of the whole run, as for a native run, so both
 interfaces get the same time. Each case gets a fair share of what is left (the remaining time
-divided by the cases not yet run), so a case that hangs loses its share only and the cases after
-it still run; a case that finishes early leaves its time to the others.
+divided by the cases not yet run, in whole seconds, at least 1), so a case that hangs loses its
+share only and the cases after it still run; a case that finishes early leaves its time to the
+others. A case reached with less than a second left is not run (``missing``, with that reason).
 """
 
 import json
@@ -299,6 +300,7 @@ def run_cases(
     execute: Executor,
     *,
     on_case: Callable[[int, str], None] | None = None,
+    clock: Callable[[], float] = time.monotonic,
 ) -> GrandChallengeRun:
     """Run ``execute`` once per case in the Grand Challenge layout; convert each case's outputs.
 
@@ -306,11 +308,11 @@ def run_cases(
     harness for each case's ``/input`` (written before the case, removed after it) and scratch;
     ``output_dir`` the run's capped output area, holding one ``<uuid>/`` per case mounted as its
     ``/output``; ``converted`` receives our outputs for the collection rule. ``on_case`` is
-    called with (index, case id) before each case.
+    called with (index, case id) before each case; ``clock`` tells the time the budget is spent by.
     """
     task_sockets = sockets(spec)
     budget = Budget(limits.output_mb * 1024 * 1024)
-    deadline = time.monotonic() + limits.timeout_s
+    deadline = clock() + limits.timeout_s
     scratch = work / "scratch"
     scratch.mkdir(parents=True, mode=0o700)
     stdout, stderr = CappedLog(), CappedLog()
@@ -323,8 +325,9 @@ def run_cases(
         if on_case is not None:
             on_case(index, case.case_id)
         case_uuid = str(uuid.uuid4())
-        share = math.floor((deadline - time.monotonic()) / (len(ordered) - index))
-        if share < 1:
+        remaining = deadline - clock()
+        share = max(1, math.floor(remaining / (len(ordered) - index)))
+        if remaining < 1:
             runs.append(CaseRun(case.case_id, case_uuid, 0, None))
             problems[case.case_id] = CaseStatus(case.case_id, "missing", runs[-1].failed)
             continue

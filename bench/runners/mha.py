@@ -129,7 +129,7 @@ def mha_header(data: bytes) -> dict[str, str]:
             continue
         key, separator, value = line.partition("=")
         if not separator:
-            raise MhaInvalid(f"header line {line[:60]!r} is not 'Key = Value'")
+            raise MhaInvalid(f"not a MetaImage (.mha) header: line {line[:60]!r} is not 'Key = Value'")
         fields[key.strip()] = value.strip()
         if key.strip() == "ElementDataFile":
             return fields
