@@ -1,5 +1,6 @@
 """Challenge phases: the definition, the append-only ledger, limits and which run counts."""
 
+import json
 from datetime import UTC, datetime
 
 import pytest
@@ -188,3 +189,116 @@ def test_cli_refusal_is_recorded_and_withdraw_appends(tmp_path):
         ("withdrawn", "Team A", "model"),
     ]
     assert "closed at 2020-02-01" in events[0].reason
+
+
+def _two_phase_file(tmp_path):
+    """A challenge on the fixture split: a public best-run phase and a sealed latest-run test phase."""
+    path = tmp_path / "two-phase.yaml"
+    path.write_text(
+        f"name: ricord-seg\ntitle: RICORD lesions\ntask: {SEG_TASK}\nphases:\n"
+        "  - {id: validation, title: Public validation, split_name: synthetic, split: validation,\n"
+        f"     split_sha256: '{SHA}', opens: 2026-11-01T00:00:00Z, closes: 2026-11-30T00:00:00Z,\n"
+        "     limits: {per_day: 2, total: 5}, counts: best}\n"
+        "  - {id: test, title: Hidden test, split_name: synthetic, split: test,\n"
+        f"     split_sha256: '{SHA}', opens: 2026-11-01T00:00:00Z, closes: 2026-11-30T00:00:00Z,\n"
+        "     limits: {per_day: 1, total: 2}, scores: after_close}\n"
+    )
+    return path
+
+
+def _two_phase_store(tmp_path):
+    """Team A: two validation runs (the first better) and a test run; Team B: one of each, then
+    withdrawn from validation; a stray test run of Team C that the ledger never recorded."""
+    spec = load_task(SEG_TASK)
+    store, ledger = Store(tmp_path / "results"), Ledger(tmp_path / "results")
+    day = [datetime(2026, 11, d, 9, 0, tzinfo=UTC) for d in (18, 19, 20)]
+    a1 = seg_run(store, spec, "model", [0.91, 0.93], split="validation", started=day[0])
+    a2 = seg_run(store, spec, "model", [0.51, 0.53], split="validation", started=day[1])
+    at = seg_run(store, spec, "model", [0.611, 0.613], split="test", started=day[1])
+    b1 = seg_run(store, spec, "unet", [0.71, 0.73], split="validation", team="Team B", started=day[0])
+    bt = seg_run(store, spec, "unet", [0.417, 0.419], split="test", team="Team B", started=day[2])
+    seg_run(store, spec, "x", [0.99, 0.99], split="test", team="Team C", started=day[2])
+
+    logged = ((a1, "validation"), (a2, "validation"), (b1, "validation"), (at, "test"), (bt, "test"))
+    for run, phase in logged:
+        stamp = datetime.strptime(run.run_id[:15], "%Y%m%dT%H%M%S").strftime("%Y-%m-%dT%H:%M:%SZ")
+        ledger.append(Event(stamp, "ricord-seg", phase, run.team, run.name, "scored", run_id=run.run_id))
+    ledger.append(Event("2026-11-21T09:00:00Z", "ricord-seg", "test", "Team A", "model", "refused",
+                        "team 'Team A' has used all 2 scored attempts of phase test"))
+    ledger.append(Event("2026-11-21T10:00:00Z", "ricord-seg", "validation", "Team B", "unet", "withdrawn",
+                        "a bug in our post-processing"))
+    return spec, store, {"a1": a1, "a2": a2, "at": at, "b1": b1, "bt": bt}
+
+
+def test_phase_boards_count_by_the_ledger_and_seal_until_close(tmp_path):
+    from bench.ranking.board import build_phase_boards
+
+    spec, store, runs = _two_phase_store(tmp_path)
+    challenge = load_challenge(_two_phase_file(tmp_path))
+    events = Ledger(store.root).events()
+    before = datetime(2026, 11, 25, tzinfo=UTC)
+    validation, test = build_phase_boards(spec, challenge, store.runs(SEG_TASK), events, now=before)
+    assert validation.key == "ricord-seg-validation" and not validation.sealed
+    assert [(e.run.team, e.run.run_id, e.value) for e in validation.entries] == [
+        ("Team A", runs["a1"].run_id, pytest.approx(0.92))]  # best run; Team B withdrawn
+    history = validation.entries[0].history
+    assert [(h.event, h.run_id, h.counts) for h in history] == [
+        ("scored", runs["a1"].run_id, True), ("scored", runs["a2"].run_id, False)]
+    assert [h.value for h in history] == [pytest.approx(0.92), pytest.approx(0.52)]
+    assert test.sealed and test.entries == () and test.ranking is None and test.matrix is None
+    assert [(s.team, s.name, s.scored) for s in test.submitted] == [
+        ("Team A", "model", 1), ("Team B", "unet", 1)]
+    assert all(h.value is None and not h.counts for s in test.submitted for h in s.history)
+    assert [h.event for h in test.submitted[0].history] == ["scored", "refused"]
+    after = datetime(2026, 11, 30, tzinfo=UTC)
+    _, test = build_phase_boards(spec, challenge, store.runs(SEG_TASK), events, now=after)
+    assert not test.sealed and test.submitted == ()
+    assert [(e.rank, e.run.team, e.run.run_id) for e in test.entries] == [
+        (1, "Team A", runs["at"].run_id), (2, "Team B", runs["bt"].run_id)]  # Team C not in the ledger
+
+
+def test_site_of_a_sealed_phase_holds_no_score_until_it_closes(tmp_path):
+    from bench.leaderboard import build_leaderboard
+
+    _, store, runs = _two_phase_store(tmp_path)
+    challenge = _two_phase_file(tmp_path)
+    site = tmp_path / "site"
+    build_leaderboard(store.root, site, challenges=[challenge], now=datetime(2026, 11, 25, tzinfo=UTC))
+    board = {b["key"]: b for b in json.loads((site / "leaderboard.json").read_text())["tasks"][0]["boards"]}
+    assert set(board) == {"ricord-seg-validation", "ricord-seg-test"}
+    sealed = board["ricord-seg-test"]
+    assert sealed["phase"]["sealed"] and sealed["entries"] == [] and sealed["analysis"] is None
+    assert [(s["team"], s["submission"], s["first_at"]) for s in sealed["submitted"]] == [
+        ("Team A", "model", "2026-11-19T09:00:00Z"), ("Team B", "unet", "2026-11-20T09:00:00Z")]
+    public = board["ricord-seg-validation"]
+    assert [(e["team"], e["run_id"]) for e in public["entries"]] == [("Team A", runs["a1"].run_id)]
+    assert [(h["run_id"], h["counts"]) for h in public["entries"][0]["history"]] == [
+        (runs["a1"].run_id, True), (runs["a2"].run_id, False)]
+    page = (site / SEG_TASK / "index.html").read_text()
+    assert "Scores are published when the phase closes on 2026-11-30 00:00 UTC" in page
+    for path in site.rglob("*"):  # the test runs' Dice (0.612, 0.418) and their cases nowhere
+        if path.is_file() and path.suffix in (".html", ".json", ".csv", ".svg"):
+            text = path.read_text()
+            assert "0.612" not in text and "0.418" not in text and "0.61" not in text, path
+    assert not list((site / SEG_TASK).glob("ricord-seg-test*"))  # no plots, no entry pages
+    build_leaderboard(store.root, site, challenges=[challenge], now=datetime(2026, 11, 30, tzinfo=UTC))
+    board = {b["key"]: b for b in json.loads((site / "leaderboard.json").read_text())["tasks"][0]["boards"]}
+    opened = board["ricord-seg-test"]
+    assert [(e["team"], e["value"]) for e in opened["entries"]] == [
+        ("Team A", pytest.approx(0.612)), ("Team B", pytest.approx(0.418))]
+    assert "Scores are published" not in (site / SEG_TASK / "index.html").read_text()
+
+
+def test_example_challenge_loads_and_pins_the_shipped_split():
+    from pathlib import Path
+
+    from bench.splits.pinned import load_split
+
+    example = load_challenge(Path(__file__).resolve().parents[1] / "challenges" / "ricord-seg-synthetic.yaml")
+    spec = load_task(example.task)
+    assert {phase.split for phase in example.phases} == {"validation", "test"}
+    for phase in example.phases:
+        pinned = load_split(spec.id, phase.split_name)
+        assert phase.split_sha256 == pinned.sha256, phase.id
+        assert pinned.case_ids(phase.split), phase.id
+    assert example.phase("test").scores == "after_close"

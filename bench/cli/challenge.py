@@ -6,6 +6,7 @@ from typing import Annotated
 import typer
 
 from bench.cli import app
+from bench.cli.options import Now, utc
 from bench.cli.progress import console, shown
 
 ChallengeFile = Annotated[
@@ -25,11 +26,12 @@ def withdraw(
     entry: EntryName,
     results: Results = Path("results"),
     reason: Annotated[str, typer.Option("--reason", help="Why, for the ledger.")] = "",
+    now: Now = None,
 ) -> None:
     """Withdraw an entry from a phase (recorded in the ledger; its runs stay stored)."""
     from bench.pipeline.phases import withdraw as record
 
-    event = record(challenge, phase, team=team, entry=entry, results=results, reason=reason)
+    event = record(challenge, phase, team=team, entry=entry, results=results, reason=reason, now=utc(now))
     console.print(shown(f"withdrawn: {event.team} / {event.entry} from phase {event.phase} at {event.at}"))
 
 
@@ -41,11 +43,12 @@ def choose(
     entry: EntryName,
     run_id: Annotated[str, typer.Option("--run", help="The run id the team wants counted.")],
     results: Results = Path("results"),
+    now: Now = None,
 ) -> None:
     """Choose the run that counts for an entry (phases with counts: chosen)."""
     from bench.pipeline.phases import choose as record
 
-    event = record(challenge, phase, team=team, entry=entry, run_id=run_id, results=results)
+    event = record(challenge, phase, team=team, entry=entry, run_id=run_id, results=results, now=utc(now))
     console.print(
         shown(f"chosen: run {event.run_id} for {event.team} / {event.entry} in phase {event.phase}")
     )

@@ -7,7 +7,7 @@ import typer
 from rich.console import Console
 
 from bench.cli import app
-from bench.cli.options import TasksDir
+from bench.cli.options import Challenges, Now, TasksDir, utc
 from bench.cli.progress import progress_bar, shown
 
 leaderboard_app = typer.Typer(help="Build the static leaderboard from the results store.",
@@ -21,12 +21,18 @@ def build(
     out: Annotated[Path, typer.Option("--out", help="Folder for the site (replaced when it is a previous "
                                       "leaderboard).")] = Path("leaderboard"),
     tasks_dir: TasksDir = None,
+    challenge: Challenges = None,
+    now: Now = None,
 ) -> None:
-    """Rank every task's entries and write the site (HTML, SVG plots, leaderboard.json, CSVs)."""
+    """Rank every task's entries and write the site (HTML, SVG plots, leaderboard.json, CSVs).
+
+    With --challenge, the site holds the challenge's phases (see docs/challenges.md).
+    """
     with progress_bar("leaderboard") as progress:
         from bench.leaderboard import build_leaderboard  # imported here: matplotlib is slow to load
 
-        report = build_leaderboard(results, out, tasks_dir=tasks_dir, progress=progress)
+        report = build_leaderboard(results, out, tasks_dir=tasks_dir, progress=progress,
+                                   challenges=challenge or (), now=utc(now))
     console = Console()
     console.print(f"{len(report.tasks)} task(s), {report.boards} board(s), {report.entries} ranked entr"
                   f"{'y' if report.entries == 1 else 'ies'}")

@@ -1,9 +1,13 @@
-"""Options shared by several commands, declared once: who an entry belongs to, your tasks folder."""
+"""Options shared by several commands, declared once: who an entry belongs to, your tasks folder,
+the challenges and the time they are judged at."""
 
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
 import typer
+
+UTC_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 
 TasksDir = Annotated[Path | None, typer.Option(
     "--tasks-dir",
@@ -26,3 +30,16 @@ Entry = Annotated[
         "predictions folder; overrides submission.yaml's name.",
     ),
 ]
+Challenges = Annotated[list[Path] | None, typer.Option(
+    "--challenge",
+    help="A challenge file (challenges/<name>.yaml); repeatable. The boards become its phases: per "
+         "phase the runs the ledger counts, scores sealed until close where the phase says so.")]
+Now = Annotated[datetime | None, typer.Option(
+    "--now", formats=[UTC_FORMAT],
+    help="The UTC time (yyyy-mm-ddTHH:MM:SSZ) challenge phases are judged at instead of the clock: "
+         "to replay or preview a challenge, and for tests.")]
+
+
+def utc(moment: datetime | None) -> datetime | None:
+    """A ``--now`` value as an aware UTC time (Typer parses it without a zone)."""
+    return None if moment is None else moment.replace(tzinfo=UTC)

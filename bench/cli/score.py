@@ -8,7 +8,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bench.cli import app
-from bench.cli.options import Entry, TasksDir, Team
+from bench.cli.options import Challenges, Entry, Now, TasksDir, Team, utc
 from bench.cli.progress import progress_bar, shown
 
 console = Console()
@@ -96,6 +96,7 @@ def evaluate(
     workers: Workers = None,
     scheduler: Scheduler = None,
     tasks_dir: TasksDir = None,
+    now: Now = None,
 ) -> None:
     """Prepare (cached), run, score and store one submission: what an organizer runs per entry.
 
@@ -113,7 +114,7 @@ def evaluate(
         with progress_bar(f"evaluating in phase {phase}") as progress:
             report = evaluate_in_phase(challenge, phase, submission, root=root, results=results, team=team,
                                        entry=entry, runner=runner, work=work, workers=workers,
-                                       scheduler=scheduler, progress=progress)
+                                       scheduler=scheduler, progress=progress, now=utc(now))
         _print_stored(report.stored)
         return
     spec = load_task(task, directory=tasks_dir)
@@ -144,13 +145,17 @@ def rescore(
     workers: Workers = None,
     scheduler: Scheduler = None,
     tasks_dir: TasksDir = None,
+    challenge: Challenges = None,
 ) -> None:
-    """Recompute every stored run with this harness; print any score or rank that changed."""
+    """Recompute every stored run with this harness; print any score or rank that changed.
+
+    With --challenge, ranks are those of the challenge's phase boards (the runs the ledger counts).
+    """
     from bench.pipeline.rescore import rescore_store
 
     with progress_bar("rescoring") as progress:
         report = rescore_store(results, workers=workers, scheduler=scheduler, progress=progress,
-                               tasks_dir=tasks_dir)
+                               tasks_dir=tasks_dir, challenges=challenge or ())
     for entry, reason in report.skipped:
         console.print(f"[yellow]skipped[/] {shown(entry)}: {shown(reason)}")
     if not report.changes:

@@ -15,6 +15,20 @@ from bench.metrics.subgroups import MAX_UNDEFINED_FRACTION
 UNDEFINED_NOTE = "undefined on this group (e.g. a class is absent)"
 
 
+def score_repeats_primary(board: Any) -> bool:
+    """Whether the board's ranking statistic is the primary value itself, so a column for it
+    would repeat the primary column: the mean of aggregate-then-rank (the scorer's value is
+    the mean over the counted cases) and a dataset-level metric ranked by its value."""
+    ranking = board.ranking  # None on a sealed or empty phase board: no columns at all
+    return ranking is not None and ranking.method == "aggregate-then-rank" and ranking.aggregate in (
+        "mean", "dataset")
+
+
+def every_entry_failed(board: Any) -> bool:
+    """Whether no entry of the board scored a single case (all missing, malformed or in error)."""
+    return bool(board.entries) and all(entry.ok == 0 for entry in board.entries)
+
+
 def metric_rows(metrics: Mapping[str, Any]) -> list[dict[str, Any]]:
     """One row per scalar metric and one per class of a per-class metric, sorted by key.
 

@@ -10,6 +10,7 @@ fetches, no server. Layout::
     <task>/<task>.csv               every board of the task as one table
     <task>/<board>-*.svg            plots of each board
     <task>/<board>/<slug>.html      one page per submission and board
+    <task>/<board>/<slug>/          its receipts and per-case CSV (bench.leaderboard.entries)
 
 All user-supplied text (names, teams, descriptions, receipts, case ids) goes through
 Jinja2's autoescaping; nothing is marked safe. The same store gives the same bytes.
@@ -19,8 +20,9 @@ import json
 import logging
 import math
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -28,6 +30,7 @@ from typing import Any
 import jinja2
 import pandas as pd
 
+from bench.challenges import Challenge, Ledger, load_challenge, utc_now
 from bench.errors import LeaderboardError, TaskSpecError
 from bench.io import (
     SCHEMA_VERSION,
@@ -39,11 +42,12 @@ from bench.io import (
     write_json,
     write_text,
 )
-from bench.leaderboard import pages, plots
+from bench.leaderboard import entries, pages, plots
 from bench.leases import temp_dir
 from bench.metrics.registry import METRICS
 from bench.ranking.analysis import BoardAnalysis, analyse_board
-from bench.ranking.board import Board, BoardEntry, build_boards
+from bench.ranking.board import Board, BoardEntry, HistoryEvent, build_boards, build_phase_boards
+from bench.splits.citation import cite_board, cite_result, data_sources
 from bench.store import Store, StoredRun, plain, reader_band_folder, slugify
 from bench.tasks import TaskSpec, load_task
 from bench.trees import foreign_content, mark_tree, publish_modes
@@ -80,8 +84,16 @@ class LeaderboardReport:
 
 def build_leaderboard(results: str | os.PathLike, out: str | os.PathLike, *,
                       tasks_dir: str | os.PathLike | None = None,
-                      progress: Callable[[int, int, str], None] | None = None) -> LeaderboardReport:
+                      progress: Callable[[int, int, str], None] | None = None,
+                      challenges: Sequence[str | os.PathLike] = (),
+                      now: datetime | None = None) -> LeaderboardReport:
     """Build the static site for every task in the store ``results`` into ``out``.
+
+    Without ``challenges`` every task in the store gets one board per scored split, ranking the
+    latest run of every entry. With challenge files, the site holds exactly their phases: one
+    board per phase, of the runs :func:`bench.challenges.counted_runs` selects from the store's
+    ledger (:func:`bench.ranking.board.build_phase_boards`); a phase with ``scores: after_close``
+    that has not closed at ``now`` shows who submitted and when, and no score of any kind.
 
     The site is assembled in a temporary directory beside ``out`` and renamed into place at
     the end, so a failed or interrupted build leaves the previous site untouched. ``out`` may
@@ -103,6 +115,11 @@ def build_leaderboard(results: str | os.PathLike, out: str | os.PathLike, *,
         The user's tasks folder, looked up before the built-in tasks (see :mod:`bench.tasks`).
     progress : callable, optional
         ``progress(done, total, description)`` per task.
+    challenges : paths, optional
+        Challenge files (``challenges/<name>.yaml``, :mod:`bench.challenges`).
+    now : datetime, optional
+        The time phase visibility is judged at (default: the clock). The same store, challenges
+        and ``now`` give the same bytes.
 
     Raises
     ------
@@ -113,14 +130,17 @@ def build_leaderboard(results: str | os.PathLike, out: str | os.PathLike, *,
     store, out = Store(results), Path(out)
     _check_out(out, store.root)
     broken: list[tuple[Path, str]] = []
-    runs = store.latest_runs(broken=broken)
+    loaded = [load_challenge(path) for path in challenges]
+    runs = store.runs(broken=broken) if loaded else store.latest_runs(broken=broken)
     # relative to the store: the page names the file without publishing the host's folders
     skipped = tuple((str(path.relative_to(store.root)), message.replace(f"{store.root}{os.sep}", ""))
                     for path, message in broken)
-    if not runs:
+    if not runs and not loaded:
         raise LeaderboardError(f"{store.root}: the results store holds no runs; score a submission "
                                "first (bench score / bench evaluate)")
-    task_ids = sorted({run.task for run in runs})
+    task_ids = sorted({c.task for c in loaded} if loaded else {run.task for run in runs})
+    events = Ledger(store.root).events() if loaded else []
+    now = now or utc_now()
     env = _environment()
     tasks = []
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -132,9 +152,13 @@ def build_leaderboard(results: str | os.PathLike, out: str | os.PathLike, *,
                 progress(done, len(task_ids), f"task {task_id}")
             spec = _load_spec(task_id, tasks_dir)
             task_runs = [run for run in runs if run.task == task_id]
-            boards = build_boards(spec, [run for run in task_runs if not run.reference_entry])
-            analyses = {board.key: _analysis(store, board, task_runs) for board in boards}
-            _write_task(env, site / task_id, spec, boards, analyses)
+            boards = _task_boards(spec, task_runs, loaded, events, now)
+            analyses = {board.key: _analysis(store, board, task_runs) for board in boards
+                        if board.ranking is not None}
+            # every run, not only the counted ones: the entry pages list each run with its receipt
+            stored = task_runs if loaded else store.runs(task_id, broken=[])
+            _write_task(env, site / task_id, spec, boards, analyses,
+                        [run for run in stored if not run.reference_entry], tasks_dir)
             tasks.append((spec, boards, analyses))
         write_text(site / "index.html", env.get_template("index.html").render(
             root="", tasks=[(spec, boards) for spec, boards, _ in tasks], skipped=skipped,
@@ -151,6 +175,21 @@ def build_leaderboard(results: str | os.PathLike, out: str | os.PathLike, *,
         progress(len(task_ids), len(task_ids), "done")
     return LeaderboardReport(out / "index.html", tuple(task_ids), sum(len(b) for _, b, _ in tasks),
                              sum(len(board.entries) for _, b, _ in tasks for board in b), skipped)
+
+
+def _task_boards(spec: TaskSpec, task_runs: list[StoredRun], challenges: list[Challenge], events,
+                 now: datetime) -> list[Board]:
+    """The task's boards: its challenges' phases when challenges are given, else latest per split."""
+    entries = [run for run in task_runs if not run.reference_entry]
+    if not challenges:
+        return build_boards(spec, entries)
+    boards = [board for challenge in challenges if challenge.task == spec.id
+              for board in build_phase_boards(spec, challenge, entries, events, now=now)]
+    keys = [board.key for board in boards]
+    if len(set(keys)) != len(keys):
+        raise LeaderboardError(f"task {spec.id}: two challenges give phase boards of the same name "
+                               f"({keys}); give each challenge a distinct name")
+    return boards
 
 
 def _analysis(store: Store, board: Board, task_runs: list[StoredRun]) -> BoardAnalysis:
@@ -205,7 +244,7 @@ def _environment() -> jinja2.Environment:
     env.filters["pretty"] = lambda value: json.dumps(plain(value), indent=1, sort_keys=True,
                                                      ensure_ascii=False)
     env.globals.update(METHOD_TEXT=METHOD_TEXT, SCORE_LABEL=SCORE_LABEL, METRICS=METRICS,
-                       flatten=_flatten, pages=pages)
+                       flatten=_flatten, pages=pages, entries=entries)
     return env
 
 
@@ -217,9 +256,14 @@ def _copy_static(target: Path) -> None:
 
 
 def _write_task(env: jinja2.Environment, folder: Path, spec: TaskSpec, boards: list[Board],
-                analyses: dict[str, BoardAnalysis]) -> None:
+                analyses: dict[str, BoardAnalysis], stored: list[StoredRun], tasks_dir) -> None:
     plots_of, withheld = {}, {}
+    sources = data_sources(spec)
+    citations = {board.key: cite_board(spec, board.split_name, board.split, board.split_sha256)
+                 for board in boards}
     for board in boards:
+        if board.ranking is None:  # a sealed or empty phase: nothing to draw or to page
+            continue
         withheld[board.key] = plots.withheld(board)
         drawn = {"distribution": plots.distribution_svg(board), "ranks": plots.blob_svg(board),
                  "roc": plots.roc_svg(board)}
@@ -238,13 +282,18 @@ def _write_task(env: jinja2.Environment, folder: Path, spec: TaskSpec, boards: l
                         name = f"{page.stem}-calibration-{slugify(head)}.svg"
                         write_bytes(folder / board.key / page.parent / name, svg)
                         reliability[head] = name
+            runs = entries.board_runs(entry, board, stored)
+            links = entries.write_entry_files(folder / board.key, entry, board, runs)
             write_text(folder / board.key / entry.page, env.get_template("submission.html").render(
                 root="../../../", spec=spec, board=board, entry=entry, reliability=reliability,
+                history=entries.history(entry, board, runs), links=links, sources=sources,
+                receipt=entries.receipt_href(entry, entry.run.run_id),
+                citation=cite_result(entry.run.path, directory=tasks_dir),
                 page_title=f"{entry.run.name} · {spec.title}",
                 per_case=None if board.hide_per_case else _per_case_rows(entry.run.per_case)))
     write_text(folder / "index.html", env.get_template("task.html").render(
         root="../", spec=spec, boards=boards, plots=plots_of, withheld=withheld, csv=f"{spec.id}.csv",
-        analyses=analyses, page_title=spec.title))
+        analyses=analyses, sources=sources, citations=citations, page_title=spec.title))
     write_csv(folder / f"{spec.id}.csv", spreadsheet_safe(_task_table(spec, boards)))
 
 
@@ -266,8 +315,29 @@ def _entry_json(entry: BoardEntry, spec: TaskSpec) -> dict[str, Any]:
         "median_rank": json_number(entry.median_rank), "tied_group": entry.group,
         "cases": entry.cases, "ok": entry.ok, "failures": entry.failures,
         "task_sha256": entry.run.task_sha256, "task_spec_matches": entry.spec_matches,
+        "started_at": entry.run.receipt["started_at"], "harness": entries.harness_text(entry.run.receipt),
         "self_reported": entry.run.self_reported,
+        "history": [_history_json(item) for item in entry.history],
     }
+
+
+def _history_json(item: HistoryEvent) -> dict[str, Any]:
+    return {"at": item.at, "event": item.event, "reason": item.reason, "run_id": item.run_id,
+            "value": json_number(item.value), "counts": item.counts}
+
+
+def _phase_json(board: Board) -> dict[str, Any] | None:
+    phase = board.phase
+    if phase is None:
+        return None
+    return {"challenge": phase.challenge, "challenge_title": phase.challenge_title, "id": phase.id,
+            "title": phase.title, "opens": _utc(phase.opens), "closes": _utc(phase.closes),
+            "counts": phase.counts, "scores": phase.scores,
+            "limits": {"per_day": phase.per_day, "total": phase.total}, "sealed": phase.sealed}
+
+
+def _utc(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _analysis_json(analysis: BoardAnalysis) -> dict[str, Any]:
@@ -303,7 +373,7 @@ def _task_json(spec: TaskSpec, boards: list[Board], analyses: dict[str, BoardAna
         "boards": [{
             "key": board.key, "split_name": board.split_name, "split": board.split,
             "split_sha256": board.split_sha256, "per_case_hidden": board.hide_per_case,
-            "note": board.note,
+            "note": board.note, "phase": _phase_json(board),
             "bootstrap": None if board.bootstrap is None else {
                 "resamples": board.bootstrap.resamples, "kept": int(board.bootstrap.ranks.shape[0]),
                 "dropped": board.bootstrap.dropped, "stratified": spec.bootstrap.stratify,
@@ -311,7 +381,10 @@ def _task_json(spec: TaskSpec, boards: list[Board], analyses: dict[str, BoardAna
                 "unit": board.clusters,
                 "kendall_tau": {k: json_number(v) for k, v in board.bootstrap.tau_summary.items()}},
             "entries": [_entry_json(entry, spec) for entry in board.entries],
-            "analysis": _analysis_json(analyses[board.key]),
+            "submitted": [{"team": s.team, "submission": s.name, "slug": s.slug, "first_at": s.first_at,
+                           "last_at": s.last_at, "scored": s.scored, "counted": s.counted,
+                           "history": [_history_json(item) for item in s.history]} for s in board.submitted],
+            "analysis": _analysis_json(analyses[board.key]) if board.key in analyses else None,
         } for board in boards],
     }
 
@@ -322,7 +395,10 @@ def _task_table(spec: TaskSpec, boards: list[Board]) -> pd.DataFrame:
         for entry in board.entries:
             row = {"task": spec.id, "split_name": board.split_name, "split": board.split,
                    "split_sha256": board.split_sha256}
+            if board.phase is not None:
+                row.update(challenge=board.phase.challenge, phase=board.phase.id)
             row.update(_entry_json(entry, spec))
+            del row["history"]  # a list: leaderboard.json carries it
             rows.append(row)
     return pd.DataFrame(rows)
 

@@ -9,22 +9,26 @@ task spec or pinned split, is listed as skipped with the reason, never silently 
 
 Values are compared in their stored form (10 significant digits), so a change shows up exactly
 when a stored file would be written differently. Ranks come from the leaderboard's own board
-function (:func:`bench.ranking.board.build_boards`), so a rank rescore reports is a rank a board
-shows.
+functions (:func:`bench.ranking.board.build_boards`, or per challenge phase
+:func:`bench.ranking.board.build_phase_boards`), so a rank rescore reports is a rank a board
+shows. In a challenge the run that counts is picked again on the rescored values (a ``best``
+phase may then count another run: reported as a change of the counted run); sealed phases are
+ranked too, since rescore is the organizer's check, not a publication.
 """
 
 import io
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from bench.challenges import Challenge, Ledger, load_challenge, utc_now
 from bench.errors import BenchError, ScoringError
 from bench.io import csv_text, float_text
-from bench.ranking.board import build_boards
+from bench.ranking.board import Board, build_boards, build_phase_boards
 from bench.scoring.score import ScoreResult, score_run
 from bench.store import Store, StoredRun, plain
 from bench.tasks import load_task
@@ -59,6 +63,8 @@ class RankRow:
     stored: int
     now: int
     board_size: int
+    now_run_id: str = ""
+    """The run that counts after rescoring (a challenge phase counting the ``best`` run may switch)."""
 
 
 @dataclass(frozen=True)
@@ -79,6 +85,7 @@ def rescore_store(
     scheduler: str | None = None,
     progress: ProgressCallback | None = None,
     tasks_dir: str | Path | None = None,
+    challenges: Sequence[str | Path] = (),
 ) -> RescoreReport:
     """Rescore every run in the store at ``results``; report changed scores, counts, cases and ranks.
 
@@ -92,7 +99,11 @@ def rescore_store(
         ``progress(done, total, description)`` per run.
     tasks_dir : path, optional
         The user's tasks folder (:func:`bench.tasks.user_tasks_dir`).
+    challenges : paths, optional
+        Challenge files: the ranks reported are those of their phase boards (as
+        ``bench leaderboard build --challenge``), else of the latest run per entry and split.
     """
+    loaded = [load_challenge(path) for path in challenges]
     runs = Store(results).runs()
     changes: list[Change] = []
     skipped: list[tuple[str, str]] = []
@@ -109,7 +120,7 @@ def rescore_store(
             changes.extend(_compare(stored, result))
         if progress is not None:
             progress(done, len(runs), label)
-    ranks = _ranks(Store(results), fresh, tasks_dir)
+    ranks = _ranks(Store(results), fresh, tasks_dir, loaded)
     changes.extend(_rank_changes(ranks))
     return RescoreReport(len(fresh), tuple(changes), tuple(skipped), tuple(ranks))
 
@@ -189,26 +200,38 @@ def _per_case_changes(stored: StoredRun, now: pd.DataFrame, change) -> list[Chan
     return out
 
 
-def _ranks(store: Store, fresh: dict[Path, ScoreResult], tasks_dir) -> list[RankRow]:
-    """Every board's ranks, stored and rescored, by the leaderboard's own board function.
+def _ranks(store: Store, fresh: dict[Path, ScoreResult], tasks_dir,
+           challenges: list[Challenge]) -> list[RankRow]:
+    """Every board's ranks, stored and rescored, by the leaderboard's own board functions.
 
-    The boards are :func:`bench.ranking.board.build_boards` over the latest runs, exactly as
-    ``bench leaderboard build`` makes them (one board per split name, part and sha256); the
-    rescored boards are the same runs with each rescored run's fresh scores and per-case table
-    (a skipped run keeps its stored ones).
+    The boards are those ``bench leaderboard build`` makes (with the same challenges); the
+    rescored boards are built from the same runs with each rescored run's fresh scores and
+    per-case table (a skipped run keeps its stored ones).
     """
-    latest = store.latest_runs()
+    runs = store.runs() if challenges else store.latest_runs()
+    events = Ledger(store.root).events() if challenges else []
+    tasks = {c.task for c in challenges} if challenges else {run.task for run in runs}
     rows = []
-    for task in sorted({run.task for run in latest}):
+    for task in sorted(tasks):
         spec = load_task(task, directory=tasks_dir)
-        runs = [run for run in latest if run.task == task]
-        now = {(b.split_name, b.split, b.split_sha256): {e.run.path: e.rank for e in b.entries}
-               for b in build_boards(spec, [_rescored(run, fresh) for run in runs])}
-        for board in build_boards(spec, runs):
-            ranks = now[(board.split_name, board.split, board.split_sha256)]
-            rows.extend(RankRow(task, board.key, board.split, board.split_sha256, str(entry.run.entry),
-                                entry.run.run_id, entry.rank, ranks[entry.run.path], len(board.entries))
-                        for entry in board.entries)
+        task_runs = [run for run in runs if run.task == task and not run.reference_entry]
+
+        def boards(candidates: list[StoredRun], spec=spec) -> list[Board]:
+            if not challenges:
+                return build_boards(spec, candidates)
+            now = utc_now()
+            return [board for challenge in challenges if challenge.task == spec.id
+                    for board in build_phase_boards(spec, challenge, candidates, events, now=now,
+                                                    reveal=True)]
+
+        after = {(board.key, board.split_sha256): {e.run.entry: e for e in board.entries}
+                 for board in boards([_rescored(run, fresh) for run in task_runs])}
+        for board in boards(task_runs):
+            for entry in board.entries:
+                now = after[(board.key, board.split_sha256)][entry.run.entry]
+                rows.append(RankRow(task, board.key, board.split, board.split_sha256, str(entry.run.entry),
+                                    entry.run.run_id, entry.rank, now.rank, len(board.entries),
+                                    now.run.run_id))
     return rows
 
 
@@ -220,6 +243,10 @@ def _rescored(run: StoredRun, fresh: dict[Path, ScoreResult]) -> StoredRun:
 
 
 def _rank_changes(rows: list[RankRow]) -> list[Change]:
-    """A change for every entry whose rank moved on a board of two or more entries."""
-    return [Change(row.task, row.submission, row.run_id, f"rank ({row.split})", str(row.stored), str(row.now))
-            for row in rows if row.board_size > 1 and row.stored != row.now]
+    """A change for every entry whose rank moved on a board of two or more entries, and for every
+    entry of a phase whose counted run is another one after rescoring."""
+    changes = [Change(row.task, row.submission, row.run_id, f"counted run ({row.board})", row.run_id,
+                      row.now_run_id) for row in rows if row.now_run_id != row.run_id]
+    changes.extend(Change(row.task, row.submission, row.run_id, f"rank ({row.split})", str(row.stored),
+                          str(row.now)) for row in rows if row.board_size > 1 and row.stored != row.now)
+    return changes

@@ -12,18 +12,27 @@ leaderboard and for ``bench rescore`` alike. Rank intervals and tied groups come
 (:mod:`bench.scoring.bootstrap`); an AUROC primary is recomputed on them from the per-case
 probabilities (:mod:`bench.ranking.statistics`), and on a binary head each entry is compared with
 the leader by DeLong's paired test.
+
+In a challenge (:mod:`bench.challenges`), :func:`build_phase_boards` makes one board per phase
+instead: its rows are exactly the runs :func:`bench.challenges.counted_runs` selects, each with the
+entry's run history from the ledger; a phase whose scores show only after it closes gives, until
+then, a *sealed* board that holds no score at all (no entries, ranking or matrix), only who
+submitted and when.
 """
 
 import logging
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import datetime
 
 import numpy as np
 import pandas as pd
 
+from bench.challenges import Challenge, Event, Phase, counted_runs
 from bench.errors import LeaderboardError
 from bench.metrics.registry import METRICS
 from bench.metrics.uncertainty import PairedComparison, delong_test
+from bench.parallel import one_blas_thread
 from bench.ranking.schemes import (
     BootstrapRanks,
     RankResult,
@@ -36,12 +45,58 @@ from bench.ranking.schemes import (
 from bench.ranking.statistics import resampled_auroc
 from bench.scoring.bootstrap import BootstrapDesign, class_strata, design, empty_reference_strata
 from bench.scoring.classification import class_codes
-from bench.store import StoredRun, slugify
+from bench.store import EntryId, StoredRun, slugify
 from bench.tasks import TaskSpec
 
 log = logging.getLogger(__name__)
 
 SPLIT_ORDER = {"test": 0, "validation": 1, "train": 2}
+
+
+@dataclass(frozen=True)
+class HistoryEvent:
+    """One ledger event of an entry in a phase, as a board shows it."""
+
+    at: str
+    event: str
+    reason: str
+    run_id: str
+    value: float | None
+    """The primary value of ``run_id``; None without a run or while the phase's scores are sealed."""
+    counts: bool
+    """Whether ``run_id`` is the run that counts for the entry (always False while sealed)."""
+
+
+@dataclass(frozen=True)
+class BoardPhase:
+    """The challenge phase a board ranks, and whether its scores are sealed at build time."""
+
+    challenge: str
+    challenge_title: str
+    id: str
+    title: str
+    opens: datetime
+    closes: datetime
+    counts: str
+    scores: str
+    per_day: int
+    total: int
+    sealed: bool
+
+
+@dataclass(frozen=True)
+class Submitted:
+    """An entry of a sealed phase board: who submitted and when, without any score."""
+
+    team: str
+    name: str
+    slug: str
+    first_at: str
+    last_at: str
+    scored: int
+    counted: bool
+    """Whether a run of the entry counts: False in a ``chosen`` phase until the team chooses."""
+    history: tuple[HistoryEvent, ...]
 
 
 @dataclass(frozen=True, eq=False)
@@ -64,6 +119,8 @@ class BoardEntry:
     spec_matches: bool
     delong: PairedComparison | None = None
     """Binary AUROC boards: DeLong's paired test of the leader's AUROC minus this entry's."""
+    history: tuple[HistoryEvent, ...] = ()
+    """Phase boards: every ledger event of the entry in the phase, in ledger order."""
 
     @property
     def page(self) -> str:
@@ -80,15 +137,27 @@ class Board:
     split: str
     split_sha256: str
     entries: tuple[BoardEntry, ...]
-    ranking: RankResult
+    ranking: RankResult | None
+    """None when the board has no entries (a sealed phase, or a phase nobody has a counted run in)."""
     bootstrap: BootstrapRanks | None
     matrix: pd.DataFrame | None
     note: str
+    phase: BoardPhase | None = None
+    submitted: tuple[Submitted, ...] = ()
+    """Sealed phase boards only: every entry with a scored run in the phase that is not withdrawn."""
 
     @property
     def key(self) -> str:
-        """Folder name of the board inside its task folder, e.g. ``test-synthetic``."""
+        """Folder name of the board inside its task folder: ``test-synthetic``, or
+        ``<challenge>-<phase>`` for a phase board."""
+        if self.phase is not None:
+            return f"{self.phase.challenge}-{self.phase.id}"
         return f"{self.split}-{slugify(self.split_name)}"
+
+    @property
+    def sealed(self) -> bool:
+        """Whether the board is a phase whose scores are not published yet."""
+        return self.phase is not None and self.phase.sealed
 
     @property
     def hide_per_case(self) -> bool:
@@ -110,9 +179,87 @@ def build_boards(spec: TaskSpec, runs: list[StoredRun]) -> list[Board]:
     groups: dict[tuple[str, str, str], list[StoredRun]] = defaultdict(list)
     for run in runs:
         groups[(run.split_name, run.split, run.split_sha256)].append(run)
-    boards = [_board(spec, key, sorted(members, key=lambda r: r.submission))
-              for key, members in groups.items()]
+    with one_blas_thread():
+        boards = [_board(spec, key, sorted(members, key=lambda r: r.submission))
+                  for key, members in groups.items()]
     return sorted(boards, key=lambda b: (SPLIT_ORDER.get(b.split, 9), b.split_name, b.split_sha256))
+
+
+def build_phase_boards(spec: TaskSpec, challenge: Challenge, runs: list[StoredRun], events: list[Event],
+                       *, now: datetime, reveal: bool = False) -> list[Board]:
+    """One board per phase of ``challenge``: the runs that count, ranked, with each entry's history.
+
+    Parameters
+    ----------
+    spec : TaskSpec
+        The challenge's task.
+    challenge : Challenge
+        Its phases decide the split, the counted run and the visibility of each board.
+    runs : list of StoredRun
+        Stored runs of the task (any number per entry; the ledger decides which count).
+    events : list of Event
+        The store's ledger (:class:`bench.challenges.Ledger`).
+    now : datetime
+        The time the board is built for: a phase with ``scores: after_close`` that has not
+        closed by then gives a sealed board.
+    reveal : bool
+        Rank sealed phases too (the organizer's view, e.g. ``bench rescore``); never for a site.
+    """
+    if challenge.task != spec.id:
+        raise LeaderboardError(f"challenge {challenge.name} is on task {challenge.task!r}, not {spec.id!r}")
+    boards = []
+    for phase in challenge.phases:
+        mine = [e for e in events if e.challenge == challenge.name and e.phase == phase.id]
+        counted = counted_runs(challenge, phase, runs, mine, direction=spec.primary_direction,
+                               primary=spec.primary_key)
+        info = _phase_info(challenge, phase, sealed=not reveal and not phase.scores_visible(now))
+        history = _histories(spec, runs, mine, counted, sealed=info.sealed)
+        key = (phase.split_name, phase.split, phase.split_sha256)
+        if info.sealed or not counted:
+            # who is in the phase: every entry with a scored run that is not withdrawn (the latest
+            # rule of counted_runs), marked whether a run of it counts (a chosen phase needs a choice)
+            entered = counted_runs(challenge, phase.model_copy(update={"counts": "latest"}), runs, mine,
+                                   direction=spec.primary_direction, primary=spec.primary_key)
+            boards.append(Board(spec, *key, (), None, None, None, "", phase=info,
+                                submitted=_submitted(entered, counted, mine, history) if info.sealed else ()))
+            continue
+        board = _board(spec, key, sorted(counted, key=lambda r: r.submission))
+        entries = tuple(replace(e, history=history[e.run.entry]) for e in board.entries)
+        boards.append(replace(board, entries=entries, phase=info))
+    return boards
+
+
+def _phase_info(challenge: Challenge, phase: Phase, *, sealed: bool) -> BoardPhase:
+    return BoardPhase(challenge.name, challenge.title, phase.id, phase.title, phase.opens, phase.closes,
+                      phase.counts, phase.scores, phase.limits.per_day, phase.limits.total, sealed)
+
+
+def _histories(spec: TaskSpec, runs: list[StoredRun], events: list[Event], counted: list[StoredRun],
+               *, sealed: bool) -> dict[EntryId, tuple[HistoryEvent, ...]]:
+    """Every entry's ledger events of the phase, with the run's primary value unless sealed."""
+    stored = {(run.entry, run.run_id): run for run in runs}
+    counts = {(run.entry, run.run_id) for run in counted}
+    out: dict[EntryId, list[HistoryEvent]] = defaultdict(list)
+    for event in events:
+        entry = EntryId(*event.entry_id)
+        run = stored.get((entry, event.run_id)) if event.run_id else None
+        value = float("nan") if sealed or run is None else _primary(run, spec)[0]
+        out[entry].append(HistoryEvent(
+            event.at, event.event, event.reason, event.run_id, None if value != value else value,
+            not sealed and event.event in ("scored", "chosen") and (entry, event.run_id) in counts))
+    return {entry: tuple(items) for entry, items in out.items()}
+
+
+def _submitted(entered: list[StoredRun], counted: list[StoredRun], events: list[Event],
+               history: dict[EntryId, tuple[HistoryEvent, ...]]) -> tuple[Submitted, ...]:
+    """Who is in a sealed phase and when they submitted, without a score."""
+    rows = []
+    counting = {run.entry for run in counted}
+    for entry in sorted({run.entry for run in entered}):
+        scored = [e.at for e in events if e.event == "scored" and EntryId(*e.entry_id) == entry]
+        rows.append(Submitted(entry.team, entry.name, entry.key, min(scored), max(scored), len(scored),
+                              entry in counting, history[entry]))
+    return tuple(rows)
 
 
 def _board(spec: TaskSpec, key: tuple[str, str, str], runs: list[StoredRun]) -> Board:

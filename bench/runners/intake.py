@@ -10,16 +10,20 @@ before the engine sees it: exactly one image, a configuration whose sha256 match
 ``manifest.json``, the legacy ``repositories`` file and an OCI ``index.json``. A claim of the base
 image, of a name in the harness's namespaces that is not this entry's, or of a tag the engine
 already gives to another image is refused with what was claimed. Otherwise the engine loads a
-copy with every claim removed, so the load creates no tag, and the harness tags the image
-:func:`entry_reference` (team, entry, content digest). Folder builds get the same entry-scoped
-names (:func:`tag_entry_image`).
+tarball the harness writes itself from what it inspected: a fresh ``manifest.json`` without
+tags, the configuration and the layers, under names the harness picks, and nothing else of the
+participant's file. The engine's untar cleans member paths (``x/../manifest.json`` is
+``manifest.json`` to it) and follows symlinked folders, so copying the participant's members,
+even with the claims edited out, would let a second, hidden manifest through; the load creates
+no tag, and the harness tags the image :func:`entry_reference` (team, entry, content digest).
+Folder builds get the same entry-scoped names (:func:`tag_entry_image`).
 """
 
-import copy
 import hashlib
 import io
 import json
 import logging
+import posixpath
 import re
 import tarfile
 from dataclasses import dataclass
@@ -37,7 +41,6 @@ HARNESS_NAMESPACES = ("ricord-bench/", f"{ENTRY_NAMESPACE}/")
 _MANIFEST_MAX_BYTES = 1 << 20
 _COMPONENT = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$")
 _CLAIM_KEYS = ("io.containerd.image.name", "org.opencontainers.image.ref.name")
-_DROPPED = frozenset({"repositories"})
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,8 @@ class TarballImage:
     digest: str
     claimed_tags: tuple[str, ...]
     layers: int
+    config_member: str = ""
+    layer_members: tuple[str, ...] = ()
 
 
 def docker_component(text: str) -> str:
@@ -112,7 +117,11 @@ def inspect_tarball(path: Path) -> TarballImage:
             "name does not carry; the tarball was altered after `docker save`."
         )
     layers = manifest[0].get("Layers") or []
-    return TarballImage(path, f"sha256:{digest}", tuple(sorted(set(map(str, claims)))), len(layers))
+    if not isinstance(layers, list) or not all(isinstance(layer, str) for layer in layers):
+        raise SubmissionError(f"{path}: manifest.json's Layers is not a list of file names.")
+    return TarballImage(path, f"sha256:{digest}", tuple(sorted(set(map(str, claims)))), len(layers),
+                        config_member=config_name.removeprefix("./"),
+                        layer_members=tuple(layer.removeprefix("./") for layer in layers))
 
 
 def check_claims(image: TarballImage, team: str, entry: str, client) -> None:
@@ -159,9 +168,9 @@ def load_tarball(path: Path, team: str, entry: str, client, *, scratch: Path):
     """Load a ``docker save`` tarball as entry (team, entry); return (tagged image, :class:`TarballImage`).
 
     The tarball is inspected (:func:`inspect_tarball`), its claims checked (:func:`check_claims`),
-    and a copy without any claim (``RepoTags`` emptied, ``repositories`` dropped, ``index.json``
-    names removed) written under ``scratch`` is what the engine loads; the copy is deleted after.
-    The loaded image must have the inspected digest; it is tagged :func:`entry_reference`.
+    and what the engine loads is a tarball written under ``scratch`` from the inspected image
+    alone (:func:`_write_untagged_copy`); it is deleted after. The loaded image must have the
+    inspected digest; it is tagged :func:`entry_reference`.
 
     Raises
     ------
@@ -175,7 +184,7 @@ def load_tarball(path: Path, team: str, entry: str, client, *, scratch: Path):
     scratch.mkdir(parents=True, exist_ok=True)
     untagged = scratch / "image-without-tags.tar"
     try:
-        _write_untagged_copy(path, untagged)
+        _write_untagged_copy(image, untagged)
         with open(untagged, "rb") as handle:
             loaded = client.images.load(handle)
     except docker.errors.APIError as error:
@@ -238,36 +247,50 @@ def _index_claims(index) -> list[str]:
     return [claim for claim in claims if "/" in claim or ":" in claim]
 
 
-def _write_untagged_copy(source: Path, target: Path) -> None:
-    """Copy the tarball member by member with every tag claim removed (layers copied as they are)."""
+def _write_untagged_copy(image: TarballImage, target: Path) -> None:
+    """Write the tarball the engine loads: a manifest without tags, the configuration, the layers.
+
+    Nothing else of the participant's file is copied (no ``repositories``, ``index.json``,
+    second manifest, symlinked folder or path the engine would clean into another name), and
+    every member gets a plain name chosen here: the configuration ``<digest>.json`` and the
+    layers ``layers/<n>.tar``. The engine checks each layer against the configuration's
+    ``rootfs.diff_ids``, so renaming them changes nothing it verifies.
+    """
+    config_name = f"{image.digest.removeprefix('sha256:')}.json"
+    layer_names = [f"layers/{index}.tar" for index in range(len(image.layer_members))]
+    manifest = [{"Config": config_name, "RepoTags": None, "Layers": layer_names}]
     with (
-        tarfile.open(source, "r:*") as reader,
+        tarfile.open(image.path, "r:*") as reader,
         tarfile.open(target, "w", format=tarfile.PAX_FORMAT) as writer,
     ):
-        for member in reader:
-            name = member.name.removeprefix("./")
-            if name in _DROPPED:
-                continue
-            if name == "manifest.json":
-                body = json.loads(reader.extractfile(member).read())
-                for item in body:
-                    item["RepoTags"] = None
-                _add_bytes(writer, member, json.dumps(body).encode())
-            elif name == "index.json":
-                body = json.loads(reader.extractfile(member).read())
-                for item in body.get("manifests") or []:
-                    for key in _CLAIM_KEYS:
-                        (item.get("annotations") or {}).pop(key, None)
-                _add_bytes(writer, member, json.dumps(body).encode())
-            elif member.isfile():
-                with reader.extractfile(member) as handle:
-                    writer.addfile(member, handle)
-            else:
-                writer.addfile(member)
+        members = {member.name.removeprefix("./"): member for member in reader.getmembers()}
+        _add_bytes(writer, "manifest.json", json.dumps(manifest).encode())
+        _add_bytes(writer, config_name, _member_bytes(reader, members, image.config_member, image.path,
+                                                      "the image configuration"))
+        for name, layer in zip(layer_names, image.layer_members, strict=True):
+            member = _layer_member(members, layer, image.path)
+            info = tarfile.TarInfo(name)
+            info.size, info.mode = member.size, 0o644
+            with reader.extractfile(member) as handle:
+                writer.addfile(info, handle)
 
 
-def _add_bytes(writer: tarfile.TarFile, member: tarfile.TarInfo, data: bytes) -> None:
-    info = copy.copy(member)
-    info.size = len(data)
+def _layer_member(members: dict, name: str, path: Path) -> tarfile.TarInfo:
+    """The regular file a manifest's layer names: itself, or the target of one link to it
+    (``docker save`` writes a layer an image holds twice once, and links the second)."""
+    member = members.get(name)
+    if member is not None and (member.issym() or member.islnk()):
+        base = posixpath.dirname(name) if member.issym() else ""
+        member = members.get(posixpath.normpath(posixpath.join(base, member.linkname)).removeprefix("./"))
+    if member is None or not member.isfile():
+        raise SubmissionError(
+            f"{path}: layer {name!r} of manifest.json is not a file in the tarball; expected the output "
+            "of `docker save IMAGE -o FILE`."
+        )
+    return member
+
+
+def _add_bytes(writer: tarfile.TarFile, name: str, data: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size, info.mode = len(data), 0o644
     writer.addfile(info, io.BytesIO(data))
-

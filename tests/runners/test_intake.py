@@ -227,3 +227,63 @@ def test_tarball_claiming_an_existing_tag_is_refused_and_harmless_claims_are_nev
         assert entry_reference("Team B", "model", image.id) in image.tags
     finally:
         client.images.remove(victim)
+
+
+def _with_hidden_manifests(source, target, tags):
+    """A real tarball plus two manifests claiming ``tags`` that only the engine's untar finds:
+    one named ``x/../manifest.json`` (the engine cleans the path), one under a folder symlink
+    ``d -> .`` (the engine follows it). The ``manifest.json`` the harness reads claims nothing."""
+    with tarfile.open(source) as reader, tarfile.open(target, "w", format=tarfile.PAX_FORMAT) as writer:
+        manifest = None
+        for member in reader:
+            data = reader.extractfile(member).read() if member.isfile() else None
+            if member.name == "manifest.json":
+                manifest = json.loads(data)
+            writer.addfile(member, io.BytesIO(data) if data is not None else None)
+        link = tarfile.TarInfo("d")
+        link.type, link.linkname = tarfile.SYMTYPE, "."
+        writer.addfile(link)
+        hidden = json.dumps([{**manifest[0], "RepoTags": tags}]).encode()
+        for name in ("x/../manifest.json", "d/manifest.json"):
+            info = tarfile.TarInfo(name)
+            info.size = len(hidden)
+            writer.addfile(info, io.BytesIO(hidden))
+    return target
+
+
+@pytest.mark.docker
+def test_tarball_hiding_a_second_manifest_moves_no_tag(client, built, tmp_path):
+    images, tarballs = built
+    victim = "attack-test/hidden-manifest-victim:latest"
+    images["Team A"].tag("attack-test/hidden-manifest-victim", "latest")
+    try:
+        # only a tag of this test's own is claimed: were the hole open, the base image would move
+        hostile = _with_hidden_manifests(tarballs["Team B"], tmp_path / "model.tar", [victim])
+        image, inspected = load_tarball(hostile, "Mallory", "model", client, scratch=tmp_path / "scratch")
+        assert _ids(client, [victim]) == {victim: images["Team A"].id}
+        assert image.id == images["Team B"].id and inspected.claimed_tags == ()
+        assert entry_reference("Mallory", "model", image.id) in image.tags and victim not in image.tags
+        assert not any((tmp_path / "scratch").iterdir())
+    finally:
+        client.images.remove(victim)
+        client.images.remove(entry_reference("Mallory", "model", images["Team B"].id))
+
+
+@pytest.mark.docker
+def test_tarball_with_a_layer_saved_twice_loads(client, tmp_path):
+    context = tmp_path / "context"
+    context.mkdir()
+    (context / "f.txt").write_text("same bytes twice: one layer, saved once and linked\n")
+    (context / "Dockerfile").write_text("FROM scratch\nCOPY f.txt /f.txt\nCOPY f.txt /f.txt\n")
+    image, _ = client.images.build(path=str(context), rm=True, network_mode="none")
+    tarball = tmp_path / "model.tar"
+    try:
+        with open(tarball, "wb") as handle:
+            for chunk in image.save(named=False):
+                handle.write(chunk)
+        with tarfile.open(tarball) as archive:
+            assert any(member.issym() and member.name.endswith("/layer.tar") for member in archive)
+        loaded, inspected = load_tarball(tarball, "Team T", "twice", client, scratch=tmp_path / "scratch")
+        assert loaded.id == image.id and inspected.layers == 2
+    finally:
+        client.images.remove(image.id, force=True)
