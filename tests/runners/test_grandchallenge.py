@@ -371,3 +371,27 @@ def test_the_process_runner_runs_the_gc_container_code_per_case_in_bubblewrap(tm
     for case in native.cases:
         assert np.array_equal(np.asanyarray(nib.load(native.mask_path(case.case_id)).dataobj),
                               np.asanyarray(nib.load(grand.mask_path(case.case_id)).dataobj))
+
+
+@pytest.mark.skipif(bwrap_path() is None, reason="bubblewrap is not installed")
+def test_bench_run_takes_the_interface_from_the_command_line(tmp_path):
+    from typer.testing import CliRunner
+
+    from bench.cli import app
+
+    inputs = write_prepared(tmp_path / "prepared", SEG, n_cases=1)
+    command = ["run", str(THRESHOLD_SEG / "submission-gc.yaml"), "--task", SEG, "--inputs", str(inputs),
+               "--runner", "process"]
+    refused = CliRunner().invoke(app, [*command, "--out", str(tmp_path / "bad"), "--interface", "kaggle"])
+    assert refused.exit_code == 2
+    assert "interface 'kaggle' is not one of native, grand-challenge" in refused.output
+    # the folder's file says grand-challenge; --interface native runs the same command the native way,
+    # where it finds no /input/inputs.json: the case is missing, the run recorded as native
+    native = CliRunner().invoke(app, [*command, "--out", str(tmp_path / "native"), "--interface", "native"])
+    assert native.exit_code == 0, native.output
+    body = json.loads((tmp_path / "native/run.json").read_text())
+    assert body["interface"] == "native" and body["grand_challenge"] is None
+    assert body["counts"]["missing"] == 1 and body["exit_code"] != 0
+    answer = CliRunner().invoke(app, [*command, "--out", str(tmp_path / "gc")])
+    assert answer.exit_code == 0 and "1 ok" in answer.output, answer.output
+    assert json.loads((tmp_path / "gc/run.json").read_text())["interface"] == "grand-challenge"
