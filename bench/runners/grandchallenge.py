@@ -162,19 +162,22 @@ def convert_case(
     try:
         if spec.kind == "segmentation":
             expected = _convert_mask(task_sockets.outputs[0], case, case_output, snapshot, converted, budget,
-                                     scratch)
+                                     scratch, spec.limits.output_entries)
         else:
             expected, result.row = _convert_values(task_sockets, case_output, budget)
     except OutputInvalid as invalid:
         result.problem = CaseStatus(case.case_id, invalid.status, str(invalid))
         expected = set()
-    stray, _ = stray_entries(case_output, expected)
-    result.rejected = [Rejected(f"{case.case_id}/{item.path}", item.reason) for item in stray
-                       if not (result.problem and item.path in _named_outputs(task_sockets, case_output))]
+    stray, _, notice = stray_entries(case_output, expected, spec.limits.output_entries)
+    judged = set()  # the files of a case whose status already names them are not listed twice
+    if result.problem:
+        judged = _named_outputs(task_sockets, case_output, spec.limits.output_entries)
+    result.rejected = [Rejected(f"{case.case_id}/{item.path}", item.reason) for item in (*notice, *stray)
+                       if item.path not in judged]
     return result
 
 
-def _named_outputs(task_sockets: Sockets, case_output: Path) -> set[str]:
+def _named_outputs(task_sockets: Sockets, case_output: Path, limit: int) -> set[str]:
     """Paths of the output sockets' files, already judged by the case's status (not listed twice)."""
     names = set()
     for socket in task_sockets.outputs:
@@ -182,20 +185,20 @@ def _named_outputs(task_sockets: Sockets, case_output: Path) -> set[str]:
             names.add(socket.relative_path)
         else:
             names |= {f"{socket.relative_path}/{entry.relative}"
-                      for entry in _entries(case_output / socket.relative_path)}
+                      for entry in _entries(case_output / socket.relative_path, limit)}
     return names
 
 
-def _entries(folder: Path):
+def _entries(folder: Path, limit: int):
     try:
-        return list(walk_entries(folder))
+        return list(walk_entries(folder, limit=limit))
     except OSError:
         return []
 
 
 def _convert_mask(socket: Socket, case: InputCase, case_output: Path, snapshot: Path, converted: Path,
-                  budget: Budget, scratch: Path) -> set[str]:
-    files = [entry.relative for entry in _entries(case_output / socket.relative_path)
+                  budget: Budget, scratch: Path, limit: int) -> set[str]:
+    files = [entry.relative for entry in _entries(case_output / socket.relative_path, limit)
              if len(entry.parts) == 1 and entry.relative.endswith(".mha")]
     if not files:
         raise OutputInvalid(f"no {socket.relative_path}/*.mha", status="missing")
