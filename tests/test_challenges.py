@@ -302,3 +302,17 @@ def test_example_challenge_loads_and_pins_the_shipped_split():
         assert phase.split_sha256 == pinned.sha256, phase.id
         assert pinned.case_ids(phase.split), phase.id
     assert example.phase("test").scores == "after_close"
+
+
+def test_site_of_a_challenge_nobody_entered_yet(tmp_path):
+    from bench.leaderboard import build_leaderboard
+
+    site = tmp_path / "site"
+    build_leaderboard(tmp_path / "results", site, challenges=[_two_phase_file(tmp_path)],
+                      now=datetime(2026, 11, 2, tzinfo=UTC))
+    (task,) = json.loads((site / "leaderboard.json").read_text())["tasks"]
+    assert [(b["key"], b["entries"], b["submitted"]) for b in task["boards"]] == [
+        ("ricord-seg-validation", [], []), ("ricord-seg-test", [], [])]
+    page = (site / SEG_TASK / "index.html").read_text()
+    assert "No entry has a counted run in this phase yet." in page and "No entry yet." in page
+    assert "RICORD lesions: RSNA MIDRC-RICORD" in (site / "index.html").read_text()

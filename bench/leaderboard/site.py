@@ -162,7 +162,7 @@ def build_leaderboard(results: str | os.PathLike, out: str | os.PathLike, *,
             tasks.append((spec, boards, analyses))
         write_text(site / "index.html", env.get_template("index.html").render(
             root="", tasks=[(spec, boards) for spec, boards, _ in tasks], skipped=skipped,
-            page_title="Leaderboard"))
+            challenges=loaded, page_title="Leaderboard"))
         write_json(site / "leaderboard.json", {"schema_version": SCHEMA_VERSION, "tasks": [
             _task_json(spec, boards, analyses) for spec, boards, analyses in tasks]})
         mark_tree(site, SITE_KIND)
