@@ -32,6 +32,7 @@ from bench.challenges import Challenge, Event, Phase, counted_runs
 from bench.errors import LeaderboardError
 from bench.metrics.registry import METRICS
 from bench.metrics.uncertainty import PairedComparison, delong_test
+from bench.parallel import one_blas_thread
 from bench.ranking.schemes import (
     BootstrapRanks,
     RankResult,
@@ -178,8 +179,9 @@ def build_boards(spec: TaskSpec, runs: list[StoredRun]) -> list[Board]:
     groups: dict[tuple[str, str, str], list[StoredRun]] = defaultdict(list)
     for run in runs:
         groups[(run.split_name, run.split, run.split_sha256)].append(run)
-    boards = [_board(spec, key, sorted(members, key=lambda r: r.submission))
-              for key, members in groups.items()]
+    with one_blas_thread():
+        boards = [_board(spec, key, sorted(members, key=lambda r: r.submission))
+                  for key, members in groups.items()]
     return sorted(boards, key=lambda b: (SPLIT_ORDER.get(b.split, 9), b.split_name, b.split_sha256))
 
 
