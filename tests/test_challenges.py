@@ -90,6 +90,10 @@ def test_window_and_limits_refuse_with_a_reason():
     ]
     assert "used all 3 scored attempts" in check_attempt(challenge, phase, entry, three, now)
     assert check_attempt(challenge, phase, "Team B", three, now) is None
+    withdrawn = [_event("withdrawn", at="2026-11-19T09:00:00Z")]
+    assert "model was withdrawn from phase validation at 2026-11-19" in check_attempt(
+        challenge, phase, entry, withdrawn, now, entry="model")
+    assert check_attempt(challenge, phase, entry, withdrawn, now, entry="other") is None
 
 
 def test_ledger_appends_and_reads_back_in_order(tmp_path):

@@ -131,7 +131,9 @@ def build_leaderboard(results: str | os.PathLike, out: str | os.PathLike, *,
     _check_out(out, store.root)
     broken: list[tuple[Path, str]] = []
     loaded = [load_challenge(path) for path in challenges]
-    runs = store.runs(broken=broken) if loaded else store.latest_runs(broken=broken)
+    # a challenge's boards draw on every run of its task (the ledger picks), a local board on the latest
+    runs = ([run for task in sorted({c.task for c in loaded}) for run in store.runs(task, broken=broken)]
+            if loaded else store.latest_runs(broken=broken))
     # relative to the store: the page names the file without publishing the host's folders
     skipped = tuple((str(path.relative_to(store.root)), message.replace(f"{store.root}{os.sep}", ""))
                     for path, message in broken)

@@ -84,6 +84,8 @@ def test_two_phase_challenge_with_three_teams(collection, tmp_path):
     evaluate("validation", "Gamma", "thresh", good, DAY1)  # same entry name as Alpha's: no collision
     bench("withdraw", "--challenge", CHALLENGE, "--phase", "validation", "--team", "Gamma", "--entry",
           "thresh", "--results", results, "--reason", "trained on the validation cases", "--now", DAY2)
+    assert "Gamma / thresh was withdrawn from phase validation" in evaluate(
+        "validation", "Gamma", "thresh", good, DAY3, ok=False)
     # test: 2 a day, 2 in all, the run the team chose counts, scores sealed until the phase closes
     output = evaluate("test", "Alpha", "thresh", good, DAY1)
     assert "sealed until it closes on 2030-01-01" in output and "dice" not in output
