@@ -131,6 +131,10 @@ def index_command(
     console.print(
         f"series present but not used (scouts, reformats, other views): {report.counts['series_ignored']}"
     )
+    if report.counts["annotations_clipped"]:
+        console.print(f"[yellow]warning[/yellow]: {report.counts['annotations_clipped']} polygon(s) with "
+                      "vertices outside their slice; they are clipped to the image when masks are drawn "
+                      "(per study in the warnings)")
     for warning in report.warnings[:10]:
         console.print(f"[yellow]warning[/yellow]: {shown(warning)}")
     if len(report.warnings) > 10:

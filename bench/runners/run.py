@@ -140,7 +140,7 @@ def run_submission(
             staging.mkdir(mode=0o700)
             input_dir, output_dir = staging / "input", staging / "output"
             snapshot = stage_inputs(inputs, input_dir)
-            with output_area(output_dir, size_mb=limits.output_mb):
+            with output_area(output_dir, size_mb=limits.output_mb, entries=limits.output_entries):
                 started_at = _now()
                 if runner == "docker":
                     outcome, isolated, isolation, image, command = _run_docker(
@@ -160,6 +160,7 @@ def run_submission(
                         input_dir,
                         tmp / "outputs",
                         cap_bytes=limits.output_mb * 1024 * 1024,
+                        max_entries=limits.output_entries,
                     )
                     (tmp / "outputs").mkdir(exist_ok=True)
                     write_bytes(tmp / "logs" / "stdout.txt", outcome.stdout)
