@@ -1,7 +1,8 @@
 """The Docker runner: one locked-down container per run, through the ``docker`` SDK.
 
 The container gets the prepared inputs read-only at ``/input``, an empty ``/output``, a
-size-limited tmpfs at ``/tmp`` and nothing else of the host: no network (``network_mode
+size-limited tmpfs at ``/tmp`` (and at every ``VOLUME`` its image declares) and nothing else
+of the host: no network (``network_mode
 none``), a read-only root filesystem, an unprivileged user (65534:65534, *nobody*), every
 capability dropped, ``no-new-privileges``, Docker's default seccomp profile with tracing
 refused (:mod:`bench.runners.seccomp`), an init process as PID 1 (it reaps orphans and
@@ -18,7 +19,7 @@ the container is removed the harness checks that no task of it is left in any cg
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 from bench.errors import RunnerError, SubmissionError
@@ -136,18 +137,28 @@ def run_labels(run_id: str, deadline: float, staging: Path) -> dict[str, str]:
 
 
 def container_options(
-    image_id: str, input_dir: Path, output_dir: Path, limits: Limits, labels: Mapping[str, str]
+    image_id: str, input_dir: Path, output_dir: Path, limits: Limits, labels: Mapping[str, str],
+    declared_volumes: Iterable[str] = (),
 ) -> dict:
-    """Keyword arguments for ``client.containers.create``: the whole isolation policy in one place."""
+    """Keyword arguments for ``client.containers.create``: the whole isolation policy in one place.
+
+    ``declared_volumes`` are the image's ``VOLUME`` paths. The engine would make each an anonymous
+    volume: a writable folder on the host's disk, outside every cap, left behind after the
+    container is removed. Each gets a tmpfs of ``tmpfs_mb`` instead, as ``/tmp`` does (its pages
+    count against the container's memory), so nothing the container writes reaches the host disk.
+    """
     from docker.types import DeviceRequest, LogConfig, Ulimit
 
     memory = parse_memory_bytes(limits.memory)
+    scratch = f"rw,nosuid,nodev,size={limits.tmpfs_mb}m,mode=1777"
+    bound = {"/tmp", "/input", "/output"}
     options = {
         "image": image_id,
         "user": f"{SUBMISSION_UID}:{SUBMISSION_UID}",
         "network_mode": "none",
         "read_only": True,
-        "tmpfs": {"/tmp": f"rw,nosuid,nodev,size={limits.tmpfs_mb}m,mode=1777"},
+        "tmpfs": {"/tmp": scratch, **{path: scratch for path in sorted(declared_volumes)
+                                      if path.rstrip("/") not in bound}},
         "shm_size": limits.tmpfs_mb * 1024 * 1024,
         "volumes": {
             str(input_dir): {"bind": "/input", "mode": "ro"},
@@ -203,7 +214,8 @@ def run_container(
     import docker.errors
     import requests
 
-    options = container_options(image.id, input_dir, output_dir, limits, labels)
+    declared = ((image.attrs.get("Config") or {}).get("Volumes") or {}).keys()
+    options = container_options(image.id, input_dir, output_dir, limits, labels, declared)
     try:
         container = client.containers.create(**options)
     except docker.errors.APIError as error:
@@ -235,7 +247,7 @@ def run_container(
         reader.join(timeout=10)
     finally:
         try:
-            container.remove(force=True)
+            container.remove(force=True, v=True)
         except docker.errors.APIError as error:
             log.warning("could not remove container %s: %s", container.short_id, error)
     exit_code = status.get("StatusCode", state.get("ExitCode"))
