@@ -24,6 +24,7 @@ from pathlib import Path
 
 from bench.errors import RunnerError, SubmissionError
 from bench.runners.cgroups import Sweep, sweep
+from bench.runners.dockerfile import check_dockerfile, check_not_another_entry
 from bench.runners.intake import load_tarball, tag_entry_image
 from bench.runners.result import ExecOutcome, describe_end
 from bench.runners.seccomp import docker_security_opt
@@ -44,8 +45,10 @@ STAGING_LABEL = "ricord-bench.staging"
 def ensure_image(submission: Submission, client, *, scratch: Path, limits: Limits | None = None):
     """The image to run and its record for ``run.json``: built, loaded from a tarball, or looked up.
 
-    Builds from ``docker.context`` with no network during the build (no registry is assumed:
-    the base image must already be in the engine), the build containers held to the run's
+    Builds from ``docker.context`` with no network during the build, once the Dockerfile is
+    checked to fetch nothing and to start from no other entry's image
+    (:func:`bench.runners.dockerfile.check_dockerfile`; no registry is assumed: the base image must
+    already be in the engine), the build containers held to the run's
     memory limit when ``limits`` is given; the build creates no tag, the result is tagged with
     the entry's own name (:func:`bench.runners.intake.entry_reference`). A tarball goes through
     :func:`bench.runners.intake.load_tarball` (inspected, claims refused or dropped, loaded
@@ -66,6 +69,8 @@ def ensure_image(submission: Submission, client, *, scratch: Path, limits: Limit
     import docker.errors
 
     if submission.docker_context is not None:
+        check_dockerfile(submission.docker_context / submission.dockerfile, dict(submission.build_args),
+                         client, team=submission.team, entry=submission.name)
         log.info("building %s / %s from %s", submission.team, submission.name, submission.docker_context)
         try:
             image, _ = client.images.build(
@@ -105,6 +110,7 @@ def ensure_image(submission: Submission, client, *, scratch: Path, limits: Limit
                 f"image {submission.image!r} is not in the engine; no registry is contacted. "
                 "Build or `docker load` it first."
             ) from error
+        check_not_another_entry(submission.image, image, team=submission.team, entry=submission.name)
         return image, image_record(image)
     raise SubmissionError(
         f"{submission.source}: submission.yaml has no 'docker' or 'image'; it can only run "
