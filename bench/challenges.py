@@ -199,18 +199,19 @@ def counted_runs(
 
     Only runs the ledger recorded as ``scored`` in this phase count, and only when stored on the
     challenge's task and the phase's pinned split (name, part and sha256: a run scored before the
-    split file changed does not count on the new split). ``latest``: the last scored;
-    ``best``: the best primary value (``direction`` ``higher`` or ``lower``; ties: the earlier);
+    split file changed does not count on the new split). Runs are in the order the ledger recorded
+    them scored. ``latest``: the last scored; ``best``: the best primary value (``direction``
+    ``higher`` or ``lower``; ties: the earlier);
     ``chosen``: the run the team chose last (none chosen: the entry is not on the board).
     """
     events = [e for e in events if e.challenge == challenge.name and e.phase == phase.id]
-    scored_ids = {(e.entry_id, e.run_id) for e in events if e.event == "scored"}
+    order = {(e.entry_id, e.run_id): n for n, e in enumerate(events) if e.event == "scored"}
     withdrawn = {e.entry_id for e in events if e.event == "withdrawn"}
     chosen = {e.entry_id: e.run_id for e in events if e.event == "chosen"}
     per_entry: dict[tuple[str, str], list] = {}
-    for run in sorted(runs, key=lambda r: r.run_id):
+    for run in sorted(runs, key=lambda r: order.get(((r.team, r.name), r.run_id), -1)):
         key = (run.team, run.name)
-        if (key, run.run_id) in scored_ids and key not in withdrawn and on_phase_split(challenge, phase, run):
+        if (key, run.run_id) in order and key not in withdrawn and on_phase_split(challenge, phase, run):
             per_entry.setdefault(key, []).append(run)
     counted = []
     for entry, candidates in sorted(per_entry.items()):

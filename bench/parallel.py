@@ -20,13 +20,14 @@ Three back ends, one function:
   ``{"docker": 1}`` pin tasks to workers started with ``--resources docker=1``.
 """
 
+import contextlib
 import importlib
 import logging
 import multiprocessing
 import os
 import socket
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
@@ -39,6 +40,23 @@ SCHEDULER_ENV = "BENCH_SCHEDULER"
 """Environment variable holding a default dask scheduler address (empty: local pool)."""
 
 ProgressCallback = Callable[[int, int, str], None]
+
+
+@contextlib.contextmanager
+def one_blas_thread() -> Iterator[None]:
+    """Run the block with BLAS (OpenBLAS, MKL, BLIS) on one thread, the previous limits restored after.
+
+    Scoring and ranking multiply the (resamples x cases) count matrix by a few columns at a time:
+    products too small to split across threads. With its default of one thread per core, OpenBLAS
+    still wakes and spins its helper threads on each of them, which on a two-core machine
+    roughly doubled the CPU time of scoring a classification run (measured in
+    ``benchmarks.bench_cost``) for no gain in wall time. Parallelism comes from
+    :func:`map_ordered`, one process per core, as the docs advise for workers.
+    """
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
 
 
 def map_ordered(

@@ -36,7 +36,6 @@ import numpy as np
 import pandas as pd
 
 from bench.metrics.registry import METRICS
-from bench.metrics.segmentation import SCORE_FIELDS
 from bench.metrics.subgroups import CallableMetric
 from bench.metrics.uncertainty import bootstrap_counts
 from bench.ranking.schemes import bootstrap_ranks, kendall_tau_b, rank_aggregates, rank_entries, rank_values
@@ -92,9 +91,9 @@ def segmentation_run(n: int, seed: int = 0):
     spec = load_task("ricord-1a-lesion-seg")
     rng = np.random.default_rng(seed)
     table = _demographics(n, rng)
-    for name in SCORE_FIELDS:
+    for name in spec.metrics:
         table[name] = rng.random(n)
-    table["empty"] = "none"
+    table["volume_ref_ml"] = np.where(rng.random(n) < 0.1, 0.0, rng.gamma(2.0, 50.0, n))
     return spec, table
 
 

@@ -287,3 +287,18 @@ def test_site_of_a_sealed_phase_holds_no_score_until_it_closes(tmp_path):
     assert [(e["team"], e["value"]) for e in opened["entries"]] == [
         ("Team A", pytest.approx(0.612)), ("Team B", pytest.approx(0.418))]
     assert "Scores are published" not in (site / SEG_TASK / "index.html").read_text()
+
+
+def test_example_challenge_loads_and_pins_the_shipped_split():
+    from pathlib import Path
+
+    from bench.splits.pinned import load_split
+
+    example = load_challenge(Path(__file__).resolve().parents[1] / "challenges" / "ricord-seg-synthetic.yaml")
+    spec = load_task(example.task)
+    assert {phase.split for phase in example.phases} == {"validation", "test"}
+    for phase in example.phases:
+        pinned = load_split(spec.id, phase.split_name)
+        assert phase.split_sha256 == pinned.sha256, phase.id
+        assert pinned.case_ids(phase.split), phase.id
+    assert example.phase("test").scores == "after_close"

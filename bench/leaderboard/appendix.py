@@ -18,13 +18,10 @@ import jinja2
 
 from bench.io import write_text
 from bench.metrics.registry import METRICS
-from bench.splits.citation import COLLECTION_DOIS, cite_split
+from bench.splits.citation import COLLECTION_DOIS, LICENCE, TCIA, cite_split
 from bench.splits.pinned import PinnedSplit, load_split
 from bench.store import Store, StoredRun
 from bench.tasks import TaskSpec
-
-LICENCE = "CC BY-NC 4.0 (TCIA data usage policy for the MIDRC-RICORD collections)"
-TCIA = "https://www.cancerimagingarchive.net/"
 
 
 @dataclass(frozen=True)
@@ -78,7 +75,7 @@ def _data_sources(spec: TaskSpec) -> str:
     parts = [f"{name} (doi:{COLLECTION_DOIS[name]})" if name in COLLECTION_DOIS else name
              for name in spec.collections]
     return (f"{', '.join(parts)}, {spec.modality}, from The Cancer Imaging Archive ({TCIA}); licence "
-            f"{LICENCE}.")
+            f"{LICENCE} (TCIA data usage policy for the MIDRC-RICORD collections).")
 
 
 def _reference_standard(spec: TaskSpec) -> str:

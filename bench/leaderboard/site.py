@@ -10,6 +10,7 @@ fetches, no server. Layout::
     <task>/<task>.csv               every board of the task as one table
     <task>/<board>-*.svg            plots of each board
     <task>/<board>/<slug>.html      one page per submission and board
+    <task>/<board>/<slug>/          its receipts and per-case CSV (bench.leaderboard.entries)
 
 All user-supplied text (names, teams, descriptions, receipts, case ids) goes through
 Jinja2's autoescaping; nothing is marked safe. The same store gives the same bytes.
@@ -41,11 +42,12 @@ from bench.io import (
     write_json,
     write_text,
 )
-from bench.leaderboard import pages, plots
+from bench.leaderboard import entries, pages, plots
 from bench.leases import temp_dir
 from bench.metrics.registry import METRICS
 from bench.ranking.analysis import BoardAnalysis, analyse_board
 from bench.ranking.board import Board, BoardEntry, HistoryEvent, build_boards, build_phase_boards
+from bench.splits.citation import cite_board, cite_result, data_sources
 from bench.store import Store, StoredRun, plain, reader_band_folder, slugify
 from bench.tasks import TaskSpec, load_task
 from bench.trees import foreign_content, mark_tree, publish_modes
@@ -153,7 +155,10 @@ def build_leaderboard(results: str | os.PathLike, out: str | os.PathLike, *,
             boards = _task_boards(spec, task_runs, loaded, events, now)
             analyses = {board.key: _analysis(store, board, task_runs) for board in boards
                         if board.ranking is not None}
-            _write_task(env, site / task_id, spec, boards, analyses)
+            # every run, not only the counted ones: the entry pages list each run with its receipt
+            stored = task_runs if loaded else store.runs(task_id, broken=[])
+            _write_task(env, site / task_id, spec, boards, analyses,
+                        [run for run in stored if not run.reference_entry], tasks_dir)
             tasks.append((spec, boards, analyses))
         write_text(site / "index.html", env.get_template("index.html").render(
             root="", tasks=[(spec, boards) for spec, boards, _ in tasks], skipped=skipped,
@@ -239,7 +244,7 @@ def _environment() -> jinja2.Environment:
     env.filters["pretty"] = lambda value: json.dumps(plain(value), indent=1, sort_keys=True,
                                                      ensure_ascii=False)
     env.globals.update(METHOD_TEXT=METHOD_TEXT, SCORE_LABEL=SCORE_LABEL, METRICS=METRICS,
-                       flatten=_flatten, pages=pages)
+                       flatten=_flatten, pages=pages, entries=entries)
     return env
 
 
@@ -251,8 +256,11 @@ def _copy_static(target: Path) -> None:
 
 
 def _write_task(env: jinja2.Environment, folder: Path, spec: TaskSpec, boards: list[Board],
-                analyses: dict[str, BoardAnalysis]) -> None:
+                analyses: dict[str, BoardAnalysis], stored: list[StoredRun], tasks_dir) -> None:
     plots_of, withheld = {}, {}
+    sources = data_sources(spec)
+    citations = {board.key: cite_board(spec, board.split_name, board.split, board.split_sha256)
+                 for board in boards}
     for board in boards:
         if board.ranking is None:  # a sealed or empty phase: nothing to draw or to page
             continue
@@ -274,13 +282,18 @@ def _write_task(env: jinja2.Environment, folder: Path, spec: TaskSpec, boards: l
                         name = f"{page.stem}-calibration-{slugify(head)}.svg"
                         write_bytes(folder / board.key / page.parent / name, svg)
                         reliability[head] = name
+            runs = entries.board_runs(entry, board, stored)
+            links = entries.write_entry_files(folder / board.key, entry, board, runs)
             write_text(folder / board.key / entry.page, env.get_template("submission.html").render(
                 root="../../../", spec=spec, board=board, entry=entry, reliability=reliability,
+                history=entries.history(entry, board, runs), links=links, sources=sources,
+                receipt=entries.receipt_href(entry, entry.run.run_id),
+                citation=cite_result(entry.run.path, directory=tasks_dir),
                 page_title=f"{entry.run.name} · {spec.title}",
                 per_case=None if board.hide_per_case else _per_case_rows(entry.run.per_case)))
     write_text(folder / "index.html", env.get_template("task.html").render(
         root="../", spec=spec, boards=boards, plots=plots_of, withheld=withheld, csv=f"{spec.id}.csv",
-        analyses=analyses, page_title=spec.title))
+        analyses=analyses, sources=sources, citations=citations, page_title=spec.title))
     write_csv(folder / f"{spec.id}.csv", spreadsheet_safe(_task_table(spec, boards)))
 
 
@@ -302,6 +315,7 @@ def _entry_json(entry: BoardEntry, spec: TaskSpec) -> dict[str, Any]:
         "median_rank": json_number(entry.median_rank), "tied_group": entry.group,
         "cases": entry.cases, "ok": entry.ok, "failures": entry.failures,
         "task_sha256": entry.run.task_sha256, "task_spec_matches": entry.spec_matches,
+        "started_at": entry.run.receipt["started_at"], "harness": entries.harness_text(entry.run.receipt),
         "self_reported": entry.run.self_reported,
         "history": [_history_json(item) for item in entry.history],
     }
@@ -368,7 +382,7 @@ def _task_json(spec: TaskSpec, boards: list[Board], analyses: dict[str, BoardAna
                 "kendall_tau": {k: json_number(v) for k, v in board.bootstrap.tau_summary.items()}},
             "entries": [_entry_json(entry, spec) for entry in board.entries],
             "submitted": [{"team": s.team, "submission": s.name, "slug": s.slug, "first_at": s.first_at,
-                           "last_at": s.last_at, "scored": s.scored,
+                           "last_at": s.last_at, "scored": s.scored, "counted": s.counted,
                            "history": [_history_json(item) for item in s.history]} for s in board.submitted],
             "analysis": _analysis_json(analyses[board.key]) if board.key in analyses else None,
         } for board in boards],

@@ -28,7 +28,7 @@ __all__ = [
     "auroc", "auroc_per_class", "average_precision", "balanced_accuracy", "balanced_accuracy_of", "brier",
     "brier_terms", "calibration_terms", "cohen_kappa", "confusion_matrix", "ece", "f1", "f1_of", "log_loss",
     "log_loss_terms", "quadratic_weighted_kappa", "sensitivity", "sensitivity_of", "specificity",
-    "specificity_of", "weighted_auroc",
+    "running_sums", "specificity_of", "weighted_auroc",
     "weighted_average_precision",
 ]
 
@@ -82,6 +82,28 @@ def _binary(y_true, y_score, probabilities: bool = False) -> tuple[np.ndarray, n
     return y, s
 
 
+def running_sums(rows: np.ndarray, order: np.ndarray, dtype=None) -> np.ndarray:
+    """Running sums of the rows ``rows[order]`` of an (n, B) array: ``out[k] = rows[order[:k]].sum(axis=0)``.
+
+    Shape (len(order) + 1, B). Row k + 1 is row k plus one more case: the additions
+    ``numpy.cumsum(rows[order], axis=0)`` makes, in the same order (so the same values). But cumsum
+    walks each of the B columns with a strided scalar loop, while adding whole rows is one vector
+    addition per case, several times faster for the (cases, resamples) matrices of the bootstrap,
+    and reads each row in place instead of copying ``rows[order]`` first.
+    """
+    out = np.zeros((order.size + 1, rows.shape[1]), dtype=dtype or rows.dtype)
+    if rows.shape[1] < _ROW_LOOP_MIN_WIDTH:
+        np.cumsum(rows[order], axis=0, out=out[1:])
+        return out
+    for k, case in enumerate(order.tolist()):
+        np.add(out[k], rows[case], out=out[k + 1])
+    return out
+
+
+_ROW_LOOP_MIN_WIDTH = 64
+"""Narrower than this (a single weight vector, a handful of resamples) cumsum's own loop is faster."""
+
+
 def weighted_auroc(y_true: np.ndarray, y_score: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
     """Binary AUROC under case weights, for one weight vector or a (B, n) matrix of them.
 
@@ -107,6 +129,7 @@ def weighted_auroc(y_true: np.ndarray, y_score: np.ndarray, weights: np.ndarray 
         caller decides).
     """
     w = np.ones((1, y_true.size)) if weights is None else np.atleast_2d(np.asarray(weights))
+    cases = w.T  # (n, B): a case's weights in every resample are one row (contiguous for F-ordered counts)
     positive = y_true == 1
     neg_order = np.flatnonzero(~positive)[np.argsort(y_score[~positive], kind="mergesort")]
     neg_sorted = y_score[neg_order]
@@ -114,11 +137,10 @@ def weighted_auroc(y_true: np.ndarray, y_score: np.ndarray, weights: np.ndarray 
     # negatives strictly below / at most each positive score, as positions in the sorted negatives
     below = np.searchsorted(neg_sorted, y_score[pos_index], side="left")
     upto = np.searchsorted(neg_sorted, y_score[pos_index], side="right")
-    cumulative = np.zeros((w.shape[0], neg_order.size + 1), dtype=np.result_type(w.dtype, np.int64))
-    np.cumsum(w[:, neg_order], axis=1, out=cumulative[:, 1:])
-    w_pos = w[:, pos_index]
-    twice_numerator = np.sum(w_pos * (cumulative[:, below] + cumulative[:, upto]), axis=1)
-    denominator = w_pos.sum(axis=1) * cumulative[:, -1]
+    cumulative = running_sums(cases, neg_order, dtype=np.result_type(w.dtype, np.int64))
+    w_pos = cases[pos_index]
+    twice_numerator = np.einsum("ij,ij->j", w_pos, cumulative[below] + cumulative[upto])
+    denominator = w_pos.sum(axis=0) * cumulative[-1]
     with np.errstate(invalid="ignore", divide="ignore"):
         auc = np.where(denominator > 0, twice_numerator / (2.0 * np.where(denominator > 0, denominator, 1)),
                        np.nan)
@@ -200,18 +222,23 @@ def weighted_average_precision(y_true: np.ndarray, y_score: np.ndarray,
         caller decides).
     """
     w = np.ones((1, y_true.size)) if weights is None else np.atleast_2d(np.asarray(weights, dtype=np.float64))
+    cases = w.T  # (n, B), as in weighted_auroc
     order = np.argsort(-y_score, kind="mergesort")
     s_desc = y_score[order]
-    last_of_group = np.r_[s_desc[1:] != s_desc[:-1], True]
-    w_desc = w[:, order]
-    tp = np.cumsum(w_desc * (y_true[order] == 1), axis=1)[:, last_of_group]
-    predicted = np.cumsum(w_desc, axis=1)[:, last_of_group]
-    positives, total = tp[:, -1], predicted[:, -1]
-    step = np.diff(tp, axis=1, prepend=0.0)
+    ends = np.flatnonzero(np.r_[s_desc[1:] != s_desc[:-1], True]) + 1  # cases down to each threshold
+    is_positive = y_true[order] == 1
+    predicted = running_sums(cases, order)[ends]
+    # the positives' running sums, read at the number of positives down to each threshold
+    tp = running_sums(cases, order[is_positive])[np.r_[0, np.cumsum(is_positive)][ends]]
+    positives, total = tp[-1], predicted[-1].copy()
+    step = np.empty_like(tp)  # np.diff(tp, axis=0, prepend=0), without its concatenated copy
+    step[0] = tp[0]
+    np.subtract(tp[1:], tp[:-1], out=step[1:])
     with np.errstate(invalid="ignore", divide="ignore"):
-        precision = np.where(predicted > 0, tp / np.where(predicted > 0, predicted, 1.0), 0.0)
-        ap = np.where((positives > 0) & (total > positives),
-                      np.sum(step * precision, axis=1) / np.where(positives > 0, positives, 1.0), np.nan)
+        precision = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
+        area = np.multiply(step, precision, out=step).sum(axis=0)  # row after row, as before
+        ap = np.where((positives > 0) & (total > positives), area / np.where(positives > 0, positives, 1.0),
+                      np.nan)
     return ap[0] if weights is None or np.ndim(weights) == 1 else ap
 
 

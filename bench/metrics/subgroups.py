@@ -49,13 +49,14 @@ DEFAULT_MIN_SIZE = 10
 
 def group_labels(groups) -> np.ndarray:
     """Group labels as strings, missing values (None, NaN, empty) as ``"unknown"``."""
-    out = []
-    for value in np.asarray(groups, dtype=object).reshape(-1):
-        if is_missing(value) or str(value).strip() == "":
-            out.append(UNKNOWN)
-        else:
-            out.append(str(value))
-    return np.array(out, dtype=object)
+    values = np.asarray(groups, dtype=object).reshape(-1).tolist()
+    return np.array([(value if value.strip() else UNKNOWN) if type(value) is str else _label(value)
+                     for value in values], dtype=object)
+
+
+def _label(value) -> str:
+    """:func:`group_labels` of one value that is not a plain str (the common case is tested first)."""
+    return UNKNOWN if is_missing(value) or str(value).strip() == "" else str(value)
 
 
 class Statistic(Protocol):

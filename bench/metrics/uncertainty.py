@@ -149,12 +149,15 @@ def resample_counts(indices: np.ndarray, n_units: int, *, unit_of_case=None) -> 
 
     ``counts[b, i]`` is how many times case i is in resample b. Without ``unit_of_case`` the
     units are the cases; with it (from :func:`cluster_units`), case i counts as often as its
-    cluster was drawn.
+    cluster was drawn. Fortran-ordered.
     """
     indices = np.asarray(indices)
     b = indices.shape[0]
-    flat = (np.arange(b)[:, None] * n_units + indices).ravel()
-    counts = np.bincount(flat, minlength=b * n_units).reshape(b, n_units)
+    # counted as the (n_units, B) array and returned transposed: a Fortran-ordered (B, n) matrix, in
+    # which each case's counts over the resamples are contiguous (see running_sums in
+    # bench.metrics.classification)
+    flat = (indices * b + np.arange(b)[:, None]).ravel()
+    counts = np.bincount(flat, minlength=b * n_units).reshape(n_units, b).T
     if unit_of_case is None:
         return counts
     return counts[:, np.asarray(unit_of_case)]

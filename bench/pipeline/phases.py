@@ -109,7 +109,7 @@ def choose(
     scored = {
         e.run_id
         for e in Ledger(results).events(challenge.name, phase_id)
-        if e.event == "scored" and e.entry_id == EntryId(team, entry)
+        if e.event == "scored" and e.entry_id == (team, entry)
     }
     if run_id not in scored:
         raise ChallengeError(

@@ -45,6 +45,7 @@ from bench.prepare.images import cache_entry, default_cache_dir
 from bench.prepare.materialize import prepare_split
 from bench.prepare.reference import read_reference
 from bench.provenance import harness
+from bench.splits.citation import LICENCE
 from bench.splits.pinned import load_split
 from bench.tasks import TaskSpec
 
@@ -55,7 +56,6 @@ EXPORTABLE = ("train", "validation")
 _KINDS = {"nnunet": ("segmentation",), "monai": ("segmentation", "classification"),
           "csv": ("classification",)}
 _CHANNEL = {"CT": "CT", "CXR": "X-ray"}
-LICENCE = "CC BY-NC 4.0 (RICORD on TCIA; TCIA Data Usage Policy)"
 
 
 @dataclass(frozen=True)
@@ -207,7 +207,7 @@ def _documents(spec, reference, cases: pd.DataFrame, fold_of, layout: _Layout, o
                 "file_ending": ".nii.gz",
                 "name": spec.id,
                 "description": spec.title,
-                "licence": LICENCE,
+                "licence": f"{LICENCE} (RICORD on TCIA; TCIA Data Usage Policy)",
                 "release": f"ricord-bench {provenance['harness']['version']}, split {reference.split_name} "
                            f"sha256 {reference.split_sha256}",
                 "ricord_bench": provenance,

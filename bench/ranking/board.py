@@ -32,6 +32,7 @@ from bench.challenges import Challenge, Event, Phase, counted_runs
 from bench.errors import LeaderboardError
 from bench.metrics.registry import METRICS
 from bench.metrics.uncertainty import PairedComparison, delong_test
+from bench.parallel import one_blas_thread
 from bench.ranking.schemes import (
     BootstrapRanks,
     RankResult,
@@ -93,6 +94,8 @@ class Submitted:
     first_at: str
     last_at: str
     scored: int
+    counted: bool
+    """Whether a run of the entry counts: False in a ``chosen`` phase until the team chooses."""
     history: tuple[HistoryEvent, ...]
 
 
@@ -141,7 +144,7 @@ class Board:
     note: str
     phase: BoardPhase | None = None
     submitted: tuple[Submitted, ...] = ()
-    """Sealed phase boards only: the entries that will be ranked when the phase closes."""
+    """Sealed phase boards only: every entry with a scored run in the phase that is not withdrawn."""
 
     @property
     def key(self) -> str:
@@ -176,8 +179,9 @@ def build_boards(spec: TaskSpec, runs: list[StoredRun]) -> list[Board]:
     groups: dict[tuple[str, str, str], list[StoredRun]] = defaultdict(list)
     for run in runs:
         groups[(run.split_name, run.split, run.split_sha256)].append(run)
-    boards = [_board(spec, key, sorted(members, key=lambda r: r.submission))
-              for key, members in groups.items()]
+    with one_blas_thread():
+        boards = [_board(spec, key, sorted(members, key=lambda r: r.submission))
+                  for key, members in groups.items()]
     return sorted(boards, key=lambda b: (SPLIT_ORDER.get(b.split, 9), b.split_name, b.split_sha256))
 
 
@@ -212,8 +216,12 @@ def build_phase_boards(spec: TaskSpec, challenge: Challenge, runs: list[StoredRu
         history = _histories(spec, runs, mine, counted, sealed=info.sealed)
         key = (phase.split_name, phase.split, phase.split_sha256)
         if info.sealed or not counted:
+            # who is in the phase: every entry with a scored run that is not withdrawn (the latest
+            # rule of counted_runs), marked whether a run of it counts (a chosen phase needs a choice)
+            entered = counted_runs(challenge, phase.model_copy(update={"counts": "latest"}), runs, mine,
+                                   direction=spec.primary_direction, primary=spec.primary_key)
             boards.append(Board(spec, *key, (), None, None, None, "", phase=info,
-                                submitted=_submitted(counted, mine, history) if info.sealed else ()))
+                                submitted=_submitted(entered, counted, mine, history) if info.sealed else ()))
             continue
         board = _board(spec, key, sorted(counted, key=lambda r: r.submission))
         entries = tuple(replace(e, history=history[e.run.entry]) for e in board.entries)
@@ -242,14 +250,15 @@ def _histories(spec: TaskSpec, runs: list[StoredRun], events: list[Event], count
     return {entry: tuple(items) for entry, items in out.items()}
 
 
-def _submitted(counted: list[StoredRun], events: list[Event],
+def _submitted(entered: list[StoredRun], counted: list[StoredRun], events: list[Event],
                history: dict[EntryId, tuple[HistoryEvent, ...]]) -> tuple[Submitted, ...]:
-    """Who is in a sealed phase (the entries that will be ranked at close) and when they submitted."""
+    """Who is in a sealed phase and when they submitted, without a score."""
     rows = []
-    for entry in sorted({run.entry for run in counted}):
+    counting = {run.entry for run in counted}
+    for entry in sorted({run.entry for run in entered}):
         scored = [e.at for e in events if e.event == "scored" and EntryId(*e.entry_id) == entry]
         rows.append(Submitted(entry.team, entry.name, entry.key, min(scored), max(scored), len(scored),
-                              history[entry]))
+                              entry in counting, history[entry]))
     return tuple(rows)
 
 

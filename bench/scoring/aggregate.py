@@ -39,6 +39,7 @@ from bench.metrics.subgroups import (
     subgroup_analysis,
 )
 from bench.metrics.uncertainty import percentile_interval, resampled_means
+from bench.parallel import one_blas_thread
 from bench.scoring.bootstrap import design, empty_reference_strata
 from bench.scoring.classification import HeadData, compute_metric
 from bench.tasks import TaskSpec
@@ -50,7 +51,7 @@ NON_SCALAR = ("auroc_per_class", "confusion_matrix")
 
 def aggregate(spec: TaskSpec, per_case: pd.DataFrame, heads: dict[str, HeadData]) -> dict[str, Any]:
     """The ``metrics``, ``subgroups`` and ``fairness`` sections of scores.json."""
-    with warnings.catch_warnings(record=True) as caught:
+    with warnings.catch_warnings(record=True) as caught, one_blas_thread():
         warnings.simplefilter("always", UndefinedMetricWarning)
         if spec.kind == "segmentation":
             body = _segmentation(spec, per_case)

@@ -38,10 +38,12 @@ class BootstrapDesign:
         """The (B, n_cases) matrix: ``counts[b, i]`` = how often case i is in resample b.
 
         As float64: every statistic multiplies it with float matrices, and numpy's matrix
-        product runs in BLAS only when both sides are floating point.
+        product runs in BLAS only when both sides are floating point. Fortran-ordered: a case's
+        counts over all resamples are contiguous, the layout the ranking statistics walk case
+        after case (:func:`bench.metrics.classification.running_sums`).
         """
         return bootstrap_counts(self.n_cases, n_resamples=self.resamples, seed=self.seed,
-                                strata=self.strata, clusters=self.clusters).astype(np.float64)
+                                strata=self.strata, clusters=self.clusters).astype(np.float64, order="F")
 
     def options(self) -> dict[str, Any]:
         """Keywords of :func:`bench.ranking.schemes.bootstrap_ranks` (and ``bootstrap_ranks_from``)."""

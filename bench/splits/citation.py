@@ -27,16 +27,40 @@ from bench.provenance import harness
 from bench.splits.pinned import load_split
 from bench.tasks import TaskSpec, load_task
 
-COLLECTION_DOIS = {
-    "MIDRC-RICORD-1A": "10.7937/VTW4-X588",
-    "MIDRC-RICORD-1B": "10.7937/31V8-4A40",
-    "MIDRC-RICORD-1C": "10.7937/91ah-v663",
-}
-_COLLECTION_TITLES = {
-    "MIDRC-RICORD-1A": ("Release 1a - Chest CT Covid+", "2020"),
-    "MIDRC-RICORD-1B": ("Release 1b - Chest CT Covid-", "2021"),
-    "MIDRC-RICORD-1C": ("Release 1c - Chest x-ray Covid+", "2021"),
-}
+TCIA = "https://www.cancerimagingarchive.net/"
+LICENCE = "CC BY-NC 4.0"
+"""The RICORD collections' licence on TCIA (Creative Commons Attribution-NonCommercial 4.0)."""
+LICENCE_URL = "https://creativecommons.org/licenses/by-nc/4.0/"
+
+
+@dataclass(frozen=True)
+class DataSource:
+    """Where a RICORD collection comes from and on what terms: the one home of these facts
+    (the citation, the board's data source box, the reporting appendix and exports read them)."""
+
+    collection: str
+    title: str
+    year: str
+    doi: str
+    licence: str = LICENCE
+    licence_url: str = LICENCE_URL
+
+    @property
+    def doi_url(self) -> str:
+        return f"https://doi.org/{self.doi}"
+
+    @property
+    def tcia_url(self) -> str:
+        """The collection's page on The Cancer Imaging Archive."""
+        return f"{TCIA}collection/{self.collection.lower()}/"
+
+
+DATA_SOURCES = {source.collection: source for source in (
+    DataSource("MIDRC-RICORD-1A", "Release 1a - Chest CT Covid+", "2020", "10.7937/VTW4-X588"),
+    DataSource("MIDRC-RICORD-1B", "Release 1b - Chest CT Covid-", "2021", "10.7937/31V8-4A40"),
+    DataSource("MIDRC-RICORD-1C", "Release 1c - Chest x-ray Covid+", "2021", "10.7937/91ah-v663"),
+)}
+COLLECTION_DOIS = {name: source.doi for name, source in DATA_SOURCES.items()}
 _RICORD_AUTHORS = (
     "Tsai, Emily B. and Simpson, Scott and Lungren, Matthew P. and Hershman, Michelle and "
     "Roshkovan, Leonid and Colak, Errol and Erickson, Bradley J. and Shih, George and Stein, Anouk "
@@ -101,7 +125,7 @@ class Citation:
             f"(sha256 {self.split_sha256}){revision}}}\n}}"
         ]
         for collection in self.collections:
-            title, year = _COLLECTION_TITLES[collection]
+            title, year = DATA_SOURCES[collection].title, DATA_SOURCES[collection].year
             key = collection.lower().replace("-", "_")
             entries.append(
                 f"@misc{{{key},\n"
@@ -134,6 +158,21 @@ def cite_split(spec: TaskSpec, name: str, split: str | None = None, *,
     pinned = load_split(spec.id, name, directory=directory)
     running = harness()
     return _citation(spec, pinned.name, split, pinned.sha256, running["version"], running["git_revision"])
+
+
+def cite_board(spec: TaskSpec, name: str, split: str | None, split_sha256: str) -> Citation:
+    """The citation of task ``spec`` on the split ``name`` with hash ``split_sha256``, this harness.
+
+    For a board built from stored runs: the split is named by the hash the runs recorded, so
+    the pinned split file need not be at hand (it may have been pinned on another machine).
+    """
+    running = harness()
+    return _citation(spec, name, split, split_sha256, running["version"], running["git_revision"])
+
+
+def data_sources(spec: TaskSpec) -> tuple[DataSource, ...]:
+    """The data source of every RICORD collection task ``spec`` draws on, in the task's order."""
+    return tuple(DATA_SOURCES[name] for name in spec.collections if name in DATA_SOURCES)
 
 
 def cite_receipt(receipt: Mapping[str, Any], spec: TaskSpec) -> Citation:

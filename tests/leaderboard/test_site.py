@@ -113,7 +113,8 @@ def test_per_case_hidden_on_test_shown_on_validation(built):
     assert "c00" not in hidden and "Per-case scores are hidden" in hidden
     assert "c00" in shown and "c03" in shown
     # subgroups under the minimum size keep their count but not their score on a hidden split
-    assert "hidden: fewer than 5 cases" in hidden and "0.782" not in hidden.split("Subgroups")[1]
+    subgroups = hidden.split("Subgroups")[1].split("<h2>")[0]
+    assert "hidden: fewer than 5 cases" in hidden and "0.782" not in subgroups
     assert "[0.100, 0.900]" in shown
     validation_svg = (root / "site" / SEG_TASK / "validation-synthetic-distribution.svg").read_text()
     assert "PathCollection" in validation_svg  # the case points
@@ -160,8 +161,6 @@ def test_hidden_split_publishes_no_per_case_values(built):
         if path.suffix == ".csv":
             table = pd.read_csv(path)
             text = table[table["split"] == "test"].to_csv()
-        if path.suffix == ".html":  # a run's failed cases stay in its receipt; they hold no score
-            text = text.split("<h2>Receipt</h2>")[0]
         if path.suffix == ".svg":  # the written text; the path coordinates are drawing units
             text = " ".join(re.findall(r"<text[^>]*>(.*?)</text>", text, flags=re.S))
         # ids as whole words: a short id such as "c05" also occurs inside hex hashes (task sha256)
@@ -169,6 +168,10 @@ def test_hidden_split_publishes_no_per_case_values(built):
                   + [v for v in numbers if v in text])
         assert not leaked, (path.relative_to(site), leaked[:5])
     assert not list(site.rglob("*roc*")), "no ROC plot of a hidden split"
+    receipts = [p for p in hidden_files if p.parent.name == "receipts"]
+    assert len(receipts) == 5, "every hidden-split run's receipt is published, and was checked above"
+    assert not [p for p in hidden_files if p.name == "per_case.csv" or p.suffix == ".png"
+                or "gallery" in p.name], "no per-case CSV or case gallery of a hidden split"
 
 
 @pytest.mark.slow
