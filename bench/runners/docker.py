@@ -110,7 +110,8 @@ def ensure_image(submission: Submission, client, *, scratch: Path, limits: Limit
                 f"image {submission.image!r} is not in the engine; no registry is contacted. "
                 "Build or `docker load` it first."
             ) from error
-        check_not_another_entry(submission.image, image, team=submission.team, entry=submission.name)
+        if submission.kind == "directory":  # the participant's submission.yaml named it, not the organizer
+            check_not_another_entry(submission.image, image, team=submission.team, entry=submission.name)
         return image, image_record(image)
     raise SubmissionError(
         f"{submission.source}: submission.yaml has no 'docker' or 'image'; it can only run "
