@@ -89,6 +89,10 @@ class ChallengeError(BenchError):
     """A challenge definition is invalid, or an attempt breaks its rules (the message says which)."""
 
 
+class OutputExistsError(BenchError):
+    """An output path holds something the harness did not write; it is never replaced."""
+
+
 _IO_ADVICE = {
     "ENOSPC": "the disk is full; free space there or point the command at another disk",
     "EDQUOT": "the disk quota is used up; free space there or point the command at another disk",

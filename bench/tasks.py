@@ -210,6 +210,9 @@ class Limits(_Spec):
     pids: int = Field(256, ge=16)
     tmpfs_mb: int = Field(1024, ge=1)
     output_mb: int = Field(2048, ge=1)
+    #: files, folders and links a submission may leave in /output (the tmpfs's inode count as
+    #: root; what output collection examines at most otherwise)
+    output_entries: int = Field(10_000, ge=16)
 
     @field_validator("memory")
     @classmethod

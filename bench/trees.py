@@ -13,6 +13,13 @@ input or reference tree) gets a marker file, :data:`MARKER`, listing what the ha
 it. Before replacing such a tree the caller asks :func:`foreign_content`; a folder without the
 marker, with another kind's marker, or holding anything the marker does not list (a user's
 ``NOTES.md``, a results store) is refused, so the harness never deletes what it did not write.
+
+Single files given as an output (``bench data index --out manifest.csv`` and its report, an
+appendix, a pinned split, a kept tarball) follow one rule: a file that already exists is
+replaced only when the harness wrote it and nobody changed it since. Each folder holding such
+files gets a ledger, :data:`FILES_MARKER`, with the identity (inode, size, modification time)
+of each file the harness wrote there (:func:`record_files`); :func:`foreign_files` names every
+existing target the ledger does not vouch for, and the caller refuses before writing anything.
 """
 
 import json
@@ -22,10 +29,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.errors import OutputExistsError
 from bench.io import SCHEMA_VERSION, write_json
 
 MARKER = ".ricord-bench-tree.json"
 """Name of the marker file :func:`mark_tree` writes at the root of a tree the harness created."""
+FILES_MARKER = ".ricord-bench-files.json"
+"""Name of the ledger of single output files the harness wrote in a folder (:func:`record_files`)."""
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
@@ -79,15 +89,20 @@ class _Cursor:
         os.close(self.fd)
 
 
-def walk_entries(root: str | os.PathLike) -> Iterator[Entry]:
+def walk_entries(root: str | os.PathLike, *, limit: int | None = None) -> Iterator[Entry]:
     """Every entry below ``root``, depth first, names sorted within a folder, a folder before its content.
 
     Never follows a link and never enters another filesystem; any depth, one descriptor open.
-    An entry that disappears during the walk is skipped.
+    An entry that disappears during the walk is skipped. With ``limit``, at most that many
+    entries are yielded and at most that many names are ever read (a folder of millions of
+    names costs no more than ``limit`` of them): memory and time are bounded by ``limit``.
+    Within a folder that holds more names than are left to read, the names come in the
+    filesystem's order, not sorted.
     """
     cursor = _Cursor(root)
+    left = limit
     try:
-        pending: list[list[str]] = [_names(cursor.fd)]
+        pending: list[list[str]] = [_names(cursor.fd, left)]
         parts: list[str] = []
         while pending:
             if not pending[-1]:
@@ -101,17 +116,30 @@ def walk_entries(root: str | os.PathLike) -> Iterator[Entry]:
                 info = os.stat(name, dir_fd=cursor.fd, follow_symlinks=False)
             except FileNotFoundError:
                 continue
+            if left is not None:
+                if left == 0:
+                    return
+                left -= 1
             yield Entry((*parts, name), info)
             if stat.S_ISDIR(info.st_mode) and cursor.down(name):
                 parts.append(name)
-                pending.append(_names(cursor.fd))
+                pending.append(_names(cursor.fd, left))
     finally:
         cursor.close()
 
 
-def _names(fd: int) -> list[str]:
-    """The names in a folder, in reverse order so that ``pop()`` yields them sorted."""
-    return sorted(os.listdir(fd), reverse=True)
+def _names(fd: int, most: int | None = None) -> list[str]:
+    """The names in a folder (at most ``most`` of them), in reverse order so that ``pop()`` yields them
+    sorted."""
+    if most is None:
+        return sorted(os.listdir(fd), reverse=True)
+    names = []
+    with os.scandir(fd) as listing:
+        for entry in listing:
+            if len(names) >= most:
+                break
+            names.append(entry.name)
+    return sorted(names, reverse=True)
 
 
 def remove_tree(root: str | os.PathLike) -> None:
@@ -195,3 +223,65 @@ def publish_modes(root: str | os.PathLike, *, folders: int = 0o755, files: int =
         mode = entry.info.st_mode
         if stat.S_ISDIR(mode) or stat.S_ISREG(mode):
             os.chmod(Path(root, *entry.parts), folders if stat.S_ISDIR(mode) else files)
+
+
+def _identity(info: os.stat_result) -> list[int]:
+    return [info.st_ino, info.st_size, info.st_mtime_ns]
+
+
+def _ledger(folder: Path) -> dict:
+    try:
+        body = json.loads((folder / FILES_MARKER).read_text(encoding="utf-8"))
+        files = body["files"]
+        return files if isinstance(files, dict) else {}
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+
+
+def foreign_files(paths) -> list[str]:
+    """Why each of ``paths`` may not be replaced: one line per existing path the harness did not write.
+
+    A path that does not exist is free. An existing regular file is free when its folder's
+    :data:`FILES_MARKER` lists it with the identity it has now (the harness wrote it and it was
+    not changed since); anything else (a user's file, a file edited after the harness wrote it,
+    a folder, a link) is named.
+    """
+    problems = []
+    for path in map(Path, paths):
+        try:
+            info = path.lstat()
+        except FileNotFoundError:
+            continue
+        if not stat.S_ISREG(info.st_mode):
+            problems.append(f"{path} exists and is not a regular file")
+        elif _ledger(path.parent).get(path.name) != _identity(info):
+            problems.append(f"{path} exists and ricord-bench did not write it (or it changed since)")
+    return problems
+
+
+def claim_files(paths, *, option: str = "--out") -> None:
+    """Refuse, before anything is written, when any of ``paths`` may not be replaced (:func:`foreign_files`).
+
+    Raises
+    ------
+    OutputExistsError
+        Naming every such path and what to do.
+    """
+    problems = foreign_files(paths)
+    if problems:
+        raise OutputExistsError(
+            f"{'; '.join(problems)}. ricord-bench replaces only files it wrote (listed in "
+            f"{FILES_MARKER} beside them); choose another {option}, or move that file away first."
+        )
+
+
+def record_files(paths) -> None:
+    """Add each written file of ``paths`` to its folder's :data:`FILES_MARKER` (call right after writing)."""
+    by_folder: dict[Path, list[Path]] = {}
+    for path in map(Path, paths):
+        by_folder.setdefault(path.parent, []).append(path)
+    for folder, written in by_folder.items():
+        files = _ledger(folder)
+        files.update({path.name: _identity(path.lstat()) for path in written})
+        files = {name: identity for name, identity in files.items() if (folder / name).is_file()}
+        write_json(folder / FILES_MARKER, {"schema_version": SCHEMA_VERSION, "files": files})

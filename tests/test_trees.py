@@ -57,3 +57,39 @@ def test_markers_tell_harness_trees_from_foreign_ones(tmp_path):
     assert foreign_content(tmp_path / "missing", "leaderboard") is None
     (tmp_path / "empty").mkdir()
     assert foreign_content(tmp_path / "empty", "leaderboard") is None
+
+
+def test_a_walk_with_a_limit_reads_no_more_names_than_it_yields(tmp_path, monkeypatch):
+    (tmp_path / "big").mkdir()
+    for k in range(2000):
+        (tmp_path / "big" / f"f{k:04d}").touch()
+    (tmp_path / "a").touch()
+    read = []
+    real_scandir = os.scandir
+
+    def counting(fd):
+        listing = real_scandir(fd)
+        original = listing.__next__
+
+        class Counted:
+            def __enter__(self):
+                return self
+
+            def __exit__(self, *exc):
+                listing.close()
+
+            def __iter__(self):
+                return self
+
+            def __next__(self):
+                entry = original()
+                read.append(entry.name)
+                return entry
+
+        return Counted()
+
+    monkeypatch.setattr(os, "scandir", counting)
+    entries = list(walk_entries(tmp_path, limit=10))
+    assert len(entries) == 10 and entries[0].relative == "a" and entries[1].relative == "big"
+    assert len(read) <= 2 + 10  # the root's two names, then at most the ten left in the big folder
+    assert len(list(walk_entries(tmp_path))) == 2002

@@ -7,7 +7,7 @@ import typer
 
 from bench.cli import app
 from bench.cli.options import TasksDir
-from bench.cli.progress import console, progress_bar
+from bench.cli.progress import console, progress_bar, shown
 from bench.text import printable
 
 Out = Annotated[Path, typer.Option("--out", help="Output folder: OUT/input (container) and OUT/reference.")]
@@ -47,6 +47,11 @@ def prepare(
                                  salt_file=salt_file, cache_dir=cache, cache=not no_cache,
                                  directory=tasks_dir)
     console.print(f"{len(prepared.case_ids)} {split} cases ({prepared.cache_hits} images from the cache)")
+    for case_id, annotations in prepared.clipped.items():
+        console.print(f"[yellow]warning[/yellow]: case {shown(case_id)}: {len(annotations)} annotation(s) "
+                      "with "
+                      f"vertices outside their slice, clipped to it: {shown(', '.join(annotations[:5]))} "
+                      "(clipped_annotations in reference.json)")
     typer.echo(printable(f"input: {prepared.input_dir}"))
     typer.echo(printable(f"reference: {prepared.reference_dir}"))
     typer.echo(f"split sha256:{prepared.split_sha256}")

@@ -18,6 +18,14 @@ Conventions:
   named by ``SOPInstanceUID`` (pixel ``(row r, column c)`` has its centre at ``x=c, y=r``);
   a polygon covers the pixels whose centres fall inside it (:func:`skimage.draw.polygon`).
   Several polygons of one label and reader group on a slice are OR-ed.
+- A polygon with a vertex outside its slice (beyond the pixel area ``[-0.5, columns - 0.5]`` x
+  ``[-0.5, rows - 0.5]``) is clipped to that area before it is drawn (:func:`clip_to_image`),
+  which keeps exactly the pixels whose centres it encloses; it is counted
+  (:func:`clipped_annotations`: the index report and the reference name each one). Drawing it
+  unclipped is not safe: the rasterizer works in 64-bit integers, and a vertex past 9.2e18
+  pixels drew nothing at all (further out, an OverflowError).
+- Vertices must be finite numbers, at least three of them (fewer enclose no area); an
+  annotation that breaks this is malformed: skipped and counted, its reason naming it.
 - Rows whose label needs geometry (freeform, polygon, bbox, ...) but whose ``data`` is null
   (or whose polygon has no vertices) are skipped and counted (``n_null_data``); study-level
   labels carry null data by design and are kept.
@@ -29,6 +37,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -152,15 +161,23 @@ def _vertices(data, mode: str, where: str) -> np.ndarray | None:
             vertices = np.asarray(raw, dtype=float)
         except (TypeError, ValueError):
             vertices = None
-        if (
-            vertices is None
-            or vertices.ndim != 2
-            or vertices.shape[1] != 2
-            or not np.isfinite(vertices).all()
-        ):
+        if vertices is None or vertices.ndim != 2 or vertices.shape[1] != 2:
             raise AnnotationError(
                 f"{where}: data.vertices must be a list of [x, y] number pairs, got "
                 f"{str(raw)[:80]!r}. The export is malformed; re-download it."
+            )
+        finite = np.isfinite(vertices).all(axis=1)
+        if not finite.all():
+            k = int(np.argmin(finite))
+            raise AnnotationError(
+                f"{where}: data.vertices must be finite numbers; vertex {k} is {vertices[k].tolist()} "
+                f"({int((~finite).sum())} of {len(vertices)} vertices are NaN or infinite). The export is "
+                "malformed; re-download it."
+            )
+        if len(np.unique(vertices, axis=0)) < 3:
+            raise AnnotationError(
+                f"{where}: data.vertices must hold at least 3 distinct vertices to enclose an area, got "
+                f"{len(vertices)} ({str(raw)[:80]}). Nothing can be drawn from it."
             )
         return vertices
     if mode == "bbox":
@@ -171,6 +188,9 @@ def _vertices(data, mode: str, where: str) -> np.ndarray | None:
             raise AnnotationError(
                 f"{where}: bbox data needs numeric x, y, width, height, got {str(data)[:80]!r}."
             ) from error
+        if not np.isfinite([x, y, w, h, x + w, y + h]).all():
+            raise AnnotationError(
+                f"{where}: bbox data needs finite x, y, width, height, got {str(data)[:80]!r}.")
         return np.array([[x, y], [x + w, y], [x + w, y + h], [x, y + h]])
     return None
 
@@ -355,13 +375,65 @@ def polygon_label_names(export: MdaiExport) -> list[str]:
     return sorted(set(labels.loc[keep, "label_name"]))
 
 
+def _image_box(shape_yx: tuple[int, int]) -> tuple[float, float, float, float]:
+    """The slice's pixel area in vertex coordinates: (x low, y low, x high, y high)."""
+    return -0.5, -0.5, shape_yx[1] - 0.5, shape_yx[0] - 0.5
+
+
+def outside_image(vertices: np.ndarray, shape_yx: tuple[int, int]) -> bool:
+    """Whether any vertex lies beyond the slice's pixel area (a vertex on its border does not)."""
+    x_low, y_low, x_high, y_high = _image_box(shape_yx)
+    vertices = np.asarray(vertices, dtype=float)
+    return bool(((vertices[:, 0] < x_low) | (vertices[:, 0] > x_high)
+                 | (vertices[:, 1] < y_low) | (vertices[:, 1] > y_high)).any())
+
+
+def clip_to_image(vertices: np.ndarray, shape_yx: tuple[int, int]) -> np.ndarray:
+    """The polygon clipped to the slice's pixel area (Sutherland-Hodgman, one box edge at a time).
+
+    Clipping against a half-plane replaces each outside stretch of the outline by a stretch of
+    the box edge; the two together form a loop outside the box, so every point strictly inside
+    keeps its winding number, and with it the even-odd inside test the rasterizer applies, for
+    self-intersecting outlines too. Pixel centres lie strictly inside the box. The result may
+    have fewer than three vertices (nothing of the polygon is on the slice).
+    """
+    x_low, y_low, x_high, y_high = _image_box(shape_yx)
+    points = [tuple(v) for v in np.asarray(vertices, dtype=float)]
+    edges = ((0, x_low, False), (0, x_high, True), (1, y_low, False), (1, y_high, True))
+    for axis, bound, keep_below in edges:
+        def inside(point, axis=axis, bound=bound, keep_below=keep_below):
+            return point[axis] <= bound if keep_below else point[axis] >= bound
+
+        clipped = []
+        for k, current in enumerate(points):
+            previous = points[k - 1]
+            if inside(current) != inside(previous):
+                # from the inside end: the step is small there, so a far vertex costs no precision
+                near, far = (current, previous) if inside(current) else (previous, current)
+                t = (bound - near[axis]) / (far[axis] - near[axis])
+                crossing = [near[0] + t * (far[0] - near[0]), near[1] + t * (far[1] - near[1])]
+                crossing[axis] = bound
+                clipped.append(tuple(crossing))
+            if inside(current):
+                clipped.append(current)
+        points = clipped
+        if not points:
+            break
+    return np.array(points, dtype=float).reshape(-1, 2)
+
+
 def rasterize_polygon(vertices: np.ndarray, shape_yx: tuple[int, int]) -> np.ndarray:
     """Boolean ``(y, x)`` mask of the pixels whose centres lie inside the polygon.
 
-    ``vertices`` is ``(n, 2)`` of ``[x = column, y = row]``; the polygon closes itself.
+    ``vertices`` is ``(n, 2)`` of finite ``[x = column, y = row]``; the polygon closes itself.
+    One with a vertex outside the slice is clipped to it first (:func:`clip_to_image`).
     """
     mask = np.zeros(shape_yx, dtype=bool)
     vertices = np.asarray(vertices, dtype=float)
+    if outside_image(vertices, shape_yx):
+        vertices = clip_to_image(vertices, shape_yx)
+        if len(vertices) < 3:
+            return mask
     rr, cc = draw_polygon(vertices[:, 1], vertices[:, 0], shape=shape_yx)
     mask[rr, cc] = True
     return mask
@@ -396,6 +468,33 @@ def _case_rows(export: MdaiExport, sop_uids: Sequence[str], series_uid: str | No
             f"slices ({len(stray)} such annotation(s)). The series is incomplete; re-download it."
         )
     return rows
+
+
+def _drawn(export: MdaiExport, volume_sop_uids: Sequence[str], labels: Sequence[str] | None,
+           series_uid: str | None, aliases: Mapping[str, str] | None):
+    """(slice index by SOPInstanceUID, the case's annotation rows, the rows drawn into its masks)."""
+    names = _select_labels(export, labels)
+    index = {uid: k for k, uid in enumerate(volume_sop_uids)}
+    index.update({dropped: index[kept] for dropped, kept in (aliases or {}).items() if kept in index})
+    rows = _case_rows(export, list(index), series_uid)
+    drawn = rows[rows.label_name.isin(names) & rows.annotation_mode.isin(AREA_MODES) & (rows.sop_uid != "")]
+    return index, rows, drawn[drawn.vertices.notna()]
+
+
+def clipped_annotations(
+    export: MdaiExport,
+    volume_sop_uids: Sequence[str],
+    shape_yx: tuple[int, int],
+    *,
+    labels: Sequence[str] | None = None,
+    series_uid: str | None = None,
+    aliases: Mapping[str, str] | None = None,
+) -> tuple[str, ...]:
+    """Ids of the annotations :func:`reader_masks` draws for this volume that had to be clipped
+    (a vertex outside the slice, :func:`outside_image`), in file order."""
+    _, _, drawn = _drawn(export, volume_sop_uids, labels, series_uid, aliases)
+    return tuple(row.annotation_id for row in drawn.itertuples(index=False)
+                 if outside_image(row.vertices, shape_yx))
 
 
 def reader_masks(
@@ -441,16 +540,11 @@ def reader_masks(
     AnnotationError
         Unknown label names, or polygons on slices that are not in the volume.
     """
-    names = _select_labels(export, labels)
-    index = {uid: k for k, uid in enumerate(volume_sop_uids)}
-    index.update({dropped: index[kept] for dropped, kept in (aliases or {}).items() if kept in index})
-    rows = _case_rows(export, list(index), series_uid)
+    index, rows, drawn = _drawn(export, volume_sop_uids, labels, series_uid, aliases)
     studies = set(rows.study_uid)
     table = export.annotations
     roles = group_roles(export.labels, protocol)
     shape = (len(volume_sop_uids), int(shape_yx[0]), int(shape_yx[1]))
-    drawn = rows[rows.label_name.isin(names) & rows.annotation_mode.isin(AREA_MODES) & (rows.sop_uid != "")]
-    drawn = drawn[drawn.vertices.notna()]
     present = set(table.loc[table.study_uid.isin(studies), "group_id"])
     masks: dict[str, dict[str, np.ndarray]] = {
         "reader": {g: np.zeros(shape, dtype=bool) for g in sorted(present) if roles.get(g) == "reader"},
@@ -559,7 +653,11 @@ def read_annotation_records(paths: Sequence[str | os.PathLike]) -> dict[str, lis
 
 
 def _plain_numbers(value):
-    """Integral floats as ints (``47.0`` -> ``47``), so a re-serialized export hashes the same."""
+    """Integral floats as ints (``47.0`` -> ``47``), so a re-serialized export hashes the same; a
+    NaN or infinity (JSON has no such number, Python's parser accepts the literals) as the literal's
+    text, so an export with a malformed vertex can still be fingerprinted."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else "Infinity" if value > 0 else "-Infinity"
     if isinstance(value, float) and value.is_integer():
         return int(value)
     if isinstance(value, list):

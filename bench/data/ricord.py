@@ -57,11 +57,12 @@ from bench.data.dicom import (
     slice_normal,
 )
 from bench.data.manifest import MANIFEST_COLUMNS, write_manifest
-from bench.data.mdai import MdaiExport, merge_exports, rasterize_case, read_exports
+from bench.data.mdai import MdaiExport, merge_exports, outside_image, rasterize_case, read_exports
 from bench.data.protocol import READER_COLUMNS, apply_protocol, reader_labels
 from bench.errors import DataError, DicomError
 from bench.io import SCHEMA_VERSION, write_csv, write_json
 from bench.tasks import RICORD_PROTOCOL, ReadingProtocol
+from bench.trees import claim_files, record_files
 
 log = logging.getLogger(__name__)
 
@@ -150,13 +151,22 @@ class IndexReport:
         labels per study) and ``<stem>.report.json``; return the report's path.
 
         All are written atomically, the report last, so a reader never sees a manifest
-        without its report's account of what was skipped.
+        without its report's account of what was skipped. An existing file is replaced only when
+        the harness wrote it (:func:`bench.trees.claim_files`); otherwise nothing is written.
+
+        Raises
+        ------
+        OutputExistsError
+            One of the three files exists and is not one the harness wrote.
         """
         manifest_path = Path(manifest_path)
         report_path = manifest_path.with_name(manifest_path.stem + ".report.json")
+        readers_path = manifest_path.with_name(manifest_path.stem + ".readers.csv")
+        claim_files([manifest_path, readers_path, report_path])
         write_manifest(self.manifest, manifest_path)
-        write_csv(manifest_path.with_name(manifest_path.stem + ".readers.csv"), self.readers)
+        write_csv(readers_path, self.readers)
         write_json(report_path, self.to_dict())
+        record_files([manifest_path, readers_path, report_path])
         return report_path
 
 
@@ -385,6 +395,26 @@ class _Indexer:
             )
         return per_series
 
+    def check_vertices(self, instances: pd.DataFrame) -> int:
+        """Warn, per study, of polygons with a vertex outside their slice (they are clipped when
+        drawn, :func:`bench.data.mdai.clip_to_image`); return how many there are."""
+        ann = self.export.annotations
+        polygons = ann[ann.vertices.notna() & ann.sop_uid.isin(set(instances.sop_uid))]
+        if polygons.empty:
+            return 0
+        size = instances.drop_duplicates("sop_uid").set_index("sop_uid")[["rows", "cols"]]
+        outside: dict[str, list[str]] = {}
+        for row in polygons.itertuples(index=False):
+            rows, cols = size.loc[row.sop_uid]
+            known = not pd.isna(rows) and not pd.isna(cols)
+            if known and outside_image(row.vertices, (int(rows), int(cols))):
+                outside.setdefault(row.study_uid, []).append(f"{row.annotation_id} ({row.label_name})")
+        for study_uid, names in sorted(outside.items()):
+            self.warnings.append(
+                f"study {study_uid}: {len(names)} polygon(s) with vertices outside their slice, clipped to "
+                f"the image when masks are drawn: {', '.join(names[:5])}{', ...' if len(names) > 5 else ''}")
+        return sum(map(len, outside.values()))
+
     def labels(self, study_uid: str) -> dict:
         """The protocol's labels and outcomes of a study (no label and ``none`` when unread)."""
         if study_uid not in self.decisions.index:
@@ -551,7 +581,8 @@ class _Indexer:
 
 
 def index_download(root: str | os.PathLike, *, annotations=(), clinical=(), progress=None,
-                   protocol: ReadingProtocol = RICORD_PROTOCOL) -> IndexReport:
+                   protocol: ReadingProtocol = RICORD_PROTOCOL, workers: int | None = None,
+                   reuse_index: bool = True) -> IndexReport:
     """Index a RICORD download into a case manifest.
 
     Parameters
@@ -570,6 +601,13 @@ def index_download(root: str | os.PathLike, *, annotations=(), clinical=(), prog
     protocol : ReadingProtocol
         The reading protocol (a task's ``reading``; default RICORD's). Its sha256 goes into
         every row's ``reading_protocol``, and a task refuses a manifest built with another.
+    workers : int, optional
+        Processes reading the DICOM headers (default: this one for downloads below
+        :data:`bench.data.dicom.POOL_MIN_FILES` files, else one per core). The headers read are
+        kept in the download's header index (:mod:`bench.data.header_index`), which later
+        commands reuse for every file that did not change.
+    reuse_index : bool
+        Take unchanged files' headers from that index (default), or read every file again.
 
     Returns
     -------
@@ -589,7 +627,7 @@ def index_download(root: str | os.PathLike, *, annotations=(), clinical=(), prog
     sheets, notes = clinical_files(_as_list(clinical))
     sheet_warnings: list[str] = []
     table = read_clinical(sheets, warnings=sheet_warnings)
-    scan = scan_headers(root, progress=progress)
+    scan = scan_headers(root, progress=progress, workers=workers, update_index=True, reuse_index=reuse_index)
     indexer = _Indexer(root, export, table, protocol)
     indexer.warnings.extend(notes)
     indexer.warnings.extend(sheet_warnings)
@@ -600,6 +638,7 @@ def index_download(root: str | os.PathLike, *, annotations=(), clinical=(), prog
         indexer.skipped.append((sop, "annotation with null data (no polygon)"))
     indexer.skipped.extend(export.malformed)
     missing_sops = indexer.check_annotation_refs(instances)
+    clipped = indexer.check_vertices(instances)
     rows = []
     studies = list(instances.groupby("study_uid", sort=True)) if len(instances) else []
     for done, (study_uid, group) in enumerate(studies, start=1):
@@ -626,6 +665,7 @@ def index_download(root: str | os.PathLike, *, annotations=(), clinical=(), prog
         "series_ignored": len({uid for uid, _ in indexer.ignored}),
         "annotations": int(len(export.annotations)),
         "annotations_null_data": export.n_null_data,
+        "annotations_clipped": clipped,
         "skipped": len(indexer.skipped),
         "reading": _reading_counts(manifest, indexer.decisions, set(instances.study_uid)),
         "geometry": _geometry_counts(indexer.geometry, indexer.skipped),
@@ -680,7 +720,7 @@ def case_series(root: str | os.PathLike, case_row) -> tuple[pd.DataFrame, dict[s
         When the series is not found there or no longer matches the manifest.
     """
     directory = Path(root) / str(case_row["series_dir"])
-    scan = scan_headers(directory)
+    scan = scan_headers(root, under=str(case_row["series_dir"]))
     rows = scan.instances[scan.instances.series_uid == case_row["series_uid"]]
     if rows.empty:
         raise DicomError(

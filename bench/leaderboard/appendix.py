@@ -22,6 +22,7 @@ from bench.splits.citation import COLLECTION_DOIS, LICENCE, TCIA, cite_split
 from bench.splits.pinned import PinnedSplit, load_split
 from bench.store import Store, StoredRun
 from bench.tasks import TaskSpec
+from bench.trees import claim_files, record_files
 
 
 @dataclass(frozen=True)
@@ -209,10 +210,15 @@ def build_appendix(spec: TaskSpec, *, name: str, results: str | os.PathLike | No
 
 
 def write_appendix(appendix: Appendix, out: str | os.PathLike) -> tuple[Path, Path]:
-    """Write ``appendix.md`` and ``appendix.html`` into ``out`` (atomically, one file at a time)."""
+    """Write ``appendix.md`` and ``appendix.html`` into ``out`` (atomically, one file at a time).
+
+    An existing appendix is replaced only when the harness wrote it (:func:`bench.trees.claim_files`).
+    """
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     markdown, html = out / "appendix.md", out / "appendix.html"
+    claim_files([markdown, html])
+    out.mkdir(parents=True, exist_ok=True)
     write_text(markdown, appendix.markdown() + "\n")
     write_text(html, appendix.html())
+    record_files([markdown, html])
     return markdown, html

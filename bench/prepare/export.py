@@ -48,6 +48,7 @@ from bench.provenance import harness
 from bench.splits.citation import LICENCE
 from bench.splits.pinned import load_split
 from bench.tasks import TaskSpec
+from bench.trees import claim_files, record_files
 
 log = logging.getLogger(__name__)
 
@@ -264,13 +265,17 @@ def _read_datalist(path: Path, key: str, spec: TaskSpec) -> dict:
 
 
 def _check_free(out: Path, tree: Path, documents: dict) -> None:
-    """Refuse before moving anything when a file this export writes is already in ``out``."""
+    """Refuse before moving anything when a file this export writes is already in ``out``; the
+    MONAI ``datalist.json`` the other split extends must be one the harness wrote
+    (:func:`bench.trees.claim_files`)."""
     taken = [str(path.relative_to(tree)) for path in tree.rglob("*")
              if path.is_file() and (out / path.relative_to(tree)).exists()]
     taken += [name for name in documents if name != "datalist.json" and (out / name).exists()]
     if taken:
         raise PrepareError(f"{out} already holds {len(taken)} file(s) this export writes (e.g. {taken[:3]}); "
                            "export into an empty folder, or remove that earlier export first.")
+    if "datalist.json" in documents:
+        claim_files([out / "datalist.json"])
 
 
 def _commit(tree: Path, out: Path, documents: dict) -> list[Path]:
@@ -288,6 +293,8 @@ def _commit(tree: Path, out: Path, documents: dict) -> list[Path]:
         else:
             write_json(target, body)
         written.append(target)
+    if "datalist.json" in documents:  # the one file a later export (the other split) may extend
+        record_files([out / "datalist.json"])
     return written
 
 

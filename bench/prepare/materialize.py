@@ -55,7 +55,9 @@ class PreparedSplit:
     """What :func:`prepare_split` wrote.
 
     ``case_ids`` are the opaque ids used in both trees (sorted); ``source_case_ids`` maps each
-    to its manifest case_id. ``cache_hits`` counts images taken from the cache.
+    to its manifest case_id. ``cache_hits`` counts images taken from the cache. ``clipped``:
+    opaque case id -> the annotations of its reference mask that had vertices outside their slice
+    and were clipped to it (also in each case's record of ``reference.json``).
     """
 
     out: Path
@@ -69,6 +71,7 @@ class PreparedSplit:
     case_ids: tuple[str, ...]
     source_case_ids: Mapping[str, str] = field(repr=False)
     cache_hits: int = 0
+    clipped: Mapping[str, tuple[str, ...]] = field(default_factory=dict, repr=False)
 
 
 def _check_out(out: Path, *, overwrite: bool) -> None:
@@ -214,7 +217,10 @@ def prepare_split(spec: TaskSpec, name: str, split: str, *, root: str | os.PathL
                          reference_sha256=document["reference_sha256"],
                          case_ids=tuple(ids[c.case_id] for c in ordered),
                          source_case_ids=MappingProxyType({ids[c.case_id]: c.case_id for c in ordered}),
-                         cache_hits=images.hits)
+                         cache_hits=images.hits,
+                         clipped=MappingProxyType({
+                             r["case_id"]: tuple(r["clipped_annotations"])
+                             for r in document["cases"] if r.get("clipped_annotations")}))
 
 
 def _build(spec, pinned, split, ordered, ids, rows, images, export, staging: Path, progress) -> dict:
@@ -232,12 +238,19 @@ def _build(spec, pinned, split, ordered, ids, rows, images, export, staging: Pat
                   "age": _json_value(row.get("age")),
                   "age_band": age_band(_json_value(row.get("age")), spec.subgroups.age_band_edges)}
         if spec.kind == "segmentation":
-            from bench.data.mdai import combine_readers, reader_masks, reference_mask
+            from bench.data.mdai import clipped_annotations, combine_readers, reader_masks, reference_mask
 
             shape = geometry["shape_zyx"]
             masks = reader_masks(export, geometry["sop_uids"], (shape[1], shape[2]),
                                  labels=list(spec.target.labels), series_uid=case.series_uid,
                                  protocol=spec.reading, aliases=geometry["sop_aliases"])
+            clipped = clipped_annotations(export, geometry["sop_uids"], (shape[1], shape[2]),
+                                          labels=list(spec.target.labels), series_uid=case.series_uid,
+                                          aliases=geometry["sop_aliases"])
+            if clipped:  # provenance of the mask: which polygons were cut at the slice's edge
+                record["clipped_annotations"] = list(clipped)
+                log.warning("case %s: %d annotation(s) with vertices outside their slice clipped to it: %s",
+                            case.case_id, len(clipped), ", ".join(clipped[:5]))
             mask = reference_mask(masks, readers=spec.target.readers, shape=tuple(shape))
             other = spec.target.other_readers
             if not masks["adjudicator"] and len(masks["reader"]) > 1:  # the readers decide: the other rule

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.errors import ImageBuildError
+from bench.trees import claim_files, record_files
 
 log = logging.getLogger(__name__)
 
@@ -182,7 +183,8 @@ def build_base_image(
         ``deb URI SUITE COMPONENTS`` lines; by default the host's Debian sources
         (:func:`host_debian_sources`).
     keep_tarball
-        Where to keep the root filesystem tarball; by default it is deleted after the import.
+        Where to keep the root filesystem tarball; by default it is deleted after the import. An
+        existing file there is replaced only when the harness wrote it (:func:`bench.trees.claim_files`).
     client
         A ``docker.DockerClient``; by default one from the environment.
 
@@ -193,6 +195,8 @@ def build_base_image(
     """
     from bench.runners.engine import docker_client
 
+    if keep_tarball is not None:
+        claim_files([keep_tarball], option="--keep-tarball")
     client = client or docker_client()
     started = time.monotonic()
     existing = _find_image(client, tag)
@@ -234,6 +238,7 @@ def build_base_image(
             keep_tarball = Path(keep_tarball)
             keep_tarball.parent.mkdir(parents=True, exist_ok=True)
             shutil.move(str(tarball), keep_tarball)
+            record_files([keep_tarball])
         _progress(progress, 2, "done")
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

@@ -43,8 +43,8 @@ log = logging.getLogger(__name__)
 SUM_TOLERANCE = 1e-3
 AFFINE_TOLERANCE_MM = 1e-4
 MAX_REJECTED_LISTED = 100
-MAX_ENTRIES_EXAMINED = 100_000
-"""Entries of the output folder looked at, at most, when listing what was not kept."""
+_SHOWN_LEVELS = 8
+"""Folder levels of a stray entry's path that are recorded (the first and last ones)."""
 _NIFTI_OVERHEAD_BYTES = 352 + (1 << 16)  # header, magic and room for header extensions
 
 
@@ -73,6 +73,7 @@ def collect_outputs(
     destination: Path,
     *,
     cap_bytes: int,
+    max_entries: int | None = None,
 ) -> Collection:
     """Validate ``output_dir`` against the task contract; copy the valid outputs to ``destination``.
 
@@ -91,13 +92,17 @@ def collect_outputs(
     cap_bytes
         Total bytes read from ``output_dir`` at most (the task's ``output_mb``); a file that
         would pass it is rejected.
+    max_entries
+        Entries of ``output_dir`` examined at most (default the task's ``output_entries``, which
+        as root is also the output tmpfs's inode count): the walk's memory and time are bounded
+        by what the submission was allowed to write, and reaching the limit is recorded.
 
     Returns
     -------
     Collection
         A :class:`CaseStatus` per case (sorted by case id) and the stray or unsafe entries.
     """
-    budget = _Budget(cap_bytes)
+    budget = Budget(cap_bytes)
     rejected_rows: list[Rejected] = []
     rows_more = 0
     if spec.kind == "segmentation":
@@ -108,8 +113,9 @@ def collect_outputs(
             spec, cases, output_dir, destination, budget
         )
         expected = {"predictions.csv"}
-    stray, more = _stray_entries(output_dir, expected)
-    rejected = rejected_rows + stray
+    limit = spec.limits.output_entries if max_entries is None else max_entries
+    stray, more, notice = stray_entries(output_dir, expected, limit)
+    rejected = notice + rejected_rows + stray  # the entry limit first: it is never cut from the list
     return Collection(
         cases=tuple(sorted((_recorded(c) for c in statuses), key=lambda c: c.case_id)),
         rejected=tuple(Rejected(display_name(r.path), clean_reason(r.reason))
@@ -123,7 +129,7 @@ def _recorded(case: CaseStatus) -> CaseStatus:
     return CaseStatus(case.case_id, case.status, clean_reason(case.reason))
 
 
-class _Budget:
+class Budget:
     """Bytes still allowed to be read from the output folder."""
 
     def __init__(self, cap_bytes: int):
@@ -140,7 +146,7 @@ class _Budget:
 
 
 def read_output_file(
-    output_dir: Path, relative: str, *, max_bytes: int, budget: _Budget | None = None
+    output_dir: Path, relative: str, *, max_bytes: int, budget: Budget | None = None
 ) -> bytes:
     """Read ``output_dir/relative`` without following any symlink, at most ``max_bytes``.
 
@@ -237,7 +243,7 @@ def _kind(mode: int) -> str:
 # --- segmentation ---------------------------------------------------------------------------
 
 
-def _collect_masks(cases, output_dir: Path, inputs_dir: Path, destination: Path, budget: _Budget):
+def _collect_masks(cases, output_dir: Path, inputs_dir: Path, destination: Path, budget: Budget):
     statuses = []
     for case in sorted(cases, key=lambda c: c.case_id):
         relative = f"masks/{case.case_id}.nii.gz"
@@ -343,7 +349,7 @@ def _gunzip(data: bytes, max_raw_bytes: int) -> bytes:
 # --- classification -------------------------------------------------------------------------
 
 
-def _collect_predictions(spec: TaskSpec, cases, output_dir: Path, destination: Path, budget: _Budget):
+def _collect_predictions(spec: TaskSpec, cases, output_dir: Path, destination: Path, budget: Budget):
     ids = sorted(case.case_id for case in cases)
     try:
         data = read_output_file(output_dir, "predictions.csv", max_bytes=budget.cap_bytes, budget=budget)
@@ -498,23 +504,28 @@ def validate_predictions(parsed: ParsedPredictions, spec: TaskSpec, case_ids: li
 # --- everything else in /output ----------------------------------------------------------------
 
 
-def _stray_entries(output_dir: Path, expected: set[str]) -> tuple[list[Rejected], int]:
+def stray_entries(output_dir: Path, expected: set[str],
+                  limit: int) -> tuple[list[Rejected], int, list[Rejected]]:
     """List entries of ``output_dir`` that are not expected outputs, any depth, without following links.
 
-    At most :data:`MAX_ENTRIES_EXAMINED` entries are looked at (the walk's time is bounded
-    whatever the count); the first :data:`MAX_REJECTED_LISTED` rejected ones are listed and the
-    rest counted.
+    At most ``limit`` entries are looked at and at most ``limit`` names read, so memory and time
+    are bounded by the output entry limit, whatever the count or depth; reaching it is recorded
+    as an entry ``...`` with the reason (the third value). The first :data:`MAX_REJECTED_LISTED`
+    rejected entries are listed (a deep path by its first and last folders) and the rest counted.
     """
     rejected: list[Rejected] = []
+    notice: list[Rejected] = []
     more = 0
-    for seen, entry in enumerate(walk_entries(output_dir)):
-        if seen == MAX_ENTRIES_EXAMINED:
-            rejected.append(
-                Rejected("...", f"more than {MAX_ENTRIES_EXAMINED} entries; the rest was not examined")
-            )
+    depth = max((relative.count("/") + 1 for relative in expected), default=0)
+    seen = 0
+    for entry in walk_entries(output_dir, limit=limit + 1):
+        seen += 1
+        if seen > limit:
+            notice.append(Rejected("...", f"more than {limit} entries in the output (limits.output_entries); "
+                                          "the rest was not examined"))
             break
-        relative, mode = entry.relative, entry.info.st_mode
-        if stat.S_ISDIR(mode) or relative in expected:
+        mode = entry.info.st_mode
+        if stat.S_ISDIR(mode) or (len(entry.parts) <= depth and entry.relative in expected):
             continue  # an expected name that is a link or a device: its case already says so
         if len(rejected) >= MAX_REJECTED_LISTED:
             more += 1
@@ -525,5 +536,16 @@ def _stray_entries(output_dir: Path, expected: set[str]) -> tuple[list[Rejected]
             reason = f"{_kind(mode)}; not kept"
         else:
             reason = "not part of the output contract; not kept"
-        rejected.append(Rejected(relative, reason))
-    return rejected, more
+        rejected.append(Rejected(_shown_path(entry.parts), reason))
+    if seen == limit:
+        notice.append(Rejected("...", f"the output holds {limit} entries, its limit (limits.output_entries): "
+                                      "as root, creating more failed inside the run"))
+    return rejected, more, notice
+
+
+def _shown_path(parts: tuple[str, ...]) -> str:
+    """The relative path of an entry, its middle folders elided when deeper than :data:`_SHOWN_LEVELS`."""
+    if len(parts) <= _SHOWN_LEVELS:
+        return "/".join(parts)
+    half = _SHOWN_LEVELS // 2
+    return "/".join((*parts[:half], f"...{len(parts) - 2 * half} levels...", *parts[-half:]))

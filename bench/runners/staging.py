@@ -225,18 +225,23 @@ def _copy(source: Path, target: Path) -> str:
 
 
 @contextmanager
-def output_area(path: Path, *, size_mb: int) -> Iterator[bool]:
+def output_area(path: Path, *, size_mb: int, entries: int) -> Iterator[bool]:
     """Create the empty ``/output`` folder at ``path``, writable by the submission's user.
 
-    Yields True when the folder is a tmpfs of ``size_mb`` (the harness runs as root and may
-    mount), so the cap holds while the submission runs; False when the cap can only be
-    checked afterwards. The tmpfs is unmounted on exit, after the caller collected.
+    Yields True when the folder is a tmpfs of ``size_mb`` holding at most ``entries`` files,
+    folders and links (``nr_inodes``; the harness runs as root and may mount), so both caps
+    hold while the submission runs: past them a write fails with ENOSPC, and a submission
+    that creates millions of empty files or nests folders without end stops there. False
+    when the caps can only be applied afterwards (output collection reads at most the size
+    and examines at most ``entries`` entries). The tmpfs is unmounted on exit, after the
+    caller collected.
     """
     path.mkdir(mode=0o777)
     os.chmod(path, 0o777)
     mounted = False
     if os.geteuid() == 0 and shutil.which("mount"):
-        options = f"size={size_mb}m,mode=0777,nosuid,nodev,noexec"
+        # the tmpfs's root folder is an inode too
+        options = f"size={size_mb}m,nr_inodes={entries + 1},mode=0777,nosuid,nodev,noexec"
         done = subprocess.run(
             ["mount", "-t", "tmpfs", "-o", options, "bench-output", str(path)],
             capture_output=True,
@@ -246,7 +251,7 @@ def output_area(path: Path, *, size_mb: int) -> Iterator[bool]:
         mounted = done.returncode == 0
         if not mounted:
             log.warning(
-                "could not mount a %d MiB tmpfs on %s (%s); the output cap is checked after the run",
+                "could not mount a %d MiB tmpfs on %s (%s); the output caps are applied after the run",
                 size_mb,
                 path,
                 done.stderr.strip(),

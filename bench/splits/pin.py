@@ -29,6 +29,7 @@ from bench.splits.fingerprints import (
 )
 from bench.splits.pinned import PinnedSplit, from_document, pinned_split_target
 from bench.tasks import TaskSpec
+from bench.trees import claim_files, record_files
 
 log = logging.getLogger(__name__)
 
@@ -133,6 +134,7 @@ def pin_split(spec: TaskSpec, manifest: str | os.PathLike, *, root: str | os.Pat
     from bench.data.manifest import read_manifest
 
     path = pinned_split_target(spec.id, name, directory=directory)
+    claim_files([path], option="--name")
     manifest = Path(manifest)
     cases = task_cases(read_manifest(manifest), spec, source=str(manifest))
     assigned = assign_splits(cases, spec.split)
@@ -167,6 +169,7 @@ def pin_split(spec: TaskSpec, manifest: str | os.PathLike, *, root: str | os.Pat
     }
     document["sha256"] = sha256_json(document)
     write_json(path, document)
+    record_files([path])
     log.info("pinned %s: %d cases, sha256 %s", path, len(rows), document["sha256"])
     return from_document(document, path)
 

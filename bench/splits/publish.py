@@ -41,6 +41,7 @@ from bench.splits.pinned import (
     split_path,
 )
 from bench.tasks import TaskSpec
+from bench.trees import claim_files, record_files
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +104,9 @@ def pin_from_export(spec: TaskSpec, *, name: str, annotations: Iterable[str | os
     }
     document["sha256"] = sha256_json(document)
     path = pinned_split_target(spec.id, name, directory=directory)
+    claim_files([path], option="--name")
     write_json(path, document)
+    record_files([path])
     log.info("pinned %s from the export: %d cases, sha256 %s (pixels pending)", path, len(rows),
              document["sha256"])
     return from_document(document, path)
@@ -169,6 +172,8 @@ def complete_split(spec: TaskSpec, *, name: str, manifest: str | os.PathLike, ro
     }
     lock["sha256"] = sha256_json(lock)
     target = lock_path(pinned_split_target(spec.id, name, directory=directory))
+    claim_files([target], option="--name")
     write_json(target, lock)
+    record_files([target])
     log.info("completed %s with %s: %d cases, lock sha256 %s", path, target, len(rows), lock["sha256"])
     return read_split(path, lock=target)

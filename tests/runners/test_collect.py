@@ -273,4 +273,32 @@ def test_a_deeply_nested_output_is_listed_without_recursion(tmp_path):
         remove_tree(output)  # pytest's own clean-up of old temporary folders would recurse
     assert [c.status for c in result.cases] == ["ok"]
     (deep,) = result.rejected
-    assert deep.path.startswith("n/n/") and "characters cut" in deep.path
+    assert deep.path == "n/n/n/n/...1493 levels.../n/n/n/end"
+
+
+def test_a_flood_of_entries_is_examined_up_to_the_entry_limit_and_the_valid_output_kept(tmp_path):
+    output = tmp_path / "output"
+    (output / "flood").mkdir(parents=True)
+    (output / "predictions.csv").write_text("case_id,negative,positive\nC0,0.5,0.5\n")
+    for k in range(3000):  # no tmpfs refused them (not root): the walk must stop by itself
+        (output / "flood" / f"f{k}").touch()
+    result = collect_outputs(CLS, _cases(1), output, tmp_path, tmp_path / "kept", cap_bytes=CAP,
+                             max_entries=100)
+    assert [c.status for c in result.cases] == ["ok"]
+    assert (tmp_path / "kept" / "predictions.csv").is_file()
+    notice = result.rejected[0]
+    assert notice.path == "..." and "more than 100 entries" in notice.reason
+    assert "not examined" in notice.reason
+    assert len(result.rejected) + result.rejected_more == 1 + 99  # 100 examined: the folder and 99 files
+
+
+def test_reaching_the_entry_limit_exactly_is_recorded(tmp_path):
+    output = tmp_path / "output"
+    output.mkdir()
+    (output / "predictions.csv").write_text("case_id,negative,positive\nC0,0.5,0.5\n")
+    for k in range(15):
+        (output / f"x{k}").touch()
+    result = collect_outputs(CLS, _cases(1), output, tmp_path, tmp_path / "kept", cap_bytes=CAP,
+                             max_entries=16)
+    assert result.rejected[0].path == "..." and "holds 16 entries, its limit" in result.rejected[0].reason
+    assert len(result.rejected) == 16

@@ -139,3 +139,17 @@ def test_a_memory_hog_is_oom_killed(submissions, runner, tmp_path):
         assert result.oom_killed and "out of memory" in result.error
     else:  # the per-process rlimit may refuse the allocation before the cgroup's OOM killer acts
         assert result.oom_killed or result.exit_code != 0
+
+
+@pytest.mark.parametrize("runner", RUNNERS)
+def test_millions_of_empty_files_and_deep_folders_stop_at_the_output_entry_limit(submissions, runner,
+                                                                                  tmp_path):
+    if os.geteuid() != 0:
+        pytest.skip("the output tmpfs (and its inode limit) needs root")
+    result, log, _ = _run(submissions, "inode-flood", runner, tmp_path, output_entries=5000)
+    assert "3000 levels" in log and "No space left on device" in log, log
+    assert result.counts == {"ok": 4, "missing": 0, "malformed": 0} and not result.timed_out
+    limit, = [r for r in result.rejected if r.path == "..."]
+    assert "holds 5000 entries, its limit (limits.output_entries)" in limit.reason
+    assert "d/d/d/d/...2993 levels.../d/d/d/bottom.txt" in {r.path for r in result.rejected}
+    assert result.rejected_more > 0
