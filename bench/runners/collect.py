@@ -516,7 +516,7 @@ def _stray_entries(output_dir: Path, expected: set[str],
     rejected: list[Rejected] = []
     notice: list[Rejected] = []
     more = 0
-    depth = max(relative.count("/") + 1 for relative in expected)
+    depth = max((relative.count("/") + 1 for relative in expected), default=0)
     seen = 0
     for entry in walk_entries(output_dir, limit=limit + 1):
         seen += 1

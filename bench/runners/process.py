@@ -300,7 +300,8 @@ def run_process(
         scratch = input_dir.parent / "scratch"
         scratch.mkdir(mode=0o700)
         environment = _environment(str(input_dir), str(output_dir), str(scratch), limits, interpreter, gpus)
-        outcome = _execute(list(command), environment, submission.directory, limits, ())
+        outcome = _execute(list(command), environment, submission.directory, limits, (),
+                           nproc=tasks_of(os.getuid()) + limits.pids)
         return outcome, False, NOT_ISOLATED, command
     confinement, why_not = confine(pids=limits.pids, memory_bytes=parse_memory_bytes(limits.memory))
     if confinement is None and not unsafe:
