@@ -23,6 +23,14 @@ def build(
     tasks_dir: TasksDir = None,
     challenge: Challenges = None,
     now: Now = None,
+    prepared: Annotated[list[Path] | None, typer.Option(
+        "--prepared", help="Where else to find the prepared splits the case galleries of shown splits "
+                           "are drawn from: a prepared split (OUT of bench prepare) or a folder holding "
+                           "several (e.g. <work>/prepared); repeatable. Each receipt's recorded place is "
+                           "tried first; a tree is used only when its hash matches.")] = None,
+    runs: Annotated[list[Path] | None, typer.Option(
+        "--runs", help="Where else to find the run folders (run.json + outputs/) holding the predictions "
+                       "drawn in the galleries (e.g. <work>/runs); repeatable.")] = None,
 ) -> None:
     """Rank every task's entries and write the site (HTML, SVG plots, leaderboard.json, CSVs).
 
@@ -32,7 +40,8 @@ def build(
         from bench.leaderboard import build_leaderboard  # imported here: matplotlib is slow to load
 
         report = build_leaderboard(results, out, tasks_dir=tasks_dir, progress=progress,
-                                   challenges=challenge or (), now=utc(now))
+                                   challenges=challenge or (), now=utc(now), prepared_dirs=prepared or (),
+                                   run_dirs=runs or ())
     console = Console()
     console.print(f"{len(report.tasks)} task(s), {report.boards} board(s), {report.entries} ranked entr"
                   f"{'y' if report.entries == 1 else 'ies'}")

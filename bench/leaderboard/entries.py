@@ -83,10 +83,16 @@ def harness_text(receipt: Mapping[str, Any]) -> str:
 
 
 def board_runs(entry: BoardEntry, board: Board, stored: Iterable[StoredRun]) -> list[StoredRun]:
-    """The entry's stored runs on the board's split (name, sha256 and part), oldest first."""
+    """The entry's stored runs on the board's split (name, sha256 and part), oldest first.
+
+    On a challenge phase board only the runs its ledger history names: a run scored outside
+    the phase is not the phase's to publish.
+    """
+    named = {event.run_id for event in entry.history} if board.phase is not None else None
     return sorted((run for run in stored if run.submission == entry.run.submission
                    and run.split_name == board.split_name and run.split == board.split
-                   and run.split_sha256 == board.split_sha256), key=lambda run: run.run_id)
+                   and run.split_sha256 == board.split_sha256 and (named is None or run.run_id in named)),
+                  key=lambda run: run.run_id)
 
 
 def history(entry: BoardEntry, board: Board, runs: list[StoredRun]) -> tuple[HistoryRow, ...]:

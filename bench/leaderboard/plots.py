@@ -220,3 +220,37 @@ def reliability_svg(calibration: dict) -> bytes | None:
     axes.set_ylabel("observed fraction")
     axes.legend(fontsize=7, frameon=False, loc="upper left")
     return _svg(figure)
+
+
+THUMBNAIL_PX = 256
+"""Width and height of a case gallery thumbnail in pixels."""
+MAX_SLICE_PX = 512
+"""Slices larger than this (a 3000-pixel radiograph) are downsampled by a whole stride first."""
+REFERENCE_COLOUR = "#00e676"
+PREDICTION_COLOUR = "#ff3d9a"
+
+
+def case_png(image: np.ndarray, aspect: float, reference: np.ndarray | None, prediction: np.ndarray | None,
+             *, window: tuple[float, float]) -> bytes:
+    """A gallery thumbnail: the slice in grey (``window`` low and high), the reference contour in
+    green and the prediction contour in pink, on a black square of :data:`THUMBNAIL_PX` pixels.
+
+    ``image`` is (rows, columns) as displayed; ``aspect`` is the row spacing over the column
+    spacing, so anatomy keeps its proportions. The PNG carries no software or date metadata,
+    so the same slice gives the same bytes.
+    """
+    inch = THUMBNAIL_PX / 100
+    with matplotlib.rc_context(_RC):
+        figure = Figure(figsize=(inch, inch), dpi=100, facecolor="black")
+        axes = figure.add_axes((0, 0, 1, 1))
+        axes.set_axis_off()
+        axes.set_facecolor("black")
+        low, high = window
+        axes.imshow(image, cmap="gray", vmin=low, vmax=high if high > low else low + 1, aspect=aspect,
+                    interpolation="antialiased")
+        for mask, colour in ((reference, REFERENCE_COLOUR), (prediction, PREDICTION_COLOUR)):
+            if mask is not None and mask.any() and not mask.all():
+                axes.contour(mask.astype(np.uint8), levels=[0.5], colors=[colour], linewidths=1.1)
+        buffer = io.BytesIO()
+        figure.savefig(buffer, format="png", dpi=100, facecolor="black", metadata={"Software": None})
+    return buffer.getvalue()

@@ -42,7 +42,7 @@ from bench.io import (
     write_json,
     write_text,
 )
-from bench.leaderboard import entries, pages, plots
+from bench.leaderboard import entries, gallery, pages, plots
 from bench.leases import temp_dir
 from bench.metrics.registry import METRICS
 from bench.ranking.analysis import BoardAnalysis, analyse_board
@@ -86,7 +86,9 @@ def build_leaderboard(results: str | os.PathLike, out: str | os.PathLike, *,
                       tasks_dir: str | os.PathLike | None = None,
                       progress: Callable[[int, int, str], None] | None = None,
                       challenges: Sequence[str | os.PathLike] = (),
-                      now: datetime | None = None) -> LeaderboardReport:
+                      now: datetime | None = None,
+                      prepared_dirs: Sequence[str | os.PathLike] = (),
+                      run_dirs: Sequence[str | os.PathLike] = ()) -> LeaderboardReport:
     """Build the static site for every task in the store ``results`` into ``out``.
 
     Without ``challenges`` every task in the store gets one board per scored split, ranking the
@@ -120,6 +122,10 @@ def build_leaderboard(results: str | os.PathLike, out: str | os.PathLike, *,
     now : datetime, optional
         The time phase visibility is judged at (default: the clock). The same store, challenges
         and ``now`` give the same bytes.
+    prepared_dirs, run_dirs : paths, optional
+        Where else to look for the prepared splits and run folders the case galleries of shown
+        splits are drawn from (besides where each receipt records them; see
+        :mod:`bench.leaderboard.gallery`).
 
     Raises
     ------
@@ -131,7 +137,9 @@ def build_leaderboard(results: str | os.PathLike, out: str | os.PathLike, *,
     _check_out(out, store.root)
     broken: list[tuple[Path, str]] = []
     loaded = [load_challenge(path) for path in challenges]
-    runs = store.runs(broken=broken) if loaded else store.latest_runs(broken=broken)
+    # a challenge's boards draw on every run of its task (the ledger picks), a local board on the latest
+    runs = ([run for task in sorted({c.task for c in loaded}) for run in store.runs(task, broken=broken)]
+            if loaded else store.latest_runs(broken=broken))
     # relative to the store: the page names the file without publishing the host's folders
     skipped = tuple((str(path.relative_to(store.root)), message.replace(f"{store.root}{os.sep}", ""))
                     for path, message in broken)
@@ -142,6 +150,7 @@ def build_leaderboard(results: str | os.PathLike, out: str | os.PathLike, *,
     events = Ledger(store.root).events() if loaded else []
     now = now or utc_now()
     env = _environment()
+    trees = gallery.Sources(prepared_dirs, run_dirs)
     tasks = []
     out.parent.mkdir(parents=True, exist_ok=True)
     # under a lease (bench.leases): a build killed by SIGKILL leaves a folder the next bench removes
@@ -158,11 +167,11 @@ def build_leaderboard(results: str | os.PathLike, out: str | os.PathLike, *,
             # every run, not only the counted ones: the entry pages list each run with its receipt
             stored = task_runs if loaded else store.runs(task_id, broken=[])
             _write_task(env, site / task_id, spec, boards, analyses,
-                        [run for run in stored if not run.reference_entry], tasks_dir)
+                        [run for run in stored if not run.reference_entry], tasks_dir, trees)
             tasks.append((spec, boards, analyses))
         write_text(site / "index.html", env.get_template("index.html").render(
             root="", tasks=[(spec, boards) for spec, boards, _ in tasks], skipped=skipped,
-            page_title="Leaderboard"))
+            challenges=loaded, page_title="Leaderboard"))
         write_json(site / "leaderboard.json", {"schema_version": SCHEMA_VERSION, "tasks": [
             _task_json(spec, boards, analyses) for spec, boards, analyses in tasks]})
         mark_tree(site, SITE_KIND)
@@ -256,7 +265,8 @@ def _copy_static(target: Path) -> None:
 
 
 def _write_task(env: jinja2.Environment, folder: Path, spec: TaskSpec, boards: list[Board],
-                analyses: dict[str, BoardAnalysis], stored: list[StoredRun], tasks_dir) -> None:
+                analyses: dict[str, BoardAnalysis], stored: list[StoredRun], tasks_dir,
+                trees: gallery.Sources) -> None:
     plots_of, withheld = {}, {}
     sources = data_sources(spec)
     citations = {board.key: cite_board(spec, board.split_name, board.split, board.split_sha256)
@@ -272,6 +282,7 @@ def _write_task(env: jinja2.Environment, folder: Path, spec: TaskSpec, boards: l
             if svg is not None:
                 write_bytes(folder / f"{board.key}-{kind}.svg", svg)
                 plots_of[board.key][kind] = f"{board.key}-{kind}.svg"
+        thumbnails, no_gallery = gallery.board_galleries(board, folder / board.key, trees)
         for entry in board.entries:
             reliability = {}
             if not board.hide_per_case:
@@ -284,6 +295,14 @@ def _write_task(env: jinja2.Environment, folder: Path, spec: TaskSpec, boards: l
                         reliability[head] = name
             runs = entries.board_runs(entry, board, stored)
             links = entries.write_entry_files(folder / board.key, entry, board, runs)
+            links["no_gallery"] = no_gallery.get(entry.run.submission, "")
+            if thumbnails.get(entry.run.submission):
+                links["gallery"] = gallery.gallery_href(entry)
+                write_text(folder / board.key / entries.entry_folder(entry) / gallery.PAGE,
+                           env.get_template("gallery.html").render(
+                               root="../../../../", spec=spec, board=board, entry=entry,
+                               entry_page=Path(entry.page).name, thumbnails=thumbnails[entry.run.submission],
+                               page_title=f"Case gallery · {entry.run.name} · {spec.title}"))
             write_text(folder / board.key / entry.page, env.get_template("submission.html").render(
                 root="../../../", spec=spec, board=board, entry=entry, reliability=reliability,
                 history=entries.history(entry, board, runs), links=links, sources=sources,

@@ -18,9 +18,9 @@ from bench.data.dicom import (
     load_ct_series,
     load_radiograph,
     order_slices,
-    read_header,
     scan_headers,
 )
+from bench.data.headers import read_header
 from bench.errors import DicomError
 
 

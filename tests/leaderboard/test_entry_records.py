@@ -110,3 +110,23 @@ def test_hidden_split_receipts_withhold_per_case_records(built):
     published = json.loads((folder / entry.key / "receipts" / f"{run.run_id}.json").read_text())
     assert published["case_errors"] == "1 per-case record withheld: per-case data are hidden on this split"
     assert "c03" not in _page(root, SEG_TASK, "test-synthetic", entry)
+
+
+def test_a_phase_board_publishes_the_receipts_its_ledger_names_only(tmp_path):
+    from tests.test_challenges import _two_phase_file, _two_phase_store
+
+    spec, store, runs = _two_phase_store(tmp_path)
+    outside = seg_run(store, spec, "model", [0.1, 0.2], split="validation",
+                      started=datetime(2026, 11, 10, tzinfo=UTC))  # never in the challenge ledger
+    build_leaderboard(store.root, tmp_path / "site", challenges=[_two_phase_file(tmp_path)],
+                      now=datetime(2026, 11, 30, tzinfo=UTC))
+    board = tmp_path / "site" / SEG_TASK / "ricord-seg-validation"
+    entry = EntryId("Team A", "model")
+    published = sorted(p.stem for p in (board / entry.key / "receipts").glob("*.json"))
+    assert published == sorted([runs["a1"].run_id, runs["a2"].run_id])
+    page = (board / f"{entry.key}.html").read_text()
+    assert outside.run_id not in page and "from the challenge ledger" in page
+    history = page.split("<h2>Run history</h2>")[1].split("</table>")[0]
+    assert history.count("receipt.json") == 2 and history.count('class="counts"') == 1
+    test_page = (tmp_path / "site" / SEG_TASK / "ricord-seg-test" / f"{entry.key}.html").read_text()
+    assert "refused" in test_page and "has used all 2 scored attempts" in test_page
