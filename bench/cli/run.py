@@ -1,4 +1,4 @@
-"""`bench run` (run a submission on prepared inputs) and `bench images base` (the local base image)."""
+"""`bench run` (run a submission on prepared inputs) and `bench images base|simpleitk` (local images)."""
 
 from pathlib import Path
 from typing import Annotated
@@ -7,7 +7,7 @@ import typer
 from rich.table import Table
 
 from bench.cli import app
-from bench.cli.options import Entry, TasksDir, Team
+from bench.cli.options import Entry, Interface, TasksDir, Team
 from bench.cli.progress import console, progress_bar, shown
 
 images_app = typer.Typer(help="Container images the harness builds locally.", no_args_is_help=True)
@@ -30,6 +30,7 @@ def run(
     team: Team = None,
     entry: Entry = None,
     runner: Annotated[str, typer.Option("--runner", help="docker or process.")] = "docker",
+    interface: Interface = None,
     timeout: Annotated[int | None, typer.Option("--timeout", help="Wall-clock limit, seconds.")] = None,
     memory: Annotated[str | None, typer.Option("--memory", help="Memory limit, e.g. 8g.")] = None,
     cpus: Annotated[float | None, typer.Option("--cpus", help="CPU quota.")] = None,
@@ -47,19 +48,21 @@ def run(
         bool,
         typer.Option(
             "--unsafe-no-sandbox",
-            help="Process runner without bubblewrap: run the command as you, with your network and "
-            "files, no isolation at all. Only for your own code.",
+            help="Process runner, only for your own code: without bubblewrap, run the command as you, "
+            "with your network and files, no isolation at all; with bubblewrap but no pids and memory "
+            "cgroup (not root), run it sandboxed with per-process memory limits and RLIMIT_NPROC only.",
         ),
     ] = False,
     tasks_dir: TasksDir = None,
 ) -> None:
     """Run SUBMISSION on the prepared inputs under the task's limits; validate and keep its outputs."""
     from bench.runners import run_submission
+    from bench.runners.process import UNCONFINED
     from bench.runners.submission import load_submission
     from bench.tasks import load_task
 
     spec = load_task(task, directory=tasks_dir)
-    loaded = load_submission(submission, team=team, entry=entry)
+    loaded = load_submission(submission, team=team, entry=entry, interface=interface)
     overrides = {"timeout_s": timeout, "memory": memory, "cpus": cpus, "gpus": gpus}
     with progress_bar(f"bench run ({runner})") as progress:
         result = run_submission(
@@ -68,6 +71,8 @@ def run(
         )
     if not result.isolated:
         console.print(f"[bold red]{shown(result.isolation)}[/]")
+    elif UNCONFINED in result.isolation:
+        console.print(f"[bold yellow]{shown(result.isolation)}[/]")
     elif result.runner == "process":
         console.print(f"sandbox: {shown(result.isolation)}", soft_wrap=True)
     table = Table("case", "status", "reason", title=shown(f"{loaded.team} / {loaded.name} on {result.task}"))
@@ -102,3 +107,16 @@ def base(
         f"{report.tag} {verb}: {report.image_id} ({report.size_bytes / 1e6:.0f} MB) "
         f"in {report.duration_s:.1f} s"
     ))
+
+
+@images_app.command("simpleitk")
+def simpleitk(
+    rebuild: Annotated[bool, typer.Option("--rebuild", help="Build even if the image exists.")] = False,
+) -> None:
+    """Build ricord-bench/python-simpleitk:bookworm: the base image plus the harness's SimpleITK."""
+    from bench.runners.simpleitk_image import build_simpleitk_image
+
+    report = build_simpleitk_image(rebuild=rebuild)
+    verb = "built" if report.built else "exists, kept (use --rebuild to rebuild)"
+    console.print(shown(f"{report.tag} {verb}: {report.image_id} (SimpleITK {report.version}) "
+                        f"in {report.duration_s:.1f} s"))
