@@ -161,17 +161,32 @@ class Ledger:
 
 
 def check_attempt(
-    challenge: Challenge, phase: Phase, team: str, events: Iterable[Event], now: datetime
+    challenge: Challenge,
+    phase: Phase,
+    team: str,
+    events: Iterable[Event],
+    now: datetime,
+    *,
+    entry: str | None = None,
 ) -> str | None:
-    """Why an attempt by ``team`` now would be refused, or None when it may run.
+    """Why an attempt by ``team`` (with ``entry``) now would be refused, or None when it may run.
 
-    Checks the phase window, then the team's scored attempts on the same UTC day and in total.
+    Checks the phase window, that the entry was not withdrawn from the phase (a withdrawal is
+    final: its runs never count again), then the team's scored attempts on the same UTC day and
+    in total.
     """
+    events = [e for e in events if e.phase == phase.id]
     if now < phase.opens:
         return f"phase {phase.id} of {challenge.name} opens at {phase.opens.isoformat()}; it is {_iso(now)}"
     if now >= phase.closes:
         return f"phase {phase.id} of {challenge.name} closed at {phase.closes.isoformat()}; it is {_iso(now)}"
-    scored = [e for e in events if e.team == team and e.event == "scored" and e.phase == phase.id]
+    withdrawn = [e for e in events if e.event == "withdrawn" and e.entry_id == (team, entry)]
+    if withdrawn:
+        return (
+            f"{team} / {entry} was withdrawn from phase {phase.id} at {withdrawn[0].at}; a withdrawn "
+            "entry's runs never count again, so enter under another entry name"
+        )
+    scored = [e for e in events if e.team == team and e.event == "scored"]
     today = [e for e in scored if e.at[:10] == _iso(now)[:10]]
     if len(today) >= phase.limits.per_day:
         return (

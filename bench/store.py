@@ -16,11 +16,10 @@ leaderboard is built from the store alone, so it can be rebuilt at any time.
 An entry is the pair (team, entry name) of the receipt's ``submission`` block
 (:class:`EntryId`), never a file name: two teams' ``model.tar`` are two entries. Names are free
 text (they are shown on the board); each directory level is a filesystem-safe slug of one of
-them (:func:`slugify`), so two entries never share a directory, and the display names stay in
-the receipt.
+them (:func:`slugify`), so two entries never share a directory (not even a team that names
+itself with another team's slug), and the display names stay in the receipt.
 """
 
-import hashlib
 import json
 import logging
 import os
@@ -38,6 +37,7 @@ import pandas as pd
 
 from bench.errors import StoreError
 from bench.io import SCHEMA_VERSION, atomic_directory, exclusive, write_bytes, write_csv, write_json
+from bench.text import injective_name
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +67,7 @@ SCORES_REQUIRED = ("schema_version", "task", "primary_metric", "metrics", "count
 COUNT_KEYS = ("cases", "ok", "missing", "malformed", "error")
 
 _SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 _RUN_ID = re.compile(r"^\d{8}T\d{6}(\.\d{6})?Z(-[0-9a-f]{4})?-[0-9a-f]{8}$")
 LOCK = ".store.lock"
 """Lock file at the store's root; :meth:`Store.write_run` holds it while it checks and renames."""
@@ -83,20 +84,18 @@ def reader_band_folder(results: str | os.PathLike, task: str, split_name: str, s
 
 
 def slugify(name: str) -> str:
-    """Filesystem-safe directory name for a submission (or task) name.
+    """Filesystem-safe directory name for a submission (or task) name, never shared by two names.
 
-    A name that is already safe (``[A-Za-z0-9][A-Za-z0-9._-]*``, at most 64 characters) is
-    kept as it is. Any other name becomes its safe characters joined by ``-`` plus the first
-    8 hex digits of the sha256 of the name, so two different names never share a directory:
-    ``<script>alert(1)</script>`` becomes ``script-alert-1-script-<8 hex>``.
+    A name that is already safe (``[A-Za-z0-9][A-Za-z0-9._-]*``, at most 64 characters) and does
+    not end like a hashed slug is kept as it is. Any other name becomes its safe characters
+    joined by ``-`` plus 16 hex digits of the sha256 of the name
+    (:func:`bench.text.injective_name`): ``<script>alert(1)</script>`` becomes
+    ``script-alert-1-script-<16 hex>``, and a team named ``Team-A-<16 hex>`` (``Team A``'s slug)
+    is hashed again instead of landing in ``Team A``'s folder.
     """
     if not isinstance(name, str) or not name.strip():
         raise StoreError(f"submission name must be a non-empty string, got {name!r}")
-    if _SAFE.match(name):
-        return name
-    stem = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-._")[:48] or "entry"
-    digest = hashlib.sha256(name.encode("utf-8")).hexdigest()[:8]
-    return f"{stem}-{digest}"
+    return injective_name(name, keep=_SAFE, unsafe=_UNSAFE, strip="-._", empty="entry")
 
 
 @dataclass(frozen=True, order=True)

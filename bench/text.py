@@ -11,6 +11,7 @@ capped, so a 60 MB CSV field stays a few hundred characters everywhere it is cop
 (:func:`bench.cli.progress.shown`); HTML pages rely on Jinja2's autoescaping.
 """
 
+import hashlib
 import os
 import re
 
@@ -19,6 +20,11 @@ REASON_MAX_CHARS = 300
 
 NAME_MAX_CHARS = 200
 """Longest file name or case id recorded, in characters."""
+
+NAME_HASH_HEX = 16
+"""Hex digits of sha256 that :func:`injective_name` appends: 64 bits, so no one can search out a
+second name that shares another's folder or image repository."""
+_HASHED_TAIL = re.compile(rf"-[0-9a-f]{{{NAME_HASH_HEX}}}$")
 
 _BIDI = (0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A))
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f" + "".join(map(chr, _BIDI)) + "\ud800-\udfff]")
@@ -69,3 +75,22 @@ def cap(text: str, limit: int) -> str:
 def clean_reason(text: str, *, limit: int = REASON_MAX_CHARS) -> str:
     """A reason as recorded: host paths cut, control characters escaped, at most ``limit`` characters."""
     return cap(printable(without_host_paths(str(text))), limit)
+
+
+def injective_name(text: str, *, keep: re.Pattern, unsafe: re.Pattern, strip: str = "-",
+                   lower: bool = False, stem_chars: int = 44, empty: str = "x") -> str:
+    """A name safe for one path component that no other ``text`` gets (a folder, a Docker repository).
+
+    ``text`` is kept when ``keep`` matches it and it does not end like a hashed name
+    (``-<16 hex>``); any other text becomes its characters with each run of ``unsafe`` ones
+    replaced by ``-`` (lowercased first with ``lower``), cut to ``stem_chars`` and stripped of
+    ``strip``, then ``-`` and :data:`NAME_HASH_HEX` hex digits of its sha256. Injective: a kept
+    name never ends in ``-<16 hex>`` and every other one does, so a team that names itself with
+    another's hashed name (``Team-A-<hash>`` beside ``Team A``) is hashed in turn; two hashed names
+    meet only if their sha256 share 64 bits.
+    """
+    if keep.match(text) and not _HASHED_TAIL.search(text):
+        return text
+    stem = unsafe.sub("-", text.lower() if lower else text)[:stem_chars].strip(strip) or empty
+    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:NAME_HASH_HEX]
+    return f"{stem}-{digest}"

@@ -90,6 +90,10 @@ def test_window_and_limits_refuse_with_a_reason():
     ]
     assert "used all 3 scored attempts" in check_attempt(challenge, phase, entry, three, now)
     assert check_attempt(challenge, phase, "Team B", three, now) is None
+    withdrawn = [_event("withdrawn", at="2026-11-19T09:00:00Z")]
+    assert "model was withdrawn from phase validation at 2026-11-19" in check_attempt(
+        challenge, phase, entry, withdrawn, now, entry="model")
+    assert check_attempt(challenge, phase, entry, withdrawn, now, entry="other") is None
 
 
 def test_ledger_appends_and_reads_back_in_order(tmp_path):
@@ -302,3 +306,17 @@ def test_example_challenge_loads_and_pins_the_shipped_split():
         assert phase.split_sha256 == pinned.sha256, phase.id
         assert pinned.case_ids(phase.split), phase.id
     assert example.phase("test").scores == "after_close"
+
+
+def test_site_of_a_challenge_nobody_entered_yet(tmp_path):
+    from bench.leaderboard import build_leaderboard
+
+    site = tmp_path / "site"
+    build_leaderboard(tmp_path / "results", site, challenges=[_two_phase_file(tmp_path)],
+                      now=datetime(2026, 11, 2, tzinfo=UTC))
+    (task,) = json.loads((site / "leaderboard.json").read_text())["tasks"]
+    assert [(b["key"], b["entries"], b["submitted"]) for b in task["boards"]] == [
+        ("ricord-seg-validation", [], []), ("ricord-seg-test", [], [])]
+    page = (site / SEG_TASK / "index.html").read_text()
+    assert "No entry has a counted run in this phase yet." in page and "No entry yet." in page
+    assert "RICORD lesions: RSNA MIDRC-RICORD" in (site / "index.html").read_text()

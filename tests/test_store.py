@@ -47,7 +47,7 @@ def test_make_run_id_takes_the_receipts_utc_text_too():
 def test_slugify_keeps_safe_names_and_hashes_others():
     assert slugify("unet-baseline_v1.2") == "unet-baseline_v1.2"
     evil = slugify(EVIL)
-    assert evil.startswith("script-alert-1-script-") and len(evil) == len("script-alert-1-script-") + 8
+    assert evil.startswith("script-alert-1-script-") and len(evil) == len("script-alert-1-script-") + 16
     assert slugify("../etc") != slugify("..-etc") and "/" not in slugify("../etc")
     assert slugify(".hidden").startswith("hidden-")
     with pytest.raises(StoreError):
@@ -218,3 +218,28 @@ def test_sigkill_mid_write_leaves_no_entry_and_rerun_completes(tmp_path):
     assert rerun.returncode == 0, rerun.stderr
     assert [r.name for r in store.runs()] == ["victim"]
     assert store.latest(SEG_TASK, EntryId("Team A", "victim")).per_case["dice"].tolist() == [0.5, 0.6, 0.7]
+
+
+def test_a_team_named_like_another_teams_slug_gets_its_own_folder_and_board_row(tmp_path):
+    """The attack: a slug is kept when it is already safe, and a hashed slug is safe, so a team
+    that names itself with another team's slug (``Team-A-<hash>``) lands in that team's folder,
+    and its later run replaces the other team's row on the board."""
+    from bench.ranking.board import build_boards
+
+    spec = load_task(SEG_TASK)
+    store = Store(tmp_path / "results")
+    victim = seg_run(store, spec, "model", [0.9] * 6, team="Team A")
+    squatter_team = slugify("Team A")
+    assert squatter_team.startswith("Team-A-")
+    squatter = seg_run(store, spec, "model", [0.0] * 6, team=squatter_team,
+                       started=datetime(2026, 11, 21, 9, 0, tzinfo=UTC))
+    assert victim.path.parent != squatter.path.parent
+    assert slugify(squatter_team) != slugify("Team A")
+    (board,) = build_boards(spec, store.latest_runs())
+    assert sorted((e.run.team, e.value) for e in board.entries) == [("Team A", 0.9), (squatter_team, 0.0)]
+
+
+def test_slugs_stay_distinct_for_names_shaped_like_slugs():
+    names = ["Team A", slugify("Team A"), slugify(slugify("Team A")), "x", "x-0123456789abcdef",
+             "x-0123456789abcdef0", "Team A!", "Team A?"]
+    assert len({slugify(name) for name in names}) == len(names)

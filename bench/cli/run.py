@@ -1,4 +1,4 @@
-"""`bench run` (run a submission on prepared inputs) and `bench images base` (the local base image)."""
+"""`bench run` (run a submission on prepared inputs) and `bench images base|simpleitk` (local images)."""
 
 from pathlib import Path
 from typing import Annotated
@@ -7,7 +7,7 @@ import typer
 from rich.table import Table
 
 from bench.cli import app
-from bench.cli.options import Entry, TasksDir, Team
+from bench.cli.options import Entry, Interface, TasksDir, Team
 from bench.cli.progress import console, progress_bar, shown
 
 images_app = typer.Typer(help="Container images the harness builds locally.", no_args_is_help=True)
@@ -30,6 +30,7 @@ def run(
     team: Team = None,
     entry: Entry = None,
     runner: Annotated[str, typer.Option("--runner", help="docker or process.")] = "docker",
+    interface: Interface = None,
     timeout: Annotated[int | None, typer.Option("--timeout", help="Wall-clock limit, seconds.")] = None,
     memory: Annotated[str | None, typer.Option("--memory", help="Memory limit, e.g. 8g.")] = None,
     cpus: Annotated[float | None, typer.Option("--cpus", help="CPU quota.")] = None,
@@ -59,7 +60,7 @@ def run(
     from bench.tasks import load_task
 
     spec = load_task(task, directory=tasks_dir)
-    loaded = load_submission(submission, team=team, entry=entry)
+    loaded = load_submission(submission, team=team, entry=entry, interface=interface)
     overrides = {"timeout_s": timeout, "memory": memory, "cpus": cpus, "gpus": gpus}
     with progress_bar(f"bench run ({runner})") as progress:
         result = run_submission(
@@ -102,3 +103,16 @@ def base(
         f"{report.tag} {verb}: {report.image_id} ({report.size_bytes / 1e6:.0f} MB) "
         f"in {report.duration_s:.1f} s"
     ))
+
+
+@images_app.command("simpleitk")
+def simpleitk(
+    rebuild: Annotated[bool, typer.Option("--rebuild", help="Build even if the image exists.")] = False,
+) -> None:
+    """Build ricord-bench/python-simpleitk:bookworm: the base image plus the harness's SimpleITK."""
+    from bench.runners.simpleitk_image import build_simpleitk_image
+
+    report = build_simpleitk_image(rebuild=rebuild)
+    verb = "built" if report.built else "exists, kept (use --rebuild to rebuild)"
+    console.print(shown(f"{report.tag} {verb}: {report.image_id} (SimpleITK {report.version}) "
+                        f"in {report.duration_s:.1f} s"))

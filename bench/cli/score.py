@@ -8,7 +8,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bench.cli import app
-from bench.cli.options import Challenges, Entry, Now, TasksDir, Team, utc
+from bench.cli.options import Challenges, Entry, Interface, Now, TasksDir, Team, utc
 from bench.cli.progress import progress_bar, shown
 
 console = Console()
@@ -78,6 +78,7 @@ def evaluate(
     task: Annotated[str | None, typer.Option("--task", help="Task id (not with --challenge).")] = None,
     team: Team = None,
     entry: Entry = None,
+    interface: Interface = None,
     challenge: Annotated[
         Path | None,
         typer.Option("--challenge", help="A challenge file: enforce its phase rules, log the attempt."),
@@ -108,14 +109,20 @@ def evaluate(
 
     if (challenge is None) != (phase is None) or (challenge is None) == (task is None):
         raise typer.BadParameter("give --task, or --challenge with --phase (the phase names the task)")
+    if now is not None and challenge is None:
+        raise typer.BadParameter("--now judges a challenge phase: give it with --challenge and --phase")
     if challenge is not None:
         from bench.pipeline.phases import evaluate_in_phase
 
         with progress_bar(f"evaluating in phase {phase}") as progress:
             report = evaluate_in_phase(challenge, phase, submission, root=root, results=results, team=team,
                                        entry=entry, runner=runner, work=work, workers=workers,
-                                       scheduler=scheduler, progress=progress, now=utc(now))
-        _print_stored(report.stored)
+                                       scheduler=scheduler, progress=progress, now=utc(now),
+                                       interface=interface)
+        from bench.challenges import load_challenge, utc_now
+
+        rules = load_challenge(challenge).phase(phase)
+        _print_stored(report.stored, sealed=None if rules.scores_visible(utc(now) or utc_now()) else rules)
         return
     spec = load_task(task, directory=tasks_dir)
     with progress_bar(f"evaluating on {spec.id}") as progress:
@@ -134,6 +141,7 @@ def evaluate(
             scheduler=scheduler,
             progress=progress,
             tasks_dir=tasks_dir,
+            interface=interface,
         )
     _print_stored(report.stored)
     console.print(f"prepare {report.prepare_s:.1f} s, run {report.run_s:.1f} s, score {report.score_s:.1f} s")
@@ -198,7 +206,29 @@ def demo(
     console.print(shown(f"leaderboard: {report.index_html}"), soft_wrap=True)
 
 
-def _print_stored(stored) -> None:
+def _print_stored(stored, sealed=None) -> None:
+    """The stored run's scores, counts and provenance; with ``sealed`` (a challenge phase whose
+    scores are published at its close) no score, only that the run is stored."""
+    scores = stored.scores
+    if sealed is not None:
+        console.print(shown(f"scored: {stored.task} / {stored.entry} / {stored.run_id}. The scores of phase "
+                            f"{sealed.id} are sealed until it closes on {sealed.closes.isoformat()}."),
+                      soft_wrap=True)
+    else:
+        _print_scores(stored)
+    counts = scores["counts"]
+    console.print(
+        ", ".join(f"{key} {counts[key]}" for key in ("cases", "ok", "missing", "malformed", "error"))
+    )
+    if stored.self_reported:
+        console.print("[yellow]self-reported[/]: predictions made outside the harness (no image, no limits)")
+    split = f"split {stored.split_name}/{stored.split} sha256 {stored.split_sha256}"
+    console.print(shown(split), soft_wrap=True)
+    console.print(shown(f"task {stored.task} sha256 {stored.task_sha256}"), soft_wrap=True)
+    console.print(shown(f"stored: {stored.path}"), soft_wrap=True)
+
+
+def _print_scores(stored) -> None:
     scores = stored.scores
     table = Table(title=shown(f"{stored.task} / {stored.entry} / {stored.run_id}"))
     for column in ("metric", "value", "95% CI"):
@@ -216,13 +246,3 @@ def _print_stored(stored) -> None:
         marker = " (primary)" if key == scores["primary_metric"] else ""
         table.add_row(shown(key + marker), f"{value:.4g}", shown(interval))
     console.print(table)
-    counts = scores["counts"]
-    console.print(
-        ", ".join(f"{key} {counts[key]}" for key in ("cases", "ok", "missing", "malformed", "error"))
-    )
-    if stored.self_reported:
-        console.print("[yellow]self-reported[/]: predictions made outside the harness (no image, no limits)")
-    split = f"split {stored.split_name}/{stored.split} sha256 {stored.split_sha256}"
-    console.print(shown(split), soft_wrap=True)
-    console.print(shown(f"task {stored.task} sha256 {stored.task_sha256}"), soft_wrap=True)
-    console.print(shown(f"stored: {stored.path}"), soft_wrap=True)

@@ -6,7 +6,8 @@ neither UIDs nor slice order.
 
 Conventions (relied on by prepare and the metrics):
 
-- A CT volume is a float32 array ``(z, y, x)``: ``z`` runs along the slice normal
+- A CT volume is an int16 array ``(z, y, x)`` of HU (rounded, clipped to int16: the values
+  prepare writes, so no float copy of the volume is ever made): ``z`` runs along the slice normal
   (row direction x column direction of ImageOrientationPatient) in increasing order of the
   ImagePositionPatient projected onto it; ``y`` is the DICOM row index, ``x`` the column.
 - ``spacing_mm`` is in the same axis order as the array: (slice spacing from the positions,
@@ -26,77 +27,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pydicom
-from pydicom.datadict import dictionary_VR
-from pydicom.dataelem import RawDataElement
 from pydicom.errors import InvalidDicomError
 from pydicom.pixels import apply_modality_lut, apply_voi_lut
-from pydicom.tag import Tag
 
+from bench.data.header_index import read_index, write_index
+from bench.data.headers import HEADER_COLUMNS, HeaderBatch, candidate_files, read_headers_item
+from bench.data.hu import hu_into
 from bench.errors import DicomError
 
 log = logging.getLogger(__name__)
 
 Progress = Callable[[int, int, str], None]
-
-#: Files whose name ends in one of these are not considered DICOM candidates at all.
-NON_DICOM_SUFFIXES = frozenset(
-    {
-        ".csv",
-        ".json",
-        ".xlsx",
-        ".xls",
-        ".txt",
-        ".md",
-        ".npz",
-        ".npy",
-        ".zip",
-        ".pdf",
-        ".html",
-        ".xml",
-        ".tcia",
-        ".nii",
-        ".gz",
-        ".yaml",
-        ".yml",
-        ".png",
-        ".jpg",
-        ".log",
-    }
-)
-
-#: TCIA's private tag carrying the collection name.
-TCIA_COLLECTION_TAG = Tag(0x0013, 0x1010)
-
-HEADER_COLUMNS = (
-    "path",
-    "rel_path",
-    "file_size",
-    "study_uid",
-    "series_uid",
-    "sop_uid",
-    "patient_id",
-    "modality",
-    "sop_class_uid",
-    "series_number",
-    "instance_number",
-    "study_description",
-    "series_description",
-    "study_date",
-    "image_type",
-    "rows",
-    "cols",
-    "position",
-    "orientation",
-    "pixel_spacing",
-    "imager_pixel_spacing",
-    "slice_thickness",
-    "view_position",
-    "photometric",
-    "number_of_frames",
-    "patient_sex",
-    "patient_age",
-    "tcia_collection",
-)
 
 #: Slices closer than this along the normal share a position (positions are printed with ~6 decimals).
 SAME_POSITION_MM = 0.01
@@ -168,18 +109,6 @@ class SeriesOrder:
         return self.max_deviation_mm > SAME_POSITION_MM
 
 
-def is_candidate(path: Path) -> bool:
-    """True for files that may be DICOM: not hidden, not in a hidden folder, not a known non-DICOM suffix.
-
-    ``path`` is relative to the download root. Hidden folders hold tool state, not images
-    (e.g. the case-id salt in ``.ricord-bench/``).
-    """
-    if any(part.startswith(".") for part in path.parts):
-        return False
-    name = path.name
-    return not any(name.lower().endswith(suffix) for suffix in NON_DICOM_SUFFIXES)
-
-
 def _floats(value) -> tuple[float, ...] | None:
     if value is None or value == "":
         return None
@@ -198,236 +127,113 @@ def _text(ds, keyword: str) -> str:
     return str(value).strip()
 
 
-_TEXT_VRS = frozenset(
-    {"AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "LT", "PN", "SH", "ST", "TM", "UI", "UT"}
-)
-#: The header elements every indexed instance is read for (the columns of :func:`scan_headers`).
-HEADER_KEYWORDS = (
-    "StudyInstanceUID",
-    "SeriesInstanceUID",
-    "SOPInstanceUID",
-    "PatientID",
-    "Modality",
-    "SOPClassUID",
-    "SeriesNumber",
-    "InstanceNumber",
-    "StudyDescription",
-    "SeriesDescription",
-    "StudyDate",
-    "ImageType",
-    "Rows",
-    "Columns",
-    "ImagePositionPatient",
-    "ImageOrientationPatient",
-    "PixelSpacing",
-    "ImagerPixelSpacing",
-    "SliceThickness",
-    "ViewPosition",
-    "PhotometricInterpretation",
-    "NumberOfFrames",
-    "PatientSex",
-    "PatientAge",
-    "BitsAllocated",
-    "SamplesPerPixel",
-)
-_TAGS = {keyword: Tag(keyword) for keyword in HEADER_KEYWORDS}
-_VRS = {keyword: dictionary_VR(tag) for keyword, tag in _TAGS.items()}
+#: Files per task when headers are read by a process pool: large enough that pickling a
+#: batch's rows costs little per file, small enough to spread the work over the workers.
+BATCH_FILES = 256
+#: Below this many files the headers are read in this process by default: a spawned pool
+#: costs about a second (each worker imports pydicom) before its first result, more than a
+#: second core saves on a smaller download (docs/scaling.md, "Indexing").
+POOL_MIN_FILES = 6000
 
 
-class _Fields:
-    """Header values read from the raw elements, skipping pydicom's value conversion.
-
-    Indexing reads ~30 elements of every file; converting them through the Dataset API
-    costs several times the parse itself. Raw text VRs (from the file, or from the data
-    dictionary for implicit-VR files) are decoded directly (Latin-1: only identifiers and
-    descriptions are read); anything else goes through pydicom.
-    """
-
-    def __init__(self, ds):
-        self.ds = ds
-
-    def _elem(self, keyword: str):
-        return self.ds.get_item(_TAGS[keyword])
-
-    @staticmethod
-    def _vr(keyword: str, elem) -> str | None:
-        return elem.VR if elem.VR is not None else _VRS[keyword]
-
-    def text(self, keyword: str) -> str:
-        elem = self._elem(keyword)
-        if elem is None:
-            return ""
-        if isinstance(elem, RawDataElement) and self._vr(keyword, elem) in _TEXT_VRS:
-            return "" if elem.value is None else elem.value.decode("latin-1").strip("\x00 ")
-        value = self.ds[_TAGS[keyword]].value
-        if value is None:
-            return ""
-        if isinstance(value, list | pydicom.multival.MultiValue):
-            return "\\".join(str(v) for v in value)
-        return str(value).strip()
-
-    def floats(self, keyword: str) -> tuple[float, ...] | None:
-        text = self.text(keyword)
-        if not text:
-            return None
-        try:
-            return tuple(float(v) for v in text.split("\\"))
-        except ValueError:
-            return None
-
-    def integer(self, keyword: str, default: int = 0) -> int:
-        elem = self._elem(keyword)
-        raw = isinstance(elem, RawDataElement)
-        if raw and self._vr(keyword, elem) == "US" and elem.value and len(elem.value) >= 2:
-            return int.from_bytes(elem.value[:2], "little" if elem.is_little_endian else "big")
-        if elem is None:
-            return default
-        if raw and self._vr(keyword, elem) in _TEXT_VRS:
-            text = self.text(keyword)
-        else:
-            text = str(self.ds[_TAGS[keyword]].value)
-        try:
-            return int(float(text))
-        except (TypeError, ValueError):
-            return default
+def default_scan_workers(n_files: int) -> int | None:
+    """Workers when none were asked for: 1 (this process) below :data:`POOL_MIN_FILES`
+    files, else None (one per core)."""
+    return 1 if n_files < POOL_MIN_FILES else None
 
 
-def _decoded(value) -> str:
-    """Text of an element value; bytes (private tags read as UN in implicit VR) as Latin-1."""
-    if isinstance(value, bytes):
-        return value.decode("latin-1").strip("\x00 ")
-    return "" if value is None else str(value).strip()
-
-
-def _expected_pixel_bytes(ds, fields: _Fields) -> int | None:
-    """Bytes of native (uncompressed) pixel data, or None for encapsulated syntaxes."""
-    meta = getattr(ds, "file_meta", None)
-    syntax = getattr(meta, "TransferSyntaxUID", None) if meta is not None else None
-    if syntax is not None and syntax.is_compressed:
-        return None
-    rows, bits = fields.integer("Rows"), fields.integer("BitsAllocated")
-    if not rows or not bits:
-        return None
-    frames = fields.integer("NumberOfFrames", 1) or 1
-    samples = fields.integer("SamplesPerPixel", 1) or 1
-    return rows * fields.integer("Columns") * samples * frames * bits // 8
-
-
-def read_header(path: str | os.PathLike) -> dict:
-    """Read one file's header (no pixels) into an index row.
-
-    Raises
-    ------
-    DicomError
-        When the file is not DICOM, is truncated, or lacks one of the three instance UIDs.
-    """
-    path = Path(path)
-    try:
-        size = path.stat().st_size
-        with open(path, "rb") as handle:
-            ds = pydicom.dcmread(handle, stop_before_pixels=True)
-            remaining = size - handle.tell()
-    except InvalidDicomError as error:
-        raise DicomError(
-            f"{path}: not a DICOM file ({error}). Remove it from the download or re-download the series."
-        ) from error
-    except (EOFError, OSError, ValueError, KeyError, TypeError) as error:
-        raise DicomError(
-            f"{path}: unreadable or truncated DICOM header ({type(error).__name__}: "
-            f"{error}). Re-download this file."
-        ) from error
-    fields = _Fields(ds)
-    uids = {k: fields.text(k) for k in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID")}
-    missing = [k for k, v in uids.items() if not v]
-    if missing:
-        raise DicomError(
-            f"{path}: DICOM header lacks {', '.join(missing)} (truncated or incomplete header); "
-            "cannot identify the instance. Re-download it or remove it."
-        )
-    expected = _expected_pixel_bytes(ds, fields)
-    if expected is not None and remaining == 0:  # dcmread reached the end: no (7FE0,0010) element
-        raise DicomError(
-            f"{path}: no PixelData element (missing pixel data; the header describes a "
-            f"{fields.integer('Rows')}x{fields.integer('Columns')} image). Re-download this file."
-        )
-    if expected is not None:
-        # dcmread stops at the (7FE0,0010) tag: its tag + VR + length take 12 bytes (explicit VR)
-        # or 8 (implicit VR) before the values.
-        syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
-        remaining -= 8 if syntax is not None and syntax.is_implicit_VR else 12
-    if expected is not None and remaining < expected:
-        raise DicomError(
-            f"{path}: truncated DICOM file: {remaining} bytes left for pixel data, "
-            f"{expected} expected ({fields.integer('Rows')}x{fields.integer('Columns')}). "
-            "Re-download this file."
-        )
-    collection = ds.get(TCIA_COLLECTION_TAG)
-    thickness = fields.floats("SliceThickness")
-    return {
-        "path": str(path),
-        "rel_path": "",
-        "file_size": size,
-        "study_uid": uids["StudyInstanceUID"],
-        "series_uid": uids["SeriesInstanceUID"],
-        "sop_uid": uids["SOPInstanceUID"],
-        "patient_id": fields.text("PatientID"),
-        "modality": fields.text("Modality"),
-        "sop_class_uid": fields.text("SOPClassUID"),
-        "series_number": fields.integer("SeriesNumber"),
-        "instance_number": fields.integer("InstanceNumber"),
-        "study_description": fields.text("StudyDescription"),
-        "series_description": fields.text("SeriesDescription"),
-        "study_date": fields.text("StudyDate"),
-        "image_type": fields.text("ImageType").upper(),
-        "rows": fields.integer("Rows"),
-        "cols": fields.integer("Columns"),
-        "position": fields.floats("ImagePositionPatient"),
-        "orientation": fields.floats("ImageOrientationPatient"),
-        "pixel_spacing": fields.floats("PixelSpacing"),
-        "imager_pixel_spacing": fields.floats("ImagerPixelSpacing"),
-        "slice_thickness": thickness[0] if thickness else 0.0,
-        "view_position": fields.text("ViewPosition").upper(),
-        "photometric": fields.text("PhotometricInterpretation"),
-        "number_of_frames": fields.integer("NumberOfFrames", 1) or 1,
-        "patient_sex": fields.text("PatientSex"),
-        "patient_age": fields.text("PatientAge"),
-        "tcia_collection": _decoded(collection.value) if collection is not None else "",
-    }
-
-
-def scan_headers(root: str | os.PathLike, *, progress: Progress | None = None) -> HeaderScan:
-    """Walk ``root`` and read every candidate file's header (``stop_before_pixels``).
+def scan_headers(root: str | os.PathLike, *, progress: Progress | None = None, workers: int | None = None,
+                 under: str | None = None, update_index: bool = False,
+                 reuse_index: bool = True) -> HeaderScan:
+    """Walk ``root`` and read every candidate file's header (up to the pixel data).
 
     Files that fail (not DICOM, truncated, no UIDs) are listed in ``skipped`` with the
     reason instead of stopping the walk. Duplicate SOPInstanceUIDs keep the first path in
     sorted order and list the others as skipped.
+
+    Parameters
+    ----------
+    workers : int, optional
+        Processes reading headers (default :func:`default_scan_workers`); the result is the
+        same whatever their number.
+    under : str, optional
+        A folder relative to ``root`` (a manifest's ``series_dir``): only the files below it
+        are scanned; ``rel_path`` stays relative to ``root``.
+    update_index : bool
+        Store what was read as the download's header index (:mod:`bench.data.header_index`;
+        ``bench data index`` does).
+    reuse_index : bool
+        Take the rows of the files that did not change since the header index was written from
+        it, and read only the others (default); False reads every file.
     """
     root = Path(root)
-    if not root.is_dir():
+    under = None if under is None or Path(under).as_posix() in ("", ".") else Path(under).as_posix()
+    top = root / under if under else root
+    if not top.is_dir():
+        if under:
+            raise DicomError(f"{top}: not a folder of the download {root} any more; the download moved or "
+                             "changed. Re-run `bench data index`.")
         raise DicomError(
             f"{root}: download root is not a directory. Pass the folder that holds "
             "the collection folders (and metadata.csv)."
         )
-    files = sorted(p for p in root.rglob("*") if p.is_file() and is_candidate(p.relative_to(root)))
+    prefix = f"{under}/" if under else ""
+    files = [(prefix + rel_path, size, stamp) for rel_path, size, stamp in candidate_files(top)]
+    index = read_index(root) if reuse_index else {}
+    changed = [(rel_path, size) for rel_path, size, stamp in files
+               if (entry := index.get(rel_path)) is None or entry[:2] != (size, stamp)]
+    fresh = dict(_read_headers(root, changed, workers, progress))
+    if index and changed:
+        log.info("%s: %d of %d file(s) are new or changed since the header index was written; read again",
+                 top, len(changed), len(files))
     rows: list[dict] = []
     skipped: list[tuple[str, str]] = []
-    total = len(files)
-    for done, path in enumerate(files, start=1):
-        try:
-            row = read_header(path)
-        except DicomError as error:
-            log.warning("%s", error)
-            reason = str(error)
-            skipped.append((path.relative_to(root).as_posix(), reason.removeprefix(f"{path}: ")))
+    entries = {}
+    base = str(root)
+    for rel_path, size, stamp in files:
+        result = fresh[rel_path] if rel_path in fresh else index[rel_path][2]
+        entries[rel_path] = (size, stamp, result)
+        if isinstance(result, str):
+            log.warning("%s: %s", root / rel_path, result)
+            skipped.append((rel_path, result))
         else:
-            row["rel_path"] = path.relative_to(root).as_posix()
-            rows.append(row)
+            rows.append(result if rel_path in fresh else {**result, "path": os.path.join(base, rel_path)})
+    if update_index and under is None and (changed or len(index) != len(files)):
+        write_index(root, entries)
+    return _deduplicated(rows, skipped)
+
+
+def _read_headers(root: Path, files: list[tuple[str, int]], workers: int | None,
+                  progress: Progress | None) -> list[tuple[str, dict | str]]:
+    """:func:`read_headers_item` over ``files`` in batches of :data:`BATCH_FILES`, in file order."""
+    from bench.parallel import map_ordered
+
+    batches = [HeaderBatch(str(root), tuple(files[start:start + BATCH_FILES]))
+               for start in range(0, len(files), BATCH_FILES)]
+    ends = [min(len(files), (k + 1) * BATCH_FILES) for k in range(len(batches))]
+
+    def report(done: int, total: int, _: str) -> None:
         if progress is not None:
-            progress(done, total, "reading DICOM headers")
+            progress(ends[done - 1], len(files), "reading DICOM headers")
+
+    if workers is None:
+        workers = default_scan_workers(len(files))
+    if workers == 1:  # in this process, whatever BENCH_SCHEDULER says: no pool to start
+        results = []
+        for done, batch in enumerate(batches, start=1):
+            results.append(read_headers_item(batch))
+            report(done, len(batches), "")
+    else:
+        results = map_ordered(read_headers_item, batches, workers=workers, progress=report)
+    return [pair for batch in results for pair in batch]
+
+
+def _deduplicated(rows: list[dict], skipped: list[tuple[str, str]]) -> HeaderScan:
+    """The scan's table; a SOPInstanceUID seen again keeps its first row, the others are skipped."""
     frame = pd.DataFrame(rows, columns=list(HEADER_COLUMNS))
     duplicated = frame.duplicated("sop_uid", keep="first")
-    for _, row in frame[duplicated].iterrows():
-        skipped.append((row["rel_path"], f"duplicate SOPInstanceUID {row['sop_uid']} (first copy kept)"))
+    for rel_path, sop_uid in zip(frame.rel_path[duplicated], frame.sop_uid[duplicated], strict=True):
+        skipped.append((rel_path, f"duplicate SOPInstanceUID {sop_uid} (first copy kept)"))
     frame = frame[~duplicated].reset_index(drop=True)
     return HeaderScan(instances=frame, skipped=tuple(skipped))
 
@@ -592,10 +398,27 @@ def _read_with_pixels(path) -> tuple[pydicom.Dataset, np.ndarray]:
         ) from error
 
 
-def load_ct_series(paths: Sequence[str | os.PathLike]) -> CtVolume:
-    """Load the files of one CT series into a volume in HU (see the module docstring).
+@dataclass(frozen=True)
+class _Slice:
+    """What :func:`load_ct_series` keeps of one file once its pixels are in the volume."""
 
-    HU = stored value x RescaleSlope + RescaleIntercept, per slice.
+    series_uid: str
+    matrix: tuple[int, int]
+    orientation: tuple[float, ...] | None
+    position: tuple[float, ...] | None
+    spacing: tuple[float, ...] | None
+    sop_uid: str
+    pixel_sha256: str
+
+
+def load_ct_series(paths: Sequence[str | os.PathLike]) -> CtVolume:
+    """Load the files of one CT series into an int16 volume in HU (see the module docstring).
+
+    HU = stored value x RescaleSlope + RescaleIntercept, per slice, rounded and clipped to int16
+    (:func:`bench.data.hu.hu_into`). Each file is read once: its pixels go straight into the
+    volume and its pixel data's sha256 into ``pixel_sha256``; the slices are then put in order
+    along the normal (no copy when ``paths`` already are, as
+    :func:`bench.data.ricord.case_series` gives them).
 
     Raises
     ------
@@ -604,14 +427,33 @@ def load_ct_series(paths: Sequence[str | os.PathLike]) -> CtVolume:
     """
     if not paths:
         raise DicomError("load_ct_series: no files given; the series has no instances in the index.")
-    datasets = [_read_with_pixels(path) for path in paths]
-    first = datasets[0][0]
-    where = _text(first, "SeriesInstanceUID")
-    _same([_text(ds, "SeriesInstanceUID") for ds, _ in datasets], "SeriesInstanceUID", where, paths)
-    _same([(int(ds.Rows), int(ds.Columns)) for ds, _ in datasets], "matrix", where, paths)
-    orientations = [_floats(ds.get("ImageOrientationPatient")) for ds, _ in datasets]
-    positions = [_floats(ds.get("ImagePositionPatient")) for ds, _ in datasets]
-    spacings = [_floats(ds.get("PixelSpacing")) for ds, _ in datasets]
+    first = None
+    hu = np.empty(0, dtype=np.int16)
+    slices = []
+    for k, path in enumerate(paths):
+        ds, pixels = _read_with_pixels(path)
+        matrix = (int(ds.Rows), int(ds.Columns))
+        if first is None:
+            first = ds
+            hu = np.empty((len(paths), *matrix), dtype=np.int16)
+        if matrix == hu.shape[1:]:  # another grid is reported below, naming the file
+            if pixels.shape != matrix:
+                raise DicomError(f"{path}: pixel data of shape {pixels.shape}, not one "
+                                 f"{matrix[0]}x{matrix[1]} frame; a CT series must hold one slice per "
+                                 "file. Remove the file.")
+            hu_into(pixels[None], hu[k:k + 1], float(ds.get("RescaleSlope", 1.0) or 1.0),
+                    float(ds.get("RescaleIntercept", 0.0) or 0.0))
+        slices.append(_Slice(_text(ds, "SeriesInstanceUID"), matrix,
+                             _floats(ds.get("ImageOrientationPatient")),
+                             _floats(ds.get("ImagePositionPatient")), _floats(ds.get("PixelSpacing")),
+                             _text(ds, "SOPInstanceUID"), pixel_data_sha256(ds)))
+        del ds, pixels
+    where = slices[0].series_uid
+    _same([s.series_uid for s in slices], "SeriesInstanceUID", where, paths)
+    _same([s.matrix for s in slices], "matrix", where, paths)
+    orientations = [s.orientation for s in slices]
+    positions = [s.position for s in slices]
+    spacings = [s.spacing for s in slices]
     for name, values in (
         ("ImageOrientationPatient", orientations),
         ("ImagePositionPatient", positions),
@@ -625,7 +467,7 @@ def load_ct_series(paths: Sequence[str | os.PathLike]) -> CtVolume:
                 )
     _same(orientations, "ImageOrientationPatient", where, paths)
     _same(spacings, "PixelSpacing", where, paths)
-    sop_uids = [_text(ds, "SOPInstanceUID") for ds, _ in datasets]
+    sop_uids = [s.sop_uid for s in slices]
     geometry = order_slices(
         np.array(positions),
         orientations[0],
@@ -633,12 +475,8 @@ def load_ct_series(paths: Sequence[str | os.PathLike]) -> CtVolume:
         where=where,
         slice_thickness_mm=float(first.get("SliceThickness") or 0.0),
     )
-    hu = np.empty((len(datasets), int(first.Rows), int(first.Columns)), dtype=np.float32)
-    for k, index in enumerate(geometry.order):
-        ds, pixels = datasets[index]
-        slope = float(ds.get("RescaleSlope", 1.0) or 1.0)
-        intercept = float(ds.get("RescaleIntercept", 0.0) or 0.0)
-        hu[k] = pixels.astype(np.float32) * np.float32(slope) + np.float32(intercept)
+    if not np.array_equal(geometry.order, np.arange(len(slices))):
+        hu = hu[geometry.order]
     row_spacing, col_spacing = spacings[0]
     orientation = np.asarray(orientations[0], dtype=float)
     affine = np.eye(4)
@@ -653,8 +491,7 @@ def load_ct_series(paths: Sequence[str | os.PathLike]) -> CtVolume:
         sop_uids=tuple(sop_uids[i] for i in geometry.order),
         study_uid=_text(first, "StudyInstanceUID"),
         series_uid=where,
-        pixel_sha256=tuple(sorted((sop, pixel_data_sha256(ds)) for sop, (ds, _) in zip(sop_uids, datasets,
-                                                                                      strict=True))),
+        pixel_sha256=tuple(sorted((s.sop_uid, s.pixel_sha256) for s in slices)),
     )
 
 

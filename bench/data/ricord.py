@@ -581,7 +581,8 @@ class _Indexer:
 
 
 def index_download(root: str | os.PathLike, *, annotations=(), clinical=(), progress=None,
-                   protocol: ReadingProtocol = RICORD_PROTOCOL) -> IndexReport:
+                   protocol: ReadingProtocol = RICORD_PROTOCOL, workers: int | None = None,
+                   reuse_index: bool = True) -> IndexReport:
     """Index a RICORD download into a case manifest.
 
     Parameters
@@ -600,6 +601,13 @@ def index_download(root: str | os.PathLike, *, annotations=(), clinical=(), prog
     protocol : ReadingProtocol
         The reading protocol (a task's ``reading``; default RICORD's). Its sha256 goes into
         every row's ``reading_protocol``, and a task refuses a manifest built with another.
+    workers : int, optional
+        Processes reading the DICOM headers (default: this one for downloads below
+        :data:`bench.data.dicom.POOL_MIN_FILES` files, else one per core). The headers read are
+        kept in the download's header index (:mod:`bench.data.header_index`), which later
+        commands reuse for every file that did not change.
+    reuse_index : bool
+        Take unchanged files' headers from that index (default), or read every file again.
 
     Returns
     -------
@@ -619,7 +627,7 @@ def index_download(root: str | os.PathLike, *, annotations=(), clinical=(), prog
     sheets, notes = clinical_files(_as_list(clinical))
     sheet_warnings: list[str] = []
     table = read_clinical(sheets, warnings=sheet_warnings)
-    scan = scan_headers(root, progress=progress)
+    scan = scan_headers(root, progress=progress, workers=workers, update_index=True, reuse_index=reuse_index)
     indexer = _Indexer(root, export, table, protocol)
     indexer.warnings.extend(notes)
     indexer.warnings.extend(sheet_warnings)
@@ -712,7 +720,7 @@ def case_series(root: str | os.PathLike, case_row) -> tuple[pd.DataFrame, dict[s
         When the series is not found there or no longer matches the manifest.
     """
     directory = Path(root) / str(case_row["series_dir"])
-    scan = scan_headers(directory)
+    scan = scan_headers(root, under=str(case_row["series_dir"]))
     rows = scan.instances[scan.instances.series_uid == case_row["series_uid"]]
     if rows.empty:
         raise DicomError(

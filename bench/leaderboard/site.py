@@ -137,7 +137,9 @@ def build_leaderboard(results: str | os.PathLike, out: str | os.PathLike, *,
     _check_out(out, store.root)
     broken: list[tuple[Path, str]] = []
     loaded = [load_challenge(path) for path in challenges]
-    runs = store.runs(broken=broken) if loaded else store.latest_runs(broken=broken)
+    # a challenge's boards draw on every run of its task (the ledger picks), a local board on the latest
+    runs = ([run for task in sorted({c.task for c in loaded}) for run in store.runs(task, broken=broken)]
+            if loaded else store.latest_runs(broken=broken))
     # relative to the store: the page names the file without publishing the host's folders
     skipped = tuple((str(path.relative_to(store.root)), message.replace(f"{store.root}{os.sep}", ""))
                     for path, message in broken)
@@ -169,7 +171,7 @@ def build_leaderboard(results: str | os.PathLike, out: str | os.PathLike, *,
             tasks.append((spec, boards, analyses))
         write_text(site / "index.html", env.get_template("index.html").render(
             root="", tasks=[(spec, boards) for spec, boards, _ in tasks], skipped=skipped,
-            page_title="Leaderboard"))
+            challenges=loaded, page_title="Leaderboard"))
         write_json(site / "leaderboard.json", {"schema_version": SCHEMA_VERSION, "tasks": [
             _task_json(spec, boards, analyses) for spec, boards, analyses in tasks]})
         mark_tree(site, SITE_KIND)

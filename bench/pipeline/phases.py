@@ -48,7 +48,8 @@ def evaluate_in_phase(
     ledger = Ledger(results)
     now = now or utc_now()
     stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ")
-    reason = check_attempt(challenge, phase, who.team, ledger.events(challenge.name, phase.id), now)
+    reason = check_attempt(challenge, phase, who.team, ledger.events(challenge.name, phase.id), now,
+                           entry=who.name)
     pinned = load_split(challenge.task, phase.split_name).sha256
     if reason is None and pinned != phase.split_sha256:
         reason = (

@@ -208,9 +208,10 @@ def _ranks(store: Store, fresh: dict[Path, ScoreResult], tasks_dir,
     rescored boards are built from the same runs with each rescored run's fresh scores and
     per-case table (a skipped run keeps its stored ones).
     """
-    runs = store.runs() if challenges else store.latest_runs()
+    tasks = {c.task for c in challenges}
+    runs = [run for task in sorted(tasks) for run in store.runs(task)] if challenges else store.latest_runs()
     events = Ledger(store.root).events() if challenges else []
-    tasks = {c.task for c in challenges} if challenges else {run.task for run in runs}
+    tasks = tasks or {run.task for run in runs}
     rows = []
     for task in sorted(tasks):
         spec = load_task(task, directory=tasks_dir)

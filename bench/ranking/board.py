@@ -223,7 +223,8 @@ def build_phase_boards(spec: TaskSpec, challenge: Challenge, runs: list[StoredRu
             boards.append(Board(spec, *key, (), None, None, None, "", phase=info,
                                 submitted=_submitted(entered, counted, mine, history) if info.sealed else ()))
             continue
-        board = _board(spec, key, sorted(counted, key=lambda r: r.submission))
+        with one_blas_thread():
+            board = _board(spec, key, sorted(counted, key=lambda r: r.submission))
         entries = tuple(replace(e, history=history[e.run.entry]) for e in board.entries)
         boards.append(replace(board, entries=entries, phase=info))
     return boards

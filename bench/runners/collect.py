@@ -102,7 +102,7 @@ def collect_outputs(
     Collection
         A :class:`CaseStatus` per case (sorted by case id) and the stray or unsafe entries.
     """
-    budget = _Budget(cap_bytes)
+    budget = Budget(cap_bytes)
     rejected_rows: list[Rejected] = []
     rows_more = 0
     if spec.kind == "segmentation":
@@ -114,7 +114,7 @@ def collect_outputs(
         )
         expected = {"predictions.csv"}
     limit = spec.limits.output_entries if max_entries is None else max_entries
-    stray, more, notice = _stray_entries(output_dir, expected, limit)
+    stray, more, notice = stray_entries(output_dir, expected, limit)
     rejected = notice + rejected_rows + stray  # the entry limit first: it is never cut from the list
     return Collection(
         cases=tuple(sorted((_recorded(c) for c in statuses), key=lambda c: c.case_id)),
@@ -129,7 +129,7 @@ def _recorded(case: CaseStatus) -> CaseStatus:
     return CaseStatus(case.case_id, case.status, clean_reason(case.reason))
 
 
-class _Budget:
+class Budget:
     """Bytes still allowed to be read from the output folder."""
 
     def __init__(self, cap_bytes: int):
@@ -146,7 +146,7 @@ class _Budget:
 
 
 def read_output_file(
-    output_dir: Path, relative: str, *, max_bytes: int, budget: _Budget | None = None
+    output_dir: Path, relative: str, *, max_bytes: int, budget: Budget | None = None
 ) -> bytes:
     """Read ``output_dir/relative`` without following any symlink, at most ``max_bytes``.
 
@@ -243,7 +243,7 @@ def _kind(mode: int) -> str:
 # --- segmentation ---------------------------------------------------------------------------
 
 
-def _collect_masks(cases, output_dir: Path, inputs_dir: Path, destination: Path, budget: _Budget):
+def _collect_masks(cases, output_dir: Path, inputs_dir: Path, destination: Path, budget: Budget):
     statuses = []
     for case in sorted(cases, key=lambda c: c.case_id):
         relative = f"masks/{case.case_id}.nii.gz"
@@ -349,7 +349,7 @@ def _gunzip(data: bytes, max_raw_bytes: int) -> bytes:
 # --- classification -------------------------------------------------------------------------
 
 
-def _collect_predictions(spec: TaskSpec, cases, output_dir: Path, destination: Path, budget: _Budget):
+def _collect_predictions(spec: TaskSpec, cases, output_dir: Path, destination: Path, budget: Budget):
     ids = sorted(case.case_id for case in cases)
     try:
         data = read_output_file(output_dir, "predictions.csv", max_bytes=budget.cap_bytes, budget=budget)
@@ -504,8 +504,8 @@ def validate_predictions(parsed: ParsedPredictions, spec: TaskSpec, case_ids: li
 # --- everything else in /output ----------------------------------------------------------------
 
 
-def _stray_entries(output_dir: Path, expected: set[str],
-                   limit: int) -> tuple[list[Rejected], int, list[Rejected]]:
+def stray_entries(output_dir: Path, expected: set[str],
+                  limit: int) -> tuple[list[Rejected], int, list[Rejected]]:
     """List entries of ``output_dir`` that are not expected outputs, any depth, without following links.
 
     At most ``limit`` entries are looked at and at most ``limit`` names read, so memory and time
@@ -516,7 +516,7 @@ def _stray_entries(output_dir: Path, expected: set[str],
     rejected: list[Rejected] = []
     notice: list[Rejected] = []
     more = 0
-    depth = max(relative.count("/") + 1 for relative in expected)
+    depth = max((relative.count("/") + 1 for relative in expected), default=0)
     seen = 0
     for entry in walk_entries(output_dir, limit=limit + 1):
         seen += 1

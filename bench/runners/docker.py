@@ -1,7 +1,8 @@
 """The Docker runner: one locked-down container per run, through the ``docker`` SDK.
 
 The container gets the prepared inputs read-only at ``/input``, an empty ``/output``, a
-size-limited tmpfs at ``/tmp`` and nothing else of the host: no network (``network_mode
+size-limited tmpfs at ``/tmp`` (and at every ``VOLUME`` its image declares) and nothing else
+of the host: no network (``network_mode
 none``), a read-only root filesystem, an unprivileged user (65534:65534, *nobody*), every
 capability dropped, ``no-new-privileges``, Docker's default seccomp profile with tracing
 refused (:mod:`bench.runners.seccomp`), an init process as PID 1 (it reaps orphans and
@@ -18,11 +19,12 @@ the container is removed the harness checks that no task of it is left in any cg
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 from bench.errors import RunnerError, SubmissionError
 from bench.runners.cgroups import Sweep, sweep
+from bench.runners.dockerfile import check_dockerfile, check_not_another_entry
 from bench.runners.intake import load_tarball, tag_entry_image
 from bench.runners.result import ExecOutcome, describe_end
 from bench.runners.seccomp import docker_security_opt
@@ -43,8 +45,10 @@ STAGING_LABEL = "ricord-bench.staging"
 def ensure_image(submission: Submission, client, *, scratch: Path, limits: Limits | None = None):
     """The image to run and its record for ``run.json``: built, loaded from a tarball, or looked up.
 
-    Builds from ``docker.context`` with no network during the build (no registry is assumed:
-    the base image must already be in the engine), the build containers held to the run's
+    Builds from ``docker.context`` with no network during the build, once the Dockerfile is
+    checked to fetch nothing and to start from no other entry's image
+    (:func:`bench.runners.dockerfile.check_dockerfile`; no registry is assumed: the base image must
+    already be in the engine), the build containers held to the run's
     memory limit when ``limits`` is given; the build creates no tag, the result is tagged with
     the entry's own name (:func:`bench.runners.intake.entry_reference`). A tarball goes through
     :func:`bench.runners.intake.load_tarball` (inspected, claims refused or dropped, loaded
@@ -65,6 +69,8 @@ def ensure_image(submission: Submission, client, *, scratch: Path, limits: Limit
     import docker.errors
 
     if submission.docker_context is not None:
+        check_dockerfile(submission.docker_context / submission.dockerfile, dict(submission.build_args),
+                         client, team=submission.team, entry=submission.name)
         log.info("building %s / %s from %s", submission.team, submission.name, submission.docker_context)
         try:
             image, _ = client.images.build(
@@ -104,6 +110,8 @@ def ensure_image(submission: Submission, client, *, scratch: Path, limits: Limit
                 f"image {submission.image!r} is not in the engine; no registry is contacted. "
                 "Build or `docker load` it first."
             ) from error
+        if submission.kind == "directory":  # the participant's submission.yaml named it, not the organizer
+            check_not_another_entry(submission.image, image, team=submission.team, entry=submission.name)
         return image, image_record(image)
     raise SubmissionError(
         f"{submission.source}: submission.yaml has no 'docker' or 'image'; it can only run "
@@ -136,18 +144,28 @@ def run_labels(run_id: str, deadline: float, staging: Path) -> dict[str, str]:
 
 
 def container_options(
-    image_id: str, input_dir: Path, output_dir: Path, limits: Limits, labels: Mapping[str, str]
+    image_id: str, input_dir: Path, output_dir: Path, limits: Limits, labels: Mapping[str, str],
+    declared_volumes: Iterable[str] = (),
 ) -> dict:
-    """Keyword arguments for ``client.containers.create``: the whole isolation policy in one place."""
+    """Keyword arguments for ``client.containers.create``: the whole isolation policy in one place.
+
+    ``declared_volumes`` are the image's ``VOLUME`` paths. The engine would make each an anonymous
+    volume: a writable folder on the host's disk, outside every cap, left behind after the
+    container is removed. Each gets a tmpfs of ``tmpfs_mb`` instead, as ``/tmp`` does (its pages
+    count against the container's memory), so nothing the container writes reaches the host disk.
+    """
     from docker.types import DeviceRequest, LogConfig, Ulimit
 
     memory = parse_memory_bytes(limits.memory)
+    scratch = f"rw,nosuid,nodev,size={limits.tmpfs_mb}m,mode=1777"
+    bound = {"/tmp", "/input", "/output"}
     options = {
         "image": image_id,
         "user": f"{SUBMISSION_UID}:{SUBMISSION_UID}",
         "network_mode": "none",
         "read_only": True,
-        "tmpfs": {"/tmp": f"rw,nosuid,nodev,size={limits.tmpfs_mb}m,mode=1777"},
+        "tmpfs": {"/tmp": scratch, **{path: scratch for path in sorted(declared_volumes)
+                                      if path.rstrip("/") not in bound}},
         "shm_size": limits.tmpfs_mb * 1024 * 1024,
         "volumes": {
             str(input_dir): {"bind": "/input", "mode": "ro"},
@@ -203,7 +221,8 @@ def run_container(
     import docker.errors
     import requests
 
-    options = container_options(image.id, input_dir, output_dir, limits, labels)
+    declared = ((image.attrs.get("Config") or {}).get("Volumes") or {}).keys()
+    options = container_options(image.id, input_dir, output_dir, limits, labels, declared)
     try:
         container = client.containers.create(**options)
     except docker.errors.APIError as error:
@@ -235,7 +254,7 @@ def run_container(
         reader.join(timeout=10)
     finally:
         try:
-            container.remove(force=True)
+            container.remove(force=True, v=True)
         except docker.errors.APIError as error:
             log.warning("could not remove container %s: %s", container.short_id, error)
     exit_code = status.get("StatusCode", state.get("ExitCode"))

@@ -40,7 +40,7 @@ def reap_containers(client, *, now: float | None = None) -> list[str]:
         if not now > deadline + GRACE_S:  # also False for a container without a deadline label
             continue
         try:
-            container.remove(force=True)
+            container.remove(force=True, v=True)
         except docker.errors.NotFound:
             continue
         except docker.errors.APIError as error:
@@ -67,7 +67,7 @@ def reap_leases(leases: list[Lease], client_factory: Callable[[], object]) -> li
             try:
                 client = client or client_factory()
                 container = client.containers.get(lease.container)
-                container.remove(force=True)
+                container.remove(force=True, v=True)
                 done.append(f"removed container {container.short_id} of a killed run "
                             f"({sweep_container(client, container).detail})")
             except docker.errors.NotFound:

@@ -31,6 +31,7 @@ from pathlib import Path
 
 from bench.errors import SubmissionError
 from bench.runners.base_image import BASE_IMAGE
+from bench.text import injective_name
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,7 @@ HARNESS_NAMESPACES = ("ricord-bench/", f"{ENTRY_NAMESPACE}/")
 """Repository prefixes only the harness names (the base image and every entry's image)."""
 _MANIFEST_MAX_BYTES = 1 << 20
 _COMPONENT = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$")
+_NOT_COMPONENT = re.compile(r"[^a-z0-9]+")
 _CLAIM_KEYS = ("io.containerd.image.name", "org.opencontainers.image.ref.name")
 
 
@@ -63,13 +65,11 @@ def docker_component(text: str) -> str:
     """A lowercase Docker repository path component for free text (a team or entry name).
 
     Text that already is a valid component is kept; any other text becomes its letters and
-    digits joined by ``-`` plus 8 hex digits of its sha256, so two names never share a
-    component (``Team A`` and ``team a`` differ).
+    digits joined by ``-`` plus 16 hex digits of its sha256 (:func:`bench.text.injective_name`),
+    so two names never share a component (``Team A`` and ``team a`` differ, and a team named
+    like another's component is hashed in turn).
     """
-    if _COMPONENT.match(text):
-        return text
-    stem = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:40] or "x"
-    return f"{stem}-{hashlib.sha256(text.encode('utf-8')).hexdigest()[:8]}"
+    return injective_name(text, keep=_COMPONENT, unsafe=_NOT_COMPONENT, lower=True, stem_chars=40)
 
 
 def entry_repository(team: str, entry: str) -> str:

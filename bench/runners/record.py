@@ -61,7 +61,10 @@ class RunRecord:
     harness: no image, command, limits or inputs hash (None, empty). ``split`` is
     ``{name, split, sha256}`` of the prepared split the run read (from ``cases.json``; a
     self-reported run takes its reference's); None for runs recorded before it existed, which
-    scoring refuses.
+    scoring refuses. ``interface`` is the container contract the submission followed
+    (``native``, or ``grand-challenge``: one container per case); for the latter
+    ``grand_challenge`` holds the sockets, the time budget and per case its job uuid, time
+    share and end (:func:`bench.runners.grandchallenge.run_cases`).
     """
 
     run_dir: Path
@@ -88,6 +91,8 @@ class RunRecord:
     inputs_staging: Literal["hardlink", "copy", "mixed"] = "copy"
     split: Mapping[str, str] | None = None
     survivors: dict | None = None
+    interface: Literal["native", "grand-challenge"] = "native"
+    grand_challenge: dict | None = None
 
     @property
     def counts(self) -> dict[str, int]:
@@ -178,6 +183,8 @@ class RunRecord:
             "inputs_staging": self.inputs_staging,
             "split": dict(self.split) if self.split is not None else None,
             "survivors": dict(self.survivors) if self.survivors is not None else None,
+            "interface": self.interface,
+            "grand_challenge": dict(self.grand_challenge) if self.grand_challenge is not None else None,
             "counts": self.counts,
             "cases": [
                 {"case_id": c.case_id, "status": c.status, "reason": c.reason}
@@ -252,4 +259,6 @@ def _record(run_dir: Path, body: dict) -> RunRecord:
         inputs_staging=body.get("inputs_staging", "copy"),
         split=body.get("split"),
         survivors=body.get("survivors"),
+        interface=body.get("interface", "native"),
+        grand_challenge=body.get("grand_challenge"),
     )

@@ -2,7 +2,9 @@
 
 Straight line: read the inputs, snapshot them, make an empty capped output folder, run the
 submission (Docker or process), collect and validate its outputs case by case, save the logs
-(capped) and ``run.json``. The run directory appears only when all of that succeeded; a
+(capped) and ``run.json``. A ``grand-challenge`` submission runs once per case instead, each
+case laid out and converted back by :mod:`bench.runners.grandchallenge`, and the converted
+outputs go through the same collection rule. The run directory appears only when all of that succeeded; a
 failure of the harness itself leaves nothing behind, while a failure of the submission is a
 run like any other, with its statuses and reasons.
 """
@@ -11,6 +13,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -21,6 +24,7 @@ from bench.errors import RunnerError
 from bench.io import atomic_directory, validation_problems, write_bytes, write_json
 from bench.leases import take
 from bench.runners.collect import collect_outputs
+from bench.runners.grandchallenge import INTERFACE, run_cases
 from bench.runners.record import RunRecord
 from bench.runners.result import ExecOutcome
 from bench.runners.signals import stop_on_signals
@@ -87,7 +91,8 @@ def run_submission(
         ``outputs/`` (validated outputs only) and ``logs/stdout.txt``, ``logs/stderr.txt``.
     runner
         ``docker`` (a container per run) or ``process`` (the submission's command, in
-        bubblewrap when installed).
+        bubblewrap when installed). A ``grand-challenge`` submission gets one container (or
+        sandbox) per case, each under the same lockdown; the process runner needs bubblewrap.
     limits
         Overrides of the task's limits (timeout_s, memory, cpus, gpus, pids, tmpfs_mb,
         output_mb), or a complete :class:`bench.tasks.Limits`.
@@ -143,20 +148,30 @@ def run_submission(
             with output_area(output_dir, size_mb=limits.output_mb, entries=limits.output_entries):
                 started_at = _now()
                 if runner == "docker":
-                    outcome, isolated, isolation, image, command = _run_docker(
-                        submission, input_dir, output_dir, limits, client, progress, steps, lease
-                    )
+                    execute, ran = _docker_executor(submission, input_dir, limits, client, progress, steps,
+                                                    lease)
                 else:
-                    outcome, isolated, isolation, image, command = _run_process(
-                        submission, input_dir, output_dir, limits, progress, steps, unsafe_no_sandbox, python
+                    execute, ran = _process_executor(submission, limits, unsafe_no_sandbox, python)
+                collect_from, problems, gc_rejected, gc_record = output_dir, {}, (), None
+                if submission.interface == INTERFACE:
+                    _step(progress, 1, steps, f"running each case (budget {limits.timeout_s} s)")
+                    collect_from = staging / "converted"
+                    gc_run = run_cases(
+                        spec, inputs.cases, input_dir, staging / "grand-challenge", output_dir, collect_from,
+                        limits, execute, on_case=lambda i, case_id: _step(progress, 2 + i, steps, case_id),
                     )
+                    outcome, problems, gc_rejected, gc_record = (gc_run.outcome, gc_run.problems,
+                                                                 gc_run.rejected, gc_run.record)
+                else:
+                    _step(progress, 1, steps, f"running (timeout {limits.timeout_s} s)")
+                    outcome = execute(input_dir, output_dir, limits)
                 ended_at = _now()
                 _step(progress, 2, steps, "collecting outputs")
                 with atomic_directory(out_dir) as tmp:
                     collection = collect_outputs(
                         spec,
                         inputs.cases,
-                        output_dir,
+                        collect_from,
                         input_dir,
                         tmp / "outputs",
                         cap_bytes=limits.output_mb * 1024 * 1024,
@@ -171,10 +186,10 @@ def run_submission(
                         task_sha256=spec.sha256,
                         submission=submission.metadata(),
                         runner=runner,
-                        isolated=isolated,
-                        isolation=isolation,
-                        image=image,
-                        command=command,
+                        isolated=ran.isolated,
+                        isolation=ran.isolation,
+                        image=ran.image,
+                        command=ran.command,
                         limits=limits.model_dump(mode="json"),
                         started_at=started_at,
                         ended_at=ended_at,
@@ -187,11 +202,15 @@ def run_submission(
                         split={"name": inputs.split_name, "split": inputs.split,
                                "sha256": inputs.split_sha256},
                         # the process runner without bubblewrap replaced the links by copies
-                        inputs_staging=snapshot.staging if isolated else "copy",
-                        cases=collection.cases,
-                        rejected=collection.rejected,
+                        inputs_staging=snapshot.staging if ran.isolated else "copy",
+                        # a case the Grand Challenge layer decided (failed job, no or unreadable
+                        # output) keeps that reason; every other case is the collection rule's
+                        cases=tuple(problems.get(case.case_id, case) for case in collection.cases),
+                        rejected=(*gc_rejected, *collection.rejected),
                         rejected_more=collection.rejected_more,
                         survivors=outcome.survivors.to_json() if outcome.survivors else None,
+                        interface=submission.interface,
+                        grand_challenge=gc_record,
                     )
                     write_json(tmp / "run.json", result.to_json())
     finally:
@@ -202,7 +221,19 @@ def run_submission(
     return result
 
 
-def _run_docker(submission, input_dir, output_dir, limits, client, progress, steps, lease):
+@dataclass
+class _Ran:
+    """What confined the run, for ``run.json``: filled by the executor (the process runner's sandbox
+    is described when it runs)."""
+
+    isolated: bool = True
+    isolation: str = ""
+    image: dict | None = None
+    command: tuple[str, ...] | None = None
+
+
+def _docker_executor(submission, input_dir, limits, client, progress, steps, lease):
+    """The image (built, loaded or looked up once) and a function running one container of it."""
     from bench.runners.docker import ensure_image, run_container, run_labels
     from bench.runners.engine import docker_client
     from bench.runners.gc import reap_containers
@@ -211,28 +242,44 @@ def _run_docker(submission, input_dir, output_dir, limits, client, progress, ste
     reap_containers(client)
     _step(progress, 0, steps, "image")
     image, record = ensure_image(submission, client, scratch=input_dir.parent / "image", limits=limits)
-    _step(progress, 1, steps, f"running {image.short_id} (timeout {limits.timeout_s} s)")
     labels = run_labels(lease.id, time.time() + limits.timeout_s, Path(lease.paths[0]))
-    outcome: ExecOutcome = run_container(
-        image, input_dir, output_dir, limits, client, labels=labels,
-        on_created=lambda container_id: lease.update(container=container_id),
-    )
     isolation = (
         "docker: network none, read-only root, uid 65534, all capabilities dropped, no-new-privileges, "
         "seccomp (Docker's default, ptrace refused), init as PID 1, "
         f"pids {limits.pids}, memory {limits.memory} (no swap), {limits.cpus} CPUs, {limits.gpus} GPUs"
     )
-    return outcome, True, isolation, record, None
+    if submission.interface == INTERFACE:
+        isolation += "; one such container per case"
+
+    def execute(case_input: Path, case_output: Path, case_limits: Limits) -> ExecOutcome:
+        return run_container(
+            image, case_input, case_output, case_limits, client, labels=labels,
+            on_created=lambda container_id: lease.update(container=container_id),
+        )
+
+    return execute, _Ran(True, isolation, record, None)
 
 
-def _run_process(submission, input_dir, output_dir, limits, progress, steps, unsafe, python):
-    from bench.runners.process import run_process
+def _process_executor(submission, limits, unsafe, python):
+    """A function running the submission's command once in the sandbox (see :mod:`bench.runners.process`)."""
+    from bench.runners.process import bwrap_path, run_process
 
-    _step(progress, 1, steps, f"running the command (timeout {limits.timeout_s} s)")
-    outcome, isolated, isolation, command = run_process(
-        submission, input_dir, output_dir, limits, unsafe=unsafe, python=python
-    )
-    return outcome, isolated, isolation, None, command
+    if submission.interface == INTERFACE and bwrap_path() is None:
+        raise RunnerError(
+            f"{submission.source}: a grand-challenge submission reads /input and writes /output at "
+            "those fixed paths, which the process runner can only give inside bubblewrap, and bwrap "
+            "is not installed (or BENCH_NO_BWRAP=1). Install bubblewrap (apt-get install bubblewrap) "
+            "or use the Docker runner; --unsafe-no-sandbox cannot run this interface."
+        )
+    ran = _Ran()
+
+    def execute(case_input: Path, case_output: Path, case_limits: Limits) -> ExecOutcome:
+        outcome, ran.isolated, ran.isolation, ran.command = run_process(
+            submission, case_input, case_output, case_limits, unsafe=unsafe, python=python
+        )
+        return outcome
+
+    return execute, ran
 
 
 def _now() -> str:

@@ -4,7 +4,10 @@ An entry is identified by the pair (team, entry name), never by a file name: two
 both send ``model.tar`` are two entries. A submission folder names both in ``submission.yaml``
 (``team`` and ``name``, validated field by field, so a participant sees every mistake at
 once); a tarball or an image reference carries no trustworthy name, so the organizer gives
-both (``--team`` and ``--entry``). Explicit values override the folder's. Nothing here talks
+both (``--team`` and ``--entry``). Explicit values override the folder's. The same holds for
+the ``interface``: ``native`` (the container reads ``/input/cases.json`` and writes every case
+in one run) or ``grand-challenge`` (an unchanged Grand Challenge algorithm container, run once
+per case; :mod:`bench.runners.grandchallenge`). Nothing here talks
 to the engine: building, loading and resolving images is the Docker runner's job.
 """
 
@@ -28,6 +31,9 @@ _IMAGE_REF = re.compile(
     r"^[a-z0-9][a-z0-9._/:-]*(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[0-9a-f]{64})?$"
 )
 _TARBALL_SUFFIXES = (".tar", ".tar.gz", ".tgz")
+_CONFIG_SUFFIXES = (".yaml", ".yml")
+Interface = Literal["native", "grand-challenge"]
+INTERFACES: tuple[str, ...] = ("native", "grand-challenge")
 
 
 class _Config(BaseModel):
@@ -47,7 +53,8 @@ class SubmissionConfig(_Config):
 
     ``docker`` (build from a Dockerfile) or ``image`` (an image already in the engine) is what
     the Docker runner runs; ``command`` is what the process runner runs, from the submission
-    folder, with ``{python}`` replaced by the harness's Python interpreter.
+    folder, with ``{python}`` replaced by the harness's Python interpreter. ``interface`` says
+    which container contract the code follows (``native`` or ``grand-challenge``).
     """
 
     name: Annotated[str, Field(pattern=NAME_PATTERN)]
@@ -56,6 +63,7 @@ class SubmissionConfig(_Config):
     docker: DockerBuild | None = None
     image: str | None = None
     command: Annotated[list[str], Field(min_length=1)] | None = None
+    interface: Interface = "native"
 
     @model_validator(mode="after")
     def _something_to_run(self) -> "SubmissionConfig":
@@ -75,7 +83,7 @@ class Submission:
     ``team`` and ``name`` (the entry's name within its team) identify the entry. ``kind`` says
     where the code comes from: ``directory`` (``submission.yaml``), ``tarball`` (``docker
     save`` output) or ``image`` (a reference the engine already has). ``source`` is what the
-    user named, recorded in ``run.json``.
+    user named, recorded in ``run.json``. ``interface`` is the container contract it follows.
     """
 
     name: str
@@ -90,6 +98,7 @@ class Submission:
     image: str | None = None
     tarball: Path | None = None
     command: tuple[str, ...] | None = None
+    interface: Interface = "native"
 
     def metadata(self) -> dict:
         """The ``submission`` block of ``run.json``."""
@@ -97,37 +106,59 @@ class Submission:
 
 
 def load_submission(
-    source: str | os.PathLike, *, team: str | None = None, entry: str | None = None
+    source: str | os.PathLike,
+    *,
+    team: str | None = None,
+    entry: str | None = None,
+    interface: str | None = None,
 ) -> Submission:
     """Load a submission from a folder, a ``docker save`` tarball or an image reference.
 
     Parameters
     ----------
     source
-        A folder holding ``submission.yaml``; a ``.tar``/``.tar.gz``/``.tgz`` file written by
-        ``docker save``; or an image reference (``team/model:1``) present in the engine.
+        A folder holding ``submission.yaml``, or a ``.yaml`` file of that format (its folder is
+        the submission folder: one folder may hold several entries sharing code); a
+        ``.tar``/``.tar.gz``/``.tgz`` file written by ``docker save``; or an image reference
+        (``team/model:1``) present in the engine.
     team, entry
         Who the entry belongs to and its name within the team. Required for a tarball or an
         image reference; for a folder they override ``submission.yaml``'s ``team`` and ``name``.
+    interface
+        ``native`` or ``grand-challenge``; overrides ``submission.yaml``'s ``interface``. A
+        tarball or an image reference is ``native`` unless told otherwise.
 
     Raises
     ------
     SubmissionError
         When the folder has no or an invalid ``submission.yaml`` (every invalid field listed),
         when the build context or Dockerfile lies outside the folder, when a tarball or image
-        comes without ``team`` and ``entry``, or when ``source`` is none of the three.
+        comes without ``team`` and ``entry``, when ``interface`` is not one of
+        :data:`INTERFACES`, or when ``source`` is none of the three.
     """
     text = os.fspath(source)
     path = Path(text)
     _check_identity(team, entry)
-    if path.is_dir():
-        loaded = _from_directory(path)
+    if interface is not None and interface not in INTERFACES:
+        raise SubmissionError(
+            f"interface {interface!r} is not one of {', '.join(INTERFACES)}: 'native' reads "
+            "/input/cases.json and writes every case in one run, 'grand-challenge' is a Grand "
+            "Challenge algorithm container run once per case (docs/submissions.md)."
+        )
+    loaded = _load(path, text, team, entry)
+    return replace(loaded, interface=interface or loaded.interface)
+
+
+def _load(path: Path, text: str, team: str | None, entry: str | None) -> Submission:
+    if path.is_dir() or (path.is_file() and path.suffix in _CONFIG_SUFFIXES):
+        loaded = _from_directory(path) if path.is_dir() else _from_directory(path.parent, path.name)
         return replace(loaded, team=team or loaded.team, name=entry or loaded.name)
     if path.is_file():
         if not path.name.endswith(_TARBALL_SUFFIXES):
             raise SubmissionError(
                 f"{path}: a submission file must be a `docker save` tarball "
-                f"({', '.join(_TARBALL_SUFFIXES)}); got {path.name!r}."
+                f"({', '.join(_TARBALL_SUFFIXES)}) or a submission.yaml-style file "
+                f"({', '.join(_CONFIG_SUFFIXES)}); got {path.name!r}."
             )
         _check_tarball(path)
         team, entry = _required_identity(team, entry, f"{path}: a `docker save` tarball")
@@ -148,8 +179,8 @@ def load_submission(
     )
 
 
-def _from_directory(path: Path) -> Submission:
-    config_path = path / "submission.yaml"
+def _from_directory(path: Path, config_name: str = "submission.yaml") -> Submission:
+    config_path = path / config_name
     if not config_path.is_file():
         raise SubmissionError(
             f"{path}: no submission.yaml. A submission folder needs one with name, team, "
@@ -180,6 +211,7 @@ def _from_directory(path: Path) -> Submission:
         build_args=tuple(sorted(config.docker.build_args.items())) if config.docker else (),
         image=config.image,
         command=tuple(config.command) if config.command else None,
+        interface=config.interface,
     )
 
 

@@ -168,9 +168,11 @@ def locate_series(root: str | os.PathLike, series_uids: Iterable[str], *, hint_d
 
     ``hint_dirs`` (paths relative to ``root``, e.g. the manifest's ``series_dir``) are read first;
     series not found there are looked for in a scan of the whole tree. Folder names are only a
-    shortcut, never the identity. Series that are nowhere are absent from the result.
+    shortcut, never the identity. Series that are nowhere are absent from the result. The
+    download's header index (written by ``bench data index``) stands in for every file that
+    did not change since (:mod:`bench.data.header_index`).
     """
-    from bench.data.dicom import index_headers
+    from bench.data.dicom import scan_headers
 
     root = Path(root)
     wanted = set(series_uids)
@@ -180,11 +182,11 @@ def locate_series(root: str | os.PathLike, series_uids: Iterable[str], *, hint_d
         for series_uid, group in instances[instances["series_uid"].isin(wanted)].groupby("series_uid"):
             found.setdefault(str(series_uid), set()).update(Path(p) for p in group["path"])
 
-    dirs = sorted({root / d for d in hint_dirs if isinstance(d, str) and d and (root / d).is_dir()})
+    dirs = sorted({d for d in hint_dirs if isinstance(d, str) and d and (root / d).is_dir()})
     for done, directory in enumerate(dirs, start=1):
-        take(index_headers(directory))
+        take(scan_headers(root, under=directory).instances)
         if progress is not None:
             progress(done, len(dirs), "locating series")
     if wanted - set(found):
-        take(index_headers(root, progress=progress))
+        take(scan_headers(root, progress=progress).instances)
     return {uid: sorted(paths) for uid, paths in found.items()}

@@ -71,7 +71,7 @@ def test_two_phase_challenge_with_three_teams(collection, tmp_path):
         return events[-1].run_id
 
     # validation: 1 scored attempt per team per day, 2 in all; the best run counts
-    evaluate("validation", "Alpha", "thresh", good, DAY1)
+    assert "dice (primary)" in evaluate("validation", "Alpha", "thresh", good, DAY1)
     a1 = last_run("validation", "Alpha")
     assert "used its 1 scored attempt(s) of 2026-11-02" in evaluate(
         "validation", "Alpha", "thresh", worse, DAY1_LATER, ok=False)
@@ -84,8 +84,11 @@ def test_two_phase_challenge_with_three_teams(collection, tmp_path):
     evaluate("validation", "Gamma", "thresh", good, DAY1)  # same entry name as Alpha's: no collision
     bench("withdraw", "--challenge", CHALLENGE, "--phase", "validation", "--team", "Gamma", "--entry",
           "thresh", "--results", results, "--reason", "trained on the validation cases", "--now", DAY2)
+    assert "Gamma / thresh was withdrawn from phase validation" in evaluate(
+        "validation", "Gamma", "thresh", good, DAY3, ok=False)
     # test: 2 a day, 2 in all, the run the team chose counts, scores sealed until the phase closes
-    evaluate("test", "Alpha", "thresh", good, DAY1)
+    output = evaluate("test", "Alpha", "thresh", good, DAY1)
+    assert "sealed until it closes on 2030-01-01" in output and "dice" not in output
     t_a1 = last_run("test", "Alpha")
     evaluate("test", "Alpha", "thresh", worse, DAY1_LATER)
     t_a2 = last_run("test", "Alpha")

@@ -142,3 +142,38 @@ def test_cli_rescore(covid_store, monkeypatch):
     result = CliRunner().invoke(app, ["rescore", "--results", str(covid_store), "--workers", "1"])
     assert result.exit_code == 1
     assert "covid.auroc" in result.output and "0.6666666667" in result.output
+
+
+def test_challenge_rescore_picks_the_best_run_again_on_the_fresh_values(covid_store, tmp_path, monkeypatch):
+    """A best-run phase: entry A's first run is best as stored (AUROC 1 vs 4/6); with an AUROC that an
+    upgrade inverted, its second run is best, and rescore reports the counted run that changes."""
+    from bench.challenges import Event, Ledger
+    from bench.store import Store
+
+    scores = {"a": 0.9, "b": 0.4, "c": 0.6, "d": 0.1, "e": 0.5}  # B's: AUROC 4/6
+    run = write_run(tmp_path / "run-A2", COVID, {c: ("ok", "") for c in scores}, name="A",
+                    predictions={c: {"negative": 1 - s, "positive": s} for c, s in scores.items()})
+    score_and_store(load_task(COVID), run, tmp_path / "prepared" / "reference", results=covid_store,
+                    workers=1)
+    runs = {run.run_id: run for run in Store(covid_store).runs(COVID)}
+    first, second = sorted(r for r, run in runs.items() if run.name == "A")
+    sample = runs[first]
+    challenge = tmp_path / "challenge.yaml"
+    challenge.write_text(
+        f"name: covid\ntitle: COVID\ntask: {COVID}\nphases:\n"
+        f"  - {{id: final, title: Final, split_name: {sample.split_name}, split: {sample.split},\n"
+        f"     split_sha256: '{sample.split_sha256}', opens: 2026-01-01T00:00:00Z,\n"
+        "     closes: 2030-01-01T00:00:00Z, limits: {per_day: 5, total: 5}, counts: best,\n"
+        "     scores: after_close}\n")
+    for run_id in (first, second):
+        Ledger(covid_store).append(Event("2026-11-20T09:00:00Z", "covid", "final", "Team T", "A", "scored",
+                                         run_id=run_id))
+    report = rescore_store(covid_store, workers=1, challenges=[challenge])
+    assert [(row.board, row.submission, row.run_id, row.stored) for row in report.ranks] == [
+        ("covid-final", "Team T / A", first, 1)]  # B is not in the ledger: not on the phase board
+    assert not any(c.what.startswith("counted run") for c in report.changes)
+    honest = classification.auroc
+    monkeypatch.setattr(classification, "auroc", lambda y, s: 1.0 - honest(y, s))
+    report = rescore_store(covid_store, workers=1, challenges=[challenge])
+    changed = {(c.submission, c.what): (c.stored, c.now) for c in report.changes}
+    assert changed[("Team T / A", "counted run (covid-final)")] == (first, second)

@@ -83,6 +83,8 @@ def test_container_options_lock_the_container_down(tmp_path):
     assert options["volumes"][str(tmp_path / "in")] == {"bind": "/input", "mode": "ro"}
     assert options["volumes"][str(tmp_path / "out")] == {"bind": "/output", "mode": "rw"}
     assert options["device_requests"][0]["Count"] == 1
+    with_volumes = container_options("x", tmp_path, tmp_path, limits, labels, ["/data", "/tmp", "/output/"])
+    assert with_volumes["tmpfs"] == {"/tmp": options["tmpfs"]["/tmp"], "/data": options["tmpfs"]["/tmp"]}
     assert "device_requests" not in container_options(
         "x", tmp_path, tmp_path, limits.model_copy(update={"gpus": 0}), labels
     )

@@ -63,6 +63,9 @@ def test_docker_components_are_valid_and_never_collide():
     assert docker_component("Team A") != docker_component("team a")
     assert docker_component("Team A").startswith("team-a-")
     assert docker_component("<script>") .startswith("script-")
+    # a team named like another team's hashed component gets a component of its own
+    assert docker_component(docker_component("Team A")) != docker_component("Team A")
+    assert entry_repository(docker_component("Team A"), "model") != entry_repository("Team A", "model")
     assert entry_repository("Team A", "model") != entry_repository("Team B", "model")
     assert entry_reference("t", "m", "sha256:" + "ab" * 32) == "ricord-bench-entry/t/m:abababababab"
 
