@@ -12,10 +12,11 @@ from bench.leaderboard import build_leaderboard
 from bench.leaderboard.plots import PREDICTION_COLOUR, REFERENCE_COLOUR, THUMBNAIL_PX
 from bench.prepare.nifti import read_volume
 from bench.prepare.reference import read_reference
+from bench.store import slugify
 from tests.helpers.gallery_fixtures import CXR, SEG
 
 pytestmark = pytest.mark.slow
-TEAM = "ricord-bench-reference-01ca42f1"
+TEAM = slugify("ricord-bench reference")
 
 
 @pytest.fixture(scope="module")
