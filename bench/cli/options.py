@@ -30,6 +30,15 @@ Entry = Annotated[
         "predictions folder; overrides submission.yaml's name.",
     ),
 ]
+Interface = Annotated[
+    str | None,
+    typer.Option(
+        "--interface",
+        help="Container contract: native (reads /input/cases.json, all cases in one run) or "
+        "grand-challenge (an unchanged Grand Challenge algorithm container, one run per case); "
+        "overrides submission.yaml, default native.",
+    ),
+]
 Challenges = Annotated[list[Path] | None, typer.Option(
     "--challenge",
     help="A challenge file (challenges/<name>.yaml); repeatable. The boards become its phases: per "

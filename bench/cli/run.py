@@ -7,7 +7,7 @@ import typer
 from rich.table import Table
 
 from bench.cli import app
-from bench.cli.options import Entry, TasksDir, Team
+from bench.cli.options import Entry, Interface, TasksDir, Team
 from bench.cli.progress import console, progress_bar, shown
 
 images_app = typer.Typer(help="Container images the harness builds locally.", no_args_is_help=True)
@@ -30,11 +30,7 @@ def run(
     team: Team = None,
     entry: Entry = None,
     runner: Annotated[str, typer.Option("--runner", help="docker or process.")] = "docker",
-    interface: Annotated[
-        str | None,
-        typer.Option("--interface", help="Container contract: native (default, or submission.yaml's) or "
-                     "grand-challenge (an unchanged Grand Challenge algorithm container, one run per case)."),
-    ] = None,
+    interface: Interface = None,
     timeout: Annotated[int | None, typer.Option("--timeout", help="Wall-clock limit, seconds.")] = None,
     memory: Annotated[str | None, typer.Option("--memory", help="Memory limit, e.g. 8g.")] = None,
     cpus: Annotated[float | None, typer.Option("--cpus", help="CPU quota.")] = None,

@@ -8,7 +8,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bench.cli import app
-from bench.cli.options import Challenges, Entry, Now, TasksDir, Team, utc
+from bench.cli.options import Challenges, Entry, Interface, Now, TasksDir, Team, utc
 from bench.cli.progress import progress_bar, shown
 
 console = Console()
@@ -78,6 +78,7 @@ def evaluate(
     task: Annotated[str | None, typer.Option("--task", help="Task id (not with --challenge).")] = None,
     team: Team = None,
     entry: Entry = None,
+    interface: Interface = None,
     challenge: Annotated[
         Path | None,
         typer.Option("--challenge", help="A challenge file: enforce its phase rules, log the attempt."),
@@ -116,7 +117,8 @@ def evaluate(
         with progress_bar(f"evaluating in phase {phase}") as progress:
             report = evaluate_in_phase(challenge, phase, submission, root=root, results=results, team=team,
                                        entry=entry, runner=runner, work=work, workers=workers,
-                                       scheduler=scheduler, progress=progress, now=utc(now))
+                                       scheduler=scheduler, progress=progress, now=utc(now),
+                                       interface=interface)
         from bench.challenges import load_challenge, utc_now
 
         rules = load_challenge(challenge).phase(phase)
@@ -139,6 +141,7 @@ def evaluate(
             scheduler=scheduler,
             progress=progress,
             tasks_dir=tasks_dir,
+            interface=interface,
         )
     _print_stored(report.stored)
     console.print(f"prepare {report.prepare_s:.1f} s, run {report.run_s:.1f} s, score {report.score_s:.1f} s")

@@ -111,6 +111,7 @@ def evaluate(
     scheduler: str | None = None,
     progress: ProgressCallback | None = None,
     tasks_dir: str | Path | None = None,
+    interface: str | None = None,
 ) -> EvaluateReport:
     """Prepare (cached), run, score and store one submission on one split of a task.
 
@@ -147,9 +148,12 @@ def evaluate(
         ``progress(done, total, description)``; descriptions name the stage.
     tasks_dir : path, optional
         The user's tasks folder holding the pinned split (:func:`bench.tasks.user_tasks_dir`).
+    interface : {"native", "grand-challenge"}, optional
+        The container contract; default ``submission.yaml``'s, else ``native`` (a Grand Challenge
+        algorithm container sent as a tarball needs ``grand-challenge``).
     """
     work = Path(work) if work is not None else Path(results) / ".work"
-    loaded = load_submission(submission, team=team, entry=entry)
+    loaded = load_submission(submission, team=team, entry=entry, interface=interface)
     started = time.monotonic()
     prepared, cached = prepared_split(spec, root=root, name=name, split=split, work=work, progress=progress,
                                       tasks_dir=tasks_dir)
@@ -159,6 +163,7 @@ def evaluate(
         # The container runs as one task on a cluster worker that declares a Docker engine; the
         # work folder must be on a filesystem shared by that worker (docs/scaling.md).
         item = {"submission": str(submission), "team": loaded.team, "entry": loaded.name,
+                "interface": loaded.interface,
                 "spec": spec, "inputs": str(prepared / "input"),
                 "run_dir": str(run_dir), "runner": runner, "limits": limits}
         resources = {"docker": 1} if runner == "docker" else None
@@ -204,7 +209,8 @@ def run_on_worker(item: dict) -> dict:
     """
     from distributed import get_worker
 
-    submission = load_submission(item["submission"], team=item["team"], entry=item["entry"])
+    submission = load_submission(item["submission"], team=item["team"], entry=item["entry"],
+                                 interface=item.get("interface"))
     result = run_submission(submission, item["spec"], item["inputs"], item["run_dir"],
                             runner=item["runner"], limits=item["limits"])
     try:

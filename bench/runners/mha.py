@@ -71,14 +71,14 @@ def nifti_affine(spacing, origin, direction) -> np.ndarray:
 
 def nifti_to_itk(path: str | os.PathLike):
     """The NIfTI image at ``path`` as a ``SimpleITK.Image`` on the same grid (pixel type kept)."""
-    import nibabel as nib
     import SimpleITK as sitk
 
-    image = nib.load(path)
-    values = np.asanyarray(image.dataobj)
-    ndim = 2 if values.ndim == 3 and values.shape[2] == 1 and _is_planar(image.affine) else values.ndim
+    from bench.prepare.nifti import read_volume
+
+    values, _, affine = read_volume(path)  # nibabel's array and affine, inflated by igzip
+    ndim = 2 if values.ndim == 3 and values.shape[2] == 1 and _is_planar(affine) else values.ndim
     values = values.reshape(values.shape[:ndim])
-    spacing, origin, direction = itk_geometry(image.affine, ndim)
+    spacing, origin, direction = itk_geometry(affine, ndim)
     converted = sitk.GetImageFromArray(np.ascontiguousarray(values.transpose()))
     converted.SetSpacing(spacing)
     converted.SetOrigin(origin)
@@ -102,9 +102,10 @@ def itk_to_nifti(image):
     import nibabel as nib
     import SimpleITK as sitk
 
+    # (z, y, x) in C order, transposed: (x, y, z) in Fortran order, the order NIfTI stores, no copy
     values = sitk.GetArrayFromImage(image).transpose()
     affine = nifti_affine(image.GetSpacing(), image.GetOrigin(), image.GetDirection())
-    converted = nib.Nifti1Image(np.ascontiguousarray(values), affine)
+    converted = nib.Nifti1Image(values, affine)
     converted.header.set_xyzt_units("mm")
     return converted
 

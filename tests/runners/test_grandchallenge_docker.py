@@ -49,12 +49,12 @@ def prepared(tmp_path_factory):
         spec = load_task(SEG)
         pin_split(spec, root / "manifest.csv", root=root, name="gc-test", annotations=list(synth.annotations))
         folder, _ = prepared_split(spec, root=root, name="gc-test", split="test", work=base / "work")
-    return folder, tasks
+    return folder, tasks, root, base / "work"
 
 
 def test_a_grand_challenge_container_scores_as_the_native_one(simpleitk_image, prepared, tmp_path,
                                                                monkeypatch):
-    folder, tasks = prepared
+    folder, tasks, _, _ = prepared
     monkeypatch.setenv("BENCH_TASKS_DIR", str(tasks))
     spec = load_task(SEG)
     native = run_submission(THRESHOLD_SEG, spec, folder / "input", tmp_path / "native", runner="docker")
@@ -93,6 +93,32 @@ def test_a_grand_challenge_container_scores_as_the_native_one(simpleitk_image, p
     assert (left["status"] == "ok").all()
     assert left.equals(right), (left, right)
     assert native_scores.scores["metrics"] == gc_scores.scores["metrics"]
+
+
+def test_a_grand_challenge_tarball_is_evaluated_with_the_interface_given(client, simpleitk_image, prepared,
+                                                                       tmp_path, monkeypatch):
+    """As an organizer receives it: `docker save` output, no submission.yaml; the interface is given."""
+    from bench.pipeline.evaluate import evaluate
+    from bench.runners.submission import load_submission
+
+    folder, tasks, root, work = prepared
+    monkeypatch.setenv("BENCH_TASKS_DIR", str(tasks))
+    spec = load_task(SEG)
+    built = run_submission(THRESHOLD_SEG / "submission-gc.yaml", spec, folder / "input", tmp_path / "build",
+                           runner="docker")
+    tarball = tmp_path / "algorithm.tar"
+    with open(tarball, "wb") as handle:
+        for chunk in client.images.get(built.image["id"]).save(named=False):
+            handle.write(chunk)
+    common = {"root": root, "name": "gc-test", "split": "test", "results": tmp_path / "results", "work": work,
+              "runner": "docker", "workers": 1}
+    grand = evaluate(tarball, spec, team="GC team", entry="algorithm", interface="grand-challenge", **common)
+    native = evaluate(THRESHOLD_SEG, spec, **common)
+    assert json.loads((grand.run_dir / "run.json").read_text())["interface"] == "grand-challenge"
+    columns = [c for c in native.stored.per_case.columns if c in ("case_id", "status", *spec.metrics)]
+    assert (native.stored.per_case["status"] == "ok").all()
+    assert native.stored.per_case[columns].equals(grand.stored.per_case[columns])
+    assert load_submission(tarball, team="t", entry="e").interface == "native"  # never guessed
 
 
 FLAKY = '''
