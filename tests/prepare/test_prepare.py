@@ -146,7 +146,7 @@ def test_the_salt_is_kept_with_the_download_and_decides_the_ids(synth, prepared,
                           salt_file=own, directory=synth.tasks)
     assert own.is_file() and own.read_text() != salt_path.read_text()
     # no cache_dir: the library's default is the CLI's, $BENCH_CACHE_DIR
-    assert len(list((tmp_path / "default-cache" / "nifti-v2").iterdir())) == len(other.case_ids)
+    assert len(list((tmp_path / "default-cache" / "nifti-v3").iterdir())) == len(other.case_ids)
     assert not set(other.case_ids) & set(first.case_ids)
     assert sorted(other.source_case_ids.values()) == sorted(first.source_case_ids.values())
     again = prepare_split(spec, "synthetic", "test", root=synth.root, out=tmp_path / "again",
