@@ -10,12 +10,17 @@ Measures, in one run (wall time; the machine is shared, so each figure is the me
   takes (:data:`~bench.data.headers.HEAD_BYTES`) of every file, which no header reader can beat;
 - the same on a large tree (the collection hard-linked ``--copies`` times, so its headers are
   all read again and its copies skipped as duplicate SOPInstanceUIDs): one process against two
-  (a spawned pool, its start-up included), and the same pair on a cold page cache (the
-  collection's pages dropped with ``posix_fadvise(DONTNEED)``, this collection only);
+  (a spawned pool, its start-up included; both timed inside a fresh interpreter, as the CLI
+  runs them), and the same on a cold page cache (the collection's pages dropped with
+  ``posix_fadvise(DONTNEED)``, this collection only). Each figure also in files per CPU
+  second (this process and its pool's workers): on a shared machine the wall time measures
+  the other jobs as much as ours, and a second process adds little when the cores are busy;
 - polygon rasterization (annotated slices/s): :func:`bench.data.mdai.reader_masks` on the 1a
   cases against an independent peer, ``matplotlib.path.Path.contains_points`` on the pixel
   centres of each polygon's bounding box; the masks (union over every group drawn) must agree;
-- the whole ``index_download`` and one full CT volume load, for scale.
+- the whole ``index_download`` (files/s end to end: annotations, clinical sheets, geometry
+  checks included), from scratch and again with the header index it wrote, and a scan that
+  reuses the index (what ``splits verify`` and ``prepare`` do); one full CT volume load, for scale.
 
 Run: ``python -m benchmarks.bench_ingest [--keep DIR] [--pairs 5] [--copies 8]`` (synthesizes
 ~500 MB into a temporary folder unless ``--keep`` names one, which is reused when it exists).
@@ -24,8 +29,11 @@ Run: ``python -m benchmarks.bench_ingest [--keep DIR] [--pairs 5] [--copies 8]``
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -73,6 +81,27 @@ def _ours(root: Path, workers: int = 1, *, reuse_index: bool = False) -> int:
     return len(scan.instances) + len(scan.skipped)
 
 
+_CHILD = """
+import json, os, sys, time
+from bench.data.dicom import scan_headers
+start, t = time.perf_counter(), os.times()
+scan = scan_headers(sys.argv[1], workers=int(sys.argv[2]), reuse_index=False)
+wall, u = time.perf_counter() - start, os.times()
+cpu = sum(getattr(u, k) - getattr(t, k) for k in ("user", "system", "children_user", "children_system"))
+print(json.dumps([len(scan.instances) + len(scan.skipped), wall, cpu]))
+"""
+
+
+def _ours_fresh(root: Path, workers: int) -> tuple[int, float, float]:
+    """(files, wall s, CPU s) of :func:`_ours` in a fresh interpreter, timed there, as
+    ``bench data index --workers N`` runs it: spawned pool workers import the parent's main
+    module, which here would be this benchmark with matplotlib and pandas, not the CLI."""
+    out = subprocess.run([sys.executable, "-c", _CHILD, str(root), str(workers)], check=True,
+                         capture_output=True, text=True).stdout
+    n, wall, cpu = json.loads(out.strip().splitlines()[-1])
+    return n, wall, cpu
+
+
 def _link_copies(root: Path, target: Path, copies: int) -> None:
     """``copies`` hard-linked copies of the collection's DICOM files under ``target``."""
     for rel, _, _ in candidate_files(root):
@@ -92,35 +121,48 @@ def _drop_cache(root: Path) -> None:
             os.close(fd)
 
 
-def _paired(runs: dict, pairs: int, *, before=None) -> dict[str, list[float]]:
-    """files/s of each named run, ``pairs`` times, alternating the order within each pair."""
-    rates: dict[str, list[float]] = {name: [] for name in runs}
+def _cpu_s() -> float:
+    """CPU seconds of this process and of its reaped children (a pool's workers, once shut down)."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+def _paired(runs: dict, pairs: int, *, before=None) -> dict[str, dict[str, list[float]]]:
+    """files per wall second and per CPU second of each named run, ``pairs`` times, alternating
+    the order within each pair. A run returns the files it read, or (files, wall s, CPU s)."""
+    rates: dict[str, dict[str, list[float]]] = {name: {"wall": [], "cpu": []} for name in runs}
     names = list(runs)
     for k in range(pairs):
         for name in names if k % 2 == 0 else names[::-1]:
             if before is not None:
                 before()
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), _cpu_s()
             n = runs[name]()
-            rates[name].append(n / (time.perf_counter() - start))
+            wall, cpu = time.perf_counter() - start, _cpu_s() - cpu
+            if isinstance(n, tuple):  # a run timed where it ran
+                n, wall, cpu = n
+            rates[name]["wall"].append(n / wall)
+            rates[name]["cpu"].append(n / max(cpu, 1e-9))
     return rates
 
 
-def _ratio(rates: dict[str, list[float]], top: str, bottom: str) -> float:
+def _ratio(rates, top: str, bottom: str, kind: str = "wall") -> float:
     """Median over the pairs of the per-pair throughput ratio."""
-    return statistics.median(a / b for a, b in zip(rates[top], rates[bottom], strict=True))
+    return statistics.median(a / b for a, b in zip(rates[top][kind], rates[bottom][kind], strict=True))
 
 
-def _print_rates(title: str, rates: dict[str, list[float]], labels: dict[str, str]) -> None:
+def _print_rates(title: str, rates, labels: dict[str, str]) -> None:
     print(f"\n{title}")
+    print(f"  {'':<50} {'files/s':>8} {'(range)':>13} {'files/CPU-s':>12}")
     for name, label in labels.items():
-        values = rates[name]
-        print(f"  {label:<46}: {statistics.median(values):8.0f} files/s "
-              f"(range {min(values):.0f}-{max(values):.0f})")
+        wall, cpu = rates[name]["wall"], rates[name]["cpu"]
+        print(f"  {label:<50} {statistics.median(wall):8.0f} {f'({min(wall):.0f}-{max(wall):.0f})':>13} "
+              f"{statistics.median(cpu):12.0f}")
 
 
 def header_benchmarks(root: Path, pairs: int, copies: int) -> None:
     n = len(candidate_files(root))
+    print(f"{os.cpu_count()} CPUs; files/CPU-s counts this process and its pool workers")
     rates = _paired({"floor": lambda: _floor(root), "bare": lambda: _peer_headers(root, fields=False),
                      "api": lambda: _peer_headers(root, fields=True), "ours": lambda: _ours(root)}, pairs)
     _print_rates(f"header indexing, {n} files, warm page cache, medians of {pairs} paired runs", rates, {
@@ -128,27 +170,28 @@ def header_benchmarks(root: Path, pairs: int, copies: int) -> None:
         "bare": "peer: dcmread(stop_before_pixels=True)",
         "api": f"peer: dcmread + {len(HEADER_KEYWORDS)} values via the API",
         "ours": "bench scan_headers, 1 process"})
-    print(f"  ratio bench/peer: {_ratio(rates, 'ours', 'bare'):.2f} (bare), "
-          f"{_ratio(rates, 'ours', 'api'):.2f} (API); floor/bench: {_ratio(rates, 'floor', 'ours'):.1f}")
+    print(f"  ratio bench/peer (wall): {_ratio(rates, 'ours', 'bare'):.2f} (bare), "
+          f"{_ratio(rates, 'ours', 'api'):.2f} (API); floor/bench: {_ratio(rates, 'floor', 'ours'):.1f}; "
+          f"bench/peer (CPU): {_ratio(rates, 'ours', 'bare', 'cpu'):.2f} (bare)")
 
     with tempfile.TemporaryDirectory(prefix="bench-ingest-links-", dir=root.parent) as tmp:
         large = Path(tmp)
         _link_copies(root, large, copies)
-        runs = {"bare": lambda: _peer_headers(large, fields=False), "one": lambda: _ours(large),
-                "two": lambda: _ours(large, workers=2)}
+        runs = {"bare": lambda: _peer_headers(large, fields=False), "one": lambda: _ours_fresh(large, 1),
+                "two": lambda: _ours_fresh(large, 2)}
         rates = _paired(runs, pairs)
         labels = {"bare": "peer: dcmread(stop_before_pixels=True)", "one": "bench scan_headers, 1 process",
                   "two": "bench scan_headers, 2 processes (pool start-up in)"}
         _print_rates(f"large tree: {n * copies} files ({copies} hard-linked copies), warm page cache", rates,
                      labels)
-        print(f"  ratio bench/peer: {_ratio(rates, 'one', 'bare'):.2f} (1 process), "
+        print(f"  ratio bench/peer (wall): {_ratio(rates, 'one', 'bare'):.2f} (1 process), "
               f"{_ratio(rates, 'two', 'bare'):.2f} (2 processes); 2 vs 1 process: "
               f"{_ratio(rates, 'two', 'one'):.2f}")
         cold_pairs = max(1, pairs // 2)
         cold = _paired(runs, cold_pairs, before=lambda: _drop_cache(root))
         _print_rates(f"large tree, cold page cache (dropped before each run), medians of {cold_pairs}", cold,
                      labels)
-        print(f"  ratio bench/peer: {_ratio(cold, 'one', 'bare'):.2f} (1 process), "
+        print(f"  ratio bench/peer (wall): {_ratio(cold, 'one', 'bare'):.2f} (1 process), "
               f"{_ratio(cold, 'two', 'bare'):.2f} (2 processes)")
 
 
@@ -188,11 +231,19 @@ def run(root: Path, *, pairs: int, copies: int) -> None:
     print(f"load average at the start: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
     header_benchmarks(root, pairs, copies)
 
-    report, index_s = _timed(index_download, root, annotations=annotations)
-    print(
-        f"\nindex_download: {len(report.manifest)} cases from {report.counts['files_indexed']} files "
-        f"in {index_s:.2f} s ({report.counts['files_indexed'] / index_s:.0f} files/s end to end)"
-    )
+    report = index_download(root, annotations=annotations)
+    n_files = report.counts["files_indexed"] + report.counts["files_skipped"]
+
+    def index(reuse: bool) -> int:
+        index_download(root, annotations=annotations, reuse_index=reuse)
+        return n_files
+
+    rates = _paired({"scratch": lambda: index(False), "reuse": lambda: index(True),
+                     "scan": lambda: _ours(root, reuse_index=True)}, pairs)
+    title = f"index_download end to end ({len(report.manifest)} cases, {n_files} files) and a later scan"
+    _print_rates(title, rates, {"scratch": "index_download, every header read",
+                         "reuse": "index_download again, header index reused",
+                         "scan": "scan_headers with the index (verify, prepare)"})
 
     export = read_exports(annotations)
     cases = report.manifest[report.manifest.collection == "MIDRC-RICORD-1A"]

@@ -581,7 +581,8 @@ class _Indexer:
 
 
 def index_download(root: str | os.PathLike, *, annotations=(), clinical=(), progress=None,
-                   protocol: ReadingProtocol = RICORD_PROTOCOL, workers: int | None = None) -> IndexReport:
+                   protocol: ReadingProtocol = RICORD_PROTOCOL, workers: int | None = None,
+                   reuse_index: bool = True) -> IndexReport:
     """Index a RICORD download into a case manifest.
 
     Parameters
@@ -605,6 +606,8 @@ def index_download(root: str | os.PathLike, *, annotations=(), clinical=(), prog
         :data:`bench.data.dicom.POOL_MIN_FILES` files, else one per core). The headers read are
         kept in the download's header index (:mod:`bench.data.header_index`), which later
         commands reuse for every file that did not change.
+    reuse_index : bool
+        Take unchanged files' headers from that index (default), or read every file again.
 
     Returns
     -------
@@ -624,7 +627,7 @@ def index_download(root: str | os.PathLike, *, annotations=(), clinical=(), prog
     sheets, notes = clinical_files(_as_list(clinical))
     sheet_warnings: list[str] = []
     table = read_clinical(sheets, warnings=sheet_warnings)
-    scan = scan_headers(root, progress=progress, workers=workers, update_index=True)
+    scan = scan_headers(root, progress=progress, workers=workers, update_index=True, reuse_index=reuse_index)
     indexer = _Indexer(root, export, table, protocol)
     indexer.warnings.extend(notes)
     indexer.warnings.extend(sheet_warnings)

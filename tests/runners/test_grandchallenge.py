@@ -4,7 +4,10 @@ the per-case time shares; and the process runner running the GC threshold-seg in
 
 import json
 import os
+import subprocess
+import sys
 import uuid
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -23,6 +26,7 @@ from bench.runners.staging import read_inputs
 from bench.runners.submission import load_submission
 from bench.tasks import load_task
 from bench.trees import remove_tree
+from tests.helpers.runner_fixtures import make_adversaries
 from tests.helpers.runner_inputs import write_prepared
 
 SEG, CLS, CXR = "ricord-1a-lesion-seg", "ricord-ct-covid-cls", "ricord-1c-cxr-appearance"
@@ -406,3 +410,35 @@ def test_bench_run_takes_the_interface_from_the_command_line(tmp_path):
     answer = CliRunner().invoke(app, [*command, "--out", str(tmp_path / "gc")])
     assert answer.exit_code == 0 and "1 ok" in answer.output, answer.output
     assert json.loads((tmp_path / "gc/run.json").read_text())["interface"] == "grand-challenge"
+
+
+def test_a_header_that_overflows_simpleitks_parser_is_read_without_it(tmp_path):
+    """The attack: a ``Name`` of 300 characters made SimpleITK's MetaImage reader crash the
+    process that read it. Read in a child process, so a regression fails this test only."""
+    long_name = b"ObjectType = Image\nName = " + b"A" * 300 + b"\n"
+    data = _mha(tmp_path).replace(b"ObjectType = Image\n", long_name)
+    (tmp_path / "hostile.mha").write_bytes(data)
+    script = ("import sys, SimpleITK as sitk; from pathlib import Path; from bench.runners.mha import "
+              "read_mha_bytes; image = read_mha_bytes(Path(sys.argv[1]).read_bytes(), shape=(4, 3, 2), "
+              "scratch=Path(sys.argv[2])); print(image.GetSize(), sitk.GetArrayFromImage(image).sum())")
+    done = subprocess.run([sys.executable, "-c", script, str(tmp_path / "hostile.mha"), str(tmp_path)],
+                          capture_output=True, text=True, check=False, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
+    assert done.returncode == 0, f"exit {done.returncode}: {done.stderr[-500:]}"
+    assert done.stdout.split() == ["(4,", "3,", "2)", "0"]
+
+
+@pytest.mark.skipif(bwrap_path() is None, reason="bubblewrap is not installed")
+def test_a_gc_container_writing_an_overflowing_mha_header_is_recorded(tmp_path):
+    folder = make_adversaries(tmp_path / "adversaries")["mha-overflow"]
+    (folder / "submission.yaml").write_text(
+        (folder / "submission.yaml").read_text() + "interface: grand-challenge\n")
+    inputs = write_prepared(tmp_path / "prepared", SEG, n_cases=2)
+    answer = subprocess.run([sys.executable, "-m", "bench", "run", str(folder), "--task", SEG, "--inputs",
+                             str(inputs), "--out", str(tmp_path / "runs/run"), "--runner", "process"],
+                            capture_output=True, text=True, check=False, timeout=600,
+                            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
+    assert answer.returncode == 0, f"exit {answer.returncode}: {answer.stderr[-800:]}"
+    body = json.loads((tmp_path / "runs/run/run.json").read_text())
+    assert [case["status"] for case in body["cases"]] == ["ok", "ok"]  # empty masks on the right grid
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["run"]
