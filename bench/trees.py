@@ -61,10 +61,12 @@ class _Cursor:
         self.trail = [os.fstat(self.fd)]
 
     def down(self, name: str) -> bool:
-        """Enter the child folder ``name``; False (staying put) when it is gone or on another filesystem."""
+        """Enter the child folder ``name``; False (staying put) when it is gone, on another
+        filesystem, or may not be opened (a submission's folder of mode 000, seen by a harness
+        that is not root)."""
         try:
             child = os.open(name, _DIR_FLAGS, dir_fd=self.fd)
-        except (FileNotFoundError, NotADirectoryError):
+        except (FileNotFoundError, NotADirectoryError, PermissionError):
             return False
         info = os.fstat(child)
         if info.st_dev != self.trail[0].st_dev:
@@ -93,7 +95,8 @@ def walk_entries(root: str | os.PathLike, *, limit: int | None = None) -> Iterat
     """Every entry below ``root``, depth first, names sorted within a folder, a folder before its content.
 
     Never follows a link and never enters another filesystem; any depth, one descriptor open.
-    An entry that disappears during the walk is skipped. With ``limit``, at most that many
+    An entry that disappears during the walk is skipped; a folder that may not be opened is
+    listed but not entered. With ``limit``, at most that many
     entries are yielded and at most that many names are ever read (a folder of millions of
     names costs no more than ``limit`` of them): memory and time are bounded by ``limit``.
     Within a folder that holds more names than are left to read, the names come in the
@@ -163,8 +166,9 @@ def remove_tree(root: str | os.PathLike) -> None:
                 elif child is None:
                     child = name
             if child is not None:
-                if not cursor.down(child):
-                    raise OSError(f"{Path(root, *entered, child)} is a mount point or vanished; not removed")
+                if not cursor.down(child) and not (_own_locked(cursor.fd, child) and cursor.down(child)):
+                    raise OSError(f"{Path(root, *entered, child)} is a mount point, vanished or may not be "
+                                  "opened; not removed")
                 entered.append(child)
             elif entered:
                 cursor.up()
@@ -174,6 +178,25 @@ def remove_tree(root: str | os.PathLike) -> None:
     finally:
         cursor.close()
     os.rmdir(root)
+
+
+def _own_locked(fd: int, name: str) -> bool:
+    """Give a folder this process owns but may not open (mode 000, say) back its owner's rights;
+    True when that was done. A submission run as the harness's own user can lock it so."""
+    # O_PATH needs no right on the folder and pins its inode: the chmod cannot be sent through
+    # a symlink swapped in after the check
+    try:
+        pinned = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=fd)
+    except OSError:  # vanished, or not a folder
+        return False
+    try:
+        info = os.fstat(pinned)
+        if info.st_uid != os.geteuid():
+            return False
+        os.chmod(f"/proc/self/fd/{pinned}", stat.S_IMODE(info.st_mode) | stat.S_IRWXU)
+    finally:
+        os.close(pinned)
+    return True
 
 
 def mark_tree(root: str | os.PathLike, kind: str) -> Path:

@@ -2,6 +2,8 @@
 
 import os
 
+import pytest
+
 from bench.trees import MARKER, foreign_content, mark_tree, remove_tree, walk_entries
 
 
@@ -93,3 +95,32 @@ def test_a_walk_with_a_limit_reads_no_more_names_than_it_yields(tmp_path, monkey
     assert len(entries) == 10 and entries[0].relative == "a" and entries[1].relative == "big"
     assert len(read) <= 2 + 10  # the root's two names, then at most the ten left in the big folder
     assert len(list(walk_entries(tmp_path))) == 2002
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to walk as another user")
+def test_folders_a_user_may_not_open_are_listed_not_entered_and_removed_when_its_own(tmp_path,
+                                                                                    tmp_path_factory):
+    """What a submission run as the harness's own user (the process runner without root) leaves:
+    a folder of mode 000 and one of mode 0100. Walking lists them; removing gives them back
+    their owner's rights first."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    for folder in (tmp_path, *tmp_path.parents):  # traversable by the other user, up to pytest's root
+        if folder == tmp_path_factory.getbasetemp().parent:
+            break
+        folder.chmod(folder.stat().st_mode | 0o001)
+    tmp_path.chmod(0o777)
+    script = (
+        "import os, sys; from bench.trees import walk_entries, remove_tree\n"
+        "os.makedirs('out/a/b/c'); open('out/a/b/c/f', 'w').close(); os.makedirs('out/z')\n"
+        "os.chmod('out/a/b', 0); os.chmod('out/a', 0o100); os.chmod('out/z', 0)\n"
+        "print(sorted(e.relative for e in walk_entries('out')))\n"
+        "remove_tree('out'); print(os.path.exists('out'))\n"
+    )
+    as_other_user = ["setpriv", "--reuid=65533", "--regid=65533", "--clear-groups", sys.executable]
+    done = subprocess.run([*as_other_user, "-c", script], cwd=tmp_path, capture_output=True, text=True,
+                          check=False, env={"PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n")[:2] == ["['a', 'z']", "False"]

@@ -48,14 +48,16 @@ def run(
         bool,
         typer.Option(
             "--unsafe-no-sandbox",
-            help="Process runner without bubblewrap: run the command as you, with your network and "
-            "files, no isolation at all. Only for your own code.",
+            help="Process runner, only for your own code: without bubblewrap, run the command as you, "
+            "with your network and files, no isolation at all; with bubblewrap but no pids and memory "
+            "cgroup (not root), run it sandboxed with per-process memory limits and RLIMIT_NPROC only.",
         ),
     ] = False,
     tasks_dir: TasksDir = None,
 ) -> None:
     """Run SUBMISSION on the prepared inputs under the task's limits; validate and keep its outputs."""
     from bench.runners import run_submission
+    from bench.runners.process import UNCONFINED
     from bench.runners.submission import load_submission
     from bench.tasks import load_task
 
@@ -69,6 +71,8 @@ def run(
         )
     if not result.isolated:
         console.print(f"[bold red]{shown(result.isolation)}[/]")
+    elif UNCONFINED in result.isolation:
+        console.print(f"[bold yellow]{shown(result.isolation)}[/]")
     elif result.runner == "process":
         console.print(f"sandbox: {shown(result.isolation)}", soft_wrap=True)
     table = Table("case", "status", "reason", title=shown(f"{loaded.team} / {loaded.name} on {result.task}"))

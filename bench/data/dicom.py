@@ -6,7 +6,8 @@ neither UIDs nor slice order.
 
 Conventions (relied on by prepare and the metrics):
 
-- A CT volume is a float32 array ``(z, y, x)``: ``z`` runs along the slice normal
+- A CT volume is an int16 array ``(z, y, x)`` of HU (rounded, clipped to int16: the values
+  prepare writes, so no float copy of the volume is ever made): ``z`` runs along the slice normal
   (row direction x column direction of ImageOrientationPatient) in increasing order of the
   ImagePositionPatient projected onto it; ``y`` is the DICOM row index, ``x`` the column.
 - ``spacing_mm`` is in the same axis order as the array: (slice spacing from the positions,
@@ -31,6 +32,7 @@ from pydicom.pixels import apply_modality_lut, apply_voi_lut
 
 from bench.data.header_index import read_index, write_index
 from bench.data.headers import HEADER_COLUMNS, HeaderBatch, candidate_files, read_headers_item
+from bench.data.hu import hu_into
 from bench.errors import DicomError
 
 log = logging.getLogger(__name__)
@@ -396,10 +398,27 @@ def _read_with_pixels(path) -> tuple[pydicom.Dataset, np.ndarray]:
         ) from error
 
 
-def load_ct_series(paths: Sequence[str | os.PathLike]) -> CtVolume:
-    """Load the files of one CT series into a volume in HU (see the module docstring).
+@dataclass(frozen=True)
+class _Slice:
+    """What :func:`load_ct_series` keeps of one file once its pixels are in the volume."""
 
-    HU = stored value x RescaleSlope + RescaleIntercept, per slice.
+    series_uid: str
+    matrix: tuple[int, int]
+    orientation: tuple[float, ...] | None
+    position: tuple[float, ...] | None
+    spacing: tuple[float, ...] | None
+    sop_uid: str
+    pixel_sha256: str
+
+
+def load_ct_series(paths: Sequence[str | os.PathLike]) -> CtVolume:
+    """Load the files of one CT series into an int16 volume in HU (see the module docstring).
+
+    HU = stored value x RescaleSlope + RescaleIntercept, per slice, rounded and clipped to int16
+    (:func:`bench.data.hu.hu_into`). Each file is read once: its pixels go straight into the
+    volume and its pixel data's sha256 into ``pixel_sha256``; the slices are then put in order
+    along the normal (no copy when ``paths`` already are, as
+    :func:`bench.data.ricord.case_series` gives them).
 
     Raises
     ------
@@ -408,14 +427,33 @@ def load_ct_series(paths: Sequence[str | os.PathLike]) -> CtVolume:
     """
     if not paths:
         raise DicomError("load_ct_series: no files given; the series has no instances in the index.")
-    datasets = [_read_with_pixels(path) for path in paths]
-    first = datasets[0][0]
-    where = _text(first, "SeriesInstanceUID")
-    _same([_text(ds, "SeriesInstanceUID") for ds, _ in datasets], "SeriesInstanceUID", where, paths)
-    _same([(int(ds.Rows), int(ds.Columns)) for ds, _ in datasets], "matrix", where, paths)
-    orientations = [_floats(ds.get("ImageOrientationPatient")) for ds, _ in datasets]
-    positions = [_floats(ds.get("ImagePositionPatient")) for ds, _ in datasets]
-    spacings = [_floats(ds.get("PixelSpacing")) for ds, _ in datasets]
+    first = None
+    hu = np.empty(0, dtype=np.int16)
+    slices = []
+    for k, path in enumerate(paths):
+        ds, pixels = _read_with_pixels(path)
+        matrix = (int(ds.Rows), int(ds.Columns))
+        if first is None:
+            first = ds
+            hu = np.empty((len(paths), *matrix), dtype=np.int16)
+        if matrix == hu.shape[1:]:  # another grid is reported below, naming the file
+            if pixels.shape != matrix:
+                raise DicomError(f"{path}: pixel data of shape {pixels.shape}, not one "
+                                 f"{matrix[0]}x{matrix[1]} frame; a CT series must hold one slice per "
+                                 "file. Remove the file.")
+            hu_into(pixels[None], hu[k:k + 1], float(ds.get("RescaleSlope", 1.0) or 1.0),
+                    float(ds.get("RescaleIntercept", 0.0) or 0.0))
+        slices.append(_Slice(_text(ds, "SeriesInstanceUID"), matrix,
+                             _floats(ds.get("ImageOrientationPatient")),
+                             _floats(ds.get("ImagePositionPatient")), _floats(ds.get("PixelSpacing")),
+                             _text(ds, "SOPInstanceUID"), pixel_data_sha256(ds)))
+        del ds, pixels
+    where = slices[0].series_uid
+    _same([s.series_uid for s in slices], "SeriesInstanceUID", where, paths)
+    _same([s.matrix for s in slices], "matrix", where, paths)
+    orientations = [s.orientation for s in slices]
+    positions = [s.position for s in slices]
+    spacings = [s.spacing for s in slices]
     for name, values in (
         ("ImageOrientationPatient", orientations),
         ("ImagePositionPatient", positions),
@@ -429,7 +467,7 @@ def load_ct_series(paths: Sequence[str | os.PathLike]) -> CtVolume:
                 )
     _same(orientations, "ImageOrientationPatient", where, paths)
     _same(spacings, "PixelSpacing", where, paths)
-    sop_uids = [_text(ds, "SOPInstanceUID") for ds, _ in datasets]
+    sop_uids = [s.sop_uid for s in slices]
     geometry = order_slices(
         np.array(positions),
         orientations[0],
@@ -437,12 +475,8 @@ def load_ct_series(paths: Sequence[str | os.PathLike]) -> CtVolume:
         where=where,
         slice_thickness_mm=float(first.get("SliceThickness") or 0.0),
     )
-    hu = np.empty((len(datasets), int(first.Rows), int(first.Columns)), dtype=np.float32)
-    for k, index in enumerate(geometry.order):
-        ds, pixels = datasets[index]
-        slope = float(ds.get("RescaleSlope", 1.0) or 1.0)
-        intercept = float(ds.get("RescaleIntercept", 0.0) or 0.0)
-        hu[k] = pixels.astype(np.float32) * np.float32(slope) + np.float32(intercept)
+    if not np.array_equal(geometry.order, np.arange(len(slices))):
+        hu = hu[geometry.order]
     row_spacing, col_spacing = spacings[0]
     orientation = np.asarray(orientations[0], dtype=float)
     affine = np.eye(4)
@@ -457,8 +491,7 @@ def load_ct_series(paths: Sequence[str | os.PathLike]) -> CtVolume:
         sop_uids=tuple(sop_uids[i] for i in geometry.order),
         study_uid=_text(first, "StudyInstanceUID"),
         series_uid=where,
-        pixel_sha256=tuple(sorted((sop, pixel_data_sha256(ds)) for sop, (ds, _) in zip(sop_uids, datasets,
-                                                                                      strict=True))),
+        pixel_sha256=tuple(sorted((s.sop_uid, s.pixel_sha256) for s in slices)),
     )
 
 

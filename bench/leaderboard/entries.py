@@ -10,7 +10,7 @@ attempt) when the board is a challenge phase, otherwise the entry's stored runs 
 split, oldest first, the one on the board marked.
 
 Layout, relative to the board folder: the entry page ``<team>/<entry>.html`` and its folder
-``<team>/<entry>/`` with ``receipts/<run_id>.json`` and (shown splits only) ``per_case.csv``.
+``<team>/<entry>_files/`` with ``receipts/<run_id>.json`` and (shown splits only) ``per_case.csv``.
 """
 
 import math
@@ -45,8 +45,15 @@ class HistoryRow:
 
 
 def entry_folder(entry: BoardEntry) -> PurePosixPath:
-    """The entry's folder relative to its board folder: ``<team slug>/<entry slug>``."""
-    return PurePosixPath(entry.page).with_suffix("")
+    """The entry's folder relative to its board folder: ``<team slug>/<entry slug>_files``.
+
+    Beside the pages (``<entry slug>.html``) and plots (``.svg``) of the team's other entries, a
+    folder named after the entry alone could be one of them: entry ``x.html``'s folder would
+    be entry ``x``'s page, and the build would fail for every entry. No page or plot ends in
+    ``_files``, and no two entries' folders share a name.
+    """
+    page = PurePosixPath(entry.page)
+    return page.with_name(f"{page.name.removesuffix('.html')}_files")
 
 
 def receipt_href(entry: BoardEntry, run_id: str) -> str:

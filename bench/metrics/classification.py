@@ -139,7 +139,9 @@ def weighted_auroc(y_true: np.ndarray, y_score: np.ndarray, weights: np.ndarray 
     upto = np.searchsorted(neg_sorted, y_score[pos_index], side="right")
     cumulative = running_sums(cases, neg_order, dtype=np.result_type(w.dtype, np.int64))
     w_pos = cases[pos_index]
-    twice_numerator = np.einsum("ij,ij->j", w_pos, cumulative[below] + cumulative[upto])
+    at_or_below = cumulative[below]
+    at_or_below += cumulative[upto]
+    twice_numerator = np.einsum("ij,ij->j", w_pos, at_or_below)
     denominator = w_pos.sum(axis=0) * cumulative[-1]
     with np.errstate(invalid="ignore", divide="ignore"):
         auc = np.where(denominator > 0, twice_numerator / (2.0 * np.where(denominator > 0, denominator, 1)),
@@ -227,12 +229,16 @@ def weighted_average_precision(y_true: np.ndarray, y_score: np.ndarray,
     s_desc = y_score[order]
     ends = np.flatnonzero(np.r_[s_desc[1:] != s_desc[:-1], True]) + 1  # cases down to each threshold
     is_positive = y_true[order] == 1
-    predicted = running_sums(cases, order)[ends]
-    # the positives' running sums, read at the number of positives down to each threshold
-    tp = running_sums(cases, order[is_positive])[np.r_[0, np.cumsum(is_positive)][ends]]
-    positives, total = tp[-1], predicted[-1].copy()
+    running, positive_running = running_sums(cases, order), running_sums(cases, order[is_positive])
+    positives_upto = np.r_[0, np.cumsum(is_positive)][ends]  # positives down to each threshold
+    # a threshold that adds no positive has recall step exactly 0 and adds exactly 0 to the sum, which
+    # numpy takes row after row for several weight vectors: there only the thresholds that add positives
+    # are kept (the same sum, term for term). One vector it sums pairwise, so it keeps them all.
+    adds = np.diff(positives_upto, prepend=0) > 0 if cases.shape[1] > 1 else np.ones(ends.size, dtype=bool)
+    predicted, tp = running[ends[adds]], positive_running[positives_upto[adds]]
+    positives, total = positive_running[-1], running[-1]
     step = np.empty_like(tp)  # np.diff(tp, axis=0, prepend=0), without its concatenated copy
-    step[0] = tp[0]
+    step[:1] = tp[:1]
     np.subtract(tp[1:], tp[:-1], out=step[1:])
     with np.errstate(invalid="ignore", divide="ignore"):
         precision = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)

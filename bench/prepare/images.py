@@ -2,21 +2,26 @@
 
 Every image is checked against the pinned fingerprint before use, so a prepared split is
 exactly the pinned one; converted images are cached by that fingerprint, so a second prepare
-reads no DICOM at all. Cached images are hard-linked (:func:`bench.io.link_or_copy`) both ways,
-into the cache and out of it: a cache entry is written once, in a folder renamed into place,
-and never rewritten.
+reads no DICOM at all. A cache entry is written once, in a folder renamed into place, and never
+rewritten. Images are *copied* into the cache and out of it, never hard-linked: a prepared image
+is what a submission sees (its snapshot links it), and a link would tell it the image's history.
+The cache is shared by every task, so in a CT COVID split the images already converted for the
+1a segmentation task (all COVID positive) would come out of the cache with an older modification
+time, an older inode and one link more than the 1b (negative) ones converted now: the label, read
+by ``stat``. A copy is a new file, written in the split's opaque case order like every other.
 """
 
 import json
 import logging
 import os
+import shutil
 from collections.abc import Mapping
 from pathlib import Path
 
 import nibabel as nib
 
 from bench.errors import PrepareError
-from bench.io import atomic_directory, link_or_copy, write_json
+from bench.io import atomic_directory, write_json
 from bench.prepare import nifti
 from bench.splits.fingerprints import fingerprint_of_pixels, images_fingerprint, locate_series
 from bench.splits.pinned import SplitCase
@@ -24,8 +29,9 @@ from bench.tasks import TaskSpec
 
 log = logging.getLogger(__name__)
 
-#: Version of the DICOM -> NIfTI conversion; part of the cache key.
-CONVERSION = "nifti-v2"
+#: Version of the DICOM -> NIfTI conversion; part of the cache key (v3: compressed in fixed pieces as
+#: written, :func:`bench.prepare.nifti.save`, so the bytes differ from v2 files).
+CONVERSION = "nifti-v3"
 
 
 _CACHE_FILES = ("image.nii.gz", "geometry.json")
@@ -80,7 +86,7 @@ class ImageSource:
         if self._cached(case):
             self.hits += 1
             entry = self._entry(case)
-            link_or_copy(entry / "image.nii.gz", into)
+            shutil.copyfile(entry / "image.nii.gz", into)
             return nib.load(into), json.loads((entry / "geometry.json").read_text(encoding="utf-8"))
         image, geometry = self._convert(case)
         nifti.save(image, into)
@@ -88,7 +94,7 @@ class ImageSource:
         if entry is not None and not entry.exists():
             try:
                 with atomic_directory(entry) as tmp:
-                    link_or_copy(into, tmp / "image.nii.gz")
+                    shutil.copyfile(into, tmp / "image.nii.gz")
                     write_json(tmp / "geometry.json", geometry)
             except OSError as error:  # another prepare filled the entry first, or the cache is read-only
                 log.warning("could not cache %s: %s", entry, error)

@@ -33,14 +33,14 @@ decompressed bytes.
 import hashlib
 import io
 import os
-from pathlib import Path
 
 import nibabel as nib
 import numpy as np
-from isal import igzip
+from isal import igzip, isal_zlib
+
+from bench.data.hu import hu_into
 
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
-INT16_RANGE = (np.iinfo(np.int16).min, np.iinfo(np.int16).max)
 
 
 def ct_affine_ras(affine_lps_zyx: np.ndarray) -> np.ndarray:
@@ -62,16 +62,17 @@ def _image(data: np.ndarray, affine: np.ndarray) -> nib.Nifti1Image:
 def ct_image(hu_zyx: np.ndarray, affine_lps_zyx: np.ndarray) -> nib.Nifti1Image:
     """A CT volume ``(z, y, x)`` in HU as an int16 NIfTI image in the convention above.
 
-    Rounded and clipped one slice at a time into the int16 array, so no full-size float
-    temporary is made (a 512 x 512 x 200 float32 volume is 200 MiB per temporary).
+    An int16 volume (what :func:`bench.data.dicom.load_ct_series` returns) is used as it is;
+    anything else is rounded and clipped into a new int16 array by
+    :func:`bench.data.hu.hu_into`, one slice at a time, so no full-size float temporary is made
+    (a 512 x 512 x 200 float32 volume is 200 MiB per temporary).
     """
     hu_zyx = np.asarray(hu_zyx)
-    hu = np.empty(hu_zyx.shape, dtype=np.int16)
-    if hu_zyx.dtype.kind in "iu" and hu_zyx.dtype.itemsize <= 2 and np.can_cast(hu_zyx.dtype, np.int16):
-        hu[...] = hu_zyx
+    if hu_zyx.dtype == np.int16:
+        hu = hu_zyx
     else:
-        for k in range(hu_zyx.shape[0]):
-            hu[k] = np.clip(np.rint(hu_zyx[k]), *INT16_RANGE)
+        hu = np.empty(hu_zyx.shape, dtype=np.int16)
+        hu_into(hu_zyx, hu)
     return _image(hu.transpose(2, 1, 0), ct_affine_ras(affine_lps_zyx))
 
 
@@ -112,11 +113,66 @@ GZIP_LEVEL = 2
 def save(image: nib.Nifti1Image, path: str | os.PathLike) -> None:
     """Write ``image`` as .nii.gz: igzip without a timestamp, so equal images give equal bytes.
 
-    The NIfTI bytes are nibabel's own (``to_bytes``: the header and data nibabel would write);
-    only the compressor differs, and nibabel reads the file back like any gzip file. Not atomic
-    by itself: callers write into a staging folder that is renamed into place.
+    The NIfTI bytes are nibabel's own (``to_stream``: the header and data nibabel would write);
+    only the compressor differs, and nibabel reads the file back like any gzip file. They are
+    compressed as nibabel writes them, in pieces of :data:`GZIP_CHUNK` bytes, straight into the
+    file: no full-size copy of the volume (``to_bytes`` made two), and the file depends only on
+    those bytes, not on how nibabel slices its writes. Not atomic by itself: callers write into a
+    staging folder that is renamed into place.
     """
-    Path(path).write_bytes(igzip.compress(image.to_bytes(), compresslevel=GZIP_LEVEL, mtime=0))
+    with open(path, "wb") as handle:
+        stream = _GzipStream(handle)
+        image.to_stream(stream)
+        stream.finish()
+
+
+GZIP_CHUNK = 4 * 2**20
+"""Bytes of NIfTI handed to the compressor at a time by :func:`save` (ISA-L's output depends on it)."""
+
+
+class _GzipStream(io.RawIOBase):
+    """A write-only stream that gzips (level :data:`GZIP_LEVEL`, mtime 0) into ``handle`` what is
+    written to it, :data:`GZIP_CHUNK` bytes at a time. Seeks are allowed only to where it is
+    (nibabel seeks to the data offset it has just reached)."""
+
+    def __init__(self, handle):
+        super().__init__()
+        self._handle = handle
+        self._compressor = isal_zlib.compressobj(GZIP_LEVEL, isal_zlib.DEFLATED, 31)  # 31: gzip, mtime 0
+        self._pending = bytearray(GZIP_CHUNK)
+        self._filled = 0
+        self._position = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:
+        view = memoryview(data).cast("B")
+        written = view.nbytes
+        while view.nbytes:
+            take = min(GZIP_CHUNK - self._filled, view.nbytes)
+            self._pending[self._filled:self._filled + take] = view[:take]
+            self._filled += take
+            view = view[take:]
+            if self._filled == GZIP_CHUNK:
+                self._handle.write(self._compressor.compress(self._pending))
+                self._filled = 0
+        self._position += written
+        return written
+
+    def tell(self) -> int:
+        return self._position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        target = {io.SEEK_SET: offset, io.SEEK_CUR: self._position + offset}.get(whence)
+        if target != self._position:
+            raise io.UnsupportedOperation(f"a compressed stream cannot seek (to {offset}, whence {whence})")
+        return self._position
+
+    def finish(self) -> None:
+        """Compress what is left and write the end of the gzip stream (its CRC and length)."""
+        self._handle.write(self._compressor.compress(memoryview(self._pending)[:self._filled]))
+        self._handle.write(self._compressor.flush())
 
 
 def read_volume(path: str | os.PathLike) -> tuple[np.ndarray, nib.Nifti1Header, np.ndarray]:

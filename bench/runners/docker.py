@@ -18,11 +18,13 @@ the container is removed the harness checks that no task of it is left in any cg
 """
 
 import logging
+import os
 import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 from bench.errors import RunnerError, SubmissionError
+from bench.runners.base_image import BASE_IMAGE
 from bench.runners.cgroups import Sweep, sweep
 from bench.runners.dockerfile import check_dockerfile, check_not_another_entry
 from bench.runners.intake import load_tarball, tag_entry_image
@@ -36,6 +38,7 @@ from bench.tasks import Limits, parse_memory_bytes
 log = logging.getLogger(__name__)
 
 _BUILD_LOG_TAIL = 25
+_HAND_BACK_TIMEOUT_S = 120
 ROLE_LABEL = "ricord-bench.role"
 RUN_LABEL = "ricord-bench.run-id"
 DEADLINE_LABEL = "ricord-bench.deadline"
@@ -257,6 +260,8 @@ def run_container(
             container.remove(force=True, v=True)
         except docker.errors.APIError as error:
             log.warning("could not remove container %s: %s", container.short_id, error)
+        if os.geteuid() != 0:
+            hand_back_output(client, input_dir, output_dir, limits, labels)
     exit_code = status.get("StatusCode", state.get("ExitCode"))
     oom = bool(state.get("OOMKilled"))
     return ExecOutcome(
@@ -269,6 +274,39 @@ def run_container(
         error=describe_end(exit_code, timed_out, oom, limits),
         survivors=sweep_container(client, container),
     )
+
+
+def hand_back_output(client, input_dir: Path, output_dir: Path, limits: Limits,
+                     labels: Mapping[str, str]) -> None:
+    """Let a harness that is not root read and remove what the container left in ``output_dir``.
+
+    The container wrote as uid 65534, so a folder it left of mode 000 (or any file of mode 0600)
+    is one the harness's user may neither read nor delete: collection could not look into it
+    and the staging folder would stay on the host. A short container of the base image, as
+    65534 and under the same lockdown, runs ``chmod -R a+rwX /output`` (links are not followed)
+    before collection. As root, nothing is needed.
+    """
+    import docker.errors
+    import requests
+
+    options = {**container_options(BASE_IMAGE, input_dir, output_dir, limits, labels),
+               "entrypoint": ["chmod"], "command": ["-R", "a+rwX", "/output"]}
+    try:
+        helper = client.containers.create(**options)
+    except docker.errors.APIError as error:
+        log.warning("could not hand %s back to the harness's user (%s): what the submission locked "
+                    "there stays unread and is left on disk", output_dir, error)
+        return
+    try:
+        helper.start()
+        helper.wait(timeout=_HAND_BACK_TIMEOUT_S)
+    except (docker.errors.APIError, requests.exceptions.RequestException) as error:
+        log.warning("handing %s back to the harness's user failed: %s", output_dir, error)
+    finally:
+        try:
+            helper.remove(force=True, v=True)
+        except docker.errors.APIError as error:
+            log.warning("could not remove container %s: %s", helper.short_id, error)
 
 
 def sweep_container(client, container) -> Sweep:

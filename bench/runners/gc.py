@@ -32,7 +32,11 @@ def reap_containers(client, *, now: float | None = None) -> list[str]:
 
     now = time.time() if now is None else now
     done = []
-    for container in client.containers.list(all=True, filters={"label": f"{ROLE_LABEL}=submission"}):
+    # ignore_removed: another run's container may be removed between the listing and its
+    # inspection (concurrent evaluates); that must not fail this run
+    listed = client.containers.list(all=True, filters={"label": f"{ROLE_LABEL}=submission"},
+                                    ignore_removed=True)
+    for container in listed:
         try:
             deadline = float(container.labels.get(DEADLINE_LABEL, "nan"))
         except ValueError:

@@ -16,7 +16,10 @@ SimpleITK's own NIfTI reader, so the grid is exactly the one the collection rule
 Reading a ``.mha`` a submission wrote goes through :func:`read_mha_bytes`: the header is parsed
 and checked first (pixels in the file itself, ``ElementDataFile = LOCAL``, never another file;
 the expected number of dimensions and size; one channel), so SimpleITK is never pointed at a
-host file and never allocates more than the expected grid.
+host file and never allocates more than the expected grid. SimpleITK never reads the
+submission's header either: its MetaImage parser copies some fields into fixed buffers (a
+``Name`` of 300 characters crashed the harness with a segmentation fault), so the file it reads
+is a header written here, from the checked fields alone, followed by the submission's pixels.
 """
 
 import os
@@ -110,8 +113,9 @@ def itk_to_nifti(image):
     return converted
 
 
-def mha_header(data: bytes) -> dict[str, str]:
-    """The ``key = value`` fields of a MetaImage header, up to and including ``ElementDataFile``.
+def mha_header(data: bytes) -> tuple[dict[str, str], int]:
+    """The ``key = value`` fields of a MetaImage header, up to and including ``ElementDataFile``,
+    and the offset of the first byte after that line (where ``LOCAL`` pixels start).
 
     Raises
     ------
@@ -133,8 +137,68 @@ def mha_header(data: bytes) -> dict[str, str]:
             raise MhaInvalid(f"not a MetaImage (.mha) header: line {line[:60]!r} is not 'Key = Value'")
         fields[key.strip()] = value.strip()
         if key.strip() == "ElementDataFile":
-            return fields
+            return fields, position
     raise MhaInvalid("no ElementDataFile in the first 64 KiB; not a MetaImage (.mha) file")
+
+
+def _numbers(fields: dict[str, str], names: tuple[str, ...], count: int) -> list[float] | None:
+    """The first of ``names`` present, as ``count`` finite numbers; None when none is present."""
+    for name in names:
+        if name in fields:
+            try:
+                values = [float(word) for word in fields[name].split()]
+            except ValueError:
+                values = []
+            if len(values) != count or not all(np.isfinite(values)):
+                raise MhaInvalid(f"{name} {fields[name][:60]!r} is not {count} finite numbers")
+            return values
+    return None
+
+
+def _flag(fields: dict[str, str], names: tuple[str, ...], default: bool) -> bool:
+    for name in names:
+        if name in fields:
+            if fields[name].lower() not in ("true", "false"):
+                raise MhaInvalid(f"{name} {fields[name][:60]!r} is not True or False")
+            return fields[name].lower() == "true"
+    return default
+
+
+def clean_header(fields: dict[str, str], ndim: int) -> bytes:
+    """A MetaImage header written here from the checked fields of a submission's header.
+
+    Only what places and decodes the pixels is kept (size, element type, byte order,
+    compression, spacing, offset, direction), every value re-written from the numbers parsed
+    out of it; names, comments and every other field are dropped.
+
+    Raises
+    ------
+    MhaInvalid
+        ASCII pixel data, a ``HeaderSize``, or a geometry field that is not the right count of
+        finite numbers.
+    """
+    if not _flag(fields, ("BinaryData",), True):
+        raise MhaInvalid("BinaryData = False (pixels written as text); write binary pixels")
+    if "HeaderSize" in fields:
+        raise MhaInvalid("HeaderSize is set; LOCAL pixels must follow the header directly")
+    lines = [("ObjectType", "Image"), ("NDims", str(ndim)), ("BinaryData", "True"),
+             ("BinaryDataByteOrderMSB",
+              str(_flag(fields, ("BinaryDataByteOrderMSB", "ElementByteOrderMSB"), False)))]
+    compressed = _flag(fields, ("CompressedData",), False)
+    lines.append(("CompressedData", str(compressed)))
+    if compressed and "CompressedDataSize" in fields:
+        (size,) = _numbers(fields, ("CompressedDataSize",), 1)
+        lines.append(("CompressedDataSize", str(int(size))))
+    geometry = (("TransformMatrix", ("TransformMatrix", "Rotation", "Orientation"), ndim * ndim),
+                ("Offset", ("Offset", "Position", "Origin"), ndim),
+                ("ElementSpacing", ("ElementSpacing",), ndim))
+    for key, names, count in geometry:
+        values = _numbers(fields, names, count)
+        if values is not None:
+            lines.append((key, " ".join(repr(value) for value in values)))
+    lines += [("DimSize", fields["DimSize"]), ("ElementType", fields["ElementType"]),
+              ("ElementDataFile", "LOCAL")]
+    return "".join(f"{key} = {value}\n" for key, value in lines).encode("ascii")
 
 
 def read_mha_bytes(data: bytes, *, shape: tuple[int, ...], scratch: Path):
@@ -152,7 +216,7 @@ def read_mha_bytes(data: bytes, *, shape: tuple[int, ...], scratch: Path):
     """
     import SimpleITK as sitk
 
-    fields = mha_header(data)
+    fields, pixels_at = mha_header(data)
     if fields.get("ObjectType", "Image") != "Image":
         raise MhaInvalid(f"ObjectType is {fields['ObjectType']!r}, not Image")
     if fields["ElementDataFile"] != "LOCAL":
@@ -171,10 +235,13 @@ def read_mha_bytes(data: bytes, *, shape: tuple[int, ...], scratch: Path):
         raise MhaInvalid(f"{channels} channels; a mask has one")
     if fields.get("ElementType") not in _ELEMENT_BYTES:
         raise MhaInvalid(f"ElementType {fields.get('ElementType')!r} is not a MetaImage pixel type")
+    fields["DimSize"] = " ".join(str(n) for n in size)
+    header = clean_header(fields, len(size))
     descriptor, name = tempfile.mkstemp(dir=scratch, suffix=".mha")
     try:
         with os.fdopen(descriptor, "wb") as handle:
-            handle.write(data)
+            handle.write(header)
+            handle.write(memoryview(data)[pixels_at:])
         reader = sitk.ImageFileReader()
         reader.SetImageIO("MetaImageIO")
         reader.SetFileName(name)

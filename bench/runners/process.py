@@ -19,18 +19,22 @@ set, in a bubblewrap (``bwrap``) sandbox held to what the Docker runner enforces
 - at the deadline the sandbox is SIGKILLed, which ends its pid namespace; afterwards the
   harness looks for any process still in that namespace, kills it and records the check.
 
-Memory is bounded with ``setrlimit`` in both modes: ``RLIMIT_AS`` (address space) without GPUs;
-with GPUs ``RLIMIT_DATA`` instead (private writable memory: heap and anonymous mappings), because
-CUDA reserves tens of GiB of address space it never touches and does not start under an
-address-space cap. File size and core dumps are capped in both. ``--gpus`` binds the NVIDIA
-device nodes (:mod:`bench.runners.devices`); ``python`` (``bench run --python``) runs the
-submission's ``{python}`` with the developer's own interpreter (a venv or conda environment),
-whose installation is bound read-only, found from the path alone (the interpreter is never run
-on the host). Without
-bubblewrap the runner refuses to run unless asked with ``unsafe=True`` (``bench run
---unsafe-no-sandbox``): the command then runs as the calling user with the host's network
-and files, only its process group is killed at the deadline (a process that calls
-``setsid`` survives), and the run records ``isolated: false``.
+The whole tree's pids and memory are bounded by a cgroup (:mod:`bench.runners.confine`) when one
+can be made (root, cgroup v1 or v2 with those controllers). When none can, untrusted code is
+refused (:func:`no_cgroup_message`) unless asked with ``unsafe=True`` (``bench run
+--unsafe-no-sandbox``): the sandbox then runs with per-process limits only, and processes are bounded by
+``RLIMIT_NPROC`` on the sandbox's host user, set to the tasks that user already has plus ``pids``;
+``isolation`` says so. Memory is bounded with ``setrlimit`` in both modes: ``RLIMIT_AS`` (address
+space) without GPUs; with GPUs ``RLIMIT_DATA`` instead (private writable memory: heap and
+anonymous mappings), because CUDA reserves tens of GiB of address space it never touches and does
+not start under an address-space cap. File size and core dumps are capped in both. ``--gpus``
+binds the NVIDIA device nodes (:mod:`bench.runners.devices`); ``python`` (``bench run --python``)
+runs the submission's ``{python}`` with the developer's own interpreter (a venv or conda
+environment), whose installation is bound read-only, found from the path alone (the interpreter is
+never run on the host). Without bubblewrap the runner refuses to run unless asked with
+``unsafe=True`` (``bench run --unsafe-no-sandbox``): the command then runs as the calling user
+with the host's network and files, only its process group is killed at the deadline (a process
+that calls ``setsid`` survives), and the run records ``isolated: false``.
 """
 
 import json
@@ -74,6 +78,8 @@ NO_SANDBOX = (
     "own code anyway, without any isolation (your user, your network, your files; a daemon it starts "
     "may outlive the run), pass --unsafe-no-sandbox."
 )
+UNCONFINED = "NOT for the whole tree"
+"""In ``isolation`` when the sandbox had no pids and memory cgroup (``--unsafe-no-sandbox``)."""
 _SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 _SYSTEM_FILES = (
     "/etc/ld.so.cache",
@@ -87,23 +93,38 @@ _SYSTEM_FILES = (
 _ROOT_CAPS = ("CAP_SETUID", "CAP_SETGID", "CAP_SETPCAP")
 
 
-def describe_sandbox(limits: Limits, gpus: GpuBinding, roots: list[str], confined: bool) -> str:
+def describe_sandbox(limits: Limits, gpus: GpuBinding, roots: list[str], confinement: Confinement | None,
+                     why_not: str = "") -> str:
     """Exactly what the sandbox of one run allows: the fixed rules, then pids and memory, GPUs, Python.
 
-    ``confined``: the sandbox has its own cgroup (:mod:`bench.runners.confine`).
+    ``confinement``: the sandbox's cgroup (:mod:`bench.runners.confine`), or None, ``why_not``
+    saying why there is none.
     """
     if gpus.indexes:
         memory = (f"RLIMIT_DATA {limits.memory} (private writable memory; GPU runs, as CUDA reserves "
                   "address space it does not use)")
     else:
         memory = f"RLIMIT_AS {limits.memory} (address space)"
-    if confined:
-        memory += f" per process, and a cgroup of {limits.memory} with swap included for the whole tree "
-        memory += f"(OOM-killed past it); pids.max {limits.pids}"
+    if confinement is not None:
+        memory += (f" per process, and {confinement.describe()} of {limits.memory} with swap included for "
+                   f"the whole tree (OOM-killed past it); pids: pids.max {limits.pids}")
     else:
-        memory += " per process; no pids limit (no cgroup: not root, or cgroup v2)"
+        memory += (f" per process only, {UNCONFINED} (no cgroup: {why_not}; run with "
+                   f"--unsafe-no-sandbox); pids: RLIMIT_NPROC of the sandbox's host user, {limits.pids} more "
+                   "than it had at the start (every process of that user on the host counts)")
     python = ", ".join(roots) if roots else "the system's, under /usr"
     return f"{ISOLATED}; memory: {memory}; {gpus.describe()}; Python installation read-only: {python}"
+
+
+def no_cgroup_message(why_not: str) -> str:
+    """Why the process runner refuses untrusted code without a pids and memory cgroup, and what to do."""
+    return (
+        f"the process runner cannot put the sandbox in a pids and memory cgroup: {why_not}. Without "
+        "one, memory is limited per process only, so a submission that starts many processes can take "
+        "the machine's memory. Run bench as root (cgroup v1, or cgroup v2 with the pids and memory "
+        "controllers), or use the Docker runner. To run your own code anyway, with bubblewrap but "
+        "per-process memory limits and an RLIMIT_NPROC bound on processes only, pass --unsafe-no-sandbox."
+    )
 
 
 def bwrap_path() -> str | None:
@@ -279,11 +300,17 @@ def run_process(
         scratch = input_dir.parent / "scratch"
         scratch.mkdir(mode=0o700)
         environment = _environment(str(input_dir), str(output_dir), str(scratch), limits, interpreter, gpus)
-        outcome = _execute(list(command), environment, submission.directory, limits, ())
+        outcome = _execute(list(command), environment, submission.directory, limits, (),
+                           nproc=tasks_of(os.getuid()) + limits.pids)
         return outcome, False, NOT_ISOLATED, command
-    info_read, info_write = os.pipe()
+    confinement, why_not = confine(pids=limits.pids, memory_bytes=parse_memory_bytes(limits.memory))
+    if confinement is None and not unsafe:
+        raise RunnerError(no_cgroup_message(why_not))
+    if confinement is None:
+        log.warning("no cgroup for the sandbox (%s): memory per process only, processes by RLIMIT_NPROC; "
+                    "--unsafe-no-sandbox was passed", why_not)
     as_root = os.geteuid() == 0
-    confinement = confine(pids=limits.pids, memory_bytes=parse_memory_bytes(limits.memory))
+    info_read, info_write = os.pipe()
     with bpf_program() as program:
         argv = bwrap_arguments(
             bwrap, submission.directory, input_dir, output_dir, limits, command,
@@ -291,10 +318,28 @@ def run_process(
             python=interpreter, gpus=gpus,
         )
         environment = _environment("/input", "/output", "/tmp", limits, interpreter, gpus)
+        nproc = None if confinement is not None else (
+            tasks_of(SUBMISSION_UID if as_root else os.getuid()) + limits.pids)
         outcome = _execute(argv, environment, None, limits, (program.fileno(), info_write), info_read,
-                           confinement)
-    isolation = describe_sandbox(limits, gpus, python_roots(interpreter), confinement is not None)
+                           confinement, nproc)
+    isolation = describe_sandbox(limits, gpus, python_roots(interpreter), confinement, why_not)
     return outcome, True, isolation, command
+
+
+def tasks_of(uid: int) -> int:
+    """Tasks (threads, which RLIMIT_NPROC counts) of host processes whose real uid is ``uid``."""
+    count = 0
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/status", encoding="ascii", errors="replace") as status:
+                fields = dict(line.split(":", 1) for line in status if ":" in line)
+        except OSError:  # gone meanwhile
+            continue
+        if int(fields.get("Uid", "-1 ").split()[0]) == uid:
+            count += int(fields.get("Threads", "1").strip() or 1)
+    return count
 
 
 def _environment(input_dir: str, output_dir: str, tmp: str, limits: Limits, python: str,
@@ -322,11 +367,14 @@ def memory_rlimit(limits: Limits) -> int:
     return resource.RLIMIT_DATA if limits.gpus else resource.RLIMIT_AS
 
 
-def _limit_resources(limits: Limits) -> None:
+def _limit_resources(limits: Limits, nproc: int | None = None) -> None:
     """Runs in the child before exec: memory per process (:func:`memory_rlimit`), file size and
-    core-dump limits. The sandbox's cgroup, when there is one, bounds the whole tree on top."""
+    core-dump limits, and ``RLIMIT_NPROC`` when given (no cgroup). The sandbox's cgroup, when
+    there is one, bounds the whole tree on top."""
     bounds = [(memory_rlimit(limits), parse_memory_bytes(limits.memory)),
               (resource.RLIMIT_FSIZE, limits.output_mb * 1024 * 1024), (resource.RLIMIT_CORE, 0)]
+    if nproc is not None:
+        bounds.append((resource.RLIMIT_NPROC, nproc))
     for name, value in bounds:
         resource.setrlimit(name, (value, value))
     signal.signal(signal.SIGXFSZ, signal.SIG_DFL)
@@ -340,12 +388,13 @@ def _execute(
     pass_fds: tuple[int, ...],
     info_fd: int | None = None,
     confinement: Confinement | None = None,
+    nproc: int | None = None,
 ) -> ExecOutcome:
-    """Start ``argv`` (in ``confinement``'s cgroup when given), stream its output into capped
-    logs, kill it at the deadline, sweep after."""
+    """Start ``argv`` (in ``confinement``'s cgroup when given, else under ``nproc``), stream its
+    output into capped logs, kill it at the deadline, sweep after."""
 
     def before_exec():
-        _limit_resources(limits)
+        _limit_resources(limits, nproc)
         if confinement is not None:
             confinement.join()
 

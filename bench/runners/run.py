@@ -95,7 +95,7 @@ def run_submission(
         sandbox) per case, each under the same lockdown; the process runner needs bubblewrap.
     limits
         Overrides of the task's limits (timeout_s, memory, cpus, gpus, pids, tmpfs_mb,
-        output_mb), or a complete :class:`bench.tasks.Limits`.
+        output_mb, output_entries), or a complete :class:`bench.tasks.Limits`.
     client
         A ``docker.DockerClient`` for the Docker runner; one from the environment by default.
     progress
@@ -103,7 +103,9 @@ def run_submission(
     unsafe_no_sandbox
         Let the process runner run the command without bubblewrap when it is not installed:
         as the calling user, with the host's network and files, and a process that leaves
-        its process group may outlive the run. Without it such a run is refused.
+        its process group may outlive the run; or, with bubblewrap, without a pids and memory
+        cgroup when none can be made (not root): memory limited per process only, processes by
+        ``RLIMIT_NPROC``. Without it such a run is refused.
     python
         Process runner: the interpreter ``{python}`` in the submission's command stands for (a
         venv's or conda environment's ``bin/python``); its installation is bound read-only into

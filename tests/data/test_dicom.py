@@ -122,8 +122,8 @@ def test_load_ct_series_hu_order_spacing_affine(tmp_path):
         sops[z] = _ct(tmp_path / name, z=z, stored=[[value, value + 1, 0], [3000, value, value]])
     volume = load_ct_series(sorted(tmp_path.glob("*.dcm")))
     assert volume.hu.shape == (3, 2, 3)
-    assert volume.hu.dtype == np.float32
-    assert volume.hu[:, 0, 0].tolist() == [-1024.0, 1024.0, 0.0]  # z = 0, 2.5, 5
+    assert volume.hu.dtype == np.int16
+    assert volume.hu[:, 0, 0].tolist() == [-1024, 1024, 0]  # z = 0, 2.5, 5
     assert volume.hu[0, 1, 0] == 1976.0
     assert volume.sop_uids == (sops[0.0], sops[2.5], sops[5.0])
     assert volume.spacing_mm == pytest.approx((2.5, 0.5, 0.7))
@@ -142,7 +142,22 @@ def test_load_ct_series_rescale_slope(tmp_path):
     _ct(tmp_path / "a.dcm", z=0.0, stored=[[10, 20]], slope=2.0, intercept=-100.0)
     _ct(tmp_path / "b.dcm", z=1.0, stored=[[0, 1]], slope=2.0, intercept=-100.0)
     volume = load_ct_series(sorted(tmp_path.glob("*.dcm")))
-    assert volume.hu.tolist() == [[[-80.0, -60.0]], [[-100.0, -98.0]]]
+    assert volume.hu.tolist() == [[[-80, -60]], [[-100, -98]]]
+
+
+def test_load_ct_series_rounds_half_to_even_and_clips_to_int16(tmp_path):
+    """Fractional HU are rounded as numpy.rint does (half to even) and clipped to the int16 range,
+    the values prepare writes; in the same order the volume equals the series given in any order."""
+    _ct(tmp_path / "a.dcm", z=0.0, stored=[[3, 5, 7, 65535]], slope=0.5, intercept=0.0)
+    _ct(tmp_path / "b.dcm", z=1.0, stored=[[0, 65535, 1, 2]], slope=1.0, intercept=-1024.0)
+    _ct(tmp_path / "c.dcm", z=2.0, stored=[[65535, 0, 1, 2]], slope=1.0, intercept=1000.0)
+    files = sorted(tmp_path.glob("*.dcm"))
+    volume = load_ct_series(files)
+    assert volume.hu.dtype == np.int16
+    assert volume.hu.tolist() == [[[2, 2, 4, 32767]], [[-1024, 32767, -1023, -1022]],
+                                  [[32767, 1000, 1001, 1002]]]
+    reversed_order = load_ct_series(files[::-1])
+    assert np.array_equal(reversed_order.hu, volume.hu) and reversed_order.sop_uids == volume.sop_uids
 
 
 def test_load_ct_series_rejects_mixed_series(tmp_path):

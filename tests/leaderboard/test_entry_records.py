@@ -10,7 +10,7 @@ from markupsafe import escape
 from bench.leaderboard import build_leaderboard
 from bench.leaderboard.pages import public_receipt
 from bench.splits.citation import DATA_SOURCES, cite_board, cite_result
-from bench.store import EntryId, plain
+from bench.store import EntryId, Store, plain
 from bench.tasks import load_task
 from tests.helpers.board_fixtures import CLS_TASK, SEG_TASK, build_fake_store, seg_run
 
@@ -63,7 +63,7 @@ def test_entry_page_dates_team_harness_receipt_and_its_citation(built):
     assert "first 2026-11-19T09:00:00+00:00, latest 2026-11-21T09:00:00+00:00 (2 runs)" in page
     assert "ricord-bench 0.1.0 (5ddb84d)" in page
     assert str(escape(cite_result(run.path).text())) in page
-    href = f"unet-baseline/receipts/{run.run_id}.json"
+    href = f"unet-baseline_files/receipts/{run.run_id}.json"
     assert f'href="{href}"' in page
     published = json.loads((root / "site" / SEG_TASK / "validation-synthetic" / "RSNA" / href).read_text())
     assert published == public_receipt(plain(run.receipt))
@@ -80,8 +80,8 @@ def test_history_lists_every_stored_run_on_the_split_and_marks_the_one_that_coun
     rows = history.split("<tr")[2:]
     assert "0.750" in rows[0] and "0.850" in rows[1] and 'class="counts"' in rows[1]
     for run in runs:
-        assert (root / "site" / SEG_TASK / "validation-synthetic" / "RSNA" / "unet-baseline" / "receipts"
-                / f"{run.run_id}.json").is_file()
+        folder = root / "site" / SEG_TASK / "validation-synthetic" / "RSNA" / "unet-baseline_files"
+        assert (folder / "receipts" / f"{run.run_id}.json").is_file()
     test_page = _page(root, SEG_TASK, "test-synthetic", EntryId("RSNA", "unet-baseline"))
     assert runs[0].run_id not in test_page  # a run on another split is not in this board's history
 
@@ -90,12 +90,12 @@ def test_per_case_csv_on_shown_splits_with_formulas_neutralized(built):
     root, store = built
     folder = root / "site" / SEG_TASK / "validation-synthetic"
     evil = EntryId("@evil", "=cmd|' /C calc'!A0")
-    table = pd.read_csv(folder / evil.key / "per_case.csv", dtype=str, keep_default_na=False)
+    table = pd.read_csv(folder / f"{evil.key}_files" / "per_case.csv", dtype=str, keep_default_na=False)
     run = store.latest(SEG_TASK, evil, split="validation")
     assert list(table.columns) == list(run.per_case.columns) and len(table) == 4
     assert table["dice"].tolist() == ["0.5", "0.6", "0.7", "0.8"]
     page = _page(root, SEG_TASK, "validation-synthetic", evil)
-    assert 'href="' + evil.key.split("/")[1] + '/per_case.csv"' in page
+    assert 'href="' + evil.key.split("/")[1] + '_files/per_case.csv"' in page
     spec_sites = set(table["site"])
     assert spec_sites == {"419639", "660042"}
     assert not list((root / "site" / SEG_TASK / "test-synthetic").rglob("per_case.csv"))
@@ -107,7 +107,7 @@ def test_hidden_split_receipts_withhold_per_case_records(built):
     run = store.latest(SEG_TASK, entry, split="test")
     assert [e["case_id"] for e in run.receipt["case_errors"]] == ["c03"]
     folder = root / "site" / SEG_TASK / "test-synthetic"
-    published = json.loads((folder / entry.key / "receipts" / f"{run.run_id}.json").read_text())
+    published = json.loads((folder / f"{entry.key}_files" / "receipts" / f"{run.run_id}.json").read_text())
     assert published["case_errors"] == "1 per-case record withheld: per-case data are hidden on this split"
     assert "c03" not in _page(root, SEG_TASK, "test-synthetic", entry)
 
@@ -122,7 +122,7 @@ def test_a_phase_board_publishes_the_receipts_its_ledger_names_only(tmp_path):
                       now=datetime(2026, 11, 30, tzinfo=UTC))
     board = tmp_path / "site" / SEG_TASK / "ricord-seg-validation"
     entry = EntryId("Team A", "model")
-    published = sorted(p.stem for p in (board / entry.key / "receipts").glob("*.json"))
+    published = sorted(p.stem for p in (board / f"{entry.key}_files" / "receipts").glob("*.json"))
     assert published == sorted([runs["a1"].run_id, runs["a2"].run_id])
     page = (board / f"{entry.key}.html").read_text()
     assert outside.run_id not in page and "from the challenge ledger" in page
@@ -130,3 +130,22 @@ def test_a_phase_board_publishes_the_receipts_its_ledger_names_only(tmp_path):
     assert history.count("receipt.json") == 2 and history.count('class="counts"') == 1
     test_page = (tmp_path / "site" / SEG_TASK / "ricord-seg-test" / f"{entry.key}.html").read_text()
     assert "refused" in test_page and "has used all 2 scored attempts" in test_page
+
+
+def test_an_entry_named_like_another_entrys_page_does_not_break_the_build(tmp_path):
+    """The attack: entries ``x`` and ``x.html`` of one team. ``x``'s page is ``<team>/x.html``;
+    with the folder named after the page, ``x.html``'s receipts went into a folder of that
+    name, a file already, and the whole site build failed for every entry."""
+    spec = load_task(SEG_TASK)
+    store = Store(tmp_path / "results")
+    seg_run(store, spec, "victim", [0.8, 0.7], team="Honest")
+    page_of_x = seg_run(store, spec, "x", [0.5, 0.4], team="Mallory")
+    folder_of_x_html = seg_run(store, spec, "x.html", [0.4, 0.3], team="Mallory",
+                               started=datetime(2026, 11, 21, tzinfo=UTC))
+    build_leaderboard(store.root, tmp_path / "site")
+    board = tmp_path / "site" / SEG_TASK / "test-synthetic"
+    assert (board / f"{page_of_x.entry.key}.html").is_file() and (board / "Honest/victim.html").is_file()
+    page = (board / f"{folder_of_x_html.entry.key}.html").read_text()
+    href = page.split('href="')[1:]
+    receipt = next(link.split('"')[0] for link in href if "/receipts/" in link)
+    assert (board / "Mallory" / receipt).is_file()

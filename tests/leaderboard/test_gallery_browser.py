@@ -4,11 +4,12 @@ store, scrolls so the lazy thumbnails load, and every image renders."""
 import pytest
 
 from bench.leaderboard import build_leaderboard
+from bench.store import slugify
 from tests.helpers.cdp import Chromium
 from tests.helpers.gallery_fixtures import SEG
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
-TEAM = "ricord-bench-reference-01ca42f1"
+TEAM = slugify("ricord-bench reference")
 IMAGES = "Array.from(document.querySelectorAll('.gallery img'))"
 SCROLL = """new Promise(done => {
   let y = 0;

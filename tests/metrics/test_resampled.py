@@ -126,3 +126,27 @@ def test_subgroup_analysis_with_a_closed_form_equals_the_loop():
     for label in ("F", "M"):
         for field in ("value", "ci_low", "ci_high", "difference", "difference_ci_low", "difference_ci_high"):
             assert getattr(fast[label], field) == pytest.approx(getattr(slow[label], field), rel=1e-12), field
+
+
+@pytest.mark.parametrize("width", [1, 5, 200])
+def test_running_sums_make_cumsums_additions_in_its_order(width):
+    """Both branches (cumsum for narrow matrices, row after row for wide ones) give numpy's values."""
+    rows = np.random.default_rng(8).random((50, width))
+    order = np.random.default_rng(9).permutation(50)[:40]
+    out = metric.running_sums(rows, order)
+    assert out.shape == (41, width) and not out[0].any()
+    assert np.array_equal(out[1:], np.cumsum(rows[order], axis=0))
+
+
+@pytest.mark.parametrize("func", [metric.weighted_auroc, metric.weighted_average_precision])
+def test_ranking_metrics_do_not_depend_on_the_memory_order_of_the_counts(func):
+    """The scorer's counts are Fortran-ordered (:func:`resample_counts`); C-ordered counts give the same
+    values bit for bit, and one weight vector at a time the same values (numpy sums a single vector
+    pairwise, so AP may differ in the last bit)."""
+    y, s = _binary(n=130, seed=11)
+    counts = bootstrap_counts(y.size, n_resamples=120, seed=6, strata=y)
+    assert counts.flags.f_contiguous
+    fortran = func(y, s, counts)
+    assert np.array_equal(fortran, func(y, s, np.ascontiguousarray(counts)), equal_nan=True)
+    np.testing.assert_allclose(fortran[:3], [func(y, s, row) for row in counts[:3]], rtol=1e-14)
+    assert func(y, s) == func(y, s, np.ones(y.size))

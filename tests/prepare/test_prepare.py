@@ -146,7 +146,7 @@ def test_the_salt_is_kept_with_the_download_and_decides_the_ids(synth, prepared,
                           salt_file=own, directory=synth.tasks)
     assert own.is_file() and own.read_text() != salt_path.read_text()
     # no cache_dir: the library's default is the CLI's, $BENCH_CACHE_DIR
-    assert len(list((tmp_path / "default-cache" / "nifti-v2").iterdir())) == len(other.case_ids)
+    assert len(list((tmp_path / "default-cache" / "nifti-v3").iterdir())) == len(other.case_ids)
     assert not set(other.case_ids) & set(first.case_ids)
     assert sorted(other.source_case_ids.values()) == sorted(first.source_case_ids.values())
     again = prepare_split(spec, "synthetic", "test", root=synth.root, out=tmp_path / "again",
@@ -264,9 +264,27 @@ def test_a_second_prepare_takes_every_image_from_the_cache(synth, prepared, tmp_
     for case_id in first.case_ids:
         name = f"images/{case_id}.nii.gz"
         assert (again.input_dir / name).read_bytes() == (first.input_dir / name).read_bytes()
-        # the cache shares its bytes by hard link, into the first tree and out to the second
-        assert (again.input_dir / name).stat().st_ino == (first.input_dir / name).stat().st_ino
+        # copied out of the cache, never linked: an image's links and inode tell nothing of its history
+        assert (again.input_dir / name).stat().st_ino != (first.input_dir / name).stat().st_ino
+        assert (again.input_dir / name).stat().st_nlink == 1
         assert (again.input_dir / name).stat().st_mode & 0o777 == 0o644
+
+
+def test_input_image_metadata_tells_nothing_of_the_label(synth, prepared):
+    """The attack: ``stat`` of the input images. The shared cache already held the CT COVID
+    test cases the 1a segmentation task had converted (all COVID positive); linked out of it,
+    they had one link more, an older inode and an older modification time than the negatives
+    converted for this task, which a submission reads through its bind mount."""
+    result = prepared[CLS]
+    assert result.cache_hits > 0  # the attack's precondition: some images came from the cache
+    reference = json.loads((result.reference_dir / "reference.json").read_text())
+    label = {case["case_id"]: case["covid"] for case in reference["cases"]}
+    stats = {case_id: (result.input_dir / "images" / f"{case_id}.nii.gz").stat()
+             for case_id in result.case_ids}
+    assert {info.st_nlink for info in stats.values()} == {1}
+    assert len(set(label.values())) == 2  # positives (some from the cache) and negatives
+    by_age = sorted(result.case_ids, key=lambda case_id: stats[case_id].st_mtime_ns)
+    assert by_age == sorted(result.case_ids)  # written in opaque id order, whatever the cache held
 
 
 def test_out_layouts_that_would_expose_the_reference_are_refused(synth, prepared):

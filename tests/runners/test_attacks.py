@@ -5,7 +5,14 @@ the image, not the script), runs it through the harness, and checks the recorded
 that nothing of it is left on the host: no volume, no container, no folder beside the run.
 """
 
+import grp
+import json
+import os
 import shutil
+import stat
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -125,3 +132,42 @@ def test_building_from_another_entrys_image_is_refused(client, base_image, tmp_p
     own = run_submission(load_submission(SUBMISSIONS / "constant-prior", team="Team A", entry="secret-model"),
                          load_task(CLS), inputs, tmp_path / "own", limits=FAST)
     assert own.counts["ok"] == 4  # the entry itself builds FROM the base image as before
+
+
+def _non_root_area(tmp_path, tmp_path_factory):
+    """A folder under ``tmp_path`` that another user may write, its parents made traversable."""
+    stop = tmp_path_factory.getbasetemp().parent
+    for folder in (tmp_path, *tmp_path.parents):
+        if folder == stop:
+            break
+        folder.chmod(folder.stat().st_mode | stat.S_IXOTH)
+    area = tmp_path / "organizer"
+    area.mkdir(mode=0o777)
+    area.chmod(0o777)
+    return area
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to start the harness as another user")
+def test_a_locked_folder_is_recorded_and_removed_by_a_harness_that_is_not_root(
+        client, adversaries, tmp_path, tmp_path_factory):
+    try:
+        docker_group = grp.getgrnam("docker").gr_gid
+    except KeyError:
+        pytest.skip("no docker group to give the non-root harness the engine")
+    area = _non_root_area(tmp_path, tmp_path_factory)
+    submission = shutil.copytree(adversaries["locked-folder"], area / "locked-folder")
+    inputs = write_prepared(area / "prepared", CLS)
+    repository = Path(__file__).resolve().parents[2]
+    done = subprocess.run(
+        ["setpriv", "--reuid=65533", "--regid=65533", f"--groups={docker_group}", sys.executable, "-m",
+         "bench", "run", str(submission), "--task", CLS, "--inputs", str(inputs),
+         "--out", str(area / "runs/run"), "--timeout", "120"],
+        env={"PATH": os.environ["PATH"], "PYTHONPATH": str(repository), "HOME": str(area),
+             "BENCH_STATE_DIR": str(area / "state")},
+        capture_output=True, text=True, timeout=600, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    body = json.loads((area / "runs/run/run.json").read_text())
+    assert [case["status"] for case in body["cases"]] == ["ok"] * 4
+    stray = {"path": "locked/inner/kept-away", "reason": "not part of the output contract; not kept"}
+    assert stray in body["rejected"]
+    assert sorted(p.name for p in (area / "runs").iterdir()) == ["run"]  # the staging folder is gone

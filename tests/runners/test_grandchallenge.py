@@ -4,7 +4,10 @@ the per-case time shares; and the process runner running the GC threshold-seg in
 
 import json
 import os
+import subprocess
+import sys
 import uuid
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -22,6 +25,8 @@ from bench.runners.result import ExecOutcome, describe_end
 from bench.runners.staging import read_inputs
 from bench.runners.submission import load_submission
 from bench.tasks import load_task
+from bench.trees import remove_tree
+from tests.helpers.runner_fixtures import make_adversaries
 from tests.helpers.runner_inputs import write_prepared
 
 SEG, CLS, CXR = "ricord-1a-lesion-seg", "ricord-ct-covid-cls", "ricord-1c-cxr-appearance"
@@ -162,15 +167,18 @@ def test_a_case_is_laid_out_as_grand_challenge_does(tmp_path):
 
 
 def _collect(spec, inputs, outputs_by_case, tmp_path):
-    """Convert each case's GC output folder, collect the converted outputs; {case: (status, reason)}."""
+    """Convert each case's GC output folder, collect the converted outputs; {case: (status, reason)}.
+
+    The entries each conversion rejected are put under the key ``"rejected"``."""
     prepared = read_inputs(inputs)
     converted, scratch = tmp_path / "converted", tmp_path / "scratch"
     converted.mkdir()
     scratch.mkdir()
-    problems, rows = {}, {}
+    problems, rows, rejected = {}, {}, []
     for case in prepared.cases:
         result = convert_case(spec, sockets(spec), case, outputs_by_case[case.case_id], inputs, converted,
                               Budget(1 << 30), scratch)
+        rejected += [(item.path, item.reason) for item in result.rejected]
         if result.problem:
             problems[case.case_id] = result.problem
         elif result.row:
@@ -181,8 +189,8 @@ def _collect(spec, inputs, outputs_by_case, tmp_path):
         _write_predictions(spec, rows, converted / "predictions.csv")
     collection = collect_outputs(spec, prepared.cases, converted, inputs, tmp_path / "kept",
                                  cap_bytes=1 << 30)
-    return {c.case_id: (problems.get(c.case_id, c).status, problems.get(c.case_id, c).reason)
-            for c in collection.cases}
+    return {**{c.case_id: (problems.get(c.case_id, c).status, problems.get(c.case_id, c).reason)
+               for c in collection.cases}, "rejected": rejected}
 
 
 def _case_outputs(tmp_path, names):
@@ -210,12 +218,19 @@ def test_segmentation_outputs_are_converted_and_judged(tmp_path):
     sitk.WriteImage(shifted, str(out["CASE-002"] / target / "m.mha"))
     os.symlink("/etc/passwd", out["CASE-003"] / target / "m.mha")
     (out["CASE-004"] / "results.json").write_text("{}")
+    elsewhere = tmp_path / "host" / "covid-19-lesion-segmentation"  # a host folder holding a valid mask
+    elsewhere.mkdir(parents=True)
+    sitk.WriteImage(masks[4], str(elsewhere / "m.mha"))
+    remove_tree(out["CASE-004"] / "images")
+    os.symlink(elsewhere.parent, out["CASE-004"] / "images")
     statuses = _collect(load_task(SEG), inputs, out, tmp_path)
     assert statuses["CASE-000"] == ("ok", "")
     assert statuses["CASE-001"][0] == "malformed" and "2 .mha files" in statuses["CASE-001"][1]
     assert statuses["CASE-002"][0] == "malformed" and "affine differs" in statuses["CASE-002"][1]
     assert statuses["CASE-003"][0] == "malformed" and "symlink" in statuses["CASE-003"][1]
     assert statuses["CASE-004"] == ("missing", "no images/covid-19-lesion-segmentation/*.mha")
+    assert statuses["rejected"] == [("CASE-004/images", "symlink; never followed, not kept"),
+                                    ("CASE-004/results.json", "not part of the output contract; not kept")]
     kept = nib.load(tmp_path / "kept/masks/CASE-000.nii.gz")
     truth = sitk.GetArrayFromImage(masks[0]).T
     assert np.array_equal(np.asanyarray(kept.dataobj), truth)
@@ -395,3 +410,35 @@ def test_bench_run_takes_the_interface_from_the_command_line(tmp_path):
     answer = CliRunner().invoke(app, [*command, "--out", str(tmp_path / "gc")])
     assert answer.exit_code == 0 and "1 ok" in answer.output, answer.output
     assert json.loads((tmp_path / "gc/run.json").read_text())["interface"] == "grand-challenge"
+
+
+def test_a_header_that_overflows_simpleitks_parser_is_read_without_it(tmp_path):
+    """The attack: a ``Name`` of 300 characters made SimpleITK's MetaImage reader crash the
+    process that read it. Read in a child process, so a regression fails this test only."""
+    long_name = b"ObjectType = Image\nName = " + b"A" * 300 + b"\n"
+    data = _mha(tmp_path).replace(b"ObjectType = Image\n", long_name)
+    (tmp_path / "hostile.mha").write_bytes(data)
+    script = ("import sys, SimpleITK as sitk; from pathlib import Path; from bench.runners.mha import "
+              "read_mha_bytes; image = read_mha_bytes(Path(sys.argv[1]).read_bytes(), shape=(4, 3, 2), "
+              "scratch=Path(sys.argv[2])); print(image.GetSize(), sitk.GetArrayFromImage(image).sum())")
+    done = subprocess.run([sys.executable, "-c", script, str(tmp_path / "hostile.mha"), str(tmp_path)],
+                          capture_output=True, text=True, check=False, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
+    assert done.returncode == 0, f"exit {done.returncode}: {done.stderr[-500:]}"
+    assert done.stdout.split() == ["(4,", "3,", "2)", "0"]
+
+
+@pytest.mark.skipif(bwrap_path() is None, reason="bubblewrap is not installed")
+def test_a_gc_container_writing_an_overflowing_mha_header_is_recorded(tmp_path):
+    folder = make_adversaries(tmp_path / "adversaries")["mha-overflow"]
+    (folder / "submission.yaml").write_text(
+        (folder / "submission.yaml").read_text() + "interface: grand-challenge\n")
+    inputs = write_prepared(tmp_path / "prepared", SEG, n_cases=2)
+    answer = subprocess.run([sys.executable, "-m", "bench", "run", str(folder), "--task", SEG, "--inputs",
+                             str(inputs), "--out", str(tmp_path / "runs/run"), "--runner", "process"],
+                            capture_output=True, text=True, check=False, timeout=600,
+                            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
+    assert answer.returncode == 0, f"exit {answer.returncode}: {answer.stderr[-800:]}"
+    body = json.loads((tmp_path / "runs/run/run.json").read_text())
+    assert [case["status"] for case in body["cases"]] == ["ok", "ok"]  # empty masks on the right grid
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["run"]
