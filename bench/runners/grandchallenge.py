@@ -225,6 +225,8 @@ def _convert_values(task_sockets: Sockets, case_output: Path, budget: Budget) ->
             value = json.loads(data.decode("utf-8"))
         except (UnicodeDecodeError, ValueError) as error:
             raise OutputInvalid(f"{socket.relative_path}: not JSON ({error})") from error
+        except RecursionError as error:  # '[' nested thousands deep: the decoder recurses per level
+            raise OutputInvalid(f"{socket.relative_path}: JSON nested too deep to read") from error
         row.update(_head_probabilities(socket, head, value))
     return {socket.relative_path for socket in task_sockets.outputs}, row
 
@@ -247,7 +249,14 @@ def _head_probabilities(socket: Socket, head: Head, value) -> dict[str, float]:
 
 
 def _is_number(value) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+    """A JSON number that converts to a float (a 4,000-digit integer raises OverflowError)."""
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return False
+    try:
+        float(value)
+    except OverflowError:
+        return False
+    return True
 
 
 @dataclass(frozen=True)
