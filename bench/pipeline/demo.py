@@ -35,6 +35,7 @@ from bench.splits.pin import pin_split
 from bench.splits.pinned import load_split, split_path
 from bench.splits.verify import verify_split
 from bench.tasks import list_tasks, load_task
+from bench.trees import claim_files, record_files
 
 log = logging.getLogger(__name__)
 
@@ -218,6 +219,7 @@ def run_demo(
 def _collection(out: Path, *, seed: int, size: str, progress) -> tuple[Path, list[Path], list[Path]]:
     """The synthetic collection in ``out/data``: reused when ``out/demo.json`` says it has this seed/size."""
     data, marker = out / "data", out / "demo.json"
+    claim_files([marker])  # a demo.json the harness did not write is neither read nor replaced
     if marker.is_file() and data.is_dir():
         recorded = json.loads(marker.read_text(encoding="utf-8"))
         if recorded.get("seed") == seed and recorded.get("size") == size:
@@ -238,6 +240,7 @@ def _collection(out: Path, *, seed: int, size: str, progress) -> tuple[Path, lis
             "clinical": [str(p.relative_to(data)) for p in synth.clinical],
         },
     )
+    record_files([marker])
     return data, list(synth.annotations), _one_format(synth.clinical)
 
 

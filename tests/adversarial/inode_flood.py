@@ -1,11 +1,17 @@
-"""Valid predictions, 3,000 nested folders with a file at the bottom, then empty files until the
-output refuses more (or two million of them): the output's entry limit, not the host, stops it."""
+"""Valid outputs (predictions, or an empty mask per case for a segmentation task), 3,000 nested
+folders with a file at the bottom, then empty files until the output refuses more (or two
+million of them): the output's entry limit, not the host, stops it."""
 
+import json
 import os
 
-from common import OUTPUT, cases, write_valid_predictions
+from common import INPUT, OUTPUT, cases, write_empty_mask, write_valid_predictions
 
-write_valid_predictions([case["case_id"] for case in cases()])
+if json.loads((INPUT / "task.json").read_text())["kind"] == "segmentation":
+    for case in cases():
+        write_empty_mask(case)
+else:
+    write_valid_predictions([case["case_id"] for case in cases()])
 descriptor = os.open(OUTPUT, os.O_RDONLY | os.O_DIRECTORY)
 levels = 0
 try:

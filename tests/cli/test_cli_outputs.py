@@ -116,3 +116,11 @@ def test_synth_and_run_refuse_a_folder_that_is_not_empty(tmp_path):
                               str(inputs), "--out", str(folder), "--runner", "process"])
     assert run.exit_code == 2 and "alreadyexistsandisnotempty" in _squash(run.output)
     assert sorted(os.listdir(folder)) == ["NOTES.md"]
+
+
+def test_demo_refuses_a_demo_json_it_did_not_write(tmp_path):
+    (tmp_path / "demo.json").write_text("my own notes, not JSON\n")
+    result = runner.invoke(app, ["demo", "--out", str(tmp_path), "--runner", "process"])
+    assert result.exit_code == 2 and "demo.json" in _squash(result.output)
+    assert (tmp_path / "demo.json").read_text() == "my own notes, not JSON\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["demo.json"]

@@ -17,7 +17,7 @@ import SimpleITK as sitk
 from typer.testing import CliRunner
 
 from bench.cli import app
-from bench.errors import PrepareError
+from bench.errors import OutputExistsError, PrepareError
 from bench.prepare.export import export_split
 from bench.prepare.images import cache_entry
 from bench.prepare.materialize import prepare_split
@@ -140,6 +140,17 @@ def test_monai_datalist_with_training_and_validation(synth, cache, tmp_path):
     for entry in datalist["training"] + datalist["validation"]:
         assert (out / entry["image"]).is_file() and (out / entry["label"]).is_file()
     assert set(datalist["ricord_bench"]) == {"training", "validation"}
+
+
+def test_monai_export_never_extends_a_datalist_it_did_not_write(synth, cache, tmp_path):
+    out = tmp_path / "monai"
+    out.mkdir()
+    theirs = '{"testing": [{"image": "mine.nii.gz"}]}\n'
+    (out / "datalist.json").write_text(theirs)
+    with pytest.raises(OutputExistsError, match="datalist.json exists and ricord-bench did not write it"):
+        _export(synth, cache, SEG, "validation", "monai", out)
+    assert (out / "datalist.json").read_text() == theirs
+    assert sorted(p.name for p in out.iterdir()) == ["datalist.json"]
 
 
 def test_csv_for_radiograph_classification_carries_the_reference_labels(synth, cache, tmp_path):

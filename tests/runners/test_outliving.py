@@ -21,6 +21,7 @@ from tests.helpers.runner_fixtures import add_to_cases_json, make_adversaries
 from tests.helpers.runner_inputs import write_prepared
 
 CLS = "ricord-ct-covid-cls"
+SEG = "ricord-1a-lesion-seg"
 RUNNERS = [pytest.param("docker", marks=pytest.mark.docker), "process"]
 needs_bwrap = pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap (bwrap) is not installed")
 pytestmark = needs_bwrap
@@ -153,3 +154,17 @@ def test_millions_of_empty_files_and_deep_folders_stop_at_the_output_entry_limit
     assert "holds 5000 entries, its limit (limits.output_entries)" in limit.reason
     assert "d/d/d/d/...2993 levels.../d/d/d/bottom.txt" in {r.path for r in result.rejected}
     assert result.rejected_more > 0
+
+
+@pytest.mark.parametrize("runner", RUNNERS)
+def test_an_entry_flood_beside_valid_masks_keeps_the_masks(submissions, runner, tmp_path):
+    if os.geteuid() != 0:
+        pytest.skip("the output tmpfs (and its inode limit) needs root")
+    inputs = write_prepared(tmp_path / "prepared", SEG)
+    result = run_submission(submissions["inode-flood"], load_task(SEG), inputs, tmp_path / "runs/run",
+                            runner=runner, limits={"timeout_s": 120, "output_entries": 3500})
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["run"]
+    assert [c.status for c in result.cases] == ["ok"] * len(result.cases) and not result.timed_out
+    assert sorted(p.name for p in (tmp_path / "runs/run/outputs/masks").iterdir()) == sorted(
+        f"{c.case_id}.nii.gz" for c in result.cases)
+    assert "holds 3500 entries, its limit" in result.rejected[0].reason
