@@ -50,19 +50,20 @@ def check_dockerfile(dockerfile: Path, build_args: Mapping[str, str], client, *,
     problems = []
     for command in commands:
         where = f"line {command.start_line} ({command.original[:120]!r})"
-        if command.cmd == "FROM":
+        instruction = command.cmd.upper()  # the engine reads `add` as ADD; the parser keeps the case
+        if instruction == "FROM":
             image, name = _from_parts(command)
-            if any(flag.startswith("--platform") for flag in command.flags):
+            if any(flag.lower().startswith("--platform") for flag in command.flags):
                 problems.append(f"{where}: --platform may pull an image for another platform")
             problems += _image_problems(_substitute(image, arguments), stages, client, team, entry, where)
             stages.append(name.lower())
-        elif command.cmd == "COPY":
+        elif instruction == "COPY":
             for flag in command.flags:
-                if flag.startswith("--from="):
-                    source = flag.removeprefix("--from=")
+                if flag.lower().startswith("--from="):
+                    source = flag[len("--from="):]
                     problems += _image_problems(_substitute(source, arguments), stages, client, team, entry,
                                                 where)
-        elif command.cmd == "ADD":
+        elif instruction == "ADD":
             problems += add_problems(command, where)
     if problems:
         raise SubmissionError(
@@ -102,9 +103,9 @@ def _global_arguments(commands, build_args: Mapping[str, str]) -> dict[str, str]
     """The ``ARG``s before the first ``FROM`` (the ones ``FROM`` may use), build arguments first."""
     found: dict[str, str] = {}
     for command in commands:
-        if command.cmd == "FROM":
+        if command.cmd.upper() == "FROM":
             break
-        if command.cmd == "ARG":
+        if command.cmd.upper() == "ARG":
             for item in command.value:
                 name, has_default, default = item.partition("=")
                 found[name] = build_args.get(name, default if has_default else "")
@@ -163,7 +164,7 @@ def _trigger_problems(reference: str, image, where: str) -> list[str]:
         commands = parser.parse_string("\n".join(triggers)) if triggers else ()
     except parser.GoParseError:
         return [f"{where}: image {reference!r} has ONBUILD triggers the parser cannot read"]
-    return [problem for command in commands if command.cmd == "ADD"
+    return [problem for command in commands if command.cmd.upper() == "ADD"
             for problem in add_problems(command, f"{where}, an ONBUILD trigger of {reference!r}")]
 
 
