@@ -15,7 +15,8 @@ lines, the ``escape`` directive and JSON forms mean here what they mean to the e
   already has (build arguments and global ``ARG`` defaults substituted as the engine does),
   never with ``--platform`` (another platform is pulled), and not an image that only another
   entry's name carries (:func:`check_not_another_entry`, applied to ``image:`` too);
-- ``ONBUILD`` triggers of those images obey the ``ADD`` rule, as they run in this build.
+- ``ONBUILD`` triggers obey the same rules, those of the images and those the file sets (a later
+  stage ``FROM`` the stage that set one runs it in this build).
 """
 
 import re
@@ -50,7 +51,9 @@ def check_dockerfile(dockerfile: Path, build_args: Mapping[str, str], client, *,
     problems = []
     for command in commands:
         where = f"line {command.start_line} ({command.original[:120]!r})"
-        instruction = command.cmd.upper()  # the engine reads `add` as ADD; the parser keeps the case
+        # the engine reads `add` as ADD (the parser keeps the case), and runs an ONBUILD trigger
+        # when a later stage of this very file starts FROM the stage that set it
+        instruction = (command.sub_cmd if command.cmd.upper() == "ONBUILD" else command.cmd or "").upper()
         if instruction == "FROM":
             image, name = _from_parts(command)
             if any(flag.lower().startswith("--platform") for flag in command.flags):
