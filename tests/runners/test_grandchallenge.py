@@ -460,3 +460,20 @@ def test_a_gc_container_writing_json_nested_too_deep_is_recorded(tmp_path):
     assert [case["status"] for case in body["cases"]] == ["malformed", "malformed"]
     assert all("nested too deep" in case["reason"] for case in body["cases"])
     assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["run"]
+
+
+@pytest.mark.skipif(bwrap_path() is None, reason="bubblewrap is not installed")
+def test_a_gc_container_leaving_a_file_named_with_any_bytes_is_recorded(tmp_path):
+    folder = make_adversaries(tmp_path / "adversaries")["gc-hostile-names"]
+    (folder / "submission.yaml").write_text(
+        (folder / "submission.yaml").read_text() + "interface: grand-challenge\n")
+    inputs = write_prepared(tmp_path / "prepared", CLS, n_cases=2)
+    answer = subprocess.run([sys.executable, "-m", "bench", "run", str(folder), "--task", CLS, "--inputs",
+                             str(inputs), "--out", str(tmp_path / "runs/run"), "--runner", "process"],
+                            capture_output=True, text=True, check=False, timeout=600,
+                            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
+    assert answer.returncode == 0, f"exit {answer.returncode}: {answer.stderr[-800:]}"
+    assert "\x1b" not in answer.stdout
+    body = json.loads((tmp_path / "runs/run/run.json").read_text())
+    assert [case["status"] for case in body["cases"]] == ["ok", "ok"]
+    assert {r["path"] for r in body["rejected"]} == {f"CASE-00{i}/\\xff\\xfe\\x1b[2J[red]x" for i in range(2)}
