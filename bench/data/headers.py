@@ -325,7 +325,7 @@ def _parse_head(head: bytes):
 
 
 def _parse_dataset(data: bytes):
-    """(elements, transfer syntax or None, offset where parsing stopped) by ``dcmread``."""
+    """(elements, transfer syntax or None, offset where parsing stopped, convert) by ``dcmread``."""
     buffer = io.BytesIO(data)
     ds = pydicom.dcmread(buffer, stop_before_pixels=True, specific_tags=READ_TAGS)
     elements = {tag: ds.get_item(tag) for tag in READ_TAGS if tag in ds}

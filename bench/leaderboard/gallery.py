@@ -14,14 +14,16 @@ for them there, then in the folders given to ``bench leaderboard build --prepare
 prepared split, or a folder holding several, e.g. ``work/prepared``) and ``--runs DIR`` (run
 folders, e.g. ``work/runs``), and uses a tree only when its hash is the one recorded: the
 reference by its ``reference_sha256``, the input images by the reference's ``inputs_sha256``,
-the predictions by the run's ``outputs_sha256``. A board whose trees are not found gets no
-gallery, and its entry pages say why.
+the predictions by the run's ``outputs_sha256``. A board whose trees are not found, or hold a
+file that cannot be read or no longer matches its hash, gets no gallery (the build goes on),
+and its entry pages say why.
 """
 
 import json
 import logging
 import math
 import os
+import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -155,6 +157,9 @@ NOT_FOUND = ("No case gallery: the prepared split these runs were scored on was 
              "receipts record it. Rebuild with `bench leaderboard build --prepared DIR`, naming the prepared "
              "split or a folder holding it (e.g. work/prepared).")
 """What a shown board's entry pages say when its prepared split was not found."""
+UNREADABLE = ("No case gallery: a file of the prepared split these runs were scored on could not be read "
+              "or no longer matches its recorded hash (the build's log names it). Prepare the split again.")
+"""What the entry pages say when the prepared split was found but a case of it cannot be drawn."""
 
 
 def board_galleries(board: Board, board_folder: Path, sources: Sources
@@ -177,7 +182,13 @@ def board_galleries(board: Board, board_folder: Path, sources: Sources
     for members in groups.values():
         prepared = sources.prepared(members[0].run.receipt)
         outputs = {entry.run.submission: sources.outputs(entry.run.receipt) for entry in members}
-        thumbnails.update(write_gallery(board, board_folder, prepared, members, outputs))
+        try:
+            thumbnails.update(write_gallery(board, board_folder, prepared, members, outputs))
+        except (PrepareError, OSError, ValueError) as error:  # e.g. a mask changed since scoring
+            log.warning("no case gallery for board %s: %s", board.key, error)
+            for entry in members:  # the thumbnails drawn before the failure, in the site being built
+                shutil.rmtree(board_folder / entry_folder(entry) / GALLERY, ignore_errors=True)
+                reasons[entry.run.submission] = UNREADABLE
     return thumbnails, reasons
 
 

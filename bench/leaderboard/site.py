@@ -10,7 +10,7 @@ fetches, no server. Layout::
     <task>/<task>.csv               every board of the task as one table
     <task>/<board>-*.svg            plots of each board
     <task>/<board>/<slug>.html      one page per submission and board
-    <task>/<board>/<slug>/          its receipts and per-case CSV (bench.leaderboard.entries)
+    <task>/<board>/<slug>_files/    its receipts, per-case CSV and case gallery (entries, gallery)
 
 All user-supplied text (names, teams, descriptions, receipts, case ids) goes through
 Jinja2's autoescaping; nothing is marked safe. The same store gives the same bytes.

@@ -186,22 +186,26 @@ def _named_outputs(task_sockets: Sockets, case_output: Path, limit: int) -> set[
         if socket.super_kind == "Value":
             names.add(socket.relative_path)
         else:
-            names |= {f"{socket.relative_path}/{entry.relative}"
-                      for entry in _entries(case_output / socket.relative_path, limit)}
+            names |= {f"{socket.relative_path}/{'/'.join(parts)}"
+                      for parts in _below(case_output, socket, limit)}
     return names
 
 
-def _entries(folder: Path, limit: int):
-    try:
-        return list(walk_entries(folder, limit=limit))
-    except OSError:
-        return []
+def _below(case_output: Path, socket: Socket, limit: int) -> list[tuple[str, ...]]:
+    """Entries below the socket's folder, as path parts within it.
+
+    Found by walking ``/output`` itself, which never follows a link: a folder on the way that is
+    a symlink (``images`` pointing at ``/etc``) is never entered, not even to list it.
+    """
+    prefix = tuple(socket.relative_path.split("/"))
+    return [entry.parts[len(prefix):] for entry in walk_entries(case_output, limit=limit)
+            if entry.parts[:len(prefix)] == prefix and len(entry.parts) > len(prefix)]
 
 
 def _convert_mask(socket: Socket, case: InputCase, case_output: Path, snapshot: Path, converted: Path,
                   budget: Budget, scratch: Path, limit: int) -> set[str]:
-    files = [entry.relative for entry in _entries(case_output / socket.relative_path, limit)
-             if len(entry.parts) == 1 and entry.relative.endswith(".mha")]
+    files = [parts[0] for parts in _below(case_output, socket, limit)
+             if len(parts) == 1 and parts[0].endswith(".mha")]
     if not files:
         raise OutputInvalid(f"no {socket.relative_path}/*.mha", status="missing")
     if len(files) > 1:

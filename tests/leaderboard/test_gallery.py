@@ -90,6 +90,18 @@ def test_trees_are_found_by_hash_when_moved_and_refused_when_changed(real, site,
         build_leaderboard(real.results, tmp_path / "changed", prepared_dirs=[moved / "work" / "prepared"],
                           run_dirs=[moved / "work" / "runs"])
         assert not list((tmp_path / "changed" / SEG / "validation-synthetic").rglob("*.png"))
+        # the inputs intact again, but one reference mask swapped for another case's: no gallery on
+        # that board, a note on its pages, and the rest of the site is built
+        image.write_bytes((hidden / image.relative_to(moved / "work")).read_bytes())
+        masks = sorted((images.parent.parent / "reference" / "masks").iterdir())
+        other = next(m for m in masks[1:] if m.read_bytes() != masks[0].read_bytes())
+        masks[0].write_bytes(other.read_bytes())
+        build_leaderboard(real.results, tmp_path / "mask", prepared_dirs=[moved / "work" / "prepared"],
+                          run_dirs=[moved / "work" / "runs"])
+        assert not list((tmp_path / "mask" / SEG / "validation-synthetic").rglob("*.png"))
+        entry = (tmp_path / "mask" / SEG / "validation-synthetic" / TEAM / "threshold-seg.html").read_text()
+        assert "no longer matches its recorded hash" in entry
+        assert list((tmp_path / "mask" / CXR / "validation-synthetic").rglob("*.png"))
     finally:
         hidden.rename(real.work)
 

@@ -25,6 +25,7 @@ from bench.runners.result import ExecOutcome, describe_end
 from bench.runners.staging import read_inputs
 from bench.runners.submission import load_submission
 from bench.tasks import load_task
+from bench.trees import remove_tree
 from tests.helpers.runner_fixtures import make_adversaries
 from tests.helpers.runner_inputs import write_prepared
 
@@ -166,15 +167,18 @@ def test_a_case_is_laid_out_as_grand_challenge_does(tmp_path):
 
 
 def _collect(spec, inputs, outputs_by_case, tmp_path):
-    """Convert each case's GC output folder, collect the converted outputs; {case: (status, reason)}."""
+    """Convert each case's GC output folder, collect the converted outputs; {case: (status, reason)}.
+
+    The entries each conversion rejected are put under the key ``"rejected"``."""
     prepared = read_inputs(inputs)
     converted, scratch = tmp_path / "converted", tmp_path / "scratch"
     converted.mkdir()
     scratch.mkdir()
-    problems, rows = {}, {}
+    problems, rows, rejected = {}, {}, []
     for case in prepared.cases:
         result = convert_case(spec, sockets(spec), case, outputs_by_case[case.case_id], inputs, converted,
                               Budget(1 << 30), scratch)
+        rejected += [(item.path, item.reason) for item in result.rejected]
         if result.problem:
             problems[case.case_id] = result.problem
         elif result.row:
@@ -185,8 +189,8 @@ def _collect(spec, inputs, outputs_by_case, tmp_path):
         _write_predictions(spec, rows, converted / "predictions.csv")
     collection = collect_outputs(spec, prepared.cases, converted, inputs, tmp_path / "kept",
                                  cap_bytes=1 << 30)
-    return {c.case_id: (problems.get(c.case_id, c).status, problems.get(c.case_id, c).reason)
-            for c in collection.cases}
+    return {**{c.case_id: (problems.get(c.case_id, c).status, problems.get(c.case_id, c).reason)
+               for c in collection.cases}, "rejected": rejected}
 
 
 def _case_outputs(tmp_path, names):
@@ -214,12 +218,19 @@ def test_segmentation_outputs_are_converted_and_judged(tmp_path):
     sitk.WriteImage(shifted, str(out["CASE-002"] / target / "m.mha"))
     os.symlink("/etc/passwd", out["CASE-003"] / target / "m.mha")
     (out["CASE-004"] / "results.json").write_text("{}")
+    elsewhere = tmp_path / "host" / "covid-19-lesion-segmentation"  # a host folder holding a valid mask
+    elsewhere.mkdir(parents=True)
+    sitk.WriteImage(masks[4], str(elsewhere / "m.mha"))
+    remove_tree(out["CASE-004"] / "images")
+    os.symlink(elsewhere.parent, out["CASE-004"] / "images")
     statuses = _collect(load_task(SEG), inputs, out, tmp_path)
     assert statuses["CASE-000"] == ("ok", "")
     assert statuses["CASE-001"][0] == "malformed" and "2 .mha files" in statuses["CASE-001"][1]
     assert statuses["CASE-002"][0] == "malformed" and "affine differs" in statuses["CASE-002"][1]
     assert statuses["CASE-003"][0] == "malformed" and "symlink" in statuses["CASE-003"][1]
     assert statuses["CASE-004"] == ("missing", "no images/covid-19-lesion-segmentation/*.mha")
+    assert statuses["rejected"] == [("CASE-004/images", "symlink; never followed, not kept"),
+                                    ("CASE-004/results.json", "not part of the output contract; not kept")]
     kept = nib.load(tmp_path / "kept/masks/CASE-000.nii.gz")
     truth = sitk.GetArrayFromImage(masks[0]).T
     assert np.array_equal(np.asanyarray(kept.dataobj), truth)
