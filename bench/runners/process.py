@@ -106,8 +106,8 @@ def describe_sandbox(limits: Limits, gpus: GpuBinding, roots: list[str], confine
     else:
         memory = f"RLIMIT_AS {limits.memory} (address space)"
     if confinement is not None:
-        memory += (f" per process, and {confinement.describe()} of {limits.memory} with swap included for "
-                   f"the whole tree (OOM-killed past it); pids: pids.max {limits.pids}")
+        memory += (f" per process, and {limits.memory} with swap included for the whole tree in "
+                   f"{confinement.describe()} (OOM-killed past it); pids: pids.max {limits.pids}")
     else:
         memory += (f" per process only, {UNCONFINED} (no cgroup: {why_not}; run with "
                    f"--unsafe-no-sandbox); pids: RLIMIT_NPROC of the sandbox's host user, {limits.pids} more "
