@@ -145,7 +145,12 @@ class Ledger:
         if not self.path.is_file():
             return []
         found = []
-        for number, line in enumerate(self.path.read_text(encoding="utf-8").splitlines(), start=1):
+        # one event a line, split at "\n" alone: splitlines() also splits at U+2028, U+0085 and
+        # others that json.dumps leaves raw, so a team named with one broke the ledger for everyone
+        lines = self.path.read_text(encoding="utf-8").split("\n")
+        for number, line in enumerate(lines, start=1):
+            if not line:
+                continue
             try:
                 event = Event(**json.loads(line))
             except (ValueError, TypeError) as error:

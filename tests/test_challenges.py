@@ -320,3 +320,15 @@ def test_site_of_a_challenge_nobody_entered_yet(tmp_path):
     page = (site / SEG_TASK / "index.html").read_text()
     assert "No entry has a counted run in this phase yet." in page and "No entry yet." in page
     assert "RICORD lesions: RSNA MIDRC-RICORD" in (site / "index.html").read_text()
+
+
+@pytest.mark.parametrize("separator", ["\u2028", "\u2029", "\x85", "\x1c", "\x0b"])
+def test_a_team_named_with_a_line_separator_leaves_the_ledger_readable(tmp_path, separator):
+    """The attack: submission.yaml's team is free text, the ledger one JSON object a line, and
+    json.dumps leaves U+2028 (and U+0085...) raw; read with splitlines() the event broke in two
+    and every later evaluate of every team was refused."""
+    ledger = Ledger(tmp_path)
+    for team in ("Honest", f"Mallory{separator}", "Honest"):
+        ledger.append(Event(at="2026-11-02T10:00:00Z", challenge="c", phase="p", team=team, entry="m",
+                            event="scored"))
+    assert [event.team for event in ledger.events()] == ["Honest", f"Mallory{separator}", "Honest"]

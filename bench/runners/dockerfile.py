@@ -15,7 +15,8 @@ lines, the ``escape`` directive and JSON forms mean here what they mean to the e
   already has (build arguments and global ``ARG`` defaults substituted as the engine does),
   never with ``--platform`` (another platform is pulled), and not an image that only another
   entry's name carries (:func:`check_not_another_entry`, applied to ``image:`` too);
-- ``ONBUILD`` triggers of those images obey the ``ADD`` rule, as they run in this build.
+- ``ONBUILD`` triggers obey the same rules, those of the images and those the file sets (a later
+  stage ``FROM`` the stage that set one runs it in this build).
 """
 
 import re
@@ -50,19 +51,22 @@ def check_dockerfile(dockerfile: Path, build_args: Mapping[str, str], client, *,
     problems = []
     for command in commands:
         where = f"line {command.start_line} ({command.original[:120]!r})"
-        if command.cmd == "FROM":
+        # the engine reads `add` as ADD (the parser keeps the case), and runs an ONBUILD trigger
+        # when a later stage of this very file starts FROM the stage that set it
+        instruction = (command.sub_cmd if command.cmd.upper() == "ONBUILD" else command.cmd or "").upper()
+        if instruction == "FROM":
             image, name = _from_parts(command)
-            if any(flag.startswith("--platform") for flag in command.flags):
+            if any(flag.lower().startswith("--platform") for flag in command.flags):
                 problems.append(f"{where}: --platform may pull an image for another platform")
             problems += _image_problems(_substitute(image, arguments), stages, client, team, entry, where)
             stages.append(name.lower())
-        elif command.cmd == "COPY":
+        elif instruction == "COPY":
             for flag in command.flags:
-                if flag.startswith("--from="):
-                    source = flag.removeprefix("--from=")
+                if flag.lower().startswith("--from="):
+                    source = flag[len("--from="):]
                     problems += _image_problems(_substitute(source, arguments), stages, client, team, entry,
                                                 where)
-        elif command.cmd == "ADD":
+        elif instruction == "ADD":
             problems += add_problems(command, where)
     if problems:
         raise SubmissionError(
@@ -102,9 +106,9 @@ def _global_arguments(commands, build_args: Mapping[str, str]) -> dict[str, str]
     """The ``ARG``s before the first ``FROM`` (the ones ``FROM`` may use), build arguments first."""
     found: dict[str, str] = {}
     for command in commands:
-        if command.cmd == "FROM":
+        if command.cmd.upper() == "FROM":
             break
-        if command.cmd == "ARG":
+        if command.cmd.upper() == "ARG":
             for item in command.value:
                 name, has_default, default = item.partition("=")
                 found[name] = build_args.get(name, default if has_default else "")
@@ -163,7 +167,7 @@ def _trigger_problems(reference: str, image, where: str) -> list[str]:
         commands = parser.parse_string("\n".join(triggers)) if triggers else ()
     except parser.GoParseError:
         return [f"{where}: image {reference!r} has ONBUILD triggers the parser cannot read"]
-    return [problem for command in commands if command.cmd == "ADD"
+    return [problem for command in commands if command.cmd.upper() == "ADD"
             for problem in add_problems(command, f"{where}, an ONBUILD trigger of {reference!r}")]
 
 

@@ -53,6 +53,7 @@ from bench.runners.result import ExecOutcome, Sweep, describe_end
 from bench.runners.staging import InputCase
 from bench.runners.streams import CappedLog
 from bench.tasks import Head, Limits, TaskSpec
+from bench.text import clean_reason, display_name
 from bench.trees import remove_tree, walk_entries
 
 log = logging.getLogger(__name__)
@@ -166,14 +167,15 @@ def convert_case(
         else:
             expected, result.row = _convert_values(task_sockets, case_output, budget)
     except OutputInvalid as invalid:
-        result.problem = CaseStatus(case.case_id, invalid.status, str(invalid))
+        result.problem = CaseStatus(case.case_id, invalid.status, clean_reason(str(invalid)))
         expected = set()
     stray, _, notice = stray_entries(case_output, expected, spec.limits.output_entries)
     judged = set()  # the files of a case whose status already names them are not listed twice
     if result.problem:
         judged = _named_outputs(task_sockets, case_output, spec.limits.output_entries)
-    result.rejected = [Rejected(f"{case.case_id}/{item.path}", item.reason) for item in (*notice, *stray)
-                       if item.path not in judged]
+    # recorded as collect_outputs records them: a name of any bytes as printable text, reasons capped
+    result.rejected = [Rejected(display_name(f"{case.case_id}/{item.path}"), clean_reason(item.reason))
+                       for item in (*notice, *stray) if item.path not in judged]
     return result
 
 
@@ -229,6 +231,8 @@ def _convert_values(task_sockets: Sockets, case_output: Path, budget: Budget) ->
             value = json.loads(data.decode("utf-8"))
         except (UnicodeDecodeError, ValueError) as error:
             raise OutputInvalid(f"{socket.relative_path}: not JSON ({error})") from error
+        except RecursionError as error:  # '[' nested thousands deep: the decoder recurses per level
+            raise OutputInvalid(f"{socket.relative_path}: JSON nested too deep to read") from error
         row.update(_head_probabilities(socket, head, value))
     return {socket.relative_path for socket in task_sockets.outputs}, row
 
@@ -251,7 +255,14 @@ def _head_probabilities(socket: Socket, head: Head, value) -> dict[str, float]:
 
 
 def _is_number(value) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+    """A JSON number that converts to a float (a 4,000-digit integer raises OverflowError)."""
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return False
+    try:
+        float(value)
+    except OverflowError:
+        return False
+    return True
 
 
 @dataclass(frozen=True)

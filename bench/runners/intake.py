@@ -252,24 +252,28 @@ def _write_untagged_copy(image: TarballImage, target: Path) -> None:
 
     Nothing else of the participant's file is copied (no ``repositories``, ``index.json``,
     second manifest, symlinked folder or path the engine would clean into another name), and
-    every member gets a plain name chosen here: the configuration ``<digest>.json`` and the
-    layers ``layers/<n>.tar``. The engine checks each layer against the configuration's
-    ``rootfs.diff_ids``, so renaming them changes nothing it verifies.
+    every member gets a plain name chosen here: the configuration ``<digest>.json`` and each
+    distinct layer file ``layers/<n>.tar``, written once however often the manifest lists it
+    (a manifest naming one layer thousands of times would otherwise write it thousands of
+    times). The engine checks each layer against the configuration's ``rootfs.diff_ids``, so
+    renaming them changes nothing it verifies.
     """
     config_name = f"{image.digest.removeprefix('sha256:')}.json"
-    layer_names = [f"layers/{index}.tar" for index in range(len(image.layer_members))]
-    manifest = [{"Config": config_name, "RepoTags": None, "Layers": layer_names}]
     with (
         tarfile.open(image.path, "r:*") as reader,
         tarfile.open(target, "w", format=tarfile.PAX_FORMAT) as writer,
     ):
         members = {member.name.removeprefix("./"): member for member in reader.getmembers()}
+        layers = [_layer_member(members, layer, image.path) for layer in image.layer_members]
+        written: dict[str, str] = {}
+        for member in layers:
+            written.setdefault(member.name, f"layers/{len(written)}.tar")
+        manifest = [{"Config": config_name, "RepoTags": None, "Layers": [written[m.name] for m in layers]}]
         _add_bytes(writer, "manifest.json", json.dumps(manifest).encode())
         _add_bytes(writer, config_name, _member_bytes(reader, members, image.config_member, image.path,
                                                       "the image configuration"))
-        for name, layer in zip(layer_names, image.layer_members, strict=True):
-            member = _layer_member(members, layer, image.path)
-            info = tarfile.TarInfo(name)
+        for member in {member.name: member for member in layers}.values():
+            info = tarfile.TarInfo(written[member.name])
             info.size, info.mode = member.size, 0o644
             with reader.extractfile(member) as handle:
                 writer.addfile(info, handle)

@@ -53,6 +53,11 @@ def test_the_usual_dockerfiles_pass(tmp_path):
 
 @pytest.mark.parametrize(("text", "named"), [
     (f"FROM {BASE_IMAGE}\nADD https://example.invalid/w.pt /w.pt\n", "is downloaded by the engine"),
+    (f"from {BASE_IMAGE}\nadd http://127.0.0.1:8080/x /x\n", "is downloaded by the engine"),
+    (f"FROM {BASE_IMAGE} AS a\nONBUILD ADD http://127.0.0.1:8080/x /x\nFROM a\n", "is downloaded by"),
+    (f"FROM {BASE_IMAGE} AS a\nonbuild add [\"http://h/x\", \"/x\"]\nFROM a\n", "is downloaded by"),
+    (f"FROM {BASE_IMAGE}\ncopy --FROM=alpine:3 /bin/sh /sh\n", "is not in the engine"),
+    ("from pytorch/pytorch:2.4.0\n", "is not in the engine"),
     (f"FROM {BASE_IMAGE}\nADD git@example.invalid:x/y.git /src\n", "is downloaded by the engine"),
     (f"FROM {BASE_IMAGE}\nARG SRC=w.pt\nADD ${{SRC}} /w.pt\n", "holds a variable"),
     (f"# escape=`\nFROM {BASE_IMAGE}\nADD `\n  http://127.0.0.1:8080/x /x\n", "is downloaded by the engine"),

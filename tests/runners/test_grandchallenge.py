@@ -442,3 +442,49 @@ def test_a_gc_container_writing_an_overflowing_mha_header_is_recorded(tmp_path):
     body = json.loads((tmp_path / "runs/run/run.json").read_text())
     assert [case["status"] for case in body["cases"]] == ["ok", "ok"]  # empty masks on the right grid
     assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["run"]
+
+
+def test_a_probability_too_large_for_a_float_is_malformed_not_a_crash(tmp_path):
+    """The attack: a 4,000-digit integer is valid JSON (under Python's 4,300-digit limit) but
+    ``float()`` of it raises OverflowError, which the conversion did not expect."""
+    inputs = write_prepared(tmp_path / "prepared", CLS, n_cases=2)
+    out = _case_outputs(tmp_path, ["CASE-000", "CASE-001"])
+    (out["CASE-000"] / "covid-probability.json").write_text("1" + "0" * 4000)
+    (out["CASE-001"] / "covid-probability.json").write_text("0.25")
+    statuses = _collect(load_task(CLS), inputs, out, tmp_path)
+    assert statuses["CASE-000"][0] == "malformed" and "is not a number" in statuses["CASE-000"][1]
+    assert statuses["CASE-001"] == ("ok", "")
+
+
+@pytest.mark.skipif(bwrap_path() is None, reason="bubblewrap is not installed")
+def test_a_gc_container_writing_json_nested_too_deep_is_recorded(tmp_path):
+    folder = make_adversaries(tmp_path / "adversaries")["json-nesting"]
+    (folder / "submission.yaml").write_text(
+        (folder / "submission.yaml").read_text() + "interface: grand-challenge\n")
+    inputs = write_prepared(tmp_path / "prepared", CLS, n_cases=2)
+    answer = subprocess.run([sys.executable, "-m", "bench", "run", str(folder), "--task", CLS, "--inputs",
+                             str(inputs), "--out", str(tmp_path / "runs/run"), "--runner", "process"],
+                            capture_output=True, text=True, check=False, timeout=600,
+                            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
+    assert answer.returncode == 0, f"exit {answer.returncode}: {answer.stderr[-800:]}"
+    body = json.loads((tmp_path / "runs/run/run.json").read_text())
+    assert [case["status"] for case in body["cases"]] == ["malformed", "malformed"]
+    assert all("nested too deep" in case["reason"] for case in body["cases"])
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["run"]
+
+
+@pytest.mark.skipif(bwrap_path() is None, reason="bubblewrap is not installed")
+def test_a_gc_container_leaving_a_file_named_with_any_bytes_is_recorded(tmp_path):
+    folder = make_adversaries(tmp_path / "adversaries")["gc-hostile-names"]
+    (folder / "submission.yaml").write_text(
+        (folder / "submission.yaml").read_text() + "interface: grand-challenge\n")
+    inputs = write_prepared(tmp_path / "prepared", CLS, n_cases=2)
+    answer = subprocess.run([sys.executable, "-m", "bench", "run", str(folder), "--task", CLS, "--inputs",
+                             str(inputs), "--out", str(tmp_path / "runs/run"), "--runner", "process"],
+                            capture_output=True, text=True, check=False, timeout=600,
+                            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
+    assert answer.returncode == 0, f"exit {answer.returncode}: {answer.stderr[-800:]}"
+    assert "\x1b" not in answer.stdout
+    body = json.loads((tmp_path / "runs/run/run.json").read_text())
+    assert [case["status"] for case in body["cases"]] == ["ok", "ok"]
+    assert {r["path"] for r in body["rejected"]} == {f"CASE-00{i}/\\xff\\xfe\\x1b[2J[red]x" for i in range(2)}

@@ -290,3 +290,25 @@ def test_tarball_with_a_layer_saved_twice_loads(client, tmp_path):
         assert loaded.id == image.id and inspected.layers == 2
     finally:
         client.images.remove(image.id, force=True)
+
+
+def test_a_layer_listed_a_thousand_times_is_written_once(tmp_path):
+    """The attack: a 1 MiB layer named 1,000 times in manifest.json. Written once per listing,
+    the copy the engine loads would be 1 GiB on the organizer's disk; it holds the layer once."""
+    from bench.runners.intake import _write_untagged_copy
+
+    config = b'{"os":"linux"}'
+    digest = hashlib.sha256(config).hexdigest()
+    layer = os.urandom(1 << 20)
+    manifest = [{"Config": f"{digest}.json", "RepoTags": None, "Layers": ["l/layer.tar"] * 1000}]
+    with tarfile.open(tmp_path / "model.tar", "w") as archive:
+        for name, data in ((f"{digest}.json", config), ("l/layer.tar", layer),
+                           ("manifest.json", json.dumps(manifest).encode())):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    _write_untagged_copy(inspect_tarball(tmp_path / "model.tar"), tmp_path / "copy.tar")
+    assert (tmp_path / "copy.tar").stat().st_size < 2 << 20
+    with tarfile.open(tmp_path / "copy.tar") as copy:
+        written = json.loads(copy.extractfile("manifest.json").read())[0]["Layers"]
+        assert written == ["layers/0.tar"] * 1000 and copy.extractfile("layers/0.tar").read() == layer
