@@ -9,9 +9,9 @@ import grp
 import json
 import os
 import shutil
-import stat
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -134,27 +134,27 @@ def test_building_from_another_entrys_image_is_refused(client, base_image, tmp_p
     assert own.counts["ok"] == 4  # the entry itself builds FROM the base image as before
 
 
-def _non_root_area(tmp_path, tmp_path_factory):
-    """A folder under ``tmp_path`` that another user may write, its parents made traversable."""
-    stop = tmp_path_factory.getbasetemp().parent
-    for folder in (tmp_path, *tmp_path.parents):
-        if folder == stop:
-            break
-        folder.chmod(folder.stat().st_mode | stat.S_IXOTH)
-    area = tmp_path / "organizer"
-    area.mkdir(mode=0o777)
-    area.chmod(0o777)
-    return area
+@pytest.fixture
+def non_root_area():
+    """A folder another user may write, under /tmp itself.
+
+    Not under pytest's temporary folder: pytest makes ``/tmp/pytest-of-<user>`` mode 0700, so a
+    harness started as another user could not reach an absolute path below it.
+    """
+    root = Path(tempfile.mkdtemp(prefix="bench-attack-", dir="/tmp"))
+    root.chmod(0o777)
+    yield root
+    shutil.rmtree(root)
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to start the harness as another user")
 def test_a_locked_folder_is_recorded_and_removed_by_a_harness_that_is_not_root(
-        client, adversaries, tmp_path, tmp_path_factory):
+        client, adversaries, non_root_area):
     try:
         docker_group = grp.getgrnam("docker").gr_gid
     except KeyError:
         pytest.skip("no docker group to give the non-root harness the engine")
-    area = _non_root_area(tmp_path, tmp_path_factory)
+    area = non_root_area
     submission = shutil.copytree(adversaries["locked-folder"], area / "locked-folder")
     inputs = write_prepared(area / "prepared", CLS)
     repository = Path(__file__).resolve().parents[2]
