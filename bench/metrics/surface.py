@@ -118,6 +118,15 @@ def surface_of(mask: np.ndarray) -> np.ndarray:
     return mask & ~interior
 
 
+def coordinates(mask: np.ndarray) -> np.ndarray:
+    """Integer (n, ndim) coordinates of the True elements of ``mask``, in C order: ``np.argwhere``.
+
+    Through one flat index and :func:`numpy.unravel_index`: several times faster than
+    ``np.argwhere`` (``nonzero`` over each axis) on full-size CT crops.
+    """
+    return np.column_stack(np.unravel_index(np.flatnonzero(mask), mask.shape)).reshape(-1, mask.ndim)
+
+
 def surface_voxels(mask: np.ndarray, boxes: list[Box]) -> np.ndarray:
     """Integer (n, ndim) coordinates, in the full array, of the surface voxels inside ``boxes``.
 
@@ -125,7 +134,7 @@ def surface_voxels(mask: np.ndarray, boxes: list[Box]) -> np.ndarray:
     """
     parts = []
     for box in boxes:
-        coords = np.argwhere(surface_of(mask[box]))
+        coords = coordinates(surface_of(mask[box]))
         coords += np.array([s.start for s in box], dtype=coords.dtype)
         parts.append(coords)
     return np.concatenate(parts)
@@ -155,7 +164,8 @@ def _nearest_kdtree(points: np.ndarray, targets: np.ndarray, spacing: np.ndarray
     from the integer index difference as ``sqrt(sum((delta * spacing)**2))``, the same
     arithmetic as scipy's distance transform, so both methods agree to within an ulp or two.
     """
-    tree = cKDTree(targets * spacing)
+    # unbalanced and uncompacted: cheaper to build, the same nearest distances
+    tree = cKDTree(targets * spacing, balanced_tree=False, compact_nodes=False)
     _, nearest = tree.query(points * spacing, k=1)
     delta = (points - targets[nearest]) * spacing
     return np.sqrt(np.add.reduce(delta * delta, axis=1))

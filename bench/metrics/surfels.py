@@ -36,7 +36,7 @@ from scipy.spatial import cKDTree
 
 from bench.errors import MetricInputError
 from bench.metrics.segmentation import NSD_RTOL
-from bench.metrics.surface import bounding_box
+from bench.metrics.surface import bounding_box, coordinates
 
 #: Weight of each corner (i, j, k) of a 2x2x2 neighbourhood in its 8-bit code.
 _CORNER_WEIGHTS = np.array([[[128, 64], [32, 16]], [[8, 4], [2, 1]]], dtype=np.int32)
@@ -74,13 +74,16 @@ def _surfels(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     if box is None:
         return np.zeros((0, 3), dtype=np.int64), np.zeros(0, dtype=np.int64)
     padded = np.pad(np.ascontiguousarray(mask[box], dtype=np.uint8), 1)
-    shape = tuple(n - 1 for n in padded.shape)
-    codes = np.zeros(shape, dtype=np.uint8)
-    for i, j, k in itertools.product(range(2), repeat=3):
-        codes |= padded[i:i + shape[0], j:j + shape[1], k:k + shape[2]] * np.uint8(_CORNER_WEIGHTS[i, j, k])
-    where = np.nonzero((codes != 0) & (codes != 255))
-    cells = np.column_stack(where) + np.array([s.start for s in box])
-    return cells, codes[where].astype(np.int64)
+    # the code of a cell, built one axis at a time: corner (i, j, k) weighs 2 ** (7 - 4i - 2j - k)
+    pair = padded[:, :, :-1] << 1
+    pair |= padded[:, :, 1:]
+    quad = pair[:, :-1, :] << 2
+    quad |= pair[:, 1:, :]
+    codes = quad[:-1] << 4
+    codes |= quad[1:]
+    local = coordinates((codes != 0) & (codes != 255))
+    cells = local + np.array([s.start for s in box])
+    return cells, codes[tuple(local.T)].astype(np.int64)
 
 
 def area_weighted_nsd(pred: np.ndarray, ref: np.ndarray, *, spacing_mm, tolerance_mm: float) -> float:
@@ -127,8 +130,10 @@ def area_weighted_nsd(pred: np.ndarray, ref: np.ndarray, *, spacing_mm, toleranc
     # (and returns inf there), which is several times faster than the full nearest distance; the
     # bound is a little above the limit because the tree compares squared distances strictly
     bound = limit * (1 + 1e-6) + 1e-6
-    to_r, _ = cKDTree(points_r).query(points_p, distance_upper_bound=bound)
-    to_p, _ = cKDTree(points_p).query(points_r, distance_upper_bound=bound)
+    to_r, _ = cKDTree(points_r, balanced_tree=False, compact_nodes=False).query(
+        points_p, distance_upper_bound=bound)
+    to_p, _ = cKDTree(points_p, balanced_tree=False, compact_nodes=False).query(
+        points_r, distance_upper_bound=bound)
     areas = surfel_areas(spacing)
     area_p, area_r = areas[codes_p], areas[codes_r]
     within = area_p[to_r <= limit].sum() + area_r[to_p <= limit].sum()
