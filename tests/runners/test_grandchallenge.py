@@ -428,20 +428,27 @@ def test_a_header_that_overflows_simpleitks_parser_is_read_without_it(tmp_path):
     assert done.stdout.split() == ["(4,", "3,", "2)", "0"]
 
 
-@pytest.mark.skipif(bwrap_path() is None, reason="bubblewrap is not installed")
-def test_a_gc_container_writing_an_overflowing_mha_header_is_recorded(tmp_path):
-    folder = make_adversaries(tmp_path / "adversaries")["mha-overflow"]
+def _run_gc_adversary(tmp_path, name: str, task: str) -> tuple[dict, str]:
+    """``bench run`` of adversary ``name`` as a Grand Challenge container on two cases of ``task``
+    (process runner, real bubblewrap): its run.json and what it printed, after checking that it
+    exited 0 and left nothing beside the run."""
+    folder = make_adversaries(tmp_path / "adversaries")[name]
     (folder / "submission.yaml").write_text(
         (folder / "submission.yaml").read_text() + "interface: grand-challenge\n")
-    inputs = write_prepared(tmp_path / "prepared", SEG, n_cases=2)
-    answer = subprocess.run([sys.executable, "-m", "bench", "run", str(folder), "--task", SEG, "--inputs",
+    inputs = write_prepared(tmp_path / "prepared", task, n_cases=2)
+    answer = subprocess.run([sys.executable, "-m", "bench", "run", str(folder), "--task", task, "--inputs",
                              str(inputs), "--out", str(tmp_path / "runs/run"), "--runner", "process"],
                             capture_output=True, text=True, check=False, timeout=600,
                             env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
     assert answer.returncode == 0, f"exit {answer.returncode}: {answer.stderr[-800:]}"
-    body = json.loads((tmp_path / "runs/run/run.json").read_text())
-    assert [case["status"] for case in body["cases"]] == ["ok", "ok"]  # empty masks on the right grid
     assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["run"]
+    return json.loads((tmp_path / "runs/run/run.json").read_text()), answer.stdout
+
+
+@pytest.mark.skipif(bwrap_path() is None, reason="bubblewrap is not installed")
+def test_a_gc_container_writing_an_overflowing_mha_header_is_recorded(tmp_path):
+    body, _ = _run_gc_adversary(tmp_path, "mha-overflow", SEG)
+    assert [case["status"] for case in body["cases"]] == ["ok", "ok"]  # empty masks on the right grid
 
 
 def test_a_probability_too_large_for_a_float_is_malformed_not_a_crash(tmp_path):
@@ -458,33 +465,14 @@ def test_a_probability_too_large_for_a_float_is_malformed_not_a_crash(tmp_path):
 
 @pytest.mark.skipif(bwrap_path() is None, reason="bubblewrap is not installed")
 def test_a_gc_container_writing_json_nested_too_deep_is_recorded(tmp_path):
-    folder = make_adversaries(tmp_path / "adversaries")["json-nesting"]
-    (folder / "submission.yaml").write_text(
-        (folder / "submission.yaml").read_text() + "interface: grand-challenge\n")
-    inputs = write_prepared(tmp_path / "prepared", CLS, n_cases=2)
-    answer = subprocess.run([sys.executable, "-m", "bench", "run", str(folder), "--task", CLS, "--inputs",
-                             str(inputs), "--out", str(tmp_path / "runs/run"), "--runner", "process"],
-                            capture_output=True, text=True, check=False, timeout=600,
-                            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
-    assert answer.returncode == 0, f"exit {answer.returncode}: {answer.stderr[-800:]}"
-    body = json.loads((tmp_path / "runs/run/run.json").read_text())
+    body, _ = _run_gc_adversary(tmp_path, "json-nesting", CLS)
     assert [case["status"] for case in body["cases"]] == ["malformed", "malformed"]
     assert all("nested too deep" in case["reason"] for case in body["cases"])
-    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["run"]
 
 
 @pytest.mark.skipif(bwrap_path() is None, reason="bubblewrap is not installed")
 def test_a_gc_container_leaving_a_file_named_with_any_bytes_is_recorded(tmp_path):
-    folder = make_adversaries(tmp_path / "adversaries")["gc-hostile-names"]
-    (folder / "submission.yaml").write_text(
-        (folder / "submission.yaml").read_text() + "interface: grand-challenge\n")
-    inputs = write_prepared(tmp_path / "prepared", CLS, n_cases=2)
-    answer = subprocess.run([sys.executable, "-m", "bench", "run", str(folder), "--task", CLS, "--inputs",
-                             str(inputs), "--out", str(tmp_path / "runs/run"), "--runner", "process"],
-                            capture_output=True, text=True, check=False, timeout=600,
-                            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
-    assert answer.returncode == 0, f"exit {answer.returncode}: {answer.stderr[-800:]}"
-    assert "\x1b" not in answer.stdout
-    body = json.loads((tmp_path / "runs/run/run.json").read_text())
+    body, printed = _run_gc_adversary(tmp_path, "gc-hostile-names", CLS)
+    assert "\x1b" not in printed
     assert [case["status"] for case in body["cases"]] == ["ok", "ok"]
     assert {r["path"] for r in body["rejected"]} == {f"CASE-00{i}/\\xff\\xfe\\x1b[2J[red]x" for i in range(2)}
