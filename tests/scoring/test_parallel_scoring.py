@@ -93,6 +93,15 @@ def test_cli_score_with_an_unreachable_scheduler_says_what_to_do(tmp_path, monke
     assert "dask scheduler" in result.output and not (tmp_path / "results").exists()
 
 
+def _command(process) -> str:
+    """A child's command line; empty for one that is gone or a zombie (an earlier test's child
+    not yet reaped by this process), which is not a pool worker either."""
+    try:
+        return " ".join(process.cmdline())
+    except psutil.Error:
+        return ""
+
+
 @pytest.mark.slow
 def test_local_pool_worker_killed_during_scoring_gives_an_identical_store(tmp_path, monkeypatch, caplog):
     spec, run, reference = _seg_setup(tmp_path, monkeypatch)
@@ -101,8 +110,7 @@ def test_local_pool_worker_killed_during_scoring_gives_an_identical_store(tmp_pa
 
     def kill_a_pool_worker(done, total, text):
         """After the first case comes back, SIGKILL one of the pool's worker processes."""
-        workers = [child for child in psutil.Process().children()
-                   if "spawn_main" in " ".join(child.cmdline())]
+        workers = [child for child in psutil.Process().children() if "spawn_main" in _command(child)]
         if not killed and workers:
             workers[0].kill()
             killed.append(workers[0].pid)
