@@ -273,7 +273,7 @@ def run(root: Path, *, pairs: int, copies: int) -> None:
     row = cases.iloc[0]
     volume, seconds = _timed(load_case_image, root, row)
     print(
-        f"\nload_case_image: {volume.hu.shape} float32 volume in {seconds:.2f} s "
+        f"\nload_case_image: {volume.hu.shape} {volume.hu.dtype} volume in {seconds:.2f} s "
         f"({volume.hu.shape[0] / seconds:.1f} slices/s)"
     )
 
